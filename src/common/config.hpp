@@ -1,0 +1,116 @@
+#pragma once
+// Strict YAML reading (unknown keys, wrong types and bad values name file:line:key) and the fleet
+// description that both daemons read.
+#include <yaml-cpp/yaml.h>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace imgate {
+
+// Raised at start-up or reload for any invalid configuration; what() is "file:line:col: key: why".
+class config_error : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+struct endpoint {
+    std::string host;
+    uint16_t port = 0;
+    std::string to_string() const;  // host:port, [v6]:port
+    bool operator==(const endpoint&) const = default;
+};
+
+// Parses "host:port" or "[v6]:port"; nullopt on anything else (port 0 allowed: pick a free one).
+std::optional<endpoint> parse_endpoint(std::string_view s);
+
+// One YAML mapping read strictly: every key read is remembered so that finish() can reject the
+// rest as unknown. Children share the file name and extend the key path for messages.
+class yaml_map {
+public:
+    yaml_map(YAML::Node node, std::string file, std::string path = "");
+
+    bool has(const std::string& key) const;
+    std::string str(const std::string& key, const std::string& def);
+    std::string str(const std::string& key);  // required
+    int64_t integer(const std::string& key, int64_t def, int64_t min, int64_t max);
+    int64_t integer(const std::string& key, int64_t min, int64_t max);  // required
+    double number(const std::string& key, double def, double min, double max);
+    bool boolean(const std::string& key, bool def);
+    // Durations: an integer (milliseconds) or a string with a unit: "250ms", "2s", "5m", "1h".
+    std::chrono::milliseconds duration(const std::string& key, std::chrono::milliseconds def);
+    endpoint address(const std::string& key);  // required host:port
+    std::optional<endpoint> address_opt(const std::string& key);
+    std::vector<std::string> strings(const std::string& key);  // absent: empty
+    std::map<std::string, std::string> string_map(const std::string& key);
+    yaml_map map(const std::string& key);  // absent: an empty map
+    std::vector<yaml_map> maps(const std::string& key);
+
+    // Throws config_error for the first key that was never read.
+    void finish() const;
+    [[noreturn]] void fail(const std::string& key, const std::string& why) const;
+
+    const std::string& file() const { return file_; }
+    std::string where(const std::string& key) const;  // file:line:col of key (or of the map)
+    std::string key_path(const std::string& key) const;
+
+private:
+    YAML::Node get(const std::string& key);
+    template <class T>
+    T as(const YAML::Node& n, const std::string& key, const char* what);
+
+    YAML::Node node_;
+    std::string file_;
+    std::string path_;
+    std::set<std::string> used_;
+};
+
+// Loads a YAML file; syntax errors become config_error with file:line:col.
+YAML::Node load_yaml_file(const std::string& path);
+
+// Resolves p against the directory of base_file unless it is absolute.
+std::string resolve_path(const std::string& base_file, const std::string& p);
+
+// Reads a secret file: whole content with surrounding whitespace removed; empty is an error.
+std::string read_secret_file(const std::string& path);
+
+struct log_config {
+    std::string level = "info";   // trace|debug|info|warn|error|critical|off
+    std::string format = "text";  // text|json
+};
+log_config parse_log_config(yaml_map m);
+
+// One gateway as the fleet file describes it.
+struct gateway_spec {
+    std::string id;
+    endpoint client;         // handed to clients by the dispatcher
+    endpoint client_listen;  // where the gateway binds (default: client)
+    endpoint admin;          // status/metrics/drain/push, pulled by the dispatcher
+    endpoint rpc;            // gateway-to-gateway RPC
+    uint32_t weight = 100;   // 0: no new clients
+    std::string region = "default";
+    std::map<std::string, std::string> labels;
+    bool operator==(const gateway_spec&) const = default;
+};
+
+// The single source of truth for fleet membership, read by both daemons.
+struct fleet_config {
+    std::string file;
+    std::string cluster_secret_file;  // resolved path; may be empty when no cross-node RPC
+    std::vector<gateway_spec> gateways;
+
+    const gateway_spec* find(const std::string& id) const;
+};
+
+fleet_config load_fleet(const std::string& path);
+fleet_config parse_fleet(yaml_map root);
+
+bool valid_id(std::string_view id);  // [A-Za-z0-9._-]{1,64}
+
+}  // namespace imgate

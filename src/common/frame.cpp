@@ -1,0 +1,82 @@
+#include "common/frame.hpp"
+
+namespace imgate {
+
+const char* to_string(frame_error e) {
+    switch (e) {
+        case frame_error::none: return "none";
+        case frame_error::bad_version: return "unsupported protocol version";
+        case frame_error::too_large: return "frame too large";
+    }
+    return "unknown";
+}
+
+void append_frame(std::string& out, uint8_t version, uint8_t op, uint32_t corr,
+                  std::string_view body, uint16_t flags) {
+    byte_writer w(out);
+    w.u32(static_cast<uint32_t>(body.size()));
+    w.u8(version);
+    w.u8(op);
+    w.u16(flags);
+    w.u32(corr);
+    w.raw(body);
+}
+
+size_t begin_frame(std::string& out) {
+    size_t start = out.size();
+    out.append(frame_header_size, '\0');
+    return start;
+}
+
+void finish_frame(std::string& out, size_t start, uint8_t version, uint8_t op, uint32_t corr,
+                  uint16_t flags) {
+    std::string hdr;
+    hdr.reserve(frame_header_size);
+    byte_writer w(hdr);
+    w.u32(static_cast<uint32_t>(out.size() - start - frame_header_size));
+    w.u8(version);
+    w.u8(op);
+    w.u16(flags);
+    w.u32(corr);
+    out.replace(start, frame_header_size, hdr);
+}
+
+void frame_decoder::feed(std::string_view bytes) {
+    if (error_ != frame_error::none) return;
+    // Compact lazily so a long-lived connection doesn't keep growing its buffer.
+    if (pos_ > 0 && (pos_ == buf_.size() || pos_ > 4096)) {
+        buf_.erase(0, pos_);
+        pos_ = 0;
+    }
+    buf_.append(bytes);
+}
+
+std::optional<frame> frame_decoder::next() {
+    if (error_ != frame_error::none) return std::nullopt;
+    size_t avail = buf_.size() - pos_;
+    if (avail < frame_header_size) return std::nullopt;
+    byte_reader r(std::string_view(buf_).substr(pos_, frame_header_size));
+    uint32_t len = r.u32();
+    uint8_t ver = r.u8();
+    uint8_t op = r.u8();
+    uint16_t flags = r.u16();
+    uint32_t corr = r.u32();
+    if (ver != version_) {
+        error_ = frame_error::bad_version;
+        return std::nullopt;
+    }
+    if (len > max_body_) {
+        error_ = frame_error::too_large;
+        return std::nullopt;
+    }
+    if (avail < frame_header_size + len) return std::nullopt;
+    frame f;
+    f.op = op;
+    f.flags = flags;
+    f.corr = corr;
+    f.body.assign(buf_, pos_ + frame_header_size, len);
+    pos_ += frame_header_size + len;
+    return f;
+}
+
+}  // namespace imgate

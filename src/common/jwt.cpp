@@ -1,0 +1,155 @@
+#include "common/jwt.hpp"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#include <nlohmann/json.hpp>
+
+namespace imgate::jwt {
+
+const char* to_string(verify_error e) {
+    switch (e) {
+        case verify_error::none: return "ok";
+        case verify_error::malformed: return "malformed token";
+        case verify_error::bad_algorithm: return "unsupported algorithm (only HS256)";
+        case verify_error::bad_signature: return "bad signature";
+        case verify_error::expired: return "token expired";
+        case verify_error::not_yet_valid: return "token not yet valid";
+        case verify_error::missing_claim: return "missing or invalid sub/exp claim";
+    }
+    return "unknown";
+}
+
+std::string base64url_encode(std::string_view in) {
+    std::string out(4 * ((in.size() + 2) / 3) + 1, '\0');
+    int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                            reinterpret_cast<const unsigned char*>(in.data()),
+                            static_cast<int>(in.size()));
+    out.resize(n);
+    while (!out.empty() && out.back() == '=') out.pop_back();
+    for (char& c : out) {
+        if (c == '+') c = '-';
+        else if (c == '/') c = '_';
+    }
+    return out;
+}
+
+std::optional<std::string> base64url_decode(std::string_view in) {
+    if (in.size() % 4 == 1) return std::nullopt;
+    std::string b64;
+    b64.reserve(in.size() + 3);
+    for (char c : in) {
+        if (c == '-') b64 += '+';
+        else if (c == '_') b64 += '/';
+        else if (std::isalnum(static_cast<unsigned char>(c))) b64 += c;
+        else return std::nullopt;  // padding, whitespace and '+/' are not base64url
+    }
+    size_t pad = (4 - b64.size() % 4) % 4;
+    b64.append(pad, '=');
+    std::string out(b64.size() / 4 * 3, '\0');
+    int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                            reinterpret_cast<const unsigned char*>(b64.data()),
+                            static_cast<int>(b64.size()));
+    if (n < 0) return std::nullopt;
+    out.resize(static_cast<size_t>(n) - pad);
+    return out;
+}
+
+std::string hmac_sha256(std::string_view key, std::string_view data) {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+         reinterpret_cast<const unsigned char*>(data.data()), data.size(), md, &len);
+    return std::string(reinterpret_cast<char*>(md), len);
+}
+
+int64_t now_seconds() {
+    return std::chrono::duration_cast<std::chrono::seconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+verify_result verify(std::string_view token, const std::vector<std::string>& secrets,
+                     int64_t now_s, int64_t leeway_s) {
+    verify_result r;
+    if (token.size() > 8192) {
+        r.error = verify_error::malformed;
+        return r;
+    }
+    auto d1 = token.find('.');
+    auto d2 = d1 == std::string_view::npos ? d1 : token.find('.', d1 + 1);
+    if (d2 == std::string_view::npos || token.find('.', d2 + 1) != std::string_view::npos) {
+        r.error = verify_error::malformed;
+        return r;
+    }
+    auto header_raw = base64url_decode(token.substr(0, d1));
+    auto payload_raw = base64url_decode(token.substr(d1 + 1, d2 - d1 - 1));
+    auto sig = base64url_decode(token.substr(d2 + 1));
+    if (!header_raw || !payload_raw || !sig) {
+        r.error = verify_error::malformed;
+        return r;
+    }
+    auto header = nlohmann::json::parse(*header_raw, nullptr, false);
+    auto payload = nlohmann::json::parse(*payload_raw, nullptr, false);
+    if (header.is_discarded() || !header.is_object() || payload.is_discarded() ||
+        !payload.is_object()) {
+        r.error = verify_error::malformed;
+        return r;
+    }
+    auto alg = header.find("alg");
+    if (alg == header.end() || !alg->is_string() || alg->get<std::string>() != "HS256") {
+        r.error = verify_error::bad_algorithm;
+        return r;
+    }
+    // Signature before claims: an unsigned token learns nothing about which claims were wrong.
+    std::string_view signing_input = token.substr(0, d2);
+    bool matched = false;
+    for (const auto& secret : secrets) {
+        auto mac = hmac_sha256(secret, signing_input);
+        if (mac.size() == sig->size() && CRYPTO_memcmp(mac.data(), sig->data(), mac.size()) == 0)
+            matched = true;
+    }
+    if (!matched) {
+        r.error = verify_error::bad_signature;
+        return r;
+    }
+    auto sub = payload.find("sub");
+    auto exp = payload.find("exp");
+    if (sub == payload.end() || !sub->is_string() || sub->get<std::string>().empty() ||
+        exp == payload.end() || !exp->is_number()) {
+        r.error = verify_error::missing_claim;
+        return r;
+    }
+    r.c.sub = sub->get<std::string>();
+    r.c.exp = exp->is_number_float() ? static_cast<int64_t>(exp->get<double>())
+                                     : exp->get<int64_t>();
+    if (auto dev = payload.find("dev"); dev != payload.end()) {
+        if (!dev->is_string()) {
+            r.error = verify_error::missing_claim;
+            return r;
+        }
+        r.c.dev = dev->get<std::string>();
+    }
+    if (r.c.exp + leeway_s <= now_s) {
+        r.error = verify_error::expired;
+        return r;
+    }
+    if (auto nbf = payload.find("nbf"); nbf != payload.end() && nbf->is_number()) {
+        if (nbf->get<double>() > static_cast<double>(now_s + leeway_s)) {
+            r.error = verify_error::not_yet_valid;
+            return r;
+        }
+    }
+    return r;
+}
+
+std::string sign(const claims& c, const std::string& secret, int64_t iat_s) {
+    nlohmann::json header = {{"alg", "HS256"}, {"typ", "JWT"}};
+    nlohmann::json payload = {{"sub", c.sub}, {"exp", c.exp}, {"iat", iat_s}};
+    if (!c.dev.empty()) payload["dev"] = c.dev;
+    std::string input = base64url_encode(header.dump()) + "." + base64url_encode(payload.dump());
+    return input + "." + base64url_encode(hmac_sha256(secret, input));
+}
+
+}  // namespace imgate::jwt

@@ -1,0 +1,102 @@
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "common/config.hpp"
+
+using namespace imgate;
+
+namespace {
+
+std::string write_tmp(const std::string& name, const std::string& text) {
+    auto dir = std::filesystem::temp_directory_path() / "imgate_config_test";
+    std::filesystem::create_directories(dir);
+    auto p = (dir / name).string();
+    std::ofstream(p) << text;
+    return p;
+}
+
+std::string error_of(const std::string& path) {
+    try {
+        load_fleet(path);
+    } catch (const config_error& e) {
+        return e.what();
+    }
+    return "";
+}
+
+}  // namespace
+
+TEST(Config, LoadsTheLocalFleet) {
+    auto f = load_fleet(std::string(IMGATE_SOURCE_DIR) + "/config/local/fleet.yaml");
+    ASSERT_EQ(f.gateways.size(), 3u);
+    EXPECT_EQ(f.gateways[0].id, "gw1");
+    EXPECT_NE(f.find("gw3"), nullptr);
+    EXPECT_FALSE(f.cluster_secret_file.empty());
+}
+
+TEST(Config, UnknownKeyNamesFileLineAndKey) {
+    auto p = write_tmp("unknown.yaml",
+                       "gateways:\n"
+                       "  - id: a\n"
+                       "    client: 127.0.0.1:1\n"
+                       "    admin: 127.0.0.1:2\n"
+                       "    rpc: 127.0.0.1:3\n"
+                       "    wieght: 5\n");
+    auto e = error_of(p);
+    EXPECT_NE(e.find("unknown.yaml:6:5"), std::string::npos) << e;
+    EXPECT_NE(e.find("gateways[0].wieght: unknown key"), std::string::npos) << e;
+}
+
+TEST(Config, WrongTypeAndRange) {
+    auto p = write_tmp("type.yaml",
+                       "gateways:\n"
+                       "  - id: a\n"
+                       "    client: 127.0.0.1:1\n"
+                       "    admin: 127.0.0.1:2\n"
+                       "    rpc: 127.0.0.1:3\n"
+                       "    weight: heavy\n");
+    auto e = error_of(p);
+    EXPECT_NE(e.find(":6:"), std::string::npos) << e;
+    EXPECT_NE(e.find("weight: expected an integer"), std::string::npos) << e;
+    auto p2 = write_tmp("addr.yaml",
+                        "gateways:\n"
+                        "  - id: a\n"
+                        "    client: nowhere\n"
+                        "    admin: 127.0.0.1:2\n"
+                        "    rpc: 127.0.0.1:3\n");
+    EXPECT_NE(error_of(p2).find("client: expected host:port"), std::string::npos);
+}
+
+TEST(Config, DuplicateIdsAndSyntaxErrors) {
+    auto p = write_tmp("dup.yaml",
+                       "gateways:\n"
+                       "  - {id: a, client: '127.0.0.1:1', admin: '127.0.0.1:2', rpc: "
+                       "'127.0.0.1:3'}\n"
+                       "  - {id: a, client: '127.0.0.1:4', admin: '127.0.0.1:5', rpc: "
+                       "'127.0.0.1:6'}\n");
+    EXPECT_NE(error_of(p).find("duplicate gateway id"), std::string::npos);
+    auto p2 = write_tmp("syntax.yaml", "gateways: [\n  - id: a\n");
+    EXPECT_NE(error_of(p2).find("YAML syntax error"), std::string::npos);
+    EXPECT_NE(error_of("/nonexistent/x.yaml").find("cannot open"), std::string::npos);
+}
+
+TEST(Config, Durations) {
+    YAML::Node n = YAML::Load("a: 250\nb: 2s\nc: 1m\nd: 5 parsecs\n");
+    yaml_map m(n, "t.yaml");
+    EXPECT_EQ(m.duration("a", {}), std::chrono::milliseconds(250));
+    EXPECT_EQ(m.duration("b", {}), std::chrono::milliseconds(2000));
+    EXPECT_EQ(m.duration("c", {}), std::chrono::milliseconds(60000));
+    EXPECT_THROW(m.duration("d", {}), config_error);
+    EXPECT_EQ(m.duration("zzz", std::chrono::milliseconds(7)), std::chrono::milliseconds(7));
+}
+
+TEST(Config, Endpoints) {
+    EXPECT_EQ(parse_endpoint("127.0.0.1:80")->port, 80);
+    EXPECT_EQ(parse_endpoint("[::1]:9000")->host, "::1");
+    EXPECT_FALSE(parse_endpoint("::1:9000"));
+    EXPECT_FALSE(parse_endpoint("host:99999"));
+    EXPECT_FALSE(parse_endpoint("host:"));
+    EXPECT_EQ(parse_endpoint("[::1]:9000")->to_string(), "[::1]:9000");
+}

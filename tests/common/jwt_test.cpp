@@ -1,0 +1,70 @@
+#include <gtest/gtest.h>
+
+#include "common/jwt.hpp"
+
+using namespace imgate;
+
+TEST(Jwt, SignThenVerify) {
+    auto t = jwt::sign({"alice", "phone", 2000}, "secret-secret-secret", 1000);
+    auto r = jwt::verify(t, {"secret-secret-secret"}, 1500);
+    ASSERT_TRUE(r) << jwt::to_string(r.error);
+    EXPECT_EQ(r.c.sub, "alice");
+    EXPECT_EQ(r.c.dev, "phone");
+}
+
+TEST(Jwt, KnownTokenFromAnotherLibrary) {
+    // Minted with PyJWT: jwt.encode({"sub":"bob","exp":4102444800}, "0123456789abcdef0123456789abcdef")
+    const char* tok =
+        "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJib2IiLCJleHAiOjQxMDI0NDQ4MDB9."
+        "022e1FjJvIwU9Vl8T-cNZhEWnUWy7Jn7N-NzZ3h0_C8";
+    auto r = jwt::verify(tok, {"0123456789abcdef0123456789abcdef"}, 1700000000);
+    ASSERT_TRUE(r) << jwt::to_string(r.error);
+    EXPECT_EQ(r.c.sub, "bob");
+    EXPECT_EQ(r.c.exp, 4102444800);
+}
+
+TEST(Jwt, RotationAcceptsPreviousSecret) {
+    auto t = jwt::sign({"alice", "", 2000}, "old-secret-old-secret", 1000);
+    EXPECT_TRUE(jwt::verify(t, {"new-secret-new-secret", "old-secret-old-secret"}, 1500));
+    EXPECT_EQ(jwt::verify(t, {"new-secret-new-secret"}, 1500).error,
+              jwt::verify_error::bad_signature);
+}
+
+TEST(Jwt, RejectsExpiredForgedAndAlgNone) {
+    auto t = jwt::sign({"alice", "", 2000}, "secret-secret-secret", 1000);
+    EXPECT_EQ(jwt::verify(t, {"secret-secret-secret"}, 2000).error, jwt::verify_error::expired);
+    auto forged = t;
+    forged.back() = forged.back() == 'A' ? 'B' : 'A';
+    EXPECT_EQ(jwt::verify(forged, {"secret-secret-secret"}, 1500).error,
+              jwt::verify_error::bad_signature);
+    std::string none = jwt::base64url_encode(R"({"alg":"none"})") + "." +
+                       jwt::base64url_encode(R"({"sub":"x","exp":99999999999})") + ".";
+    EXPECT_EQ(jwt::verify(none, {"secret-secret-secret"}, 1500).error,
+              jwt::verify_error::bad_algorithm);
+    std::string hs512 = jwt::base64url_encode(R"({"alg":"HS512"})") + "." +
+                        jwt::base64url_encode(R"({"sub":"x","exp":99999999999})") + ".AAAA";
+    EXPECT_EQ(jwt::verify(hs512, {"secret-secret-secret"}, 1500).error,
+              jwt::verify_error::bad_algorithm);
+    EXPECT_EQ(jwt::verify("a.b", {"s"}, 0).error, jwt::verify_error::malformed);
+    EXPECT_EQ(jwt::verify("a.b.c.d", {"s"}, 0).error, jwt::verify_error::malformed);
+    EXPECT_EQ(jwt::verify("!!.??.==", {"s"}, 0).error, jwt::verify_error::malformed);
+}
+
+TEST(Jwt, MissingClaims) {
+    std::string secret = "secret-secret-secret";
+    std::string input = jwt::base64url_encode(R"({"alg":"HS256"})") + "." +
+                        jwt::base64url_encode(R"({"sub":"x"})");
+    std::string t = input + "." + jwt::base64url_encode(jwt::hmac_sha256(secret, input));
+    EXPECT_EQ(jwt::verify(t, {secret}, 0).error, jwt::verify_error::missing_claim);
+}
+
+TEST(Jwt, Base64UrlRoundTrip) {
+    for (std::string s : {"", "f", "fo", "foo", "foob", "fooba", "foobar", "\xff\xfe\x00"}) {
+        auto e = jwt::base64url_encode(s);
+        auto d = jwt::base64url_decode(e);
+        ASSERT_TRUE(d);
+        EXPECT_EQ(*d, s);
+    }
+    EXPECT_FALSE(jwt::base64url_decode("a"));
+    EXPECT_FALSE(jwt::base64url_decode("ab=="));
+}

@@ -1,0 +1,75 @@
+#pragma once
+// The seam between one gateway's local sessions and the rest of the fleet. The gateway core
+// implements local_delivery; the cluster layer (single node, or the authenticated RPC mesh)
+// implements cluster. Neither side knows how the other is built.
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/config.hpp"
+#include "common/protocol.hpp"
+
+namespace imgate::gw {
+
+// A message that may have recipients on other gateways.
+struct outbound_message {
+    uint64_t server_msg_id = 0;
+    proto::target_kind kind = proto::target_kind::user;
+    std::string target;  // user id or room id
+    std::string from_user;
+    std::string from_device;
+    uint64_t ts_ms = 0;
+    std::string payload;
+    bool is_push = false;         // backend push (POST /push): delivered as a PUSH frame, no receipt
+    std::string origin_gateway;   // where the sender session lives (for receipts)
+    uint64_t origin_session = 0;  // sender session id on the origin gateway; 0: no receipts
+    uint64_t client_msg_id = 0;
+};
+
+struct forward_result {
+    proto::code status = proto::code::offline;  // ok when reached > 0; unavailable/timeout on failure
+    uint32_t reached = 0;                        // sessions reached on other gateways
+};
+
+// Implemented by the gateway core. Called by the cluster for traffic arriving from peers; may be
+// called from any thread.
+class local_delivery {
+public:
+    virtual ~local_delivery() = default;
+    // Delivers to this gateway's sessions of msg.target (user or room members); returns how many
+    // sessions it reached. Duplicate server_msg_id from a retried forward must not be delivered twice.
+    virtual uint32_t deliver_local(const outbound_message& msg) = 0;
+    // A recipient elsewhere acked a message whose sender is the local session origin_session.
+    virtual void receipt_local(uint64_t origin_session, const proto::receipt_msg& r) = 0;
+    // Snapshots used to (re)announce this gateway's presence and room interest to a peer.
+    virtual std::vector<std::string> local_users() const = 0;
+    virtual std::vector<std::string> local_rooms() const = 0;
+};
+
+// Implemented by the cluster layer. All methods are thread-safe.
+class cluster {
+public:
+    virtual ~cluster() = default;
+    // Sends msg to every other gateway that may hold recipients (precise directory for users,
+    // room interest for rooms). `done` is called exactly once, possibly on another thread, at
+    // the latest when the RPC deadline passes.
+    virtual void forward(const outbound_message& msg, std::function<void(forward_result)> done) = 0;
+    // Routes a delivery receipt back to the sender's gateway.
+    virtual void send_receipt(const std::string& origin_gateway, uint64_t origin_session,
+                              const proto::receipt_msg& r) = 0;
+    // Local presence and room interest changed: first local session of a user came online / the
+    // last one left; first local member joined a room / the last one left.
+    virtual void user_online(const std::string& user) = 0;
+    virtual void user_offline(const std::string& user) = 0;
+    virtual void room_interest(const std::string& room, bool interested) = 0;
+    // SIGHUP: new fleet membership and secret.
+    virtual void reload(const fleet_config& fleet) = 0;
+    virtual void stop() = 0;
+};
+
+// A gateway alone: forward() answers offline with 0 reached at once.
+std::unique_ptr<cluster> make_single_node_cluster();
+
+}  // namespace imgate::gw

@@ -73,3 +73,20 @@ public:
 std::unique_ptr<cluster> make_single_node_cluster();
 
 }  // namespace imgate::gw
+
+#include <boost/asio/io_context.hpp>
+
+#include "common/metrics.hpp"
+#include "gateway/rpc_config.hpp"
+
+namespace imgate::gw {
+
+// Builds the cluster layer for gateway `self_id` of `fleet` (defined in cluster_factory.cpp,
+// owned by the cross-node work). With one gateway, or no cluster secret, it is single-node.
+// `secret` is the cluster secret (empty: single node). Called once at start-up.
+std::unique_ptr<cluster> make_cluster(const fleet_config& fleet, const std::string& self_id,
+                                      const std::string& secret, const rpc_config& cfg,
+                                      local_delivery& local, boost::asio::io_context& io,
+                                      metrics_registry& metrics);
+
+}  // namespace imgate::gw

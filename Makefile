@@ -5,6 +5,8 @@ JOBS        ?= $(shell nproc)
 CTEST_ARGS  ?=
 FUZZ_SECONDS ?= 60
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Lets ccache hit across clones in different folders (CI builds a fresh clone).
+export CCACHE_BASEDIR := $(CURDIR)
 
 # Build and test dependencies, all from Debian 12 (bookworm).
 DEB_PACKAGES := build-essential cmake ninja-build ccache pkg-config \

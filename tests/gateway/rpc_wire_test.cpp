@@ -1,0 +1,190 @@
+#include "gateway/rpc_wire.hpp"
+
+#include <gtest/gtest.h>
+
+using namespace imgate;
+using namespace imgate::gw;
+
+namespace {
+
+frame one_frame(const std::string& bytes) {
+    frame_decoder d(rpc::max_body, rpc_protocol_version);
+    d.feed(bytes);
+    auto f = d.next();
+    EXPECT_TRUE(f.has_value());
+    EXPECT_EQ(d.error(), frame_error::none);
+    return f.value_or(frame{});
+}
+
+outbound_message sample() {
+    outbound_message m;
+    m.server_msg_id = 0x0102030405060708ull;
+    m.kind = proto::target_kind::room;
+    m.target = "room-1";
+    m.from_user = "alice";
+    m.from_device = "phone";
+    m.ts_ms = 1700000000123;
+    m.payload = std::string("hi\0there", 8);
+    m.is_push = false;
+    m.origin_gateway = "gw1";
+    m.origin_session = 42;
+    m.client_msg_id = 7;
+    return m;
+}
+
+}  // namespace
+
+TEST(RpcWire, ForwardRoundTripKeepsEveryFieldAndCorr) {
+    auto f = one_frame(rpc::encode(rpc::forward_msg{sample()}, 99));
+    EXPECT_EQ(f.op, static_cast<uint8_t>(rpc::op::forward));
+    EXPECT_EQ(f.corr, 99u);
+    auto d = rpc::decode<rpc::forward_msg>(f);
+    ASSERT_TRUE(d);
+    auto e = sample();
+    EXPECT_EQ(d->m.server_msg_id, e.server_msg_id);
+    EXPECT_EQ(d->m.kind, e.kind);
+    EXPECT_EQ(d->m.target, e.target);
+    EXPECT_EQ(d->m.from_user, e.from_user);
+    EXPECT_EQ(d->m.from_device, e.from_device);
+    EXPECT_EQ(d->m.ts_ms, e.ts_ms);
+    EXPECT_EQ(d->m.payload, e.payload);
+    EXPECT_EQ(d->m.is_push, e.is_push);
+    EXPECT_EQ(d->m.origin_gateway, e.origin_gateway);
+    EXPECT_EQ(d->m.origin_session, e.origin_session);
+    EXPECT_EQ(d->m.client_msg_id, e.client_msg_id);
+}
+
+TEST(RpcWire, RpcFramesAreRefusedByAClientDecoderAndViceVersa) {
+    frame_decoder client;  // client_protocol_version
+    client.feed(rpc::encode(rpc::ping_msg{}));
+    EXPECT_FALSE(client.next());
+    EXPECT_EQ(client.error(), frame_error::bad_version);
+
+    frame_decoder rpcd(rpc::max_body, rpc_protocol_version);
+    rpcd.feed(proto::encode(proto::ping_msg{}));
+    EXPECT_FALSE(rpcd.next());
+    EXPECT_EQ(rpcd.error(), frame_error::bad_version);
+}
+
+TEST(RpcWire, EveryTruncationOfAForwardIsRejected) {
+    auto bytes = rpc::encode(rpc::forward_msg{sample()});
+    auto body = bytes.substr(frame_header_size);
+    for (size_t n = 0; n < body.size(); ++n) {
+        rpc::forward_msg m;
+        EXPECT_FALSE(rpc::read_body(std::string_view(body).substr(0, n), m)) << n;
+    }
+    rpc::forward_msg m;
+    EXPECT_TRUE(rpc::read_body(body, m));
+    EXPECT_FALSE(rpc::read_body(body + "x", m));  // trailing bytes
+}
+
+TEST(RpcWire, ForwardWithBadKindOrTargetIsRejected) {
+    auto m = sample();
+    auto body = rpc::encode(rpc::forward_msg{m}).substr(frame_header_size);
+    body[8] = 3;  // kind
+    rpc::forward_msg out;
+    EXPECT_FALSE(rpc::read_body(body, out));
+    m.target = "bad id with spaces";
+    body = rpc::encode(rpc::forward_msg{m}).substr(frame_header_size);
+    EXPECT_FALSE(rpc::read_body(body, out));
+    m = sample();
+    m.origin_gateway.clear();  // a receipt would have nowhere to go
+    body = rpc::encode(rpc::forward_msg{m}).substr(frame_header_size);
+    EXPECT_FALSE(rpc::read_body(body, out));
+}
+
+TEST(RpcWire, ForwardResultRejectsUnknownStatus) {
+    auto f = one_frame(rpc::encode(rpc::forward_result_msg{proto::code::ok, 3}, 5));
+    auto d = rpc::decode<rpc::forward_result_msg>(f);
+    ASSERT_TRUE(d);
+    EXPECT_EQ(d->status, proto::code::ok);
+    EXPECT_EQ(d->reached, 3u);
+    EXPECT_EQ(f.corr, 5u);
+    f.body[0] = char(0x7f);
+    EXPECT_FALSE(rpc::decode<rpc::forward_result_msg>(f));
+}
+
+TEST(RpcWire, HandshakeMessagesCheckSizes) {
+    std::string nonce(rpc::nonce_size, 'n');
+    auto f = one_frame(rpc::encode(rpc::hello_msg{"gw1", nonce}));
+    auto h = rpc::decode<rpc::hello_msg>(f);
+    ASSERT_TRUE(h);
+    EXPECT_EQ(h->gateway_id, "gw1");
+    EXPECT_FALSE(rpc::decode<rpc::hello_msg>(one_frame(rpc::encode(rpc::hello_msg{"gw1", "short"}))));
+    EXPECT_FALSE(rpc::decode<rpc::auth_msg>(one_frame(rpc::encode(rpc::auth_msg{"short"}))));
+    EXPECT_FALSE(rpc::decode<rpc::challenge_msg>(f));  // wrong op
+}
+
+TEST(RpcWire, PresenceRoundTripAndSnapshotChunking) {
+    rpc::presence_msg p{false, {{true, "alice"}, {false, "bob"}}};
+    auto d = rpc::decode<rpc::presence_msg>(one_frame(rpc::encode(p)));
+    ASSERT_TRUE(d);
+    EXPECT_FALSE(d->reset);
+    EXPECT_EQ(d->changes, p.changes);
+
+    std::vector<std::string> keys;
+    for (size_t i = 0; i < rpc::snapshot_chunk * 2 + 5; ++i) keys.push_back("u" + std::to_string(i));
+    std::string out;
+    rpc::encode_snapshot<rpc::room_interest_msg>(out, keys);
+    frame_decoder dec(rpc::max_body, rpc_protocol_version);
+    dec.feed(out);
+    std::vector<std::string> seen;
+    int frames = 0;
+    while (auto f = dec.next()) {
+        auto m = rpc::decode<rpc::room_interest_msg>(*f);
+        ASSERT_TRUE(m);
+        EXPECT_EQ(m->reset, frames == 0);
+        for (auto& c : m->changes) {
+            EXPECT_TRUE(c.on);
+            seen.push_back(c.key);
+        }
+        ++frames;
+    }
+    EXPECT_EQ(frames, 3);
+    EXPECT_EQ(seen, keys);
+
+    out.clear();
+    rpc::encode_snapshot<rpc::presence_msg>(out, {});
+    auto empty = rpc::decode<rpc::presence_msg>(one_frame(out));
+    ASSERT_TRUE(empty);
+    EXPECT_TRUE(empty->reset);
+    EXPECT_TRUE(empty->changes.empty());
+}
+
+TEST(RpcWire, PresenceRejectsHugeCountsBadFlagsAndTrailingBytes) {
+    std::string body;
+    byte_writer w(body);
+    w.u8(0);
+    w.u32(0xffffffff);
+    rpc::presence_msg m;
+    EXPECT_FALSE(rpc::read_body(body, m));
+    body.clear();
+    w.u8(2);
+    w.u32(0);
+    EXPECT_FALSE(rpc::read_body(body, m));
+    body = rpc::encode(rpc::presence_msg{true, {{true, "a"}}}).substr(frame_header_size);
+    EXPECT_TRUE(rpc::read_body(body, m));
+    EXPECT_FALSE(rpc::read_body(body + "z", m));
+}
+
+TEST(RpcWire, UnknownOpsAreKnownToBeUnknown) {
+    EXPECT_TRUE(rpc::is_known_op(0x10));
+    EXPECT_FALSE(rpc::is_known_op(0x00));
+    EXPECT_FALSE(rpc::is_known_op(0x55));
+    EXPECT_STREQ(rpc::to_string(static_cast<rpc::op>(0x55)), "UNKNOWN");
+}
+
+TEST(RpcWire, ReceiptRoundTrip) {
+    rpc::receipt_msg r;
+    r.origin_session = 12;
+    r.r = proto::receipt_msg{1, 2, "bob", "tab"};
+    auto d = rpc::decode<rpc::receipt_msg>(one_frame(rpc::encode(r)));
+    ASSERT_TRUE(d);
+    EXPECT_EQ(d->origin_session, 12u);
+    EXPECT_EQ(d->r.client_msg_id, 1u);
+    EXPECT_EQ(d->r.server_msg_id, 2u);
+    EXPECT_EQ(d->r.user, "bob");
+    EXPECT_EQ(d->r.device, "tab");
+    r.origin_session = 0;
+    EXPECT_FALSE(rpc::decode<rpc::receipt_msg>(one_frame(rpc::encode(r))));
+}

@@ -61,26 +61,25 @@ std::string connector_handshake::hello() const { return encode(hello_msg{self_, 
 
 hs_step connector_handshake::on_frame(const frame& f) {
     if (phase_ == phase::await_challenge) {
-        if (f.op == static_cast<uint8_t>(op::auth_fail)) {
-            phase_ = phase::done;
-            return failed(hs_error::refused);
-        }
-        auto c = decode<challenge_msg>(f);
         phase_ = phase::done;
+        if (f.op == static_cast<uint8_t>(op::auth_fail)) return failed(hs_error::refused);
+        auto c = decode<challenge_msg>(f);
         if (!c) return failed(hs_error::bad_frame);
         if (c->gateway_id != peer_) return failed(hs_error::unknown_peer);
-        auto expect = handshake_proof(secret_, "acceptor", self_, peer_, nonce_, c->nonce);
-        if (!same_mac(expect, c->proof)) return failed(hs_error::bad_proof);
+        peer_nonce_ = c->nonce;
         hs_step s;
-        s.out = encode(auth_msg{handshake_proof(secret_, "connector", self_, peer_, nonce_,
-                                                c->nonce)});
+        s.out = encode(auth_msg{
+            handshake_proof(secret_, "connector", self_, peer_, nonce_, peer_nonce_)});
         phase_ = phase::await_ok;
         return s;
     }
     if (phase_ == phase::await_ok) {
         phase_ = phase::done;
         if (f.op == static_cast<uint8_t>(op::auth_fail)) return failed(hs_error::refused);
-        if (!decode<auth_ok_msg>(f)) return failed(hs_error::bad_frame);
+        auto ok = decode<auth_ok_msg>(f);
+        if (!ok) return failed(hs_error::bad_frame);
+        auto expect = handshake_proof(secret_, "acceptor", self_, peer_, nonce_, peer_nonce_);
+        if (!same_mac(expect, ok->proof)) return failed(hs_error::bad_proof);
         hs_step s;
         s.st = hs_step::state::ok;
         return s;
@@ -112,9 +111,7 @@ hs_step acceptor_handshake::on_frame(const frame& f) {
         peer_ = h->gateway_id;
         peer_nonce_ = h->nonce;
         hs_step s;
-        s.out = encode(challenge_msg{
-            self_, nonce_,
-            handshake_proof(secret_, "acceptor", peer_, self_, peer_nonce_, nonce_)});
+        s.out = encode(challenge_msg{self_, nonce_});
         phase_ = phase::await_auth;
         return s;
     }
@@ -126,7 +123,9 @@ hs_step acceptor_handshake::on_frame(const frame& f) {
         phase_ = phase::done;
         hs_step s;
         s.st = hs_step::state::ok;
-        s.out = encode(auth_ok_msg{});
+        // Our own proof only goes to a peer that has proven itself: no oracle for strangers.
+        s.out = encode(auth_ok_msg{
+            handshake_proof(secret_, "acceptor", peer_, self_, peer_nonce_, nonce_)});
         return s;
     }
     return failed(hs_error::bad_frame);

@@ -40,7 +40,8 @@ struct hs_step {
     hs_error error = hs_error::none;
 };
 
-// The dialling side: HELLO, then check the acceptor's proof, then send ours and await AUTH_OK.
+// The dialling side: HELLO, CHALLENGE in, our proof out (AUTH), then check the acceptor's proof
+// carried by AUTH_OK. Both proofs cover both fresh nonces, so each side proves itself to the other.
 class connector_handshake {
 public:
     connector_handshake(std::string self_id, std::string peer_id, std::string secret,
@@ -50,11 +51,12 @@ public:
 
 private:
     enum class phase : uint8_t { await_challenge, await_ok, done };
-    std::string self_, peer_, secret_, nonce_;
+    std::string self_, peer_, secret_, nonce_, peer_nonce_;
     phase phase_ = phase::await_challenge;
 };
 
-// The listening side: HELLO from a fleet member, answer with CHALLENGE (our proof), check AUTH.
+// The listening side: HELLO from a fleet member, CHALLENGE out, check AUTH, then AUTH_OK with our
+// proof (or AUTH_FAIL).
 class acceptor_handshake {
 public:
     acceptor_handshake(std::string self_id, std::string secret,

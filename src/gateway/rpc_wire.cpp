@@ -84,10 +84,9 @@ void write_body(byte_writer& w, const hello_msg& m) {
 void write_body(byte_writer& w, const challenge_msg& m) {
     w.str16(m.gateway_id);
     w.str16(m.nonce);
-    w.str16(m.proof);
 }
 void write_body(byte_writer& w, const auth_msg& m) { w.str16(m.proof); }
-void write_body(byte_writer&, const auth_ok_msg&) {}
+void write_body(byte_writer& w, const auth_ok_msg& m) { w.str16(m.proof); }
 void write_body(byte_writer& w, const auth_fail_msg& m) { w.str16(m.reason); }
 void write_body(byte_writer&, const ping_msg&) {}
 void write_body(byte_writer&, const pong_msg&) {}
@@ -132,16 +131,18 @@ bool read_body(std::string_view b, challenge_msg& m) {
     byte_reader r(b);
     m.gateway_id = r.str16();
     m.nonce = r.str16();
-    m.proof = r.str16();
-    return r.done() && valid_id(m.gateway_id) && m.nonce.size() == nonce_size &&
-           m.proof.size() == proof_size;
+    return r.done() && valid_id(m.gateway_id) && m.nonce.size() == nonce_size;
 }
 bool read_body(std::string_view b, auth_msg& m) {
     byte_reader r(b);
     m.proof = r.str16();
     return r.done() && m.proof.size() == proof_size;
 }
-bool read_body(std::string_view b, auth_ok_msg&) { return b.empty(); }
+bool read_body(std::string_view b, auth_ok_msg& m) {
+    byte_reader r(b);
+    m.proof = r.str16();
+    return r.done() && m.proof.size() == proof_size;
+}
 bool read_body(std::string_view b, auth_fail_msg& m) {
     byte_reader r(b);
     m.reason = r.str16();

@@ -15,9 +15,9 @@ namespace imgate::gw::rpc {
 
 enum class op : uint8_t {
     hello = 0x01,      // connector -> acceptor: my id, my nonce
-    challenge = 0x02,  // acceptor -> connector: my id, my nonce, proof that I know the secret
-    auth = 0x03,       // connector -> acceptor: proof that I know the secret
-    auth_ok = 0x04,
+    challenge = 0x02,  // acceptor -> connector: my id, my nonce
+    auth = 0x03,       // connector -> acceptor: proof that the connector knows the secret
+    auth_ok = 0x04,    // acceptor -> connector: proof that the acceptor knows it too
     auth_fail = 0x05,
     ping = 0x06,
     pong = 0x07,
@@ -47,7 +47,6 @@ struct challenge_msg {
     static constexpr op opcode = op::challenge;
     std::string gateway_id;
     std::string nonce;
-    std::string proof;
 };
 struct auth_msg {
     static constexpr op opcode = op::auth;
@@ -55,6 +54,7 @@ struct auth_msg {
 };
 struct auth_ok_msg {
     static constexpr op opcode = op::auth_ok;
+    std::string proof;
 };
 struct auth_fail_msg {
     static constexpr op opcode = op::auth_fail;

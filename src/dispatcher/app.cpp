@@ -1,0 +1,280 @@
+#include "dispatcher/app.hpp"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <thread>
+
+#include "common/logging.hpp"
+#include "dispatcher/dashboard.hpp"
+#include "dispatcher/query.hpp"
+
+namespace imgate::disp {
+
+namespace {
+
+health_params to_health(const dispatcher_config& c) {
+    health_params p;
+    p.rise = c.poll.rise;
+    p.fall = c.poll.fall;
+    p.slow_start = c.poll.slow_start;
+    p.high_water = c.overload.high_water;
+    p.low_water = c.overload.low_water;
+    return p;
+}
+
+http_server_options public_options(const dispatcher_config& c) {
+    http_server_options o;
+    o.name = "public";
+    o.max_connections = c.http.max_connections;
+    o.read_timeout = c.http.read_timeout;
+    o.write_timeout = c.http.write_timeout;
+    o.header_limit = c.http.header_limit;
+    o.body_limit = 0;
+    return o;
+}
+
+http_server_options admin_options(const dispatcher_config& c) {
+    http_server_options o;
+    o.name = "admin";
+    o.max_connections = 256;
+    o.read_timeout = c.http.read_timeout;
+    o.write_timeout = c.http.write_timeout;
+    o.header_limit = c.http.header_limit;
+    o.body_limit = 0;
+    return o;
+}
+
+endpoint to_endpoint(const asio::ip::tcp::endpoint& e) {
+    return endpoint{e.address().to_string(), e.port()};
+}
+
+}  // namespace
+
+dispatcher_app::dispatcher_app(dispatcher_config cfg)
+    : cfg_(std::move(cfg)),
+      io_(static_cast<int>(cfg_.threads)),
+      fleet_(clock_, std::random_device{}(), &metrics_),
+      poller_(io_.get_executor(), fleet_, metrics_),
+      control_(
+          io_, [this] { stop(); }, [this] { reload(); }),
+      started_(std::chrono::steady_clock::now()) {
+    no_gateway_ = &metrics_.get_counter("imgate_dispatcher_no_gateway_total",
+                                        "GET /get-tcp-ip answered 503: no gateway available");
+    reloads_ok_ = &metrics_.get_counter("imgate_dispatcher_reloads_total",
+                                        "Configuration reloads applied");
+    reload_failures_ = &metrics_.get_counter(
+        "imgate_dispatcher_reload_failures_total",
+        "Configuration reloads refused (invalid file; the old configuration stays)");
+    metrics_.gauge_fn("imgate_dispatcher_uptime_seconds", "Seconds since start-up", {}, [this] {
+        return std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+    });
+    fleet_.apply(cfg_.fleet, to_health(cfg_), true);
+    install(cfg_);
+    last_reload_ms_ = clock_.wall_ms();
+}
+
+dispatcher_app::~dispatcher_app() { poller_.stop(); }
+
+void dispatcher_app::install(const dispatcher_config& c) {
+    auto r = std::make_shared<runtime>();
+    r->regions = c.regions;
+    r->known_regions.insert(c.regions.default_region());
+    for (auto& g : c.fleet.gateways) r->known_regions.insert(g.region);
+    r->max_uid_length = c.max_uid_length;
+    r->max_exclude = c.max_exclude;
+    r->alternates = c.alternates;
+    r->retry_after_s = static_cast<int>(std::max<int64_t>(
+        1, (c.poll.interval.count() + 999) / 1000));
+    // Regions named only in the CIDR table are valid to ask for (they may gain gateways later).
+    for (auto& name : c.regions.regions()) r->known_regions.insert(name);
+    std::lock_guard lk(mu_);
+    rt_ = std::move(r);
+}
+
+std::shared_ptr<const dispatcher_app::runtime> dispatcher_app::rt() const {
+    std::lock_guard lk(mu_);
+    return rt_;
+}
+
+void dispatcher_app::start() {
+    public_ = std::make_shared<http_server>(io_.get_executor(), public_options(cfg_), metrics_);
+    admin_ = std::make_shared<http_server>(io_.get_executor(), admin_options(cfg_), metrics_);
+
+    http_sync_handler tcp_ip = [this](const http_request_ctx& ctx) { return get_tcp_ip(ctx); };
+    public_->route(http::verb::get, "/get-tcp-ip", tcp_ip);
+    http_sync_handler healthz = [this](const http_request_ctx&) {
+        nlohmann::json j = {{"status", "ok"}, {"available_gateways", fleet_.available()}};
+        return http_response::json(http::status::ok, j.dump());
+    };
+    public_->route(http::verb::get, "/healthz", healthz);
+    admin_->route(http::verb::get, "/healthz", healthz);
+    http_sync_handler status = [this](const http_request_ctx&) {
+        return http_response::json(http::status::ok, status_body());
+    };
+    admin_->route(http::verb::get, "/status", status);
+    http_sync_handler metrics = [this](const http_request_ctx&) {
+        return http_response::text(metrics_.render(), "text/plain; version=0.0.4");
+    };
+    admin_->route(http::verb::get, "/metrics", metrics);
+    http_sync_handler dashboard = [](const http_request_ctx&) {
+        return http_response::text(dashboard_html(), "text/html; charset=utf-8");
+    };
+    admin_->route(http::verb::get, "/", dashboard);
+
+    public_->listen(cfg_.listen);
+    admin_->listen(cfg_.admin_listen);
+    poller_.set_settings(cfg_.poll);
+    poller_.sync();
+    control_.start();
+    spdlog::info("imgate-dispatcher {} listening: public {} admin {}; {} gateways from {}",
+                 IMGATE_VERSION, public_endpoint().to_string(), admin_endpoint().to_string(),
+                 cfg_.fleet.gateways.size(), cfg_.fleet_file);
+}
+
+void dispatcher_app::run() {
+    std::vector<std::thread> extra;
+    for (uint32_t i = 1; i < cfg_.threads; ++i) extra.emplace_back([this] { io_.run(); });
+    io_.run();
+    for (auto& t : extra) t.join();
+}
+
+void dispatcher_app::stop() {
+    daemon_control::notify_stopping();
+    poller_.stop();
+    if (public_) public_->stop();
+    if (admin_) admin_->stop();
+    control_.stop_watching();
+    // Dispatcher requests are tiny and clients retry: no need to wait for in-flight ones.
+    io_.stop();
+}
+
+bool dispatcher_app::reload() {
+    daemon_control::notify_reloading();
+    dispatcher_config next;
+    try {
+        next = load_dispatcher_config(cfg_.file);
+    } catch (const std::exception& e) {
+        reload_failures_->inc();
+        {
+            std::lock_guard lk(mu_);
+            last_reload_ms_ = clock_.wall_ms();
+            last_reload_ok_ = false;
+            last_reload_error_ = e.what();
+        }
+        spdlog::error("reload refused, keeping the running configuration: {}", e.what());
+        daemon_control::notify_ready("reload failed: " + std::string(e.what()));
+        return false;
+    }
+    if (!(next.listen == cfg_.listen) || !(next.admin_listen == cfg_.admin_listen) ||
+        next.threads != cfg_.threads)
+        spdlog::warn("reload: listen, admin_listen and threads changes need a restart; "
+                     "keeping the current ones");
+    next.listen = cfg_.listen;
+    next.admin_listen = cfg_.admin_listen;
+    next.threads = cfg_.threads;
+    auto sum = fleet_.apply(next.fleet, to_health(next), false);
+    install(next);
+    poller_.set_settings(next.poll);
+    poller_.sync();
+    if (public_) public_->set_options(public_options(next));
+    if (admin_) admin_->set_options(admin_options(next));
+    apply_log_config(next.log);
+    {
+        std::lock_guard lk(mu_);
+        cfg_ = std::move(next);
+        last_reload_ms_ = clock_.wall_ms();
+        last_reload_ok_ = true;
+        last_reload_error_.clear();
+    }
+    reloads_ok_->inc();
+    auto join = [](const std::vector<std::string>& v) {
+        std::string s;
+        for (auto& x : v) s += (s.empty() ? "" : ",") + x;
+        return s.empty() ? std::string("-") : s;
+    };
+    spdlog::info("reload applied: added [{}] removed [{}] changed [{}] unchanged [{}]",
+                 join(sum.added), join(sum.removed), join(sum.changed), join(sum.kept));
+    daemon_control::notify_ready("reloaded");
+    return true;
+}
+
+http_response dispatcher_app::get_tcp_ip(const http_request_ctx& ctx) {
+    auto r = rt();
+    auto parsed = parse_tcp_ip_query(ctx.query, {r->max_uid_length, r->max_exclude});
+    auto bad = [this](const std::string& code, const std::string& message) {
+        metrics_
+            .get_counter("imgate_dispatcher_bad_requests_total",
+                         "GET /get-tcp-ip refused with 400, by reason", {{"reason", code}})
+            .inc();
+        return http_response::error(http::status::bad_request, code, message);
+    };
+    if (auto* e = std::get_if<query_error>(&parsed)) return bad(e->code, e->message);
+    auto& q = std::get<tcp_ip_query>(parsed);
+    pick_request req;
+    if (q.region) {
+        if (!r->known_regions.count(*q.region))
+            return bad("unknown_region", "unknown region \"" + *q.region + "\"");
+        req.region = *q.region;
+    } else {
+        req.region = r->regions.lookup(ctx.remote);
+    }
+    req.exclude = std::move(q.exclude);
+    req.alternates = r->alternates;
+    auto targets = fleet_.pick(req);
+    if (targets.empty()) {
+        no_gateway_->inc();
+        auto res = http_response::error(http::status::service_unavailable, "no_gateway_available");
+        res.headers.emplace_back("Retry-After", std::to_string(r->retry_after_s));
+        return res;
+    }
+    spdlog::debug("get-tcp-ip uid={} region={} -> {}", q.uid, req.region, targets.front().id);
+    return http_response::json(http::status::ok, render_pick(targets));
+}
+
+std::string dispatcher_app::status_body() const {
+    nlohmann::json j;
+    {
+        std::lock_guard lk(mu_);
+        j["id"] = cfg_.id;
+        j["version"] = IMGATE_VERSION;
+        j["pid"] = static_cast<int64_t>(::getpid());
+        j["config_file"] = cfg_.file;
+        j["fleet_file"] = cfg_.fleet_file;
+        j["poll_interval_ms"] = cfg_.poll.interval.count();
+        j["poll_timeout_ms"] = cfg_.poll.timeout.count();
+        j["rise"] = cfg_.poll.rise;
+        j["fall"] = cfg_.poll.fall;
+        j["slow_start_ms"] = cfg_.poll.slow_start.count();
+        j["high_water"] = cfg_.overload.high_water;
+        j["low_water"] = cfg_.overload.low_water;
+        j["last_reload"] = {{"ms", last_reload_ms_},
+                            {"ok", last_reload_ok_},
+                            {"error", last_reload_ok_ ? nlohmann::json(nullptr)
+                                                      : nlohmann::json(last_reload_error_)}};
+    }
+    j["uptime_s"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_)
+                        .count();
+    j["now_ms"] = clock_.wall_ms();
+    j["reloads"] = reloads_ok_->value();
+    j["reload_failures"] = reload_failures_->value();
+    j["no_gateway_total"] = no_gateway_->value();
+    j["available"] = fleet_.available();
+    j["gateways"] = fleet_.status_json();
+    return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+endpoint dispatcher_app::public_endpoint() const { return to_endpoint(public_->local_endpoint()); }
+endpoint dispatcher_app::admin_endpoint() const { return to_endpoint(admin_->local_endpoint()); }
+
+std::string dispatcher_app::ready_json() const {
+    nlohmann::json j = {{"public", public_endpoint().to_string()},
+                        {"admin", admin_endpoint().to_string()},
+                        {"pid", static_cast<int64_t>(::getpid())}};
+    return j.dump();
+}
+
+}  // namespace imgate::disp

@@ -1,0 +1,73 @@
+#pragma once
+// The dispatcher process: owns the io_context, the fleet state, the poller, the public and admin
+// listeners, and reload. main() only parses the command line and calls run().
+#include <boost/asio/io_context.hpp>
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+
+#include "common/daemon.hpp"
+#include "common/http_server.hpp"
+#include "common/metrics.hpp"
+#include "dispatcher/clock.hpp"
+#include "dispatcher/dispatcher_config.hpp"
+#include "dispatcher/fleet_state.hpp"
+#include "dispatcher/poller.hpp"
+
+namespace imgate::disp {
+
+class dispatcher_app {
+public:
+    explicit dispatcher_app(dispatcher_config cfg);
+    ~dispatcher_app();
+
+    // Binds both listeners (throws on failure) and starts pulling.
+    void start();
+    // Runs the event loop on cfg.threads threads until stopped.
+    void run();
+    void stop();
+    // Re-reads the config file; keeps the old config on any error.
+    bool reload();
+
+    endpoint public_endpoint() const;
+    endpoint admin_endpoint() const;
+    std::string ready_json() const;
+
+private:
+    struct runtime {  // what request handlers read; replaced whole on reload
+        region_table regions;
+        std::set<std::string> known_regions;
+        size_t max_uid_length = 128;
+        size_t max_exclude = 32;
+        size_t alternates = 2;
+        int retry_after_s = 1;
+    };
+    std::shared_ptr<const runtime> rt() const;
+    void install(const dispatcher_config& c);
+    http_response get_tcp_ip(const http_request_ctx& ctx);
+    std::string status_body() const;
+
+    dispatcher_config cfg_;
+    boost::asio::io_context io_;
+    metrics_registry metrics_;
+    system_clock_source clock_;
+    fleet_state fleet_;
+    poller poller_;
+    std::shared_ptr<http_server> public_;
+    std::shared_ptr<http_server> admin_;
+    daemon_control control_;
+    mutable std::mutex mu_;
+    std::shared_ptr<const runtime> rt_;
+    std::chrono::steady_clock::time_point started_;
+    int64_t last_reload_ms_ = 0;
+    bool last_reload_ok_ = true;
+    std::string last_reload_error_;
+    counter* no_gateway_;
+    counter* reloads_ok_;
+    counter* reload_failures_;
+};
+
+}  // namespace imgate::disp

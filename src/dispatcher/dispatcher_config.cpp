@@ -1,0 +1,80 @@
+#include "dispatcher/dispatcher_config.hpp"
+
+#include <set>
+
+namespace imgate::disp {
+
+dispatcher_config parse_dispatcher_config(yaml_map root, bool load_fleet_file) {
+    dispatcher_config c;
+    c.file = root.file();
+    c.id = root.str("id", c.id);
+    if (!valid_id(c.id)) root.fail("id", "must be 1-64 characters of [A-Za-z0-9._-]");
+    c.fleet_file = resolve_path(root.file(), root.str("fleet"));
+    if (auto e = root.address_opt("listen")) c.listen = *e;
+    if (auto e = root.address_opt("admin_listen")) c.admin_listen = *e;
+    if (c.listen.port != 0 && c.listen == c.admin_listen)
+        root.fail("admin_listen", "must differ from listen");
+    c.threads = static_cast<uint32_t>(root.integer("threads", 1, 1, 64));
+
+    auto poll = root.map("poll");
+    c.poll.interval = poll.duration("interval", c.poll.interval);
+    if (c.poll.interval < std::chrono::milliseconds(10))
+        poll.fail("interval", "must be at least 10ms");
+    c.poll.timeout = poll.duration("timeout", c.poll.timeout);
+    if (c.poll.timeout < std::chrono::milliseconds(1)) poll.fail("timeout", "must be at least 1ms");
+    if (c.poll.timeout > c.poll.interval)
+        poll.fail("timeout", "must not exceed poll.interval (pulls would pile up)");
+    c.poll.jitter = poll.number("jitter", c.poll.jitter, 0.0, 0.5);
+    c.poll.rise = static_cast<uint32_t>(poll.integer("rise", c.poll.rise, 1, 100));
+    c.poll.fall = static_cast<uint32_t>(poll.integer("fall", c.poll.fall, 1, 100));
+    c.poll.slow_start = poll.duration("slow_start", c.poll.slow_start);
+    poll.finish();
+
+    auto ov = root.map("overload");
+    c.overload.high_water = ov.number("high_water", c.overload.high_water, 0.01, 1.0);
+    c.overload.low_water = ov.number("low_water", c.overload.low_water, 0.0, 1.0);
+    if (c.overload.low_water >= c.overload.high_water)
+        ov.fail("low_water", "must be below overload.high_water (hysteresis)");
+    ov.finish();
+
+    auto regions = root.map("regions");
+    c.regions.set_default(regions.str("default", "default"));
+    if (!valid_id(c.regions.default_region()))
+        regions.fail("default", "must be 1-64 characters of [A-Za-z0-9._-]");
+    for (auto& e : regions.maps("table")) {
+        auto cidr = e.str("cidr");
+        auto region = e.str("region");
+        if (!valid_id(region)) e.fail("region", "must be 1-64 characters of [A-Za-z0-9._-]");
+        if (auto err = c.regions.add(cidr, region)) e.fail("cidr", *err);
+        e.finish();
+    }
+    regions.finish();
+
+    c.alternates = static_cast<uint32_t>(root.integer("alternates", c.alternates, 0, 16));
+
+    auto q = root.map("query");
+    c.max_uid_length = static_cast<uint32_t>(q.integer("max_uid_length", 128, 1, 4096));
+    c.max_exclude = static_cast<uint32_t>(q.integer("max_exclude", 32, 0, 1024));
+    q.finish();
+
+    auto http = root.map("http");
+    c.http.max_connections =
+        static_cast<size_t>(http.integer("max_connections", 10000, 1, 1000000));
+    c.http.read_timeout = http.duration("read_timeout", c.http.read_timeout);
+    c.http.write_timeout = http.duration("write_timeout", c.http.write_timeout);
+    if (c.http.read_timeout.count() <= 0) http.fail("read_timeout", "must be positive");
+    if (c.http.write_timeout.count() <= 0) http.fail("write_timeout", "must be positive");
+    c.http.header_limit = static_cast<uint32_t>(http.integer("header_limit", 8192, 512, 65536));
+    http.finish();
+
+    c.log = parse_log_config(root.map("log"));
+    root.finish();
+    if (load_fleet_file) c.fleet = load_fleet(c.fleet_file);
+    return c;
+}
+
+dispatcher_config load_dispatcher_config(const std::string& path) {
+    return parse_dispatcher_config(yaml_map(load_yaml_file(path), path));
+}
+
+}  // namespace imgate::disp

@@ -1,0 +1,58 @@
+#pragma once
+// dispatcher.yaml: listeners, poll and overload settings, the region table, HTTP limits, logging,
+// plus the fleet file it points to. Parsing is strict (unknown keys name file:line).
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "common/config.hpp"
+#include "dispatcher/region_table.hpp"
+
+namespace imgate::disp {
+
+struct poll_settings {
+    std::chrono::milliseconds interval{500};
+    std::chrono::milliseconds timeout{300};
+    double jitter = 0.1;  // each wait is interval × (1 ± jitter), so dispatchers do not align
+    uint32_t rise = 2;    // consecutive good pulls before a down gateway is up
+    uint32_t fall = 2;    // consecutive failed pulls before an up gateway is down
+    std::chrono::milliseconds slow_start{10000};
+    bool operator==(const poll_settings&) const = default;
+};
+
+struct overload_settings {
+    double high_water = 0.9;  // utilisation at or above which a gateway becomes overloaded
+    double low_water = 0.8;   // utilisation at or below which it is readmitted
+    bool operator==(const overload_settings&) const = default;
+};
+
+struct http_limits {
+    size_t max_connections = 10000;
+    std::chrono::milliseconds read_timeout{5000};
+    std::chrono::milliseconds write_timeout{5000};
+    uint32_t header_limit = 8192;
+};
+
+struct dispatcher_config {
+    std::string file;  // the dispatcher.yaml path as given
+    std::string id = "dispatcher";
+    std::string fleet_file;  // resolved
+    endpoint listen{"127.0.0.1", 8080};
+    endpoint admin_listen{"127.0.0.1", 8081};
+    uint32_t threads = 1;
+    poll_settings poll;
+    overload_settings overload;
+    region_table regions;
+    uint32_t alternates = 2;
+    uint32_t max_uid_length = 128;
+    uint32_t max_exclude = 32;
+    http_limits http;
+    log_config log;
+    fleet_config fleet;
+};
+
+// Reads dispatcher.yaml and the fleet file it names; throws config_error ("file:line:col: ...").
+dispatcher_config load_dispatcher_config(const std::string& path);
+dispatcher_config parse_dispatcher_config(yaml_map root, bool load_fleet_file = true);
+
+}  // namespace imgate::disp

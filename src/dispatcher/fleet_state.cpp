@@ -1,0 +1,378 @@
+#include "dispatcher/fleet_state.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cmath>
+#include <ctime>
+#include <nlohmann/json.hpp>
+
+namespace imgate::disp {
+
+namespace {
+
+constexpr gw_state all_states[] = {gw_state::up, gw_state::down, gw_state::draining,
+                                   gw_state::overloaded, gw_state::disabled};
+constexpr const char* per_gateway_families[] = {
+    "imgate_dispatcher_picks_total", "imgate_dispatcher_pulls_total",
+    "imgate_dispatcher_gateway_state", "imgate_dispatcher_gateway_effective_weight"};
+
+std::string iso_time(int64_t wall_ms) {
+    std::time_t t = static_cast<std::time_t>(wall_ms / 1000);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+std::string percent(double f) { return std::to_string(static_cast<int>(std::lround(f * 100))) + "%"; }
+
+std::string fixed2(double v) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.2f", v);
+    return buf;
+}
+
+}  // namespace
+
+fleet_state::fleet_state(const clock_source& clock, uint64_t seed, metrics_registry* metrics)
+    : clock_(clock), metrics_(metrics), rng_(seed) {}
+
+fleet_state::entry* fleet_state::find(const std::string& id) const {
+    for (auto& e : entries_)
+        if (e->spec.id == id) return e.get();
+    return nullptr;
+}
+
+void fleet_state::register_metrics(entry& e) {
+    if (!metrics_) return;
+    const auto& id = e.spec.id;
+    e.picks_metric = &metrics_->get_counter("imgate_dispatcher_picks_total",
+                                            "Gateways handed out by GET /get-tcp-ip",
+                                            {{"gateway", id}});
+    e.pulls_ok_metric = &metrics_->get_counter("imgate_dispatcher_pulls_total",
+                                               "Pulls of a gateway's /status, by result",
+                                               {{"gateway", id}, {"result", "ok"}});
+    e.pulls_failed_metric = &metrics_->get_counter("imgate_dispatcher_pulls_total",
+                                                   "Pulls of a gateway's /status, by result",
+                                                   {{"gateway", id}, {"result", "failed"}});
+}
+
+fleet_state::apply_summary fleet_state::apply(const fleet_config& fleet,
+                                              const health_params& params, bool initial) {
+    std::lock_guard lk(mu_);
+    apply_summary sum;
+    params_ = params;
+    std::vector<std::unique_ptr<entry>> next;
+    for (const auto& spec : fleet.gateways) {
+        auto it = std::find_if(entries_.begin(), entries_.end(),
+                               [&](const auto& e) { return e && e->spec.id == spec.id; });
+        if (it != entries_.end() && (*it)->spec.admin == spec.admin) {
+            auto& e = *it;
+            if (e->spec.weight != spec.weight)
+                spdlog::info("gateway {}: weight {} -> {}", spec.id, e->spec.weight, spec.weight);
+            (e->spec == spec ? sum.kept : sum.changed).push_back(spec.id);
+            e->spec = spec;
+            next.push_back(std::move(e));
+            continue;
+        }
+        auto e = std::make_unique<entry>(!initial);
+        e->spec = spec;
+        e->generation = next_generation_++;
+        e->state_since_ms = clock_.wall_ms();
+        e->rate_t0 = clock_.now();
+        register_metrics(*e);
+        if (it != entries_.end()) {
+            spdlog::info("gateway {}: admin address changed to {}; health state reset", spec.id,
+                         spec.admin.to_string());
+            e->picks_total = (*it)->picks_total;
+            sum.changed.push_back(spec.id);
+            it->reset();
+        } else {
+            sum.added.push_back(spec.id);
+        }
+        next.push_back(std::move(e));
+    }
+    for (auto& e : entries_) {
+        if (!e) continue;
+        sum.removed.push_back(e->spec.id);
+        if (metrics_)
+            for (auto* fam : per_gateway_families)
+                metrics_->remove_series(fam, "gateway", e->spec.id);
+    }
+    entries_ = std::move(next);
+    for (auto& e : entries_) after_event(*e, initial ? "start-up" : "reload");
+    return sum;
+}
+
+std::vector<pull_target> fleet_state::pull_targets() const {
+    std::lock_guard lk(mu_);
+    std::vector<pull_target> out;
+    for (auto& e : entries_) out.push_back({e->spec.id, e->spec.admin});
+    return out;
+}
+
+uint64_t fleet_state::pull_started(const std::string& id) {
+    std::lock_guard lk(mu_);
+    auto* e = find(id);
+    if (!e) return 0;
+    e->picks_at_pull_start = e->picks_total;
+    e->pull_in_flight = true;
+    return e->generation;
+}
+
+void fleet_state::update_rate(entry& e, steady_time now) {
+    double dt = std::chrono::duration<double>(now - e.rate_t0).count();
+    if (dt < 1.0) return;
+    e.picks_per_s = static_cast<double>(e.picks_total - e.rate_p0) / dt;
+    e.rate_t0 = now;
+    e.rate_p0 = e.picks_total;
+}
+
+void fleet_state::pull_succeeded(const std::string& id, uint64_t token, const gateway_status& s,
+                                 double latency_ms) {
+    if (s.id != id) {
+        pull_failed(id, token,
+                    "id mismatch: the gateway at this admin address reports id \"" + s.id +
+                        "\", the fleet expects \"" + id + "\"",
+                    latency_ms);
+        return;
+    }
+    std::lock_guard lk(mu_);
+    auto* e = find(id);
+    if (!e || e->generation != token) return;
+    auto now = clock_.now();
+    e->health.pull_ok(s, now, params_);
+    // Picks handed out while the pull was in flight may not be in the reported count yet.
+    e->picks_since_pull = e->picks_total - e->picks_at_pull_start;
+    e->pull_in_flight = false;
+    e->last_pull_ms = clock_.wall_ms();
+    e->pull_latency_ms = latency_ms;
+    if (e->pulls_ok_metric) e->pulls_ok_metric->inc();
+    update_rate(*e, now);
+    after_event(*e, "pull");
+}
+
+void fleet_state::pull_failed(const std::string& id, uint64_t token, const std::string& error,
+                              double latency_ms) {
+    std::lock_guard lk(mu_);
+    auto* e = find(id);
+    if (!e || e->generation != token) return;
+    auto now = clock_.now();
+    bool first = e->health.last_error().empty() || e->health.bad_in_row() == 0;
+    e->health.pull_failed(error, now, params_);
+    e->pull_in_flight = false;
+    e->pull_latency_ms = latency_ms;
+    if (e->pulls_failed_metric) e->pulls_failed_metric->inc();
+    if (first) spdlog::warn("gateway {}: pull failed: {}", id, error);
+    update_rate(*e, now);
+    after_event(*e, error.c_str());
+}
+
+void fleet_state::after_event(entry& e, const char* why) {
+    auto now = clock_.now();
+    auto st = e.health.state(e.spec.weight);
+    bool changed = st != e.last_state;
+    if (changed) {
+        spdlog::info("gateway {}: {} -> {} ({})", e.spec.id, to_string(e.last_state),
+                     to_string(st), reason(e, now).empty() ? why : reason(e, now));
+        e.last_state = st;
+        e.state_since_ms = clock_.wall_ms();
+    }
+    if (!metrics_) return;
+    for (auto s : all_states)
+        metrics_
+            ->get_gauge("imgate_dispatcher_gateway_state",
+                        "1 for the state each gateway is in, 0 for the others",
+                        {{"gateway", e.spec.id}, {"state", to_string(s)}})
+            .set(s == st ? 1 : 0);
+    metrics_
+        ->get_gauge("imgate_dispatcher_gateway_effective_weight",
+                    "Static weight x headroom x slow-start factor at the last event",
+                    {{"gateway", e.spec.id}})
+        .set(effective_weight(e, now));
+}
+
+double fleet_state::effective_weight(const entry& e, steady_time now) const {
+    if (e.health.state(e.spec.weight) != gw_state::up) return 0;
+    double headroom = 1.0 - e.health.utilisation(e.picks_since_pull);
+    if (headroom <= 0) return 0;
+    return e.spec.weight * headroom * e.health.slow_start_factor(now, params_);
+}
+
+std::string fleet_state::reason(const entry& e, steady_time now) const {
+    const auto& h = e.health;
+    switch (h.state(e.spec.weight)) {
+        case gw_state::disabled:
+            return "disabled (weight 0)";
+        case gw_state::down: {
+            std::string r;
+            if (h.down_since()) {
+                auto ago = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    now - *h.down_since());
+                r = (h.ever_up() ? "down since " : "never up; failing since ") +
+                    iso_time(clock_.wall_ms() - ago.count());
+                if (!h.last_error().empty()) r += ": " + h.last_error();
+            } else {
+                r = "waiting for the first pulls";
+            }
+            if (h.good_in_row() > 0)
+                r += " (" + std::to_string(h.good_in_row()) + "/" +
+                     std::to_string(params_.rise) + " good pulls)";
+            return r;
+        }
+        case gw_state::draining:
+            return "draining (gateway reports " + h.status()->state + ")";
+        case gw_state::overloaded:
+            if (h.status()->full) return "overloaded: gateway reports full";
+            return "overloaded: utilisation " + percent(h.utilisation(0)) + " (high water " +
+                   percent(params_.high_water) + ", readmitted at " +
+                   percent(params_.low_water) + ")";
+        case gw_state::up: {
+            double headroom = 1.0 - h.utilisation(e.picks_since_pull);
+            std::string r = "load headroom " + fixed2(std::max(0.0, headroom));
+            double ss = h.slow_start_factor(now, params_);
+            if (ss < 1.0) r += ", slow start " + percent(ss);
+            if (h.bad_in_row() > 0)
+                r += ", " + std::to_string(h.bad_in_row()) + "/" + std::to_string(params_.fall) +
+                     " failed pulls: " + h.last_error();
+            return r;
+        }
+    }
+    return "";
+}
+
+size_t fleet_state::draw(const std::vector<candidate>& pool, size_t skip) {
+    double total = 0;
+    for (size_t i = 0; i < pool.size(); ++i)
+        if (i != skip) total += pool[i].weight;
+    double x = std::uniform_real_distribution<double>(0.0, total)(rng_);
+    size_t last = pool.size();
+    for (size_t i = 0; i < pool.size(); ++i) {
+        if (i == skip) continue;
+        last = i;
+        if (x < pool[i].weight) return i;
+        x -= pool[i].weight;
+    }
+    return last;  // rounding at the top end
+}
+
+size_t fleet_state::choose(const std::vector<candidate>& pool) {
+    if (pool.size() == 1) return 0;
+    // Two weighted random draws, keep the one that has received fewer picks per unit of weight
+    // since its last pull: random enough that several dispatchers on the same stale data do not
+    // all pile onto one gateway, self-correcting within a poll interval (see architecture.md).
+    size_t a = draw(pool, pool.size());
+    size_t b = draw(pool, a);
+    return pool[b].score < pool[a].score ? b : a;
+}
+
+std::vector<pick_target> fleet_state::pick(const pick_request& r) {
+    std::lock_guard lk(mu_);
+    auto now = clock_.now();
+    std::vector<candidate> preferred, other;
+    preferred.reserve(entries_.size());
+    for (auto& up : entries_) {
+        entry& e = *up;
+        if (std::find(r.exclude.begin(), r.exclude.end(), e.spec.id) != r.exclude.end()) continue;
+        double w = effective_weight(e, now);
+        if (w <= 0) continue;
+        candidate c{&e, w, static_cast<double>(e.picks_since_pull) / w};
+        if (r.region.empty() || e.spec.region == r.region)
+            preferred.push_back(c);
+        else
+            other.push_back(c);
+    }
+    std::vector<pick_target> out;
+    size_t want = 1 + r.alternates;
+    for (auto* pool : {&preferred, &other}) {
+        while (out.size() < want && !pool->empty()) {
+            size_t i = choose(*pool);
+            entry& e = *(*pool)[i].e;
+            out.push_back({e.spec.id, e.spec.client});
+            if (out.size() == 1) {
+                e.picks_total++;
+                e.picks_since_pull++;
+                if (e.picks_metric) e.picks_metric->inc();
+            }
+            pool->erase(pool->begin() + static_cast<std::ptrdiff_t>(i));
+        }
+    }
+    return out;
+}
+
+bool fleet_state::has_region(const std::string& region) const {
+    std::lock_guard lk(mu_);
+    for (auto& e : entries_)
+        if (e->spec.region == region) return true;
+    return false;
+}
+
+size_t fleet_state::available() const {
+    std::lock_guard lk(mu_);
+    auto now = clock_.now();
+    size_t n = 0;
+    for (auto& e : entries_)
+        if (effective_weight(*e, now) > 0) ++n;
+    return n;
+}
+
+gw_state fleet_state::state_of(const std::string& id) const {
+    std::lock_guard lk(mu_);
+    auto* e = find(id);
+    return e ? e->health.state(e->spec.weight) : gw_state::disabled;
+}
+
+uint64_t fleet_state::picks_of(const std::string& id) const {
+    std::lock_guard lk(mu_);
+    auto* e = find(id);
+    return e ? e->picks_total : 0;
+}
+
+nlohmann::json fleet_state::status_json() const {
+    std::lock_guard lk(mu_);
+    auto now = clock_.now();
+    auto arr = nlohmann::json::array();
+    for (auto& up : entries_) {
+        const entry& e = *up;
+        const auto& h = e.health;
+        const auto& st = h.status();
+        nlohmann::json g;
+        g["id"] = e.spec.id;
+        g["state"] = to_string(h.state(e.spec.weight));
+        g["weight"] = e.spec.weight;
+        g["effective_weight"] = std::round(effective_weight(e, now) * 100) / 100;
+        g["connections"] = st ? nlohmann::json(st->connections) : nlohmann::json(nullptr);
+        g["max_connections"] = st ? nlohmann::json(st->max_connections) : nlohmann::json(nullptr);
+        g["sessions"] = st ? nlohmann::json(st->sessions) : nlohmann::json(nullptr);
+        g["load"] = st ? nlohmann::json(st->load) : nlohmann::json(nullptr);
+        g["full"] = st ? nlohmann::json(st->full) : nlohmann::json(nullptr);
+        g["gateway_state"] = st ? nlohmann::json(st->state) : nlohmann::json(nullptr);
+        g["version"] = st ? nlohmann::json(st->version) : nlohmann::json(nullptr);
+        g["pid"] = st ? nlohmann::json(st->pid) : nlohmann::json(nullptr);
+        g["uptime_s"] = st ? nlohmann::json(st->uptime_s) : nlohmann::json(nullptr);
+        g["admin"] = e.spec.admin.to_string();
+        g["client"] = e.spec.client.to_string();
+        g["region"] = e.spec.region;
+        g["labels"] = e.spec.labels;
+        g["last_pull_ms"] = e.last_pull_ms ? nlohmann::json(*e.last_pull_ms)
+                                           : nlohmann::json(nullptr);
+        g["last_error"] = h.last_error().empty() ? nlohmann::json(nullptr)
+                                                 : nlohmann::json(h.last_error());
+        g["pull_latency_ms"] = e.pull_latency_ms ? nlohmann::json(*e.pull_latency_ms)
+                                                 : nlohmann::json(nullptr);
+        g["picks"] = e.picks_total;
+        g["picks_since_pull"] = e.picks_since_pull;
+        g["picks_per_s"] = std::round(e.picks_per_s * 10) / 10;
+        g["reason"] = reason(e, now);
+        g["state_since_ms"] = e.state_since_ms;
+        g["slow_start_factor"] = h.slow_start_factor(now, params_);
+        g["good_pulls_in_row"] = h.good_in_row();
+        g["failed_pulls_in_row"] = h.bad_in_row();
+        arr.push_back(std::move(g));
+    }
+    return arr;
+}
+
+}  // namespace imgate::disp

@@ -1,0 +1,120 @@
+#pragma once
+// The dispatcher's view of the fleet: per gateway its spec, health state machine and pick
+// counters; the balancer that hands out gateways; reload that keeps state. Thread-safe (one
+// mutex, held for microseconds); no sockets, clock and random seed injected.
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "common/config.hpp"
+#include "common/metrics.hpp"
+#include "dispatcher/clock.hpp"
+#include "dispatcher/gateway_status.hpp"
+#include "dispatcher/health.hpp"
+#include "dispatcher/region_table.hpp"
+
+namespace imgate::disp {
+
+struct pick_request {
+    std::string region;                // preferred region ("" = none)
+    std::vector<std::string> exclude;  // gateway ids the client does not want
+    size_t alternates = 0;
+};
+
+struct pick_target {
+    std::string id;
+    endpoint client;
+};
+
+// What the poller needs to reach one gateway.
+struct pull_target {
+    std::string id;
+    endpoint admin;
+    bool operator==(const pull_target&) const = default;
+};
+
+class fleet_state {
+public:
+    fleet_state(const clock_source& clock, uint64_t seed, metrics_registry* metrics = nullptr);
+
+    struct apply_summary {
+        std::vector<std::string> added, removed, changed, kept;
+    };
+    // Installs a fleet at start-up (initial = true) or on reload. Gateways whose id and admin
+    // address are unchanged keep their health, load and counters; spec edits (weight, client
+    // address, region, labels) apply at once; new ones start down until they pass `rise`.
+    apply_summary apply(const fleet_config& fleet, const health_params& params, bool initial);
+
+    std::vector<pull_target> pull_targets() const;
+
+    // Poller hooks. pull_started returns a token to pass back, so that a result for an older
+    // incarnation of the gateway (removed/changed by a reload meanwhile) is ignored.
+    uint64_t pull_started(const std::string& id);
+    void pull_succeeded(const std::string& id, uint64_t token, const gateway_status& s,
+                        double latency_ms);
+    void pull_failed(const std::string& id, uint64_t token, const std::string& error,
+                     double latency_ms);
+
+    // The first element is the pick, the rest are alternates in preference order. Empty when no
+    // gateway can take clients. Only the first counts as handed out.
+    std::vector<pick_target> pick(const pick_request& r);
+
+    bool has_region(const std::string& region) const;
+    size_t available() const;  // gateways currently able to take clients
+    nlohmann::json status_json() const;
+    gw_state state_of(const std::string& id) const;  // disabled for unknown ids
+    uint64_t picks_of(const std::string& id) const;
+
+private:
+    struct entry {
+        gateway_spec spec;
+        gateway_health health;
+        uint64_t generation = 0;
+        uint64_t picks_total = 0;
+        uint64_t picks_since_pull = 0;
+        uint64_t picks_at_pull_start = 0;
+        bool pull_in_flight = false;
+        gw_state last_state = gw_state::down;
+        int64_t state_since_ms = 0;
+        std::optional<int64_t> last_pull_ms;
+        std::optional<double> pull_latency_ms;
+        steady_time rate_t0{};
+        uint64_t rate_p0 = 0;
+        double picks_per_s = 0;
+        counter* picks_metric = nullptr;
+        counter* pulls_ok_metric = nullptr;
+        counter* pulls_failed_metric = nullptr;
+        explicit entry(bool ramp) : health(ramp) {}
+    };
+    struct candidate {
+        entry* e;
+        double weight;
+        double score;  // picks since the last pull per unit of weight: lower is less loaded
+    };
+
+    entry* find(const std::string& id) const;
+    double effective_weight(const entry& e, steady_time now) const;
+    std::string reason(const entry& e, steady_time now) const;
+    void after_event(entry& e, const char* why);
+    void update_rate(entry& e, steady_time now);
+    void register_metrics(entry& e);
+    size_t draw(const std::vector<candidate>& pool, size_t skip);
+    size_t choose(const std::vector<candidate>& pool);
+
+    const clock_source& clock_;
+    metrics_registry* metrics_;
+    mutable std::mutex mu_;
+    std::mt19937_64 rng_;
+    health_params params_;
+    std::vector<std::unique_ptr<entry>> entries_;
+    uint64_t next_generation_ = 1;
+};
+
+}  // namespace imgate::disp

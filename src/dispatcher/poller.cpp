@@ -1,0 +1,194 @@
+#include "dispatcher/poller.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/error.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+#include <random>
+
+#include "common/daemon.hpp"
+
+namespace imgate::disp {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+
+namespace {
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+}
+
+struct poller::loop {
+    loop(asio::any_io_executor ex, pull_target t)
+        : target(std::move(t)), timer(ex), stream(ex), resolver(ex), rng(std::random_device{}()) {}
+    pull_target target;
+    asio::steady_timer timer;
+    beast::tcp_stream stream;
+    tcp::resolver resolver;
+    beast::flat_buffer buf;
+    bool connected = false;
+    std::atomic<bool> stopped{false};
+    std::mt19937_64 rng;
+};
+
+poller::poller(asio::any_io_executor ex, fleet_state& fleet, metrics_registry& metrics)
+    : ex_(std::move(ex)), fleet_(fleet) {
+    latency_ = &metrics.get_histogram("imgate_dispatcher_pull_duration_seconds",
+                                      "Round trip of a gateway /status pull (failed ones too)",
+                                      metrics_registry::latency_buckets_seconds());
+}
+
+poller::~poller() { stop(); }
+
+void poller::set_settings(const poll_settings& s) {
+    interval_ms_ = s.interval.count();
+    timeout_ms_ = s.timeout.count();
+    jitter_ = s.jitter;
+}
+
+void poller::sync() {
+    auto targets = fleet_.pull_targets();
+    std::lock_guard lk(mu_);
+    for (auto it = loops_.begin(); it != loops_.end();) {
+        auto t = std::find_if(targets.begin(), targets.end(),
+                              [&](const pull_target& x) { return x.id == it->first; });
+        if (t == targets.end() || !(*t == it->second->target)) {
+            stop_loop(it->second);
+            it = loops_.erase(it);
+        } else {
+            ++it;
+        }
+    }
+    for (auto& t : targets) {
+        if (loops_.count(t.id)) continue;
+        auto l = std::make_shared<loop>(asio::make_strand(ex_), t);
+        loops_[t.id] = l;
+        spawn(l->timer.get_executor(), run(l), "pull " + t.id);
+    }
+}
+
+void poller::stop_loop(const std::shared_ptr<loop>& l) {
+    l->stopped = true;
+    asio::post(l->timer.get_executor(), [l] {
+        l->timer.cancel();
+        l->resolver.cancel();
+        boost::system::error_code ec;
+        l->stream.socket().close(ec);
+    });
+}
+
+void poller::stop() {
+    std::lock_guard lk(mu_);
+    for (auto& [id, l] : loops_) stop_loop(l);
+    loops_.clear();
+}
+
+asio::awaitable<std::string> poller::pull_once(loop& l, std::string& body) {
+    auto timeout = std::chrono::milliseconds(timeout_ms_.load());
+    l.stream.expires_after(timeout);
+    // A kept-alive connection may have been closed by the gateway while idle; that is not the
+    // gateway failing, so one fresh attempt follows within the same deadline.
+    for (int attempt = 0; attempt < 2; ++attempt) {
+        bool reused = l.connected;
+        if (!l.connected) {
+            l.buf.clear();
+            auto [rec, results] = co_await l.resolver.async_resolve(
+                l.target.admin.host, std::to_string(l.target.admin.port), use_tuple);
+            if (rec) co_return "resolve " + l.target.admin.host + ": " + rec.message();
+            auto [cec, ep] = co_await l.stream.async_connect(results, use_tuple);
+            if (cec == beast::error::timeout)
+                co_return "connect: timeout after " + std::to_string(timeout.count()) + "ms";
+            if (cec) co_return "connect: " + cec.message();
+            l.stream.socket().set_option(tcp::no_delay(true));
+            l.connected = true;
+        }
+        http::request<http::empty_body> req{http::verb::get, "/status", 11};
+        req.set(http::field::host, l.target.admin.to_string());
+        req.set(http::field::user_agent, "imgate-dispatcher");
+        req.keep_alive(true);
+        auto [wec, wn] = co_await http::async_write(l.stream, req, use_tuple);
+        http::response_parser<http::string_body> parser;
+        parser.body_limit(max_status_body);
+        parser.header_limit(16 * 1024);
+        boost::system::error_code rec;
+        if (!wec) {
+            auto [e, n] = co_await http::async_read(l.stream, l.buf, parser, use_tuple);
+            rec = e;
+        }
+        auto ec = wec ? wec : rec;
+        if (ec) {
+            boost::system::error_code ignore;
+            l.stream.socket().close(ignore);
+            l.connected = false;
+            bool stale = reused && (ec == http::error::end_of_stream ||
+                                    ec == asio::error::eof ||
+                                    ec == asio::error::connection_reset ||
+                                    ec == asio::error::broken_pipe);
+            if (stale && attempt == 0) continue;
+            if (ec == beast::error::timeout)
+                co_return "timeout after " + std::to_string(timeout.count()) + "ms";
+            if (ec == http::error::body_limit) co_return "status body larger than 256 KiB";
+            co_return std::string(wec ? "write: " : "read: ") + ec.message();
+        }
+        auto& res = parser.get();
+        if (!res.keep_alive()) {
+            boost::system::error_code ignore;
+            l.stream.socket().shutdown(tcp::socket::shutdown_both, ignore);
+            l.stream.socket().close(ignore);
+            l.connected = false;
+        }
+        if (res.result() != http::status::ok)
+            co_return "GET /status answered HTTP " + std::to_string(res.result_int());
+        body = std::move(res.body());
+        co_return std::string();
+    }
+    co_return "connection closed twice";
+}
+
+asio::awaitable<void> poller::run(std::shared_ptr<loop> l) {
+    const auto& id = l->target.id;
+    while (!l->stopped) {
+        auto started = std::chrono::steady_clock::now();
+        uint64_t token = fleet_.pull_started(id);
+        std::string body;
+        std::string err = co_await pull_once(*l, body);
+        if (l->stopped) break;
+        double ms =
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
+                .count();
+        latency_->observe(ms / 1000);
+        if (err.empty()) {
+            auto parsed = parse_gateway_status(body);
+            if (auto* s = std::get_if<gateway_status>(&parsed))
+                fleet_.pull_succeeded(id, token, *s, ms);
+            else
+                fleet_.pull_failed(id, token, std::get<std::string>(parsed), ms);
+        } else {
+            fleet_.pull_failed(id, token, err, ms);
+        }
+        // Interval measured from the start of the pull, jittered so that several dispatchers
+        // (and the gateways of one dispatcher) do not pull in lock-step.
+        double j = jitter_.load();
+        double factor = std::uniform_real_distribution<double>(1.0 - j, 1.0 + j)(l->rng);
+        auto wait = std::chrono::milliseconds(
+                        static_cast<int64_t>(static_cast<double>(interval_ms_.load()) * factor)) -
+                    (std::chrono::steady_clock::now() - started);
+        l->timer.expires_after(wait);
+        co_await l->timer.async_wait(use_tuple);
+    }
+    boost::system::error_code ignore;
+    l->stream.socket().close(ignore);
+}
+
+}  // namespace imgate::disp

@@ -1,0 +1,106 @@
+#include "gateway/gateway_config.hpp"
+
+#include "common/frame.hpp"
+
+namespace imgate::gw {
+
+namespace {
+
+gateway_limits parse_limits(yaml_map m, yaml_map t, yaml_map d) {
+    gateway_limits l;
+    l.max_connections = uint32_t(m.integer("max_connections", l.max_connections, 1, 10000000));
+    l.max_frame_bytes =
+        uint32_t(m.integer("max_frame_bytes", l.max_frame_bytes, 256, absolute_max_frame_body));
+    l.max_payload_bytes =
+        uint32_t(m.integer("max_payload_bytes", l.max_payload_bytes, 1, absolute_max_frame_body));
+    l.send_rate = m.number("send_rate", l.send_rate, 0.001, 1e7);
+    l.send_burst = m.number("send_burst", l.send_burst, 1, 1e7);
+    l.max_outbound_bytes =
+        uint64_t(m.integer("max_outbound_bytes", int64_t(l.max_outbound_bytes), 1024, 1LL << 32));
+    l.max_rooms_per_session =
+        uint32_t(m.integer("max_rooms_per_session", l.max_rooms_per_session, 0, 100000));
+    l.max_id_length = uint32_t(m.integer("max_id_length", l.max_id_length, 1, 1024));
+    l.max_pending_acks = uint32_t(m.integer("max_pending_acks", l.max_pending_acks, 0, 100000000));
+    l.dedupe_window = uint32_t(m.integer("dedupe_window", l.dedupe_window, 1024, 100000000));
+    if (l.max_payload_bytes > l.max_frame_bytes)
+        m.fail("max_payload_bytes", "must not exceed max_frame_bytes");
+    m.finish();
+
+    auto positive = [&](const char* key, std::chrono::milliseconds def) {
+        auto v = t.duration(key, def);
+        if (v.count() <= 0) t.fail(key, "must be positive");
+        return v;
+    };
+    l.login_timeout = positive("login_timeout", l.login_timeout);
+    l.heartbeat_interval = positive("heartbeat_interval", l.heartbeat_interval);
+    l.idle_timeout = positive("idle_timeout", l.idle_timeout);
+    l.write_timeout = positive("write_timeout", l.write_timeout);
+    l.ack_timeout = positive("ack_timeout", l.ack_timeout);
+    l.shutdown_grace = t.duration("shutdown_grace", l.shutdown_grace);
+    if (l.idle_timeout <= l.heartbeat_interval)
+        t.fail("idle_timeout", "must be longer than heartbeat_interval");
+    t.finish();
+
+    l.drain_rate = d.number("rate", l.drain_rate, 0.1, 1e7);
+    l.reconnect_hint = d.duration("reconnect_after", l.reconnect_hint);
+    d.finish();
+    return l;
+}
+
+}  // namespace
+
+gateway_config load_gateway_config(const std::string& path, const std::string& id_override) {
+    gateway_config c;
+    c.file = path;
+    yaml_map root(load_yaml_file(path), path);
+    c.id = root.str("id", "");
+    if (!id_override.empty()) c.id = id_override;
+    if (c.id.empty()) root.fail("id", "no gateway id: pass --id or set id:");
+    c.fleet_file = resolve_path(path, root.str("fleet"));
+    c.workers = uint32_t(root.integer("workers", 0, 0, 1024));
+
+    auto auth = root.map("auth");
+    c.token_secret_files = auth.strings("secret_files");
+    if (c.token_secret_files.empty())
+        auth.fail("secret_files", "at least one token secret file is required");
+    for (auto& f : c.token_secret_files) {
+        f = resolve_path(path, f);
+        try {
+            c.token_secrets.push_back(read_secret_file(f));
+        } catch (const std::exception& e) {
+            auth.fail("secret_files", e.what());
+        }
+    }
+    c.token_leeway_s = auth.duration("leeway", std::chrono::milliseconds(0)).count() / 1000;
+    auth.finish();
+
+    auto admin = root.map("admin");
+    if (admin.has("token_file")) {
+        c.admin_token_file = resolve_path(path, admin.str("token_file"));
+        try {
+            c.admin_token = read_secret_file(c.admin_token_file);
+        } catch (const std::exception& e) {
+            admin.fail("token_file", e.what());
+        }
+    }
+    admin.finish();
+
+    c.limits = parse_limits(root.map("limits"), root.map("timeouts"), root.map("drain"));
+    c.log = parse_log_config(root.map("log"));
+    c.rpc = parse_rpc_config(root.map("cluster_rpc"));
+    root.finish();
+
+    c.fleet = load_fleet(c.fleet_file);
+    if (!c.fleet.find(c.id))
+        throw config_error(c.fleet_file + ": gateway id \"" + c.id + "\" is not in the fleet");
+    if (!c.fleet.cluster_secret_file.empty()) {
+        try {
+            c.cluster_secret = read_secret_file(c.fleet.cluster_secret_file);
+        } catch (const std::exception& e) {
+            throw config_error(c.fleet_file + ": cluster.secret_file: " + e.what());
+        }
+    }
+    return c;
+}
+
+}  // namespace imgate::gw

@@ -1,0 +1,56 @@
+#pragma once
+// gateway.yaml: everything one gateway reads at start-up and again on SIGHUP.
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/config.hpp"
+#include "gateway/rpc_config.hpp"
+
+namespace imgate::gw {
+
+// Limits and timings that SIGHUP may change on a running gateway.
+struct gateway_limits {
+    uint32_t max_connections = 100000;
+    uint32_t max_frame_bytes = 64 * 1024;     // largest frame body accepted from a client
+    uint32_t max_payload_bytes = 32 * 1024;   // largest message payload
+    double send_rate = 50;                    // sends per second per session (token bucket)
+    double send_burst = 100;
+    uint64_t max_outbound_bytes = 1 << 20;    // queued per session; past it: slow consumer
+    uint32_t max_rooms_per_session = 64;
+    uint32_t max_id_length = 64;              // user, device and room ids
+    std::chrono::milliseconds login_timeout{10000};
+    std::chrono::milliseconds heartbeat_interval{30000};
+    std::chrono::milliseconds idle_timeout{90000};
+    std::chrono::milliseconds write_timeout{10000};  // one gathered write may take this long
+    std::chrono::milliseconds ack_timeout{60000};    // how long a delivery waits for its ack
+    uint32_t max_pending_acks = 1000000;
+    uint32_t dedupe_window = 1 << 18;                // recent forwarded ids remembered
+    double drain_rate = 1000;                        // sessions redirected per second on drain
+    std::chrono::milliseconds reconnect_hint{1000};  // reconnect_after_ms in redirect/kick
+    std::chrono::milliseconds shutdown_grace{10000};
+};
+
+struct gateway_config {
+    std::string file;
+    std::string id;          // from --id or `id:`
+    std::string fleet_file;  // resolved
+    fleet_config fleet;
+    std::vector<std::string> token_secrets;  // current first, then previous
+    std::vector<std::string> token_secret_files;
+    int64_t token_leeway_s = 0;
+    std::string admin_token;  // empty: /push and /drain refused
+    std::string admin_token_file;
+    uint32_t workers = 0;  // 0: hardware concurrency
+    gateway_limits limits;
+    log_config log;
+    rpc_config rpc;
+    std::string cluster_secret;  // empty: single node
+};
+
+// Loads and validates gateway.yaml (and the fleet and secret files it names). id_override wins
+// over the file's `id:`. Throws config_error with file:line for any problem.
+gateway_config load_gateway_config(const std::string& path, const std::string& id_override);
+
+}  // namespace imgate::gw

@@ -1,0 +1,163 @@
+#include "gateway/hub.hpp"
+
+#include <algorithm>
+#include <mutex>
+
+namespace imgate::gw {
+
+namespace {
+bool erase_ptr(std::vector<session_sink*>& v, session_sink* s) {
+    auto it = std::find(v.begin(), v.end(), s);
+    if (it == v.end()) return false;
+    *it = v.back();
+    v.pop_back();
+    return true;
+}
+}  // namespace
+
+hub::add_result hub::add(std::shared_ptr<session_sink> s) {
+    add_result r;
+    std::unique_lock lk(mu_);
+    auto uit = users_.find(s->user());
+    if (uit != users_.end()) {
+        for (auto* other : uit->second) {
+            if (other->device() == s->device() && other != s.get()) {
+                uint64_t old_id = other->session_id();
+                auto e = sessions_.find(old_id);
+                if (e != sessions_.end()) r.replaced = e->second.s;
+                auto rr = remove_locked(old_id);
+                r.replaced_rooms_emptied = std::move(rr.rooms_emptied);
+                break;
+            }
+        }
+    }
+    auto& vec = users_[s->user()];
+    r.first_of_user = vec.empty();
+    vec.push_back(s.get());
+    sessions_[s->session_id()] = entry{std::move(s), {}};
+    return r;
+}
+
+hub::remove_result hub::remove(uint64_t sid) {
+    std::unique_lock lk(mu_);
+    return remove_locked(sid);
+}
+
+hub::remove_result hub::remove_locked(uint64_t sid) {
+    remove_result r;
+    auto it = sessions_.find(sid);
+    if (it == sessions_.end()) return r;
+    r.removed = true;
+    session_sink* s = it->second.s.get();
+    for (auto& room : it->second.rooms)
+        if (room_remove_locked(room, s)) r.rooms_emptied.push_back(room);
+    auto uit = users_.find(s->user());
+    if (uit != users_.end()) {
+        erase_ptr(uit->second, s);
+        if (uit->second.empty()) {
+            users_.erase(uit);
+            r.last_of_user = true;
+        }
+    }
+    sessions_.erase(it);
+    return r;
+}
+
+bool hub::room_remove_locked(const std::string& room, session_sink* s) {
+    auto rit = rooms_.find(room);
+    if (rit == rooms_.end()) return false;
+    erase_ptr(rit->second, s);
+    if (!rit->second.empty()) return false;
+    rooms_.erase(rit);
+    return true;
+}
+
+hub::join_result hub::join(uint64_t sid, const std::string& room, size_t max_rooms) {
+    join_result r;
+    std::unique_lock lk(mu_);
+    auto it = sessions_.find(sid);
+    if (it == sessions_.end()) {
+        r.status = join_status::unknown_session;
+        return r;
+    }
+    auto& mine = it->second.rooms;
+    if (std::find(mine.begin(), mine.end(), room) != mine.end()) {
+        r.status = join_status::already_member;
+        return r;
+    }
+    if (mine.size() >= max_rooms) {
+        r.status = join_status::too_many_rooms;
+        return r;
+    }
+    mine.push_back(room);
+    auto& members = rooms_[room];
+    r.first_member = members.empty();
+    members.push_back(it->second.s.get());
+    return r;
+}
+
+hub::leave_result hub::leave(uint64_t sid, const std::string& room) {
+    leave_result r;
+    std::unique_lock lk(mu_);
+    auto it = sessions_.find(sid);
+    if (it == sessions_.end()) return r;
+    auto& mine = it->second.rooms;
+    auto pos = std::find(mine.begin(), mine.end(), room);
+    if (pos == mine.end()) return r;
+    *pos = std::move(mine.back());
+    mine.pop_back();
+    r.was_member = true;
+    r.last_member = room_remove_locked(room, it->second.s.get());
+    return r;
+}
+
+std::shared_ptr<session_sink> hub::find(uint64_t sid) const {
+    std::shared_lock lk(mu_);
+    auto it = sessions_.find(sid);
+    return it == sessions_.end() ? nullptr : it->second.s;
+}
+
+std::vector<std::shared_ptr<session_sink>> hub::all_sessions() const {
+    std::shared_lock lk(mu_);
+    std::vector<std::shared_ptr<session_sink>> out;
+    out.reserve(sessions_.size());
+    for (auto& [id, e] : sessions_) out.push_back(e.s);
+    return out;
+}
+
+std::vector<std::string> hub::users() const {
+    std::shared_lock lk(mu_);
+    std::vector<std::string> out;
+    out.reserve(users_.size());
+    for (auto& [u, v] : users_) out.push_back(u);
+    return out;
+}
+
+std::vector<std::string> hub::rooms() const {
+    std::shared_lock lk(mu_);
+    std::vector<std::string> out;
+    out.reserve(rooms_.size());
+    for (auto& [r, v] : rooms_) out.push_back(r);
+    return out;
+}
+
+std::vector<std::string> hub::rooms_of(uint64_t sid) const {
+    std::shared_lock lk(mu_);
+    auto it = sessions_.find(sid);
+    return it == sessions_.end() ? std::vector<std::string>{} : it->second.rooms;
+}
+
+size_t hub::session_count() const {
+    std::shared_lock lk(mu_);
+    return sessions_.size();
+}
+size_t hub::user_count() const {
+    std::shared_lock lk(mu_);
+    return users_.size();
+}
+size_t hub::room_count() const {
+    std::shared_lock lk(mu_);
+    return rooms_.size();
+}
+
+}  // namespace imgate::gw

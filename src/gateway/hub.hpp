@@ -1,0 +1,118 @@
+#pragma once
+// The gateway's routing table: which local sessions a user has and which sessions joined each room.
+// Socket-free; sessions are reached only through the session_sink interface so tests can use fakes.
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace imgate::gw {
+
+// An encoded frame shared by every recipient of one message (encoded once).
+using shared_frame = std::shared_ptr<const std::string>;
+
+// What the hub needs of a session: identity and a thread-safe way to queue an outbound frame.
+class session_sink {
+public:
+    virtual ~session_sink() = default;
+    virtual uint64_t session_id() const = 0;
+    virtual const std::string& user() const = 0;
+    virtual const std::string& device() const = 0;
+    // Queues a frame for writing; returns false when the session refused it (closing, or it
+    // crossed its outbound bound and is being closed as a slow consumer).
+    virtual bool push_frame(const shared_frame& f) = 0;
+};
+
+struct string_hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+
+// Owns the user -> sessions and room -> sessions indexes. Thread-safe: lookups share a lock,
+// changes take it exclusively. Delivery callbacks run under the shared lock, so they must not call
+// back into the hub.
+class hub {
+public:
+    struct add_result {
+        std::shared_ptr<session_sink> replaced;  // same user + device, now removed from the hub
+        std::vector<std::string> replaced_rooms_emptied;  // rooms the replaced session left empty
+        bool first_of_user = false;                       // user had no local session before
+    };
+    enum class join_status { ok, already_member, too_many_rooms, unknown_session };
+    struct join_result {
+        join_status status = join_status::ok;
+        bool first_member = false;  // room had no local member before
+    };
+    struct leave_result {
+        bool was_member = false;
+        bool last_member = false;  // room has no local member any more
+    };
+    struct remove_result {
+        bool removed = false;      // false: not (or no longer) registered
+        bool last_of_user = false;
+        std::vector<std::string> rooms_emptied;
+    };
+
+    // Registers s; a session with the same user and device is replaced (removed and returned).
+    add_result add(std::shared_ptr<session_sink> s);
+    // Unregisters the session with id sid (if it is still the registered one) and its rooms.
+    remove_result remove(uint64_t sid);
+
+    join_result join(uint64_t sid, const std::string& room, size_t max_rooms);
+    leave_result leave(uint64_t sid, const std::string& room);
+
+    // Calls f(session_sink&) for each session of user / each member of room except exclude_sid.
+    // Returns the number of sessions visited.
+    template <class F>
+    size_t for_user(std::string_view user, F&& f) const {
+        std::shared_lock lk(mu_);
+        auto it = users_.find(user);
+        if (it == users_.end()) return 0;
+        for (auto* s : it->second) f(*s);
+        return it->second.size();
+    }
+    template <class F>
+    size_t for_room(std::string_view room, uint64_t exclude_sid, F&& f) const {
+        std::shared_lock lk(mu_);
+        auto it = rooms_.find(room);
+        if (it == rooms_.end()) return 0;
+        size_t n = 0;
+        for (auto* s : it->second) {
+            if (s->session_id() == exclude_sid) continue;
+            f(*s);
+            ++n;
+        }
+        return n;
+    }
+
+    std::shared_ptr<session_sink> find(uint64_t sid) const;
+    std::vector<std::shared_ptr<session_sink>> all_sessions() const;
+    std::vector<std::string> users() const;
+    std::vector<std::string> rooms() const;
+    std::vector<std::string> rooms_of(uint64_t sid) const;
+    size_t session_count() const;
+    size_t user_count() const;
+    size_t room_count() const;
+
+private:
+    struct entry {
+        std::shared_ptr<session_sink> s;
+        std::vector<std::string> rooms;
+    };
+    // Caller holds the exclusive lock.
+    remove_result remove_locked(uint64_t sid);
+    bool room_remove_locked(const std::string& room, session_sink* s);
+
+    mutable std::shared_mutex mu_;
+    std::unordered_map<uint64_t, entry> sessions_;
+    // Raw pointers stay valid because sessions_ keeps the owning shared_ptr and both indexes are
+    // updated under the same exclusive lock.
+    std::unordered_map<std::string, std::vector<session_sink*>, string_hash, std::equal_to<>> users_;
+    std::unordered_map<std::string, std::vector<session_sink*>, string_hash, std::equal_to<>> rooms_;
+};
+
+}  // namespace imgate::gw

@@ -1,0 +1,103 @@
+#include "gateway/routing.hpp"
+
+#include <algorithm>
+
+namespace imgate::gw {
+
+size_t pending_acks::add(uint64_t server_msg_id, ack_origin origin, steady_time now) {
+    std::lock_guard lk(mu_);
+    size_t evicted = trim_locked(now);
+    while (map_.size() >= max_ && !order_.empty()) {
+        map_.erase(order_.front().first);
+        order_.pop_front();
+        ++evicted;
+    }
+    if (max_ == 0) return evicted;
+    auto expires = now + ttl_;
+    auto [it, fresh] = map_.try_emplace(server_msg_id, entry{std::move(origin), expires, {}});
+    if (fresh) order_.emplace_back(server_msg_id, expires);
+    return evicted;
+}
+
+std::optional<ack_origin> pending_acks::on_ack(uint64_t server_msg_id, uint64_t sid,
+                                               const std::string& user, steady_time now) {
+    std::lock_guard lk(mu_);
+    auto it = map_.find(server_msg_id);
+    if (it == map_.end()) return std::nullopt;
+    auto& e = it->second;
+    if (e.expires <= now || e.origin.recipient != user) return std::nullopt;
+    if (std::find(e.acked_by.begin(), e.acked_by.end(), sid) != e.acked_by.end())
+        return std::nullopt;
+    e.acked_by.push_back(sid);
+    return e.origin;
+}
+
+size_t pending_acks::trim_locked(steady_time now) {
+    size_t n = 0;
+    while (!order_.empty() && order_.front().second <= now) {
+        auto it = map_.find(order_.front().first);
+        // A re-added id keeps its first deadline; only erase when this queue slot still owns it.
+        if (it != map_.end() && it->second.expires == order_.front().second) {
+            map_.erase(it);
+            ++n;
+        }
+        order_.pop_front();
+    }
+    return n;
+}
+
+size_t pending_acks::expire(steady_time now) {
+    std::lock_guard lk(mu_);
+    return trim_locked(now);
+}
+
+size_t pending_acks::size() const {
+    std::lock_guard lk(mu_);
+    return map_.size();
+}
+
+void pending_acks::set_limits(size_t max_entries, std::chrono::milliseconds ttl) {
+    std::lock_guard lk(mu_);
+    max_ = max_entries;
+    ttl_ = ttl;
+}
+
+bool recent_ids::insert(uint64_t id) {
+    std::lock_guard lk(mu_);
+    if (!set_.insert(id).second) return false;
+    order_.push_back(id);
+    while (order_.size() > cap_) {
+        set_.erase(order_.front());
+        order_.pop_front();
+    }
+    return true;
+}
+
+bool recent_ids::contains(uint64_t id) const {
+    std::lock_guard lk(mu_);
+    return set_.count(id) != 0;
+}
+
+size_t recent_ids::size() const {
+    std::lock_guard lk(mu_);
+    return set_.size();
+}
+
+uint16_t msg_id_source::gateway_hash(const std::string& gateway_id) {
+    // FNV-1a folded to 16 bits: stable across builds and platforms (std::hash is not).
+    uint32_t h = 2166136261u;
+    for (unsigned char c : gateway_id) {
+        h ^= c;
+        h *= 16777619u;
+    }
+    return static_cast<uint16_t>((h >> 16) ^ (h & 0xffff));
+}
+
+msg_id_source::msg_id_source(const std::string& gateway_id, uint64_t now_ms_since_epoch)
+    : prefix_(uint64_t(gateway_hash(gateway_id)) << 48) {
+    constexpr uint64_t epoch_2025_ms = 1735689600000ull;
+    uint64_t ms = now_ms_since_epoch > epoch_2025_ms ? now_ms_since_epoch - epoch_2025_ms : 0;
+    counter_.store(((ms << 10) & mask48) | 1, std::memory_order_relaxed);
+}
+
+}  // namespace imgate::gw

@@ -1,0 +1,96 @@
+#pragma once
+// One client connection: reads frames under a deadline, runs the login/heartbeat/send/room
+// protocol, and writes through one bounded outbound queue flushed by a single gathered write.
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/frame.hpp"
+#include "common/protocol.hpp"
+#include "gateway/hub.hpp"
+#include "gateway/routing.hpp"
+
+namespace imgate::gw {
+
+namespace asio = boost::asio;
+class gateway_server;
+struct gateway_limits;
+
+// Owns the socket, the deadline timer, the decoder and the outbound queue of one connection.
+// Protocol handling runs on the socket's strand; push_frame may be called from any thread.
+class session final : public session_sink, public std::enable_shared_from_this<session> {
+public:
+    session(gateway_server& srv, asio::ip::tcp::socket sock, uint64_t id);
+    ~session() override;
+
+    void start();
+
+    uint64_t session_id() const override { return id_; }
+    const std::string& user() const override { return user_; }
+    const std::string& device() const override { return device_; }
+    bool push_frame(const shared_frame& f) override;
+    bool push_owned(std::string bytes);
+
+    // Queues a final frame (kick/redirect/error), flushes the queue, then closes.
+    void finish(std::string last_frame);
+    void close_now();
+    asio::any_io_executor socket_executor() { return sock_.get_executor(); }
+    bool logged_in() const { return logged_in_.load(std::memory_order_acquire); }
+
+private:
+    struct out_item {
+        shared_frame shared;
+        std::string own;
+        std::string_view view() const { return shared ? std::string_view(*shared) : own; }
+    };
+
+    asio::awaitable<void> read_loop();
+    void handle_frame(const frame& f);
+    void handle_login(const frame& f);
+    void handle_send(const proto::send_msg& m);
+    void handle_room(const frame& f, bool join);
+    void send_error(proto::code c, std::string message);
+    bool push_item(out_item item, size_t size);
+    void start_write();
+    void on_write(const boost::system::error_code& ec);
+    void arm_timer(std::chrono::steady_clock::time_point at);
+    void on_timer();
+    void refresh_limits();
+    bool valid_ident(std::string_view s) const;
+
+    gateway_server& srv_;
+    uint64_t id_;
+    asio::ip::tcp::socket sock_;
+    asio::steady_timer timer_;
+    frame_decoder dec_;
+    std::string user_;
+    std::string device_;
+    std::atomic<bool> logged_in_{false};
+
+    uint64_t limits_gen_ = 0;  // declared before limits_: its initializer writes it
+    std::shared_ptr<const gateway_limits> limits_;
+    token_bucket bucket_;
+    std::chrono::steady_clock::time_point started_;
+    std::chrono::steady_clock::time_point last_rx_;
+    std::chrono::steady_clock::time_point write_started_{};
+    std::chrono::steady_clock::time_point linger_until_{};
+
+    std::mutex qmu_;  // guards the outbound state below
+    std::vector<out_item> queue_;
+    std::vector<out_item> writing_;
+    std::vector<asio::const_buffer> bufs_;
+    uint64_t queued_bytes_ = 0;
+    bool write_active_ = false;
+    bool finish_after_flush_ = false;
+    std::atomic<bool> closing_{false};  // no more input handled, no more frames accepted
+    bool shut_down_ = false;            // send side shut down (strand only)
+};
+
+}  // namespace imgate::gw

@@ -1,0 +1,365 @@
+// The balancer and reload logic, driven with a manual clock and fixed seeds.
+#include "dispatcher/fleet_state.hpp"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <nlohmann/json.hpp>
+
+using namespace imgate;
+using namespace imgate::disp;
+using namespace std::chrono_literals;
+
+namespace {
+
+gateway_spec gw(const std::string& id, uint32_t weight, const std::string& region = "eu") {
+    gateway_spec g;
+    g.id = id;
+    auto n = static_cast<uint16_t>(std::stoi(id.substr(2)));
+    g.client = {"10.0.0." + std::to_string(n), static_cast<uint16_t>(9000 + n)};
+    g.admin = {"10.0.0." + std::to_string(n), static_cast<uint16_t>(9100 + n)};
+    g.rpc = {"10.0.0." + std::to_string(n), static_cast<uint16_t>(9200 + n)};
+    g.weight = weight;
+    g.region = region;
+    return g;
+}
+
+fleet_config fleet(std::vector<gateway_spec> g) {
+    fleet_config f;
+    f.gateways = std::move(g);
+    return f;
+}
+
+health_params params() {
+    health_params p;
+    p.rise = 2;
+    p.fall = 2;
+    p.slow_start = 10s;
+    return p;
+}
+
+gateway_status status(const std::string& id, uint64_t conns = 0, uint64_t max = 100000) {
+    gateway_status s;
+    s.id = id;
+    s.state = "serving";
+    s.connections = conns;
+    s.max_connections = max;
+    s.uptime_s = 1000;
+    return s;
+}
+
+// Drives fleet_state the way the poller does.
+struct harness {
+    manual_clock clock;
+    metrics_registry metrics;
+    fleet_state fs;
+    explicit harness(uint64_t seed = 42) : fs(clock, seed, &metrics) {}
+
+    void ok(const std::string& id, uint64_t conns = 0, uint64_t max = 100000) {
+        auto t = fs.pull_started(id);
+        fs.pull_succeeded(id, t, status(id, conns, max), 1.0);
+    }
+    void ok(const gateway_status& s) {
+        auto t = fs.pull_started(s.id);
+        fs.pull_succeeded(s.id, t, s, 1.0);
+    }
+    void fail(const std::string& id) {
+        auto t = fs.pull_started(id);
+        fs.pull_failed(id, t, "connect: Connection refused", 1.0);
+    }
+    void bring_up(const std::vector<std::string>& ids) {
+        for (int i = 0; i < 2; ++i)
+            for (auto& id : ids) ok(id);
+    }
+    std::map<std::string, int> count(int n, const pick_request& r = {}, int pull_every = 0) {
+        std::map<std::string, int> c;
+        for (int i = 0; i < n; ++i) {
+            auto t = fs.pick(r);
+            if (!t.empty()) c[t.front().id]++;
+            else c[""]++;
+            if (pull_every && (i + 1) % pull_every == 0)
+                for (auto& g : fs.pull_targets()) ok(g.id);  // clients come and go: load stays flat
+        }
+        return c;
+    }
+};
+
+}  // namespace
+
+TEST(FleetState, PicksFollowStaticWeightsWithin3PercentOver100kPicks) {
+    harness h;
+    h.fs.apply(fleet({gw("gw1", 100), gw("gw2", 100), gw("gw3", 50), gw("gw4", 250)}), params(),
+               true);
+    h.bring_up({"gw1", "gw2", "gw3", "gw4"});
+    auto c = h.count(100000, {}, 500);
+    const double total_w = 500;
+    std::map<std::string, double> w{{"gw1", 100}, {"gw2", 100}, {"gw3", 50}, {"gw4", 250}};
+    for (auto& [id, weight] : w) {
+        double expected = 100000 * weight / total_w;
+        EXPECT_NEAR(c[id], expected, expected * 0.03) << id;
+    }
+    EXPECT_EQ(c[""], 0);
+    EXPECT_EQ(h.fs.picks_of("gw4"), static_cast<uint64_t>(c["gw4"]));
+}
+
+TEST(FleetState, HeadroomLowersTheShareOfABusierGateway) {
+    harness h;
+    h.fs.apply(fleet({gw("gw1", 100), gw("gw2", 100)}), params(), true);
+    for (int i = 0; i < 2; ++i) {
+        h.ok("gw1", 0, 1000);
+        h.ok("gw2", 500, 1000);  // half full: half the headroom
+    }
+    auto c = h.count(3000);
+    // Expected 2:1 from headroom alone, shifted further as picks since the pull count in.
+    EXPECT_GT(c["gw1"], c["gw2"] * 3 / 2);
+    EXPECT_GT(c["gw2"], 300);
+}
+
+TEST(FleetState, PicksSinceLastPullPreventHerdingOnStaleData) {
+    harness h;
+    h.fs.apply(fleet({gw("gw1", 100), gw("gw2", 100), gw("gw3", 100)}), params(), true);
+    for (int i = 0; i < 2; ++i) {
+        h.ok("gw1", 0, 1000);  // looks empty...
+        h.ok("gw2", 600, 1000);
+        h.ok("gw3", 600, 1000);
+    }
+    // ... so it should take more, but with no new pull it must not take them all: after 400
+    // picks to gw1 its estimate equals the others'.
+    auto c = h.count(900);
+    EXPECT_GT(c["gw1"], 400);
+    EXPECT_GT(c["gw2"] + c["gw3"], 250);
+    auto j = h.fs.status_json();
+    EXPECT_EQ(j[0]["picks_since_pull"].get<int>(), c["gw1"]);
+    h.ok("gw1", 0 + c["gw1"], 1000);
+    EXPECT_EQ(h.fs.status_json()[0]["picks_since_pull"].get<int>(), 0);
+}
+
+TEST(FleetState, PicksDuringAPullInFlightStayCounted) {
+    harness h;
+    h.fs.apply(fleet({gw("gw1", 100)}), params(), true);
+    h.bring_up({"gw1"});
+    h.count(5);
+    auto t = h.fs.pull_started("gw1");
+    h.count(3);  // handed out while the pull is on the wire
+    h.fs.pull_succeeded("gw1", t, status("gw1"), 1.0);
+    EXPECT_EQ(h.fs.status_json()[0]["picks_since_pull"].get<int>(), 3);
+}
+
+TEST(FleetState, TwoDispatchersOnTheSameStaleDataStillSpreadByWeight) {
+    harness a(1), b(2);
+    for (auto* h : {&a, &b}) {
+        h->fs.apply(fleet({gw("gw1", 100), gw("gw2", 100), gw("gw3", 200)}), params(), true);
+        for (int i = 0; i < 2; ++i) {
+            h->ok("gw1", 100, 10000);
+            h->ok("gw2", 100, 10000);
+            h->ok("gw3", 100, 10000);
+        }
+    }
+    std::map<std::string, int> total;
+    for (auto* h : {&a, &b})
+        for (auto& [id, n] : h->count(2000)) total[id] += n;
+    EXPECT_NEAR(total["gw3"], 2000, 150);
+    EXPECT_NEAR(total["gw1"], 1000, 120);
+    EXPECT_NEAR(total["gw2"], 1000, 120);
+}
+
+TEST(FleetState, DownDrainingOverloadedAndDisabledAreNotHandedOut) {
+    harness h;
+    h.fs.apply(fleet({gw("gw1", 100), gw("gw2", 100), gw("gw3", 100), gw("gw4", 0),
+                      gw("gw5", 100)}),
+               params(), true);
+    h.bring_up({"gw1", "gw2", "gw3", "gw4", "gw5"});
+    h.fail("gw1");
+    h.fail("gw1");
+    auto d = status("gw2");
+    d.state = "draining";
+    h.ok(d);
+    h.ok("gw3", 95000, 100000);
+    EXPECT_EQ(h.fs.state_of("gw1"), gw_state::down);
+    EXPECT_EQ(h.fs.state_of("gw2"), gw_state::draining);
+    EXPECT_EQ(h.fs.state_of("gw3"), gw_state::overloaded);
+    EXPECT_EQ(h.fs.state_of("gw4"), gw_state::disabled);
+    auto c = h.count(500);
+    EXPECT_EQ(c["gw5"], 500);
+    EXPECT_EQ(h.fs.available(), 1u);
+}
+
+TEST(FleetState, OverloadedGatewayIsReadmittedBelowLowWater) {
+    harness h;
+    h.fs.apply(fleet({gw("gw1", 100), gw("gw2", 100)}), params(), true);
+    h.bring_up({"gw1", "gw2"});
+    h.ok("gw1", 950, 1000);
+    EXPECT_EQ(h.count(100)["gw1"], 0);
+    h.ok("gw1", 850, 1000);
+    EXPECT_EQ(h.count(100)["gw1"], 0);  // hysteresis: not yet
+    h.ok("gw1", 700, 1000);
+    EXPECT_GT(h.count(400)["gw1"], 0);
+}
+
+TEST(FleetState, ExcludeIsHonouredAndCanLeaveNothing) {
+    harness h;
+    h.fs.apply(fleet({gw("gw1", 100), gw("gw2", 100), gw("gw3", 100)}), params(), true);
+    h.bring_up({"gw1", "gw2", "gw3"});
+    pick_request r;
+    r.exclude = {"gw1", "gw3", "nosuch"};
+    auto c = h.count(200, r);
+    EXPECT_EQ(c["gw2"], 200);
+    r.exclude = {"gw1", "gw2", "gw3"};
+    EXPECT_TRUE(h.fs.pick(r).empty());
+}
+
+TEST(FleetState, NoGatewayAvailableGivesAnEmptyAnswer) {
+    harness h;
+    h.fs.apply(fleet({gw("gw1", 100), gw("gw2", 100)}), params(), true);
+    EXPECT_TRUE(h.fs.pick({}).empty());  // nothing pulled yet: all down
+    h.bring_up({"gw1", "gw2"});
+    EXPECT_FALSE(h.fs.pick({}).empty());
+    for (int i = 0; i < 2; ++i) {
+        h.fail("gw1");
+        h.fail("gw2");
+    }
+    EXPECT_TRUE(h.fs.pick({}).empty());
+}
+
+TEST(FleetState, RegionPreferenceWithFallbackAndAlternates) {
+    harness h;
+    h.fs.apply(fleet({gw("gw1", 100, "eu"), gw("gw2", 100, "eu"), gw("gw3", 100, "us")}),
+               params(), true);
+    h.bring_up({"gw1", "gw2", "gw3"});
+    pick_request us;
+    us.region = "us";
+    us.alternates = 2;
+    for (int i = 0; i < 50; ++i) {
+        auto t = h.fs.pick(us);
+        ASSERT_EQ(t.size(), 3u);
+        EXPECT_EQ(t[0].id, "gw3");
+        EXPECT_NE(t[1].id, "gw3");
+        EXPECT_NE(t[2].id, t[1].id);
+        EXPECT_EQ(t[0].client.port, 9003);
+    }
+    pick_request eu;
+    eu.region = "eu";
+    eu.alternates = 2;
+    auto t = h.fs.pick(eu);
+    EXPECT_NE(t[0].id, "gw3");
+    EXPECT_EQ(t[2].id, "gw3");  // other regions only after the preferred one
+    // The preferred region is out: fall back.
+    h.fail("gw3");
+    h.fail("gw3");
+    auto c = h.count(100, us);
+    EXPECT_EQ(c["gw1"] + c["gw2"], 100);
+    // Only the first of an answer counts as handed out.
+    EXPECT_EQ(h.fs.picks_of("gw3"), 50u);
+}
+
+TEST(FleetState, SlowStartRampsAReturningGateway) {
+    harness h;
+    h.fs.apply(fleet({gw("gw1", 100), gw("gw2", 100)}), params(), true);
+    h.bring_up({"gw1", "gw2"});
+    h.fail("gw2");
+    h.fail("gw2");
+    h.bring_up({"gw2"});
+    ASSERT_EQ(h.fs.state_of("gw2"), gw_state::up);
+    auto early = h.count(2000, {}, 100);
+    EXPECT_LT(early["gw2"], 2000 * 0.1);  // factor 0.05: about 5%
+    EXPECT_GT(early["gw2"], 0);
+    EXPECT_NE(h.fs.status_json()[1]["reason"].get<std::string>().find("slow start 5%"),
+              std::string::npos);
+    h.clock.advance(5s);
+    auto mid = h.count(3000, {}, 100);
+    EXPECT_NEAR(mid["gw2"], 1000, 150);  // 0.5 : 1
+    h.clock.advance(5s);
+    auto full = h.count(4000, {}, 100);
+    EXPECT_NEAR(full["gw2"], 2000, 200);
+}
+
+TEST(FleetState, ReloadKeepsStateAddsDownAndDropsRemoved) {
+    harness h;
+    h.fs.apply(fleet({gw("gw1", 100), gw("gw2", 100), gw("gw3", 100)}), params(), true);
+    h.bring_up({"gw1", "gw2", "gw3"});
+    h.count(30);
+    auto picks1 = h.fs.picks_of("gw1");
+    auto g2 = gw("gw2", 300);  // weight edit
+    auto sum = h.fs.apply(fleet({gw("gw1", 100), g2, gw("gw4", 100)}), params(), false);
+    EXPECT_EQ(sum.added, std::vector<std::string>{"gw4"});
+    EXPECT_EQ(sum.removed, std::vector<std::string>{"gw3"});
+    EXPECT_EQ(sum.changed, std::vector<std::string>{"gw2"});
+    EXPECT_EQ(sum.kept, std::vector<std::string>{"gw1"});
+    EXPECT_EQ(h.fs.state_of("gw1"), gw_state::up);  // kept its health without a new pull
+    EXPECT_EQ(h.fs.state_of("gw2"), gw_state::up);
+    EXPECT_EQ(h.fs.state_of("gw4"), gw_state::down);
+    EXPECT_EQ(h.fs.picks_of("gw1"), picks1);
+    auto c = h.count(4000);  // no pulls: gw4 stays down
+    EXPECT_EQ(c["gw3"], 0);
+    EXPECT_EQ(c["gw4"], 0);
+    EXPECT_NEAR(c["gw2"], 3000, 150);  // weight 300 vs 100 applies at once
+    h.bring_up({"gw4"});
+    EXPECT_EQ(h.fs.state_of("gw4"), gw_state::up);
+    // The metrics of a removed gateway do not linger.
+    EXPECT_EQ(h.metrics.render().find("gateway=\"gw3\""), std::string::npos);
+    EXPECT_NE(h.metrics.render().find("gateway=\"gw4\""), std::string::npos);
+}
+
+TEST(FleetState, ReloadChangingTheAdminAddressResetsHealthAndIgnoresOldPulls) {
+    harness h;
+    h.fs.apply(fleet({gw("gw1", 100)}), params(), true);
+    h.bring_up({"gw1"});
+    auto stale = h.fs.pull_started("gw1");
+    auto moved = gw("gw1", 100);
+    moved.admin.port = 9999;
+    h.fs.apply(fleet({moved}), params(), false);
+    EXPECT_EQ(h.fs.state_of("gw1"), gw_state::down);
+    h.fs.pull_succeeded("gw1", stale, status("gw1"), 1.0);
+    h.fs.pull_succeeded("gw1", stale, status("gw1"), 1.0);
+    EXPECT_EQ(h.fs.state_of("gw1"), gw_state::down);  // results for the old address ignored
+    h.bring_up({"gw1"});
+    EXPECT_EQ(h.fs.state_of("gw1"), gw_state::up);
+}
+
+TEST(FleetState, IdMismatchIsAFailedPull) {
+    harness h;
+    h.fs.apply(fleet({gw("gw1", 100)}), params(), true);
+    for (int i = 0; i < 3; ++i) {
+        auto t = h.fs.pull_started("gw1");
+        h.fs.pull_succeeded("gw1", t, status("gw7"), 1.0);
+    }
+    EXPECT_EQ(h.fs.state_of("gw1"), gw_state::down);
+    auto j = h.fs.status_json()[0];
+    EXPECT_NE(j["last_error"].get<std::string>().find("id mismatch"), std::string::npos);
+    EXPECT_TRUE(j["last_pull_ms"].is_null());
+}
+
+TEST(FleetState, StatusJsonExplainsEachGateway) {
+    harness h;
+    auto g1 = gw("gw1", 100);
+    g1.labels = {{"zone", "a"}};
+    h.fs.apply(fleet({g1, gw("gw2", 0), gw("gw3", 100)}), params(), true);
+    h.bring_up({"gw1", "gw2"});
+    h.fail("gw3");
+    h.clock.advance(1500ms);
+    h.count(10);
+    h.ok("gw1", 25000, 100000);
+    auto j = h.fs.status_json();
+    EXPECT_EQ(j[0]["state"], "up");
+    EXPECT_EQ(j[0]["reason"], "load headroom 0.75");
+    EXPECT_DOUBLE_EQ(j[0]["effective_weight"].get<double>(), 75);
+    EXPECT_EQ(j[0]["labels"]["zone"], "a");
+    EXPECT_EQ(j[0]["admin"], "10.0.0.1:9101");
+    EXPECT_EQ(j[0]["client"], "10.0.0.1:9001");
+    EXPECT_EQ(j[0]["connections"], 25000);
+    EXPECT_EQ(j[0]["last_pull_ms"].get<int64_t>(), h.clock.wall_ms());
+    EXPECT_EQ(j[0]["picks"], 10);
+    EXPECT_GT(j[0]["picks_per_s"].get<double>(), 0);
+    EXPECT_EQ(j[1]["state"], "disabled");
+    EXPECT_EQ(j[1]["reason"], "disabled (weight 0)");
+    EXPECT_EQ(j[1]["effective_weight"], 0);
+    EXPECT_EQ(j[2]["state"], "down");
+    EXPECT_NE(j[2]["reason"].get<std::string>().find("Connection refused"), std::string::npos);
+    EXPECT_TRUE(j[2]["connections"].is_null());
+    auto m = h.metrics.render();
+    EXPECT_NE(m.find("imgate_dispatcher_picks_total{gateway=\"gw1\"} 10"), std::string::npos);
+    EXPECT_NE(m.find("imgate_dispatcher_gateway_state{gateway=\"gw3\",state=\"down\"} 1"),
+              std::string::npos);
+    EXPECT_NE(m.find("imgate_dispatcher_pulls_total{gateway=\"gw3\",result=\"failed\"} 1"),
+              std::string::npos);
+}

@@ -1,0 +1,113 @@
+#include "client/http_client.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http.hpp>
+#include <nlohmann/json.hpp>
+
+namespace imgate::client {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+constexpr auto tok = asio::as_tuple(asio::use_awaitable);
+
+asio::awaitable<http_result> http_request(asio::any_io_executor ex, const std::string& method,
+                                          const std::string& host, uint16_t port,
+                                          const std::string& target, std::string body,
+                                          std::vector<std::pair<std::string, std::string>> headers,
+                                          std::chrono::milliseconds timeout) {
+    http_result out;
+    std::string where = "http://" +
+                        (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
+                        std::to_string(port);
+    tcp::resolver resolver(ex);
+    auto [rec, results] = co_await resolver.async_resolve(host, std::to_string(port), tok);
+    if (rec) {
+        out.error = "cannot resolve " + host + ": " + rec.message();
+        co_return out;
+    }
+    beast::tcp_stream stream(ex);
+    stream.expires_after(timeout);
+    auto [cec, ep] = co_await stream.async_connect(results, tok);
+    if (cec) {
+        out.error = "cannot connect to " + where + ": " +
+                    (cec == beast::error::timeout ? std::string("timed out") : cec.message());
+        co_return out;
+    }
+    http::request<http::string_body> req(http::string_to_verb(method), target, 11);
+    req.set(http::field::host, host + ":" + std::to_string(port));
+    req.set(http::field::user_agent, std::string("imgate/") + IMGATE_VERSION);
+    for (auto& [k, v] : headers) req.set(k, v);
+    if (!body.empty()) {
+        req.set(http::field::content_type, "application/json");
+        req.body() = std::move(body);
+    }
+    req.prepare_payload();
+    auto [wec, wn] = co_await http::async_write(stream, req, tok);
+    if (wec) {
+        out.error = "request to " + where + target + " failed: " + wec.message();
+        co_return out;
+    }
+    beast::flat_buffer buf;
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(4 * 1024 * 1024);
+    auto [rec2, rn] = co_await http::async_read(stream, buf, parser, tok);
+    if (rec2) {
+        out.error = "no answer from " + where + target + ": " +
+                    (rec2 == beast::error::timeout ? std::string("timed out") : rec2.message());
+        co_return out;
+    }
+    auto& res = parser.get();
+    out.ok = true;
+    out.status = static_cast<int>(res.result_int());
+    out.body = res.body();
+    if (auto it = res.find(http::field::retry_after); it != res.end())
+        out.retry_after = std::string(it->value());
+    beast::error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    co_return out;
+}
+
+asio::awaitable<dispatch_result> get_gateway(asio::any_io_executor ex, const http_url& dispatcher,
+                                             const std::string& user, const std::string& region,
+                                             const std::vector<std::string>& exclude,
+                                             std::chrono::milliseconds timeout) {
+    dispatch_result out;
+    std::string target = dispatcher.prefix + "/get-tcp-ip";
+    std::string q = get_gateway_query(user, region, exclude);
+    if (!q.empty()) target += "?" + q;
+    auto r = co_await http_request(ex, "GET", dispatcher.host, dispatcher.port, target, "", {},
+                                   timeout);
+    if (!r.ok) {
+        out.error = "dispatcher: " + r.error;
+        co_return out;
+    }
+    out.status = r.status;
+    out.raw = r.body;
+    if (!r.retry_after.empty()) {
+        if (auto d = parse_duration(r.retry_after)) out.retry_after = *d;
+    }
+    if (r.status == 200) {
+        std::string err;
+        out.answer = parse_gateway_answer(r.body, &err);
+        if (!out.answer) out.error = "dispatcher http://" + dispatcher.authority() + ": " + err;
+        co_return out;
+    }
+    std::string code, msg;
+    auto j = nlohmann::json::parse(r.body, nullptr, false);
+    if (j.is_object()) {
+        if (auto it = j.find("error"); it != j.end() && it->is_string()) code = *it;
+        if (auto it = j.find("message"); it != j.end() && it->is_string()) msg = *it;
+    }
+    out.error = "dispatcher http://" + dispatcher.authority() + " answered " +
+                std::to_string(r.status) + (code.empty() ? "" : " " + code) +
+                (msg.empty() ? "" : ": " + msg);
+    co_return out;
+}
+
+}  // namespace imgate::client

@@ -1,0 +1,43 @@
+#pragma once
+// A minimal HTTP/1.1 client (Beast) for the dispatcher's GET /get-tcp-ip and a gateway's admin
+// POST /push: one request per connection, a deadline on the whole exchange, a bounded body.
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "client/logic.hpp"
+
+namespace imgate::client {
+
+struct http_result {
+    bool ok = false;  // a response was received (any status)
+    int status = 0;
+    std::string body;
+    std::string retry_after;  // Retry-After header, when present
+    std::string error;        // transport failure, naming the address
+};
+
+boost::asio::awaitable<http_result> http_request(
+    boost::asio::any_io_executor ex, const std::string& method, const std::string& host,
+    uint16_t port, const std::string& target, std::string body = "",
+    std::vector<std::pair<std::string, std::string>> headers = {},
+    std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
+
+// The outcome of one GET /get-tcp-ip.
+struct dispatch_result {
+    std::optional<gateway_answer> answer;
+    int status = 0;
+    std::string error;  // why there is no answer (transport, 503 no_gateway_available, bad JSON)
+    std::chrono::milliseconds retry_after{0};  // from Retry-After on 503
+    std::string raw;                           // the body as received
+};
+
+boost::asio::awaitable<dispatch_result> get_gateway(
+    boost::asio::any_io_executor ex, const http_url& dispatcher, const std::string& user,
+    const std::string& region, const std::vector<std::string>& exclude,
+    std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
+
+}  // namespace imgate::client

@@ -1,0 +1,425 @@
+#include "client/logic.hpp"
+
+#include <boost/asio/ip/address.hpp>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <ctime>
+
+#include "common/bytes.hpp"
+
+namespace imgate::client {
+
+using json = nlohmann::json;
+using std::chrono::milliseconds;
+
+std::optional<milliseconds> parse_duration(std::string_view s) {
+    while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
+    while (!s.empty() && s.back() == ' ') s.remove_suffix(1);
+    if (s.empty()) return std::nullopt;
+    size_t i = 0;
+    while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) || s[i] == '.')) ++i;
+    std::string num(s.substr(0, i));
+    std::string_view unit = s.substr(i);
+    if (num.empty() || std::count(num.begin(), num.end(), '.') > 1 || num == ".") return std::nullopt;
+    char* end = nullptr;
+    double v = std::strtod(num.c_str(), &end);
+    if (end != num.c_str() + num.size() || !std::isfinite(v) || v < 0) return std::nullopt;
+    double ms;
+    if (unit.empty() || unit == "s") ms = v * 1000;
+    else if (unit == "ms") ms = v;
+    else if (unit == "m") ms = v * 60'000;
+    else if (unit == "h") ms = v * 3'600'000;
+    else if (unit == "d") ms = v * 86'400'000;
+    else return std::nullopt;
+    if (ms > 1e15) return std::nullopt;
+    return milliseconds(static_cast<int64_t>(std::llround(ms)));
+}
+
+std::vector<std::string> split_list(std::string_view s) {
+    std::vector<std::string> out;
+    while (true) {
+        auto comma = s.find(',');
+        auto item = s.substr(0, comma);
+        while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+        while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+        if (!item.empty()) out.emplace_back(item);
+        if (comma == std::string_view::npos) break;
+        s.remove_prefix(comma + 1);
+    }
+    return out;
+}
+
+bool is_loopback_host(std::string_view host) {
+    if (host == "localhost") return true;
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+        host = host.substr(1, host.size() - 2);
+    boost::system::error_code ec;
+    auto a = boost::asio::ip::make_address(std::string(host), ec);
+    if (ec) return false;
+    if (a.is_v4()) return (a.to_v4().to_uint() >> 24) == 127;
+    auto v6 = a.to_v6();
+    if (v6.is_v4_mapped())
+        return (boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, v6).to_uint() >> 24) ==
+               127;
+    return v6.is_loopback();
+}
+
+std::string http_url::authority() const {
+    std::string h = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+    return h + ":" + std::to_string(port);
+}
+
+std::optional<http_url> parse_http_url(std::string_view s, std::string* err) {
+    auto fail = [&](const std::string& why) -> std::optional<http_url> {
+        if (err) *err = "bad URL \"" + std::string(s) + "\": " + why;
+        return std::nullopt;
+    };
+    constexpr std::string_view scheme = "http://";
+    if (s.substr(0, scheme.size()) != scheme) {
+        if (s.substr(0, 8) == "https://") return fail("https is not supported, use http://");
+        return fail("expected http://host[:port][/path]");
+    }
+    s.remove_prefix(scheme.size());
+    auto slash = s.find('/');
+    std::string_view auth = s.substr(0, slash);
+    http_url u;
+    if (slash != std::string_view::npos) {
+        u.prefix = std::string(s.substr(slash));
+        while (!u.prefix.empty() && u.prefix.back() == '/') u.prefix.pop_back();
+    }
+    if (auth.empty()) return fail("missing host");
+    if (auth.front() == '[' || std::count(auth.begin(), auth.end(), ':') == 1) {
+        auto ep = parse_endpoint(auth);
+        if (!ep) {
+            if (auth.front() == '[' && auth.back() == ']') {
+                u.host = std::string(auth.substr(1, auth.size() - 2));
+                return u;
+            }
+            return fail("bad host:port");
+        }
+        if (ep->port == 0) return fail("port 0");
+        u.host = ep->host;
+        u.port = ep->port;
+    } else if (auth.find(':') != std::string_view::npos) {
+        return fail("IPv6 addresses must be in brackets");
+    } else {
+        u.host = std::string(auth);
+    }
+    return u;
+}
+
+std::string gateway_addr::to_string() const {
+    std::string h = host.find(':') != std::string::npos ? "[" + host + "]" : host;
+    std::string a = h + ":" + std::to_string(port);
+    return id.empty() ? a : id + " " + a;
+}
+
+namespace {
+
+bool read_addr(const json& j, gateway_addr& g, std::string* err, const std::string& where) {
+    if (!j.is_object()) {
+        if (err) *err = where + ": expected an object";
+        return false;
+    }
+    auto host = j.find("host");
+    auto port = j.find("port");
+    if (host == j.end() || !host->is_string() || host->get<std::string>().empty()) {
+        if (err) *err = where + ".host: missing or not a string";
+        return false;
+    }
+    if (port == j.end() || !port->is_number_integer() || port->get<int64_t>() <= 0 ||
+        port->get<int64_t>() > 65535) {
+        if (err) *err = where + ".port: missing or not a port number";
+        return false;
+    }
+    g.host = host->get<std::string>();
+    g.port = static_cast<uint16_t>(port->get<int64_t>());
+    auto id = j.find("id");
+    if (id != j.end() && id->is_string()) g.id = id->get<std::string>();
+    return true;
+}
+
+}  // namespace
+
+std::optional<gateway_answer> parse_gateway_answer(std::string_view body, std::string* err) {
+    json j = json::parse(body, nullptr, false);
+    if (j.is_discarded()) {
+        if (err) *err = "dispatcher answer is not JSON";
+        return std::nullopt;
+    }
+    gateway_answer a;
+    if (!read_addr(j, a.primary, err, "answer")) return std::nullopt;
+    auto alts = j.find("alternates");
+    if (alts != j.end() && !alts->is_null()) {
+        if (!alts->is_array()) {
+            if (err) *err = "answer.alternates: expected an array";
+            return std::nullopt;
+        }
+        for (size_t i = 0; i < alts->size(); ++i) {
+            gateway_addr g;
+            if (!read_addr((*alts)[i], g, err, "answer.alternates[" + std::to_string(i) + "]"))
+                return std::nullopt;
+            a.alternates.push_back(std::move(g));
+        }
+    }
+    return a;
+}
+
+std::string percent_encode(std::string_view s) {
+    static const char* hex = "0123456789ABCDEF";
+    std::string out;
+    for (unsigned char c : s) {
+        if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+            out.push_back(static_cast<char>(c));
+        } else {
+            out.push_back('%');
+            out.push_back(hex[c >> 4]);
+            out.push_back(hex[c & 15]);
+        }
+    }
+    return out;
+}
+
+std::string get_gateway_query(const std::string& user, const std::string& region,
+                              const std::vector<std::string>& exclude) {
+    std::string q;
+    auto add = [&](const char* k, const std::string& v) {
+        if (v.empty()) return;
+        q += q.empty() ? "" : "&";
+        q += k;
+        q += '=';
+        q += percent_encode(v);
+    };
+    add("uid", user);
+    add("region", region);
+    std::string ex;
+    for (auto& e : exclude) ex += (ex.empty() ? "" : ",") + e;
+    add("exclude", ex);
+    return q;
+}
+
+void failover_plan::start(const gateway_answer& a) {
+    order_.clear();
+    pos_ = 0;
+    std::vector<gateway_addr> retry_last;
+    auto add = [&](const gateway_addr& g) {
+        auto same = [&](const gateway_addr& o) {
+            return (!g.id.empty() && o.id == g.id) || (o.host == g.host && o.port == g.port);
+        };
+        if (std::any_of(order_.begin(), order_.end(), same) ||
+            std::any_of(retry_last.begin(), retry_last.end(), same))
+            return;
+        bool failed = std::find(failed_.begin(), failed_.end(),
+                                g.id.empty() ? g.host + ":" + std::to_string(g.port) : g.id) !=
+                      failed_.end();
+        (failed ? retry_last : order_).push_back(g);
+    };
+    add(a.primary);
+    for (auto& g : a.alternates) add(g);
+    order_.insert(order_.end(), retry_last.begin(), retry_last.end());
+}
+
+std::optional<gateway_addr> failover_plan::next() {
+    if (pos_ >= order_.size()) return std::nullopt;
+    return order_[pos_++];
+}
+
+void failover_plan::mark_failed(const gateway_addr& g) {
+    // Ids are what the dispatcher's exclude understands; an address stands in when there's none.
+    std::string key = g.id.empty() ? g.host + ":" + std::to_string(g.port) : g.id;
+    if (std::find(failed_.begin(), failed_.end(), key) != failed_.end()) return;
+    if (failed_.size() >= max_exclude) failed_.erase(failed_.begin());
+    failed_.push_back(std::move(key));
+}
+
+milliseconds backoff::next(std::mt19937_64& rng, milliseconds floor) {
+    int64_t cap = initial_.count();
+    for (unsigned i = 0; i < attempt_ && cap < max_.count(); ++i) cap *= 2;
+    cap = std::min<int64_t>(cap, max_.count());
+    if (attempt_ < 64) ++attempt_;
+    std::uniform_int_distribution<int64_t> d(cap / 2, cap);
+    return std::max(milliseconds(d(rng)), floor);
+}
+
+void latency_stats::add(uint64_t us) {
+    ++count_;
+    sum_ += us;
+    max_ = std::max(max_, us);
+    if (samples_.size() < capacity_) {
+        samples_.push_back(us);
+        sorted_ = false;
+        return;
+    }
+    // Algorithm R: the i-th sample replaces a random slot with probability capacity / i.
+    std::uniform_int_distribution<uint64_t> d(0, count_ - 1);
+    uint64_t slot = d(rng_);
+    if (slot < capacity_) {
+        samples_[slot] = us;
+        sorted_ = false;
+    }
+}
+
+uint64_t latency_stats::percentile(double q) const {
+    if (samples_.empty()) return 0;
+    if (!sorted_) {
+        std::sort(samples_.begin(), samples_.end());
+        sorted_ = true;
+    }
+    q = std::clamp(q, 0.0, 100.0);
+    if (q >= 100.0 && samples_.size() == count_) return samples_.back();
+    auto rank = static_cast<size_t>(std::ceil(q / 100.0 * double(samples_.size())));
+    if (rank == 0) rank = 1;
+    return samples_[rank - 1];
+}
+
+std::string validate_load(const load_params& p) {
+    using lp = load_params;
+    if (p.gateways.empty() && p.dispatcher.empty())
+        return "give the targets: --gateways host:port,... or --dispatcher URL";
+    if (!p.gateways.empty() && !p.dispatcher.empty())
+        return "--gateways and --dispatcher are mutually exclusive";
+    for (auto& g : p.gateways) {
+        if (!is_loopback_host(g.host))
+            return "refusing to load " + g.to_string() +
+                   ": the load generator only targets loopback (127.0.0.0/8, ::1)";
+        if (g.port == 0) return "gateway " + g.to_string() + ": port 0";
+    }
+    if (!p.dispatcher.empty()) {
+        std::string err;
+        auto u = parse_http_url(p.dispatcher, &err);
+        if (!u) return err;
+        if (!is_loopback_host(u->host))
+            return "refusing to load dispatcher " + u->host +
+                   ": the load generator only targets loopback (127.0.0.0/8, ::1)";
+    }
+    if (p.clients < 2 || p.clients > lp::max_clients)
+        return "--clients must be in [2, " + std::to_string(lp::max_clients) + "]";
+    if (p.rooms > p.clients) return "--rooms must not exceed --clients";
+    if (!(p.rate > 0) || p.rate > lp::max_rate)
+        return "--rate must be in (0, " + std::to_string(lp::max_rate) + "] sends/s";
+    if (!(p.duration_s > 0) || p.duration_s > lp::max_duration_s)
+        return "--duration must be in (0, " + std::to_string(lp::max_duration_s) + "] s";
+    if (p.payload_bytes < lp::min_payload || p.payload_bytes > lp::max_payload)
+        return "--payload-bytes must be in [" + std::to_string(lp::min_payload) + ", " +
+               std::to_string(lp::max_payload) + "]";
+    if (!(p.room_share >= 0 && p.room_share <= 1)) return "--room-share must be in [0, 1]";
+    if (p.rooms == 0 && p.room_share > 0) return "--room-share > 0 needs --rooms >= 1";
+    if (p.connect_concurrency == 0) return "--connect-concurrency must be >= 1";
+    return "";
+}
+
+int send_exit_code(proto::code status) {
+    if (status == proto::code::ok) return exit_delivered;
+    if (status == proto::code::offline) return exit_offline;
+    return exit_error;
+}
+
+namespace {
+
+std::string clock_text(uint64_t ts_ms) {
+    std::time_t t = static_cast<std::time_t>(ts_ms / 1000);
+    std::tm tm{};
+    localtime_r(&t, &tm);
+    char buf[16];
+    std::strftime(buf, sizeof buf, "%H:%M:%S", &tm);
+    return buf;
+}
+
+std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+// Human rendering keeps control characters from reaching the terminal.
+std::string printable(std::string_view s) {
+    std::string out;
+    for (unsigned char c : s) {
+        if (c < 0x20 || c == 0x7f) {
+            char buf[8];
+            std::snprintf(buf, sizeof buf, "\\x%02x", c);
+            out += buf;
+        } else {
+            out.push_back(static_cast<char>(c));
+        }
+    }
+    return out;
+}
+
+}  // namespace
+
+std::string render_deliver(const proto::deliver_msg& m, bool as_json) {
+    bool room = m.kind == proto::target_kind::room;
+    if (as_json) {
+        json j = {{"type", "deliver"},
+                  {"server_msg_id", m.server_msg_id},
+                  {"kind", room ? "room" : "user"},
+                  {"from", m.from_user},
+                  {"from_device", m.from_device},
+                  {"ts_ms", m.ts_ms},
+                  {"text", m.payload}};
+        if (room) j["room"] = m.room;
+        return dump(j);
+    }
+    std::string who = m.from_user + (m.from_device.empty() ? "" : "/" + m.from_device);
+    std::string where = room ? " [" + m.room + "]" : "";
+    return "[" + clock_text(m.ts_ms) + "]" + where + " " + printable(who) + ": " +
+           printable(m.payload) + "  (#" + std::to_string(m.server_msg_id) + ")";
+}
+
+std::string render_push(const proto::push_msg& m, bool as_json) {
+    if (as_json) {
+        json j = {{"type", "push"},
+                  {"server_msg_id", m.server_msg_id},
+                  {"ts_ms", m.ts_ms},
+                  {"text", m.payload}};
+        if (!m.room.empty()) j["room"] = m.room;
+        return dump(j);
+    }
+    std::string where = m.room.empty() ? "" : " [" + m.room + "]";
+    return "[" + clock_text(m.ts_ms) + "]" + where + " push: " + printable(m.payload) + "  (#" +
+           std::to_string(m.server_msg_id) + ")";
+}
+
+std::string render_send_result(const proto::send_result_msg& r, const std::string& target,
+                               bool room, bool as_json) {
+    if (as_json) {
+        return dump(json{{"type", "send_result"},
+                         {"status", proto::to_string(r.status)},
+                         {"to", target},
+                         {"kind", room ? "room" : "user"},
+                         {"client_msg_id", r.client_msg_id},
+                         {"server_msg_id", r.server_msg_id},
+                         {"reached", r.reached}});
+    }
+    return std::string(proto::to_string(r.status)) + ": " + (room ? "room " : "user ") + target +
+           ", reached " + std::to_string(r.reached) + " session" + (r.reached == 1 ? "" : "s") +
+           " (server id " + std::to_string(r.server_msg_id) + ")";
+}
+
+std::string render_receipt(const proto::receipt_msg& r, bool as_json) {
+    if (as_json) {
+        return dump(json{{"type", "receipt"},
+                         {"client_msg_id", r.client_msg_id},
+                         {"server_msg_id", r.server_msg_id},
+                         {"user", r.user},
+                         {"device", r.device}});
+    }
+    return "receipt: read by " + printable(r.user) + (r.device.empty() ? "" : "/" + printable(r.device)) +
+           " (server id " + std::to_string(r.server_msg_id) + ")";
+}
+
+std::string make_load_payload(uint64_t sent_ns, uint32_t size) {
+    std::string p = "imgL";
+    byte_writer w(p);
+    w.u64(sent_ns);
+    if (p.size() < size) p.append(size - p.size(), 'x');
+    return p;
+}
+
+std::optional<uint64_t> read_load_payload(std::string_view payload) {
+    if (payload.size() < 12 || payload.substr(0, 4) != "imgL") return std::nullopt;
+    byte_reader r(payload.substr(4, 8));
+    return r.u64();
+}
+
+}  // namespace imgate::client

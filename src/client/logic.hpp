@@ -1,0 +1,170 @@
+#pragma once
+// Socket-free pieces of the `imgate` tool: argument parsing and validation, the load generator's
+// address guard, the dispatcher answer and fail-over order, reconnect back-off, latency
+// statistics, and the text/JSON renderings of received messages. Unit-tested without a network.
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <random>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/config.hpp"
+#include "common/protocol.hpp"
+
+namespace imgate::client {
+
+// "1500ms", "2s", "5m", "1h", or a bare number of seconds ("30", "0.5"). nullopt when invalid
+// or negative.
+std::optional<std::chrono::milliseconds> parse_duration(std::string_view s);
+
+// "a,b,,c" -> {"a","b","c"} (empty items dropped, surrounding spaces trimmed).
+std::vector<std::string> split_list(std::string_view s);
+
+// True for a literal address in 127.0.0.0/8 or ::1 (and "localhost"). The load generator only
+// ever talks to such addresses.
+bool is_loopback_host(std::string_view host);
+
+// An http://host[:port][/prefix] URL (no TLS: the dispatcher's public listener is plain HTTP
+// behind whatever terminates TLS in front of it).
+struct http_url {
+    std::string host;
+    uint16_t port = 80;
+    std::string prefix;  // path prefix without trailing '/', may be empty
+    std::string authority() const;
+};
+std::optional<http_url> parse_http_url(std::string_view s, std::string* err = nullptr);
+
+// One gateway address as the dispatcher hands it out.
+struct gateway_addr {
+    std::string id;
+    std::string host;
+    uint16_t port = 0;
+    std::string to_string() const;  // "id host:port" or "host:port" when id is empty
+    bool operator==(const gateway_addr&) const = default;
+};
+
+// The answer of GET /get-tcp-ip: a pick plus alternates to fail over to without another call.
+struct gateway_answer {
+    gateway_addr primary;
+    std::vector<gateway_addr> alternates;
+};
+
+// Parses the 200 body; nullopt (and err) when a field is missing or has the wrong type.
+std::optional<gateway_answer> parse_gateway_answer(std::string_view body, std::string* err);
+
+// Builds the query string of GET /get-tcp-ip (percent-encoded).
+std::string get_gateway_query(const std::string& user, const std::string& region,
+                              const std::vector<std::string>& exclude);
+
+std::string percent_encode(std::string_view s);
+
+// Fail-over order over one dispatcher answer, and the exclude list for the next call. Remembers
+// which gateways failed across answers so a re-ask excludes them all (bounded).
+class failover_plan {
+public:
+    static constexpr size_t max_exclude = 16;
+
+    // Starts a new round from an answer: primary first, then alternates, duplicates and
+    // already-failed ids skipped (a failed gateway is only retried when nothing else is left).
+    void start(const gateway_answer& a);
+    // Next address to try in this round; nullopt when the round is exhausted.
+    std::optional<gateway_addr> next();
+    void mark_failed(const gateway_addr& g);
+    // Resets the failure memory (after a successful session; the fleet may have healed).
+    void forget_failures() { failed_.clear(); }
+    const std::vector<std::string>& exclude() const { return failed_; }
+
+private:
+    std::vector<gateway_addr> order_;
+    size_t pos_ = 0;
+    std::vector<std::string> failed_;
+};
+
+// Exponential back-off with full jitter, the random source injected.
+class backoff {
+public:
+    backoff(std::chrono::milliseconds initial = std::chrono::milliseconds(200),
+            std::chrono::milliseconds max = std::chrono::milliseconds(10000))
+        : initial_(initial), max_(max) {}
+    // Delay before attempt n (n = 0 for the first retry); in [cap/2, cap] where cap doubles per
+    // attempt up to max. floor: a server hint (Retry-After, reconnect_after_ms) that wins if
+    // longer.
+    std::chrono::milliseconds next(std::mt19937_64& rng,
+                                   std::chrono::milliseconds floor = std::chrono::milliseconds(0));
+    void reset() { attempt_ = 0; }
+    unsigned attempt() const { return attempt_; }
+
+private:
+    std::chrono::milliseconds initial_;
+    std::chrono::milliseconds max_;
+    unsigned attempt_ = 0;
+};
+
+// Latency samples with bounded memory: exact up to `capacity` samples, reservoir-sampled beyond
+// (uniform, with the injected random source), so percentiles stay unbiased over long runs.
+class latency_stats {
+public:
+    explicit latency_stats(size_t capacity = 1 << 20, uint64_t seed = 1)
+        : capacity_(capacity), rng_(seed) {}
+    void add(uint64_t us);
+    uint64_t count() const { return count_; }
+    uint64_t max() const { return max_; }
+    double mean() const { return count_ ? double(sum_) / double(count_) : 0.0; }
+    // Nearest-rank percentile, q in [0, 100]; 0 when empty.
+    uint64_t percentile(double q) const;
+
+private:
+    size_t capacity_;
+    std::mt19937_64 rng_;
+    mutable std::vector<uint64_t> samples_;
+    mutable bool sorted_ = true;
+    uint64_t count_ = 0;
+    uint64_t sum_ = 0;
+    uint64_t max_ = 0;
+};
+
+// Hard limits of `imgate load` and its validated parameters.
+struct load_params {
+    static constexpr uint32_t max_clients = 20000;
+    static constexpr uint32_t max_duration_s = 600;
+    static constexpr uint32_t max_rate = 200000;
+    static constexpr uint32_t min_payload = 32;  // room for the latency stamp
+    static constexpr uint32_t max_payload = 65536;
+
+    std::vector<endpoint> gateways;  // direct mode
+    std::string dispatcher;          // dispatcher mode when gateways is empty
+    uint32_t clients = 100;
+    uint32_t rooms = 10;
+    double rate = 100;  // sends per second, all clients together
+    double duration_s = 10;
+    uint32_t payload_bytes = 64;
+    double room_share = 0.1;  // fraction of sends that go to a room
+    uint32_t connect_concurrency = 256;
+};
+
+// Returns an error message for invalid parameters or any non-loopback target, "" when valid.
+std::string validate_load(const load_params& p);
+
+// Exit codes of `imgate send`.
+inline constexpr int exit_delivered = 0;
+inline constexpr int exit_error = 1;
+inline constexpr int exit_offline = 2;
+inline constexpr int exit_receipts_missing = 3;
+int send_exit_code(proto::code status);
+
+// One line per received message, human text or a JSON object (no trailing newline).
+std::string render_deliver(const proto::deliver_msg& m, bool json);
+std::string render_push(const proto::push_msg& m, bool json);
+std::string render_send_result(const proto::send_result_msg& r, const std::string& target,
+                               bool room, bool json);
+std::string render_receipt(const proto::receipt_msg& r, bool json);
+
+// Load-generator payload: "imgL" + 8-byte send time (ns since the run's epoch) + padding. The
+// receiver recovers the send time to measure send->deliver latency.
+std::string make_load_payload(uint64_t sent_ns, uint32_t size);
+std::optional<uint64_t> read_load_payload(std::string_view payload);
+
+}  // namespace imgate::client

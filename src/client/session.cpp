@@ -1,0 +1,413 @@
+#include "client/session.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+
+#include "common/daemon.hpp"
+
+namespace imgate::client {
+
+using boost::system::error_code;
+using tcp = asio::ip::tcp;
+using clock = std::chrono::steady_clock;
+constexpr auto tok = asio::as_tuple(asio::use_awaitable);
+
+const char* to_string(end_reason r) {
+    switch (r) {
+        case end_reason::local: return "closed locally";
+        case end_reason::eof: return "connection closed by the gateway";
+        case end_reason::io_error: return "connection error";
+        case end_reason::read_timeout: return "read timeout";
+        case end_reason::write_timeout: return "write timeout";
+        case end_reason::queue_overflow: return "outbound queue full";
+        case end_reason::protocol_error: return "protocol error";
+        case end_reason::kicked: return "kicked";
+        case end_reason::redirected: return "redirected";
+    }
+    return "unknown";
+}
+
+std::string session_end::describe() const {
+    std::string s = to_string(reason);
+    if (kick) {
+        s += ": " + std::string(proto::to_string(kick->reason));
+        if (!kick->message.empty()) s += " (" + kick->message + ")";
+        if (kick->reconnect_after_ms) s += ", reconnect after " + std::to_string(kick->reconnect_after_ms) + " ms";
+    } else if (redirect) {
+        s += redirect->host.empty() ? ": ask the dispatcher again"
+                                    : ": to " + redirect->host + ":" + std::to_string(redirect->port);
+        if (!redirect->reason.empty()) s += " (" + redirect->reason + ")";
+        if (redirect->reconnect_after_ms)
+            s += ", reconnect after " + std::to_string(redirect->reconnect_after_ms) + " ms";
+    } else if (!detail.empty()) {
+        s += ": " + detail;
+    }
+    if (last_error && !kick && !redirect)
+        s += " [last error: " + std::string(proto::to_string(last_error->status)) +
+             (last_error->message.empty() ? "" : " " + last_error->message) + "]";
+    return s;
+}
+
+client_session::client_session(asio::any_io_executor ex, session_options opts)
+    : ex_(ex),
+      opts_(std::move(opts)),
+      socket_(ex),
+      wake_(ex),
+      tick_(ex),
+      decoder_(opts_.max_frame) {}
+
+client_session::~client_session() = default;
+
+asio::awaitable<error_code> client_session::connect(std::string host, uint16_t port,
+                                                    std::string* detail) {
+    std::string where = (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
+                        std::to_string(port);
+    remote_ = where;
+    tcp::resolver resolver(ex_);
+    auto [rec, results] = co_await resolver.async_resolve(host, std::to_string(port), tok);
+    if (rec) {
+        if (detail) *detail = "cannot resolve " + host + ": " + rec.message();
+        co_return rec;
+    }
+    // The timer closes the socket, which aborts the pending connect.
+    bool timed_out = false;
+    asio::steady_timer timer(ex_);
+    timer.expires_after(opts_.connect_timeout);
+    timer.async_wait([this, &timed_out](error_code ec) {
+        if (ec) return;
+        timed_out = true;
+        error_code ignored;
+        socket_.close(ignored);
+    });
+    error_code ec;
+    for (auto& entry : results) {
+        error_code ignored;
+        socket_.close(ignored);
+        socket_.open(entry.endpoint().protocol(), ec);
+        if (ec) continue;
+        if (opts_.source) {
+            socket_.bind(tcp::endpoint(*opts_.source, 0), ec);
+            if (ec) break;
+        }
+        auto [cec] = co_await socket_.async_connect(entry.endpoint(), tok);
+        ec = cec;
+        if (!ec || timed_out) break;
+    }
+    timer.cancel();
+    if (timed_out) ec = asio::error::timed_out;
+    if (ec) {
+        if (detail) *detail = "cannot connect to " + where + ": " + ec.message();
+        error_code ignored;
+        socket_.close(ignored);
+        co_return ec;
+    }
+    socket_.set_option(tcp::no_delay(true), ec);
+    open_ = true;
+    last_rx_ = clock::now();
+    co_return error_code{};
+}
+
+asio::awaitable<error_code> client_session::read_more() {
+    auto [ec, n] = co_await socket_.async_read_some(asio::buffer(rbuf_), tok);
+    if (!ec) {
+        decoder_.feed(std::string_view(rbuf_, n));
+        last_rx_ = clock::now();
+    }
+    co_return ec;
+}
+
+asio::awaitable<login_outcome> client_session::login(std::string token) {
+    login_outcome out;
+    if (!open_) {
+        out.ec = asio::error::not_connected;
+        out.detail = "not connected";
+        co_return out;
+    }
+    bool timed_out = false;
+    asio::steady_timer timer(ex_);
+    timer.expires_after(opts_.login_timeout);
+    timer.async_wait([this, &timed_out](error_code ec) {
+        if (ec) return;
+        timed_out = true;
+        error_code ignored;
+        socket_.close(ignored);
+    });
+    std::string wire = proto::encode(proto::login_msg{std::move(token)}, next_corr_++);
+    auto [wec, wn] = co_await asio::async_write(socket_, asio::buffer(wire), tok);
+    error_code ec = wec;
+    std::optional<frame> f;
+    while (!ec) {
+        f = decoder_.next();
+        if (f || decoder_.error() != frame_error::none) break;
+        ec = co_await read_more();
+    }
+    timer.cancel();
+    auto fail = [&](std::string d) {
+        out.detail = std::move(d);
+        open_ = false;
+        error_code ignored;
+        socket_.close(ignored);
+    };
+    if (timed_out) {
+        out.ec = asio::error::timed_out;
+        fail("no login answer from " + remote_ + " within " +
+             std::to_string(opts_.login_timeout.count()) + " ms");
+    } else if (ec) {
+        out.ec = ec;
+        fail(ec == asio::error::eof ? "gateway " + remote_ + " closed the connection during login"
+                                    : "login to " + remote_ + " failed: " + ec.message());
+    } else if (!f) {
+        out.ec = asio::error::invalid_argument;
+        fail(std::string("bad frame from ") + remote_ + ": " + to_string(decoder_.error()));
+    } else if (auto r = proto::decode<proto::login_result_msg>(*f)) {
+        out.ok = true;
+        out.result = *r;
+        info_ = *r;
+        if (r->max_frame) decoder_.set_max_body(std::max(r->max_frame, opts_.max_frame));
+    } else if (auto e = proto::decode<proto::error_msg>(*f)) {
+        out.error = *e;
+        fail(std::string(proto::to_string(e->status)) + (e->message.empty() ? "" : ": " + e->message));
+    } else if (auto k = proto::decode<proto::kick_msg>(*f)) {
+        out.error = proto::error_msg{proto::code::unavailable, k->message};
+        fail(std::string("kicked during login: ") + proto::to_string(k->reason));
+    } else if (auto rd = proto::decode<proto::redirect_msg>(*f)) {
+        out.error = proto::error_msg{proto::code::draining, rd->reason};
+        fail("redirected during login" + (rd->reason.empty() ? "" : ": " + rd->reason));
+    } else {
+        out.ec = asio::error::invalid_argument;
+        fail(std::string("unexpected ") + proto::to_string(static_cast<proto::op>(f->op)) +
+             " frame during login");
+    }
+    co_return out;
+}
+
+template <class M>
+bool client_session::enqueue(const M& m) {
+    if (!open_) return false;
+    size_t before = pending_.size();
+    proto::encode(pending_, m, next_corr_++);
+    if (pending_.size() > opts_.max_queue_bytes && before > 0) {
+        pending_.resize(before);
+        return false;
+    }
+    if (running_ && !writing_) wake_.cancel();
+    return true;
+}
+
+bool client_session::send(proto::target_kind kind, const std::string& target, std::string payload,
+                          uint64_t client_msg_id) {
+    return enqueue(proto::send_msg{kind, target, client_msg_id, std::move(payload)});
+}
+bool client_session::join(const std::string& room) { return enqueue(proto::join_msg{room}); }
+bool client_session::leave(const std::string& room) { return enqueue(proto::leave_msg{room}); }
+bool client_session::ack(uint64_t id) { return enqueue(proto::ack_msg{id}); }
+
+void client_session::close() { shutdown(end_reason::local); }
+
+void client_session::close_after_flush() {
+    if (!running_ || (pending_.empty() && !writing_)) {
+        shutdown(end_reason::local);
+        return;
+    }
+    closing_ = true;
+}
+
+void client_session::shutdown(end_reason r, error_code ec, std::string detail) {
+    if (!ended_) {
+        ended_ = true;
+        end_.reason = r;
+        end_.ec = ec;
+        end_.detail = std::move(detail);
+    }
+    open_ = false;
+    error_code ignored;
+    socket_.shutdown(tcp::socket::shutdown_both, ignored);
+    socket_.close(ignored);
+    wake_.cancel();
+    tick_.cancel();
+}
+
+milliseconds client_session::read_timeout() const {
+    if (info_.heartbeat_ms == 0) return opts_.default_read_timeout;
+    // The gateway answers every PING, so a healthy link is never quiet for two intervals.
+    auto t = milliseconds(2 * int64_t(info_.heartbeat_ms)) + milliseconds(5000);
+    if (info_.idle_timeout_ms) t = std::max(t, milliseconds(info_.idle_timeout_ms));
+    return t;
+}
+
+bool client_session::handle(const frame& f) {
+    ++frames_in_;
+    using proto::op;
+    switch (static_cast<op>(f.op)) {
+        case op::deliver:
+            if (auto m = proto::decode<proto::deliver_msg>(f)) {
+                if (opts_.auto_ack && !ack(m->server_msg_id)) {
+                    shutdown(end_reason::queue_overflow, {}, "could not queue an ack");
+                    return false;
+                }
+                if (ev_.on_deliver) ev_.on_deliver(*m);
+                return open_;
+            }
+            break;
+        case op::push:
+            if (auto m = proto::decode<proto::push_msg>(f)) {
+                if (ev_.on_push) ev_.on_push(*m);
+                return open_;
+            }
+            break;
+        case op::send_result:
+            if (auto m = proto::decode<proto::send_result_msg>(f)) {
+                if (ev_.on_send_result) ev_.on_send_result(*m);
+                return open_;
+            }
+            break;
+        case op::receipt:
+            if (auto m = proto::decode<proto::receipt_msg>(f)) {
+                if (ev_.on_receipt) ev_.on_receipt(*m);
+                return open_;
+            }
+            break;
+        case op::room_result:
+            if (auto m = proto::decode<proto::room_result_msg>(f)) {
+                if (ev_.on_room_result) ev_.on_room_result(*m);
+                return open_;
+            }
+            break;
+        case op::pong:
+            return true;
+        case op::ping:
+            if (!enqueue(proto::pong_msg{})) {
+                shutdown(end_reason::queue_overflow, {}, "could not queue a pong");
+                return false;
+            }
+            return true;
+        case op::error:
+            if (auto m = proto::decode<proto::error_msg>(f)) {
+                end_.last_error = *m;
+                if (ev_.on_error) ev_.on_error(*m);
+                return open_;
+            }
+            break;
+        case op::kick:
+            if (auto m = proto::decode<proto::kick_msg>(f)) {
+                end_.kick = *m;
+                shutdown(end_reason::kicked);
+                return false;
+            }
+            break;
+        case op::redirect:
+            if (auto m = proto::decode<proto::redirect_msg>(f)) {
+                end_.redirect = *m;
+                shutdown(end_reason::redirected);
+                return false;
+            }
+            break;
+        default:
+            shutdown(end_reason::protocol_error, {},
+                     "unexpected op 0x" + std::to_string(unsigned(f.op)) + " from the gateway");
+            return false;
+    }
+    shutdown(end_reason::protocol_error, {},
+             std::string("malformed ") + proto::to_string(static_cast<proto::op>(f.op)) +
+                 " frame from the gateway");
+    return false;
+}
+
+asio::awaitable<session_end> client_session::run(session_events ev) {
+    auto self = shared_from_this();
+    ev_ = std::move(ev);
+    if (!open_) {
+        if (!ended_) shutdown(end_reason::local, asio::error::not_connected, "not connected");
+        co_return end_;
+    }
+    running_ = true;
+    last_rx_ = clock::now();
+    last_ping_ = clock::now();
+    spawn(ex_, writer(self), "imgate client writer");
+    spawn(ex_, ticker(self), "imgate client ticker");
+    while (open_) {
+        // Frames that arrived with the login answer are already in the decoder.
+        while (open_) {
+            auto f = decoder_.next();
+            if (!f) break;
+            if (!handle(*f)) break;
+        }
+        if (!open_) break;
+        if (decoder_.error() != frame_error::none) {
+            shutdown(end_reason::protocol_error, {},
+                     std::string("bad frame from the gateway: ") + to_string(decoder_.error()));
+            break;
+        }
+        error_code ec = co_await read_more();
+        if (ec) {
+            if (!open_) break;  // closed by us (deadline, kick, close())
+            if (ec == asio::error::eof || ec == asio::error::connection_reset)
+                shutdown(end_reason::eof, ec, ec == asio::error::eof ? "" : ec.message());
+            else
+                shutdown(end_reason::io_error, ec, ec.message());
+        }
+    }
+    running_ = false;
+    co_return end_;
+}
+
+asio::awaitable<void> client_session::writer(std::shared_ptr<client_session> self) {
+    while (open_) {
+        if (pending_.empty()) {
+            if (closing_) {
+                shutdown(end_reason::local);
+                co_return;
+            }
+            wake_.expires_at(clock::time_point::max());
+            co_await wake_.async_wait(tok);
+            continue;
+        }
+        inflight_.swap(pending_);
+        pending_.clear();
+        writing_ = true;
+        write_started_ = clock::now();
+        auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(inflight_), tok);
+        writing_ = false;
+        inflight_.clear();
+        if (ec) {
+            if (open_) shutdown(end_reason::io_error, ec, "write failed: " + ec.message());
+            co_return;
+        }
+    }
+}
+
+asio::awaitable<void> client_session::ticker(std::shared_ptr<client_session> self) {
+    auto hb = milliseconds(info_.heartbeat_ms);
+    auto rt = read_timeout();
+    auto period = std::min<milliseconds>(rt / 4, milliseconds(1000));
+    if (opts_.heartbeat && hb.count() > 0) period = std::min(period, hb);
+    period = std::max(period, milliseconds(20));
+    while (open_) {
+        tick_.expires_after(period);
+        co_await tick_.async_wait(tok);
+        if (!open_) co_return;
+        auto now = clock::now();
+        if (now - last_rx_ > rt) {
+            shutdown(end_reason::read_timeout, asio::error::timed_out,
+                     "no frame from " + remote_ + " for " + std::to_string(rt.count()) + " ms");
+            co_return;
+        }
+        if (writing_ && now - write_started_ > opts_.write_timeout) {
+            shutdown(end_reason::write_timeout, asio::error::timed_out,
+                     "a write to " + remote_ + " stalled for " +
+                         std::to_string(opts_.write_timeout.count()) + " ms");
+            co_return;
+        }
+        if (opts_.heartbeat && hb.count() > 0 && now - last_ping_ + period / 2 >= hb) {
+            last_ping_ = now;
+            if (!enqueue(proto::ping_msg{})) {
+                shutdown(end_reason::queue_overflow, {}, "could not queue a ping");
+                co_return;
+            }
+        }
+    }
+}
+
+}  // namespace imgate::client

@@ -19,6 +19,7 @@ hub::add_result hub::add(std::shared_ptr<session_sink> s) {
     add_result r;
     std::unique_lock lk(mu_);
     auto uit = users_.find(s->user());
+    r.first_of_user = uit == users_.end();  // a replacement never takes the user offline
     if (uit != users_.end()) {
         for (auto* other : uit->second) {
             if (other->device() == s->device() && other != s.get()) {
@@ -31,10 +32,9 @@ hub::add_result hub::add(std::shared_ptr<session_sink> s) {
             }
         }
     }
-    auto& vec = users_[s->user()];
-    r.first_of_user = vec.empty();
-    vec.push_back(s.get());
-    sessions_[s->session_id()] = entry{std::move(s), {}};
+    users_[s->user()].push_back(s.get());
+    uint64_t sid = s->session_id();
+    sessions_[sid] = entry{std::move(s), {}};
     return r;
 }
 

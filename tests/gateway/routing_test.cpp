@@ -1,0 +1,92 @@
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "gateway/routing.hpp"
+
+using namespace imgate::gw;
+using namespace std::chrono_literals;
+
+TEST(TokenBucket, BurstThenRate) {
+    steady_time t0{};
+    token_bucket b(10, 3, t0);  // 10/s, burst 3
+    EXPECT_TRUE(b.take(t0));
+    EXPECT_TRUE(b.take(t0));
+    EXPECT_TRUE(b.take(t0));
+    EXPECT_FALSE(b.take(t0));
+    EXPECT_FALSE(b.take(t0 + 50ms));  // half a token
+    EXPECT_TRUE(b.take(t0 + 100ms));
+    EXPECT_FALSE(b.take(t0 + 100ms));
+    // A long pause refills only up to the burst.
+    auto t1 = t0 + 10s;
+    for (int i = 0; i < 3; ++i) EXPECT_TRUE(b.take(t1));
+    EXPECT_FALSE(b.take(t1));
+}
+
+TEST(TokenBucket, ReloadCapsStoredTokens) {
+    steady_time t0{};
+    token_bucket b(10, 100, t0);
+    b.set_limits(1, 2, t0);
+    EXPECT_TRUE(b.take(t0));
+    EXPECT_TRUE(b.take(t0));
+    EXPECT_FALSE(b.take(t0));
+    EXPECT_TRUE(b.take(t0 + 1s));
+}
+
+TEST(PendingAcks, ReceiptOncePerSessionAndOnlyForRecipient) {
+    steady_time t0{};
+    pending_acks p(10, 5s);
+    p.add(42, ack_origin{"gw1", 7, 1001, "bob"}, t0);
+    EXPECT_FALSE(p.on_ack(42, 3, "mallory", t0));  // not the recipient
+    auto o = p.on_ack(42, 3, "bob", t0 + 1s);
+    ASSERT_TRUE(o);
+    EXPECT_EQ(o->origin_gateway, "gw1");
+    EXPECT_EQ(o->origin_session, 7u);
+    EXPECT_EQ(o->client_msg_id, 1001u);
+    EXPECT_FALSE(p.on_ack(42, 3, "bob", t0 + 1s));  // repeated ack
+    EXPECT_TRUE(p.on_ack(42, 4, "bob", t0 + 1s));   // bob's other device
+    EXPECT_FALSE(p.on_ack(43, 3, "bob", t0));       // unknown id
+}
+
+TEST(PendingAcks, ExpiresAndStaysBounded) {
+    steady_time t0{};
+    pending_acks p(3, 5s);
+    for (uint64_t i = 1; i <= 3; ++i) EXPECT_EQ(p.add(i, {"g", 1, i, "u"}, t0), 0u);
+    EXPECT_EQ(p.add(4, {"g", 1, 4, "u"}, t0), 1u);  // evicts the oldest
+    EXPECT_EQ(p.size(), 3u);
+    EXPECT_FALSE(p.on_ack(1, 9, "u", t0));
+    EXPECT_TRUE(p.on_ack(4, 9, "u", t0));
+    EXPECT_FALSE(p.on_ack(2, 9, "u", t0 + 5s));  // expired at its deadline
+    EXPECT_EQ(p.expire(t0 + 6s), 3u);
+    EXPECT_EQ(p.size(), 0u);
+}
+
+TEST(RecentIds, DedupesWithinWindowOnly) {
+    recent_ids r(3);
+    EXPECT_TRUE(r.insert(1));
+    EXPECT_FALSE(r.insert(1));
+    EXPECT_TRUE(r.insert(2));
+    EXPECT_TRUE(r.insert(3));
+    EXPECT_TRUE(r.insert(4));  // pushes 1 out
+    EXPECT_FALSE(r.contains(1));
+    EXPECT_TRUE(r.insert(1));
+    EXPECT_FALSE(r.insert(4));
+    EXPECT_EQ(r.size(), 3u);
+}
+
+TEST(MsgIdSource, UniqueAcrossGatewaysAndRestarts) {
+    const uint64_t now = 1795000000000ull;  // 2026-11
+    msg_id_source a("gw1", now), b("gw2", now);
+    EXPECT_NE(msg_id_source::gateway_hash("gw1"), msg_id_source::gateway_hash("gw2"));
+    std::set<uint64_t> seen;
+    for (int i = 0; i < 1000; ++i) {
+        EXPECT_TRUE(seen.insert(a.next()).second);
+        EXPECT_TRUE(seen.insert(b.next()).second);
+    }
+    // A restart one second later starts past everything issued at <= 1024 ids/ms.
+    msg_id_source a2("gw1", now + 1000);
+    uint64_t first = a2.next();
+    EXPECT_EQ(first >> 48, uint64_t(msg_id_source::gateway_hash("gw1")));
+    EXPECT_GT(first & msg_id_source::mask48, (*std::prev(seen.end()) & msg_id_source::mask48));
+    EXPECT_NE(first, 0u);
+}

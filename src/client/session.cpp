@@ -232,7 +232,7 @@ void client_session::shutdown(end_reason r, error_code ec, std::string detail) {
 milliseconds client_session::read_timeout() const {
     if (info_.heartbeat_ms == 0) return opts_.default_read_timeout;
     // The gateway answers every PING, so a healthy link is never quiet for two intervals.
-    auto t = milliseconds(2 * int64_t(info_.heartbeat_ms)) + milliseconds(5000);
+    auto t = milliseconds(2 * int64_t(info_.heartbeat_ms)) + opts_.read_grace;
     if (info_.idle_timeout_ms) t = std::max(t, milliseconds(info_.idle_timeout_ms));
     return t;
 }

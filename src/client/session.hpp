@@ -28,6 +28,7 @@ struct session_options {
     // Read deadline when the gateway announced no heartbeat; otherwise it is derived from the
     // announced interval (a quiet gateway still answers our pings).
     milliseconds default_read_timeout{60000};
+    milliseconds read_grace{5000};  // added to two heartbeat intervals for the read deadline
     milliseconds write_timeout{10000};
     size_t max_queue_bytes = 1 << 20;  // outbound bytes not yet handed to the socket
     uint32_t max_frame = 1 << 20;      // largest frame body accepted from the gateway

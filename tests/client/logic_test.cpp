@@ -1,0 +1,283 @@
+#include "client/logic.hpp"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <set>
+
+using namespace imgate::client;
+using std::chrono::milliseconds;
+namespace proto = imgate::proto;
+
+TEST(ParseDuration, UnitsAndBareSeconds) {
+    EXPECT_EQ(parse_duration("1500ms"), milliseconds(1500));
+    EXPECT_EQ(parse_duration("2s"), milliseconds(2000));
+    EXPECT_EQ(parse_duration("30"), milliseconds(30000));
+    EXPECT_EQ(parse_duration("0.5"), milliseconds(500));
+    EXPECT_EQ(parse_duration("5m"), milliseconds(300000));
+    EXPECT_EQ(parse_duration("1h"), milliseconds(3600000));
+    EXPECT_EQ(parse_duration("7d"), milliseconds(7 * 86400000LL));
+}
+
+TEST(ParseDuration, RejectsGarbage) {
+    for (auto s : {"", "s", "-1", "1x", "1.2.3", "abc", "1 h", ".", "1e400"})
+        EXPECT_FALSE(parse_duration(s)) << s;
+}
+
+TEST(SplitList, TrimsAndDropsEmpty) {
+    EXPECT_EQ(split_list("a, b,,c "), (std::vector<std::string>{"a", "b", "c"}));
+    EXPECT_TRUE(split_list("").empty());
+    EXPECT_TRUE(split_list(",,").empty());
+}
+
+TEST(Loopback, AcceptsOnlyLoopback) {
+    for (auto h : {"127.0.0.1", "127.255.0.9", "::1", "[::1]", "localhost", "::ffff:127.0.0.2"})
+        EXPECT_TRUE(is_loopback_host(h)) << h;
+    for (auto h : {"10.0.0.1", "128.0.0.1", "0.0.0.0", "::", "example.com", "::ffff:10.0.0.1",
+                   "126.255.255.255", "", "localhost.example.com"})
+        EXPECT_FALSE(is_loopback_host(h)) << h;
+}
+
+TEST(HttpUrl, Parses) {
+    auto u = parse_http_url("http://127.0.0.1:8080");
+    ASSERT_TRUE(u);
+    EXPECT_EQ(u->host, "127.0.0.1");
+    EXPECT_EQ(u->port, 8080);
+    EXPECT_EQ(u->prefix, "");
+    u = parse_http_url("http://disp.example/api/");
+    ASSERT_TRUE(u);
+    EXPECT_EQ(u->port, 80);
+    EXPECT_EQ(u->prefix, "/api");
+    u = parse_http_url("http://[::1]:81/x");
+    ASSERT_TRUE(u);
+    EXPECT_EQ(u->host, "::1");
+    EXPECT_EQ(u->authority(), "[::1]:81");
+    std::string err;
+    EXPECT_FALSE(parse_http_url("https://x", &err));
+    EXPECT_NE(err.find("https"), std::string::npos);
+    EXPECT_FALSE(parse_http_url("127.0.0.1:8080", &err));
+    EXPECT_FALSE(parse_http_url("http://:80", &err));
+    EXPECT_FALSE(parse_http_url("http://h:0", &err));
+    EXPECT_FALSE(parse_http_url("http://h:99999", &err));
+}
+
+TEST(GatewayAnswer, ParsesPickAndAlternates) {
+    std::string err;
+    auto a = parse_gateway_answer(
+        R"({"id":"gw1","host":"127.0.0.1","port":9001,"alternates":[{"id":"gw2","host":"127.0.0.1","port":9002}]})",
+        &err);
+    ASSERT_TRUE(a) << err;
+    EXPECT_EQ(a->primary, (gateway_addr{"gw1", "127.0.0.1", 9001}));
+    ASSERT_EQ(a->alternates.size(), 1u);
+    EXPECT_EQ(a->alternates[0], (gateway_addr{"gw2", "127.0.0.1", 9002}));
+}
+
+TEST(GatewayAnswer, RejectsBadShapes) {
+    std::string err;
+    EXPECT_FALSE(parse_gateway_answer("not json", &err));
+    EXPECT_FALSE(parse_gateway_answer(R"({"id":"gw1","port":9001})", &err));
+    EXPECT_NE(err.find("host"), std::string::npos);
+    EXPECT_FALSE(parse_gateway_answer(R"({"host":"h","port":"9001"})", &err));
+    EXPECT_FALSE(parse_gateway_answer(R"({"host":"h","port":70000})", &err));
+    EXPECT_FALSE(parse_gateway_answer(R"({"host":"h","port":1,"alternates":{}})", &err));
+    EXPECT_FALSE(parse_gateway_answer(R"({"host":"h","port":1,"alternates":[{"host":"x"}]})", &err));
+    EXPECT_NE(err.find("alternates[0]"), std::string::npos);
+}
+
+TEST(GatewayQuery, EncodesAndSkipsEmpty) {
+    EXPECT_EQ(get_gateway_query("", "", {}), "");
+    EXPECT_EQ(get_gateway_query("al ice", "eu", {"gw1", "gw2"}), "uid=al%20ice&region=eu&exclude=gw1%2Cgw2");
+}
+
+TEST(Failover, PrimaryThenAlternatesWithoutDuplicates) {
+    failover_plan p;
+    gateway_answer a{{"gw1", "h", 1}, {{"gw2", "h", 2}, {"gw1", "h", 1}, {"gw3", "h", 3}}};
+    p.start(a);
+    EXPECT_EQ(p.next()->id, "gw1");
+    EXPECT_EQ(p.next()->id, "gw2");
+    EXPECT_EQ(p.next()->id, "gw3");
+    EXPECT_FALSE(p.next());
+}
+
+TEST(Failover, FailedGatewaysGoLastAndAreExcluded) {
+    failover_plan p;
+    p.start({{"gw1", "h", 1}, {{"gw2", "h", 2}}});
+    p.mark_failed(*p.next());
+    p.mark_failed(*p.next());
+    EXPECT_EQ(p.exclude(), (std::vector<std::string>{"gw1", "gw2"}));
+    // The dispatcher ignored the exclude (everything else is down): still try, new ones first.
+    p.start({{"gw1", "h", 1}, {{"gw3", "h", 3}}});
+    EXPECT_EQ(p.next()->id, "gw3");
+    EXPECT_EQ(p.next()->id, "gw1");
+    EXPECT_FALSE(p.next());
+    p.forget_failures();
+    EXPECT_TRUE(p.exclude().empty());
+}
+
+TEST(Failover, ExcludeListIsBoundedAndKeysAddressesWithoutId) {
+    failover_plan p;
+    for (int i = 0; i < 40; ++i) p.mark_failed({"gw" + std::to_string(i), "h", 1});
+    EXPECT_EQ(p.exclude().size(), failover_plan::max_exclude);
+    EXPECT_EQ(p.exclude().back(), "gw39");
+    failover_plan q;
+    q.mark_failed({"", "127.0.0.1", 9001});
+    EXPECT_EQ(q.exclude(), (std::vector<std::string>{"127.0.0.1:9001"}));
+}
+
+TEST(Backoff, GrowsWithJitterCappedAndHonoursFloor) {
+    std::mt19937_64 rng(42);
+    backoff b(milliseconds(100), milliseconds(1000));
+    auto d0 = b.next(rng);
+    EXPECT_GE(d0, milliseconds(50));
+    EXPECT_LE(d0, milliseconds(100));
+    auto d1 = b.next(rng);
+    EXPECT_GE(d1, milliseconds(100));
+    EXPECT_LE(d1, milliseconds(200));
+    auto d2 = b.next(rng);
+    EXPECT_GE(d2, milliseconds(200));
+    EXPECT_LE(d2, milliseconds(400));
+    b.next(rng);  // cap 800
+    for (int i = 0; i < 20; ++i) {
+        auto d = b.next(rng);
+        EXPECT_GE(d, milliseconds(500));
+        EXPECT_LE(d, milliseconds(1000));
+    }
+    EXPECT_EQ(b.next(rng, milliseconds(5000)), milliseconds(5000));
+    b.reset();
+    EXPECT_LE(b.next(rng), milliseconds(100));
+    // Jitter: not every draw is the same.
+    std::set<int64_t> seen;
+    for (int i = 0; i < 20; ++i) {
+        b.reset();
+        seen.insert(b.next(rng).count());
+    }
+    EXPECT_GT(seen.size(), 3u);
+}
+
+TEST(LatencyStats, NearestRankPercentiles) {
+    latency_stats s;
+    EXPECT_EQ(s.percentile(50), 0u);
+    for (uint64_t v = 100; v >= 1; --v) s.add(v);  // 1..100 in reverse order
+    EXPECT_EQ(s.count(), 100u);
+    EXPECT_EQ(s.percentile(50), 50u);
+    EXPECT_EQ(s.percentile(90), 90u);
+    EXPECT_EQ(s.percentile(99), 99u);
+    EXPECT_EQ(s.percentile(100), 100u);
+    EXPECT_EQ(s.percentile(0), 1u);
+    EXPECT_EQ(s.max(), 100u);
+    EXPECT_DOUBLE_EQ(s.mean(), 50.5);
+    s.add(1000);  // adding after a percentile query re-sorts
+    EXPECT_EQ(s.percentile(100), 1000u);
+}
+
+TEST(LatencyStats, ReservoirStaysBoundedAndRepresentative) {
+    latency_stats s(1000, 7);
+    for (uint64_t i = 0; i < 100000; ++i) s.add(i % 1000);
+    EXPECT_EQ(s.count(), 100000u);
+    EXPECT_EQ(s.max(), 999u);
+    // Uniform 0..999: the sampled median is near 500.
+    EXPECT_NEAR(double(s.percentile(50)), 500.0, 80.0);
+}
+
+TEST(ValidateLoad, AcceptsSaneLocalRun) {
+    load_params p;
+    p.gateways = {{"127.0.0.1", 9001}, {"::1", 9002}};
+    EXPECT_EQ(validate_load(p), "");
+    load_params d;
+    d.dispatcher = "http://127.0.0.1:8080";
+    EXPECT_EQ(validate_load(d), "");
+}
+
+TEST(ValidateLoad, RefusesNonLoopbackAndOutOfBounds) {
+    load_params p;
+    p.gateways = {{"127.0.0.1", 9001}, {"192.168.1.5", 9002}};
+    EXPECT_NE(validate_load(p).find("192.168.1.5"), std::string::npos);
+    load_params d;
+    d.dispatcher = "http://10.1.2.3:8080";
+    EXPECT_NE(validate_load(d).find("loopback"), std::string::npos);
+    d.dispatcher = "http://dispatcher.example:8080";
+    EXPECT_NE(validate_load(d).find("loopback"), std::string::npos);
+
+    auto with = [](auto f) {
+        load_params q;
+        q.gateways = {{"127.0.0.1", 9001}};
+        f(q);
+        return validate_load(q);
+    };
+    EXPECT_NE(with([](load_params& q) { q.clients = 20001; }), "");
+    EXPECT_NE(with([](load_params& q) { q.clients = 1; }), "");
+    EXPECT_EQ(with([](load_params& q) { q.clients = 20000; }), "");
+    EXPECT_NE(with([](load_params& q) { q.duration_s = 601; }), "");
+    EXPECT_EQ(with([](load_params& q) { q.duration_s = 600; }), "");
+    EXPECT_NE(with([](load_params& q) { q.duration_s = 0; }), "");
+    EXPECT_NE(with([](load_params& q) { q.rate = 0; }), "");
+    EXPECT_NE(with([](load_params& q) { q.payload_bytes = 8; }), "");
+    EXPECT_NE(with([](load_params& q) { q.rooms = 0; }), "");  // room_share > 0 needs rooms
+    EXPECT_EQ(with([](load_params& q) {
+                  q.rooms = 0;
+                  q.room_share = 0;
+              }),
+              "");
+    EXPECT_NE(with([](load_params& q) { q.rooms = 1000; }), "");  // more rooms than clients
+    load_params none;
+    EXPECT_NE(validate_load(none), "");
+}
+
+TEST(SendExitCode, MapsStatus) {
+    EXPECT_EQ(send_exit_code(proto::code::ok), 0);
+    EXPECT_EQ(send_exit_code(proto::code::offline), 2);
+    EXPECT_EQ(send_exit_code(proto::code::rate_limited), 1);
+    EXPECT_EQ(send_exit_code(proto::code::unavailable), 1);
+}
+
+TEST(Render, DeliverJsonLineHasIdsSenderAndText) {
+    proto::deliver_msg m;
+    m.server_msg_id = 77;
+    m.kind = proto::target_kind::room;
+    m.from_user = "alice";
+    m.from_device = "phone";
+    m.room = "r1";
+    m.ts_ms = 1700000000000;
+    m.payload = "hi \"there\"\n";
+    auto line = render_deliver(m, true);
+    EXPECT_EQ(line.find('\n'), std::string::npos);
+    auto j = nlohmann::json::parse(line);
+    EXPECT_EQ(j["type"], "deliver");
+    EXPECT_EQ(j["server_msg_id"], 77);
+    EXPECT_EQ(j["from"], "alice");
+    EXPECT_EQ(j["from_device"], "phone");
+    EXPECT_EQ(j["room"], "r1");
+    EXPECT_EQ(j["kind"], "room");
+    EXPECT_EQ(j["text"], "hi \"there\"\n");
+    auto text = render_deliver(m, false);
+    EXPECT_EQ(text.find('\n'), std::string::npos);  // control characters are escaped
+    EXPECT_NE(text.find("alice/phone"), std::string::npos);
+    EXPECT_NE(text.find("[r1]"), std::string::npos);
+}
+
+TEST(Render, InvalidUtf8DoesNotThrow) {
+    proto::deliver_msg m;
+    m.payload = std::string("\xff\xfe", 2);
+    EXPECT_NO_THROW(nlohmann::json::parse(render_deliver(m, true)));
+}
+
+TEST(Render, SendResultAndReceipt) {
+    proto::send_result_msg r{5, 9, proto::code::offline, 0};
+    auto j = nlohmann::json::parse(render_send_result(r, "bob", false, true));
+    EXPECT_EQ(j["status"], "offline");
+    EXPECT_EQ(j["to"], "bob");
+    EXPECT_EQ(j["reached"], 0);
+    EXPECT_EQ(render_send_result(r, "bob", false, false).rfind("offline: user bob", 0), 0u);
+    proto::receipt_msg rc{5, 9, "bob", "phone"};
+    auto k = nlohmann::json::parse(render_receipt(rc, true));
+    EXPECT_EQ(k["user"], "bob");
+    EXPECT_EQ(k["client_msg_id"], 5);
+}
+
+TEST(LoadPayload, RoundTripsAndRejectsForeign) {
+    auto p = make_load_payload(123456789, 64);
+    EXPECT_EQ(p.size(), 64u);
+    EXPECT_EQ(read_load_payload(p), 123456789u);
+    EXPECT_FALSE(read_load_payload("hello world, not a stamp"));
+    EXPECT_FALSE(read_load_payload("imgL"));
+}

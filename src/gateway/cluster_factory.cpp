@@ -1,12 +1,24 @@
+#include <spdlog/spdlog.h>
+
 #include "gateway/cluster.hpp"
+#include "gateway/rpc_cluster.hpp"
 
 namespace imgate::gw {
 
-std::unique_ptr<cluster> make_cluster(const fleet_config&, const std::string&, const std::string&,
-                                      const rpc_config&, local_delivery&, boost::asio::io_context&,
-                                      metrics_registry&) {
-    // The RPC mesh replaces this once it lands; until then every gateway stands alone.
-    return make_single_node_cluster();
+std::unique_ptr<cluster> make_cluster(const fleet_config& fleet, const std::string& self_id,
+                                      const std::string& secret, const rpc_config& cfg,
+                                      local_delivery& local, boost::asio::io_context& io,
+                                      metrics_registry& metrics) {
+    if (fleet.gateways.size() < 2) return make_single_node_cluster();
+    if (secret.empty()) {
+        // Forwarding unauthenticated is not an option; say loudly that the fleet is split.
+        spdlog::warn("fleet has {} gateways but no cluster.secret_file: no cross-node delivery, "
+                     "{} serves its own sessions only",
+                     fleet.gateways.size(), self_id);
+        return make_single_node_cluster();
+    }
+    // Throws (start-up error) when the RPC address cannot be bound.
+    return std::make_unique<rpc_cluster>(io, fleet, self_id, secret, cfg, local, metrics);
 }
 
 }  // namespace imgate::gw

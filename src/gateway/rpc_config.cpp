@@ -7,12 +7,17 @@ rpc_config parse_rpc_config(yaml_map m) {
     c.call_timeout = m.duration("call_timeout", c.call_timeout);
     c.connect_timeout = m.duration("connect_timeout", c.connect_timeout);
     c.ping_interval = m.duration("ping_interval", c.ping_interval);
+    c.peer_timeout = m.duration("peer_timeout", c.peer_timeout);
     c.backoff_min = m.duration("backoff_min", c.backoff_min);
     c.backoff_max = m.duration("backoff_max", c.backoff_max);
     c.max_in_flight = static_cast<uint32_t>(m.integer("max_in_flight", c.max_in_flight, 1, 1000000));
     c.max_queue_bytes =
         static_cast<uint64_t>(m.integer("max_queue_bytes", c.max_queue_bytes, 65536, 1LL << 32));
     if (c.call_timeout.count() <= 0) m.fail("call_timeout", "must be positive");
+    if (c.ping_interval.count() <= 0) m.fail("ping_interval", "must be positive");
+    if (c.connect_timeout.count() <= 0) m.fail("connect_timeout", "must be positive");
+    if (c.peer_timeout <= c.ping_interval) m.fail("peer_timeout", "must exceed ping_interval");
+    if (c.backoff_min.count() <= 0) m.fail("backoff_min", "must be positive");
     if (c.backoff_min > c.backoff_max) m.fail("backoff_min", "must not exceed backoff_max");
     m.finish();
     return c;

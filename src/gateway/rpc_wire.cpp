@@ -91,8 +91,9 @@ void write_body(byte_writer& w, const auth_fail_msg& m) { w.str16(m.reason); }
 void write_body(byte_writer&, const ping_msg&) {}
 void write_body(byte_writer&, const pong_msg&) {}
 
-void write_body(byte_writer& w, const forward_msg& f) {
-    const auto& m = f.m;
+namespace {
+
+void write_forward(byte_writer& w, const outbound_message& m) {
     w.u64(m.server_msg_id);
     w.u8(static_cast<uint8_t>(m.kind));
     w.u8(m.is_push ? 1 : 0);
@@ -104,6 +105,17 @@ void write_body(byte_writer& w, const forward_msg& f) {
     w.u64(m.origin_session);
     w.u64(m.client_msg_id);
     w.blob32(m.payload);
+}
+
+}  // namespace
+
+void write_body(byte_writer& w, const forward_msg& f) { write_forward(w, f.m); }
+
+void encode_forward(std::string& out, const outbound_message& m, uint32_t corr) {
+    size_t start = begin_frame(out);
+    byte_writer w(out);
+    write_forward(w, m);
+    finish_frame(out, start, rpc_protocol_version, static_cast<uint8_t>(op::forward), corr);
 }
 void write_body(byte_writer& w, const forward_result_msg& m) {
     w.u16(static_cast<uint16_t>(m.status));

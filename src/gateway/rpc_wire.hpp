@@ -148,6 +148,9 @@ std::optional<M> decode(const frame& f) {
     return m;
 }
 
+// FORWARD straight from the message, without copying it into a forward_msg first.
+void encode_forward(std::string& out, const outbound_message& m, uint32_t corr);
+
 // A snapshot of keys as reset-first chunks of at most snapshot_chunk entries (at least one frame,
 // so an empty snapshot still clears the receiver).
 template <class M>

@@ -1,0 +1,437 @@
+// Two or three in-process rpc_cluster instances on loopback, each with its own io_context thread
+// and a fake local_delivery: no gateway core involved.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+#include <condition_variable>
+#include <future>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "gateway/rpc_cluster.hpp"
+
+using namespace imgate;
+using namespace imgate::gw;
+using namespace std::chrono_literals;
+namespace asio = boost::asio;
+
+namespace {
+
+const std::string secret = "loopback-test-cluster-secret";
+
+// Polls cond every few milliseconds until it holds or the deadline passes.
+bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds limit = 5s) {
+    auto end = std::chrono::steady_clock::now() + limit;
+    while (std::chrono::steady_clock::now() < end) {
+        if (cond()) return true;
+        std::this_thread::sleep_for(5ms);
+    }
+    return cond();
+}
+
+uint16_t free_port() {
+    asio::io_context io;
+    asio::ip::tcp::acceptor a(io, {asio::ip::make_address("127.0.0.1"), 0});
+    return a.local_endpoint().port();
+}
+
+// Stands in for the gateway core: a set of local users (sessions per user) and rooms.
+class fake_local final : public local_delivery {
+public:
+    uint32_t deliver_local(const outbound_message& m) override {
+        std::function<void()> hook;
+        uint32_t n = 0;
+        {
+            std::lock_guard lk(mu);
+            delivered.push_back(m);
+            hook = on_deliver;
+            if (m.kind == proto::target_kind::user) {
+                auto it = users.find(m.target);
+                n = it == users.end() ? 0 : it->second;
+            } else {
+                auto it = rooms.find(m.target);
+                n = it == rooms.end() ? 0 : it->second;
+            }
+        }
+        if (hook) hook();
+        return n;
+    }
+    void receipt_local(uint64_t origin_session, const proto::receipt_msg& r) override {
+        std::lock_guard lk(mu);
+        receipts.emplace_back(origin_session, r);
+    }
+    std::vector<std::string> local_users() const override {
+        std::lock_guard lk(mu);
+        std::vector<std::string> v;
+        for (auto& [u, n] : users) v.push_back(u);
+        return v;
+    }
+    std::vector<std::string> local_rooms() const override {
+        std::lock_guard lk(mu);
+        std::vector<std::string> v;
+        for (auto& [r, n] : rooms) v.push_back(r);
+        return v;
+    }
+    size_t delivered_count() const {
+        std::lock_guard lk(mu);
+        return delivered.size();
+    }
+    size_t receipt_count() const {
+        std::lock_guard lk(mu);
+        return receipts.size();
+    }
+
+    mutable std::mutex mu;
+    std::map<std::string, uint32_t> users;
+    std::map<std::string, uint32_t> rooms;
+    std::vector<outbound_message> delivered;
+    std::vector<std::pair<uint64_t, proto::receipt_msg>> receipts;
+    std::function<void()> on_deliver;
+};
+
+fleet_config make_fleet(const std::map<std::string, uint16_t>& ports) {
+    fleet_config f;
+    for (auto& [id, port] : ports) {
+        gateway_spec g;
+        g.id = id;
+        g.client = {"127.0.0.1", 1};
+        g.admin = {"127.0.0.1", 1};
+        g.rpc = {"127.0.0.1", port};
+        f.gateways.push_back(g);
+    }
+    return f;
+}
+
+rpc_config fast_config() {
+    rpc_config c;
+    c.call_timeout = 500ms;
+    c.connect_timeout = 500ms;
+    c.ping_interval = 200ms;
+    c.peer_timeout = 1000ms;
+    c.backoff_min = 20ms;
+    c.backoff_max = 200ms;
+    return c;
+}
+
+// One gateway's cluster layer with its own io thread and metrics.
+struct node {
+    node(const fleet_config& fleet, const std::string& id, const std::string& sec,
+         rpc_config cfg = fast_config())
+        : work(asio::make_work_guard(io)) {
+        cluster = std::make_unique<rpc_cluster>(io, fleet, id, sec, cfg, local, metrics);
+        thread = std::thread([this] { io.run(); });
+    }
+    ~node() { shutdown(); }
+    void shutdown() {
+        if (!thread.joinable()) return;
+        cluster->stop();
+        work.reset();
+        io.stop();
+        thread.join();
+    }
+
+    forward_result forward_sync(const outbound_message& m) {
+        auto p = std::make_shared<std::promise<forward_result>>();
+        auto fut = p->get_future();
+        auto calls = std::make_shared<std::atomic<int>>(0);
+        cluster->forward(m, [p, calls](forward_result r) {
+            if (calls->fetch_add(1) == 0) p->set_value(r);
+        });
+        if (fut.wait_for(5s) != std::future_status::ready) {
+            ADD_FAILURE() << "forward never completed";
+            return {proto::code::internal, 0};
+        }
+        return fut.get();
+    }
+
+    uint64_t counter_value(const std::string& needle) const {
+        // Sums every sample line of the rendered registry that starts with needle.
+        uint64_t sum = 0;
+        std::istringstream in(metrics.render());
+        std::string line;
+        while (std::getline(in, line)) {
+            if (line.rfind(needle, 0) != 0) continue;
+            auto sp = line.rfind(' ');
+            if (sp != std::string::npos) sum += static_cast<uint64_t>(std::stod(line.substr(sp + 1)));
+        }
+        return sum;
+    }
+
+    asio::io_context io;
+    asio::executor_work_guard<asio::io_context::executor_type> work;
+    fake_local local;
+    metrics_registry metrics;
+    std::unique_ptr<rpc_cluster> cluster;
+    std::thread thread;
+};
+
+outbound_message to_user(const std::string& u, uint64_t id = 1) {
+    outbound_message m;
+    m.server_msg_id = id;
+    m.kind = proto::target_kind::user;
+    m.target = u;
+    m.from_user = "alice";
+    m.from_device = "d1";
+    m.payload = "hello";
+    m.origin_gateway = "gw1";
+    m.origin_session = 5;
+    m.client_msg_id = 9;
+    return m;
+}
+
+outbound_message to_room(const std::string& r, uint64_t id = 1) {
+    auto m = to_user(r, id);
+    m.kind = proto::target_kind::room;
+    return m;
+}
+
+class ThreeNodes : public ::testing::Test {
+protected:
+    void SetUp() override {
+        ports = {{"gw1", free_port()}, {"gw2", free_port()}, {"gw3", free_port()}};
+        fleet = make_fleet(ports);
+        for (auto id : {"gw1", "gw2", "gw3"}) nodes[id] = std::make_unique<node>(fleet, id, secret);
+        ASSERT_TRUE(eventually([&] {
+            for (auto& [id, n] : nodes)
+                if (n->cluster->links_up() != 2 || n->cluster->inbound_up() != 2) return false;
+            return true;
+        })) << "mesh did not come up";
+    }
+    node& n(const std::string& id) { return *nodes.at(id); }
+
+    std::map<std::string, uint16_t> ports;
+    fleet_config fleet;
+    std::map<std::string, std::unique_ptr<node>> nodes;
+};
+
+}  // namespace
+
+TEST_F(ThreeNodes, OneToOneGoesOnlyToTheGatewayHoldingTheUser) {
+    {
+        std::lock_guard lk(n("gw3").local.mu);
+        n("gw3").local.users["bob"] = 1;
+    }
+    n("gw3").cluster->user_online("bob");
+    ASSERT_TRUE(eventually([&] { return n("gw1").cluster->directory_users() == 1; }));
+
+    auto r = n("gw1").forward_sync(to_user("bob", 100));
+    EXPECT_EQ(r.status, proto::code::ok);
+    EXPECT_EQ(r.reached, 1u);
+    EXPECT_EQ(n("gw3").local.delivered_count(), 1u);
+    EXPECT_EQ(n("gw2").local.delivered_count(), 0u);  // no broadcast
+    EXPECT_EQ(n("gw1").counter_value("imgate_rpc_forward_frames_total"), 1u);
+    {
+        std::lock_guard lk(n("gw3").local.mu);
+        EXPECT_EQ(n("gw3").local.delivered[0].server_msg_id, 100u);
+        EXPECT_EQ(n("gw3").local.delivered[0].payload, "hello");
+    }
+
+    // Unknown user: answered offline without any traffic.
+    r = n("gw1").forward_sync(to_user("nobody"));
+    EXPECT_EQ(r.status, proto::code::offline);
+    EXPECT_EQ(n("gw1").counter_value("imgate_rpc_forward_frames_total"), 1u);
+
+    // Offline announcement: the directory forgets bob.
+    {
+        std::lock_guard lk(n("gw3").local.mu);
+        n("gw3").local.users.erase("bob");
+    }
+    n("gw3").cluster->user_offline("bob");
+    ASSERT_TRUE(eventually([&] { return n("gw1").cluster->directory_users() == 0; }));
+    r = n("gw1").forward_sync(to_user("bob"));
+    EXPECT_EQ(r.status, proto::code::offline);
+}
+
+TEST_F(ThreeNodes, UserOnTwoGatewaysReachesBothAndStaleEntryAnswersOffline) {
+    for (auto id : {"gw2", "gw3"}) {
+        {
+            std::lock_guard lk(n(id).local.mu);
+            n(id).local.users["bob"] = 1;
+        }
+        n(id).cluster->user_online("bob");
+    }
+    ASSERT_TRUE(eventually([&] {
+        return n("gw1").cluster->lookup(proto::target_kind::user, "bob").size() == 2;
+    }));
+    auto r = n("gw1").forward_sync(to_user("bob"));
+    EXPECT_EQ(r.status, proto::code::ok);
+    EXPECT_EQ(r.reached, 2u);
+    EXPECT_EQ(n("gw2").local.delivered_count(), 1u);
+    EXPECT_EQ(n("gw3").local.delivered_count(), 1u);
+
+    // bob left gw2 but its offline announcement is not out yet: gw2 answers 0, gw3 delivers.
+    {
+        std::lock_guard lk(n("gw2").local.mu);
+        n("gw2").local.users.erase("bob");
+    }
+    r = n("gw1").forward_sync(to_user("bob"));
+    EXPECT_EQ(r.status, proto::code::ok);
+    EXPECT_EQ(r.reached, 1u);
+}
+
+TEST_F(ThreeNodes, RoomMessageGoesOnceToEachInterestedGateway) {
+    {
+        std::lock_guard lk(n("gw2").local.mu);
+        n("gw2").local.rooms["r1"] = 2;
+    }
+    {
+        std::lock_guard lk(n("gw3").local.mu);
+        n("gw3").local.rooms["r1"] = 3;
+    }
+    n("gw2").cluster->room_interest("r1", true);
+    n("gw3").cluster->room_interest("r1", true);
+    ASSERT_TRUE(eventually([&] {
+        return n("gw1").cluster->lookup(proto::target_kind::room, "r1").size() == 2 &&
+               n("gw2").cluster->lookup(proto::target_kind::room, "r1").size() == 1;
+    }));
+    auto r = n("gw1").forward_sync(to_room("r1"));
+    EXPECT_EQ(r.status, proto::code::ok);
+    EXPECT_EQ(r.reached, 5u);
+    EXPECT_EQ(n("gw2").local.delivered_count(), 1u);
+    EXPECT_EQ(n("gw3").local.delivered_count(), 1u);
+    EXPECT_EQ(n("gw1").counter_value("imgate_rpc_forward_frames_total"), 2u);
+
+    // From gw2 the room is only on gw3 (its own members are the gateway core's business).
+    r = n("gw2").forward_sync(to_room("r1"));
+    EXPECT_EQ(r.reached, 3u);
+    EXPECT_EQ(n("gw1").local.delivered_count(), 0u);
+    EXPECT_EQ(n("gw3").local.delivered_count(), 2u);
+}
+
+TEST_F(ThreeNodes, ReceiptTravelsBackToTheOriginGateway) {
+    proto::receipt_msg rc{9, 100, "bob", "phone"};
+    n("gw3").cluster->send_receipt("gw1", 5, rc);
+    ASSERT_TRUE(eventually([&] { return n("gw1").local.receipt_count() == 1; }));
+    std::lock_guard lk(n("gw1").local.mu);
+    EXPECT_EQ(n("gw1").local.receipts[0].first, 5u);
+    EXPECT_EQ(n("gw1").local.receipts[0].second.server_msg_id, 100u);
+    EXPECT_EQ(n("gw1").local.receipts[0].second.user, "bob");
+    EXPECT_EQ(n("gw2").local.receipt_count(), 0u);
+}
+
+TEST_F(ThreeNodes, SnapshotOnLinkUpAndDirectoryDroppedWhenPeerStops) {
+    // A restarted gw3 that already has users announces them in its link-up snapshot.
+    nodes["gw3"]->shutdown();
+    ASSERT_TRUE(eventually([&] { return n("gw1").cluster->links_up() == 1; }));
+    nodes["gw3"].reset();
+    auto fresh = std::make_unique<node>(fleet, "gw3", secret);
+    {
+        std::lock_guard lk(fresh->local.mu);
+        fresh->local.users["carol"] = 1;
+        fresh->local.rooms["r9"] = 1;
+    }
+    nodes["gw3"] = std::move(fresh);
+    ASSERT_TRUE(eventually([&] {
+        return n("gw1").cluster->directory_users() == 1 &&
+               n("gw1").cluster->directory_rooms() == 1 && n("gw1").cluster->links_up() == 2;
+    }));
+    EXPECT_EQ(n("gw1").forward_sync(to_user("carol")).status, proto::code::ok);
+
+    // gw3 goes away: its entries are dropped once its link is gone.
+    nodes["gw3"]->shutdown();
+    ASSERT_TRUE(eventually([&] { return n("gw1").cluster->directory_users() == 0; }));
+    EXPECT_EQ(n("gw1").forward_sync(to_user("carol")).status, proto::code::offline);
+}
+
+TEST_F(ThreeNodes, PeerStoppingMidCallYieldsUnavailableWellBeforeTheDeadline) {
+    {
+        std::lock_guard lk(n("gw3").local.mu);
+        n("gw3").local.users["bob"] = 1;
+        // gw3 dies while handling the forward: it never answers.
+        n("gw3").local.on_deliver = [c = n("gw3").cluster.get()] { c->stop(); };
+    }
+    n("gw3").cluster->user_online("bob");
+    ASSERT_TRUE(eventually([&] { return n("gw1").cluster->directory_users() == 1; }));
+    auto t0 = std::chrono::steady_clock::now();
+    auto r = n("gw1").forward_sync(to_user("bob"));
+    auto took = std::chrono::steady_clock::now() - t0;
+    EXPECT_EQ(r.status, proto::code::unavailable);
+    EXPECT_EQ(n("gw3").local.delivered_count(), 1u);
+    // Failed by the link going down, not by the 500 ms call deadline.
+    EXPECT_LT(took, 450ms);
+}
+
+TEST_F(ThreeNodes, StalledPeerYieldsTimeoutAtTheCallDeadline) {
+    std::promise<void> release;
+    auto released = release.get_future().share();
+    {
+        std::lock_guard lk(n("gw2").local.mu);
+        n("gw2").local.users["bob"] = 1;
+        n("gw2").local.on_deliver = [released] { released.wait_for(3s); };
+    }
+    n("gw2").cluster->user_online("bob");
+    ASSERT_TRUE(eventually([&] { return n("gw1").cluster->directory_users() == 1; }));
+    auto t0 = std::chrono::steady_clock::now();
+    auto r = n("gw1").forward_sync(to_user("bob"));
+    auto took = std::chrono::steady_clock::now() - t0;
+    release.set_value();
+    EXPECT_EQ(r.status, proto::code::timeout);
+    EXPECT_GE(took, 450ms);
+    // The late answer is counted and ignored, never reported twice.
+    EXPECT_TRUE(eventually([&] { return n("gw1").counter_value("imgate_rpc_late_answers_total") == 1; }));
+}
+
+TEST_F(ThreeNodes, ReloadRemovesAndAddsAPeerWithoutTouchingOthers) {
+    auto before = n("gw1").cluster->connects("gw2");
+    EXPECT_EQ(before, 1u);
+    auto two = make_fleet({{"gw1", ports["gw1"]}, {"gw2", ports["gw2"]}});
+    n("gw1").cluster->reload(two);
+    ASSERT_TRUE(eventually([&] {
+        return n("gw1").cluster->links_up() == 1 && n("gw1").cluster->inbound_up() == 1;
+    }));
+    // gw3 can no longer get in to gw1 (not a member): refused and counted.
+    EXPECT_TRUE(eventually([&] {
+        return n("gw1").counter_value("imgate_rpc_auth_failures_total{direction=\"inbound\",reason=\"unknown_peer\"}") >= 1;
+    }));
+    // Adding it back brings the link up again; gw2's link was never replaced.
+    n("gw1").cluster->reload(fleet);
+    ASSERT_TRUE(eventually([&] {
+        return n("gw1").cluster->links_up() == 2 && n("gw1").cluster->inbound_up() == 2;
+    }));
+    EXPECT_EQ(n("gw1").cluster->connects("gw2"), before);
+    EXPECT_GE(n("gw1").cluster->connects("gw3"), 2u);
+}
+
+TEST(ClusterRpc, WrongSecretIsRefusedAndCounted) {
+    std::map<std::string, uint16_t> ports{{"gw1", free_port()}, {"gw2", free_port()}};
+    auto fleet = make_fleet(ports);
+    node a(fleet, "gw1", secret);
+    node b(fleet, "gw2", "a-different-secret-entirely");
+    EXPECT_TRUE(eventually([&] {
+        return a.counter_value("imgate_rpc_auth_failures_total{direction=\"inbound\",reason=\"bad_proof\"}") >= 1 &&
+               b.counter_value("imgate_rpc_auth_failures_total{direction=\"inbound\",reason=\"bad_proof\"}") >= 1;
+    }));
+    EXPECT_EQ(a.cluster->links_up(), 0u);
+    EXPECT_EQ(a.cluster->inbound_up(), 0u);
+    EXPECT_EQ(b.cluster->links_up(), 0u);
+    // Nothing can be forwarded: the directory never learnt anything from b.
+    EXPECT_EQ(a.forward_sync(to_user("bob")).status, proto::code::offline);
+}
+
+TEST(ClusterRpc, GarbageAndClientProtocolOnTheRpcPortAreRefused) {
+    std::map<std::string, uint16_t> ports{{"gw1", free_port()}, {"gw2", free_port()}};
+    node a(make_fleet(ports), "gw1", secret);
+    asio::io_context io;
+    for (std::string junk : {std::string("GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+                             proto::encode(proto::login_msg{"token"})}) {
+        asio::ip::tcp::socket s(io);
+        s.connect({asio::ip::make_address("127.0.0.1"), a.cluster->rpc_port()});
+        asio::write(s, asio::buffer(junk));
+        // The gateway closes the connection: the read ends (EOF or reset), it does not hang.
+        char buf[64];
+        boost::system::error_code ec;
+        s.read_some(asio::buffer(buf), ec);
+        EXPECT_TRUE(ec);
+    }
+    EXPECT_TRUE(eventually([&] {
+        return a.counter_value("imgate_rpc_auth_failures_total{direction=\"inbound\",reason=\"bad_frame\"}") == 2;
+    }));
+}

@@ -30,7 +30,8 @@ foreach(cfg IN LISTS _imgate_configs)
     if(EXISTS \"\${_dst}\")
       message(STATUS \"Keeping existing: \${_dst}\")
     else()
-      file(INSTALL \"${_src}\" DESTINATION \"\$ENV{DESTDIR}${IMGATE_INSTALL_CONFDIR}\"
+      # file(INSTALL) prefixes DESTDIR to an absolute DESTINATION itself.
+      file(INSTALL \"${_src}\" DESTINATION \"${IMGATE_INSTALL_CONFDIR}\"
            PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
     endif()")
 endforeach()

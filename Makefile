@@ -60,10 +60,11 @@ test-tsan: deps
 	cmake --build build-tsan -j $(JOBS)
 	TSAN_OPTIONS=halt_on_error=1 ctest --test-dir build-tsan --output-on-failure -j $(JOBS) --timeout 600 $(CTEST_ARGS)
 
+# libFuzzer targets (clang, ASan+UBSan), each run FUZZ_SECONDS on a copy of its seed corpus.
 fuzz: deps
 	cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++-14 \
-	  -DIMGATE_FUZZ=ON -DBUILD_TESTING=OFF
-	cmake --build build-fuzz -j $(JOBS)
+	  -DCMAKE_CXX_COMPILER_LAUNCHER=ccache -DIMGATE_FUZZ=ON -DBUILD_TESTING=OFF
+	cmake --build build-fuzz -j $(JOBS) --target imgate_fuzzers
 	FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run-fuzzers.sh build-fuzz
 
 package: build

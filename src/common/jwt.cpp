@@ -121,6 +121,23 @@ verify_result verify(std::string_view token, const std::vector<std::string>& sec
         r.error = verify_error::missing_claim;
         return r;
     }
+    // exp must fit int64 with room for the leeway arithmetic: casting 1e300 or adding leeway to
+    // INT64_MAX is undefined behaviour (found by the jwt_verify fuzzer). Far beyond year 10^11.
+    constexpr int64_t exp_limit = int64_t{1} << 62;
+    bool exp_ok;
+    if (exp->is_number_float()) {
+        double d = exp->get<double>();
+        exp_ok = d > -static_cast<double>(exp_limit) && d < static_cast<double>(exp_limit);
+    } else if (exp->is_number_unsigned()) {
+        exp_ok = exp->get<uint64_t>() < static_cast<uint64_t>(exp_limit);
+    } else {
+        int64_t i = exp->get<int64_t>();
+        exp_ok = i > -exp_limit && i < exp_limit;
+    }
+    if (!exp_ok) {
+        r.error = verify_error::missing_claim;
+        return r;
+    }
     r.c.sub = sub->get<std::string>();
     r.c.exp = exp->is_number_float() ? static_cast<int64_t>(exp->get<double>())
                                      : exp->get<int64_t>();

@@ -30,27 +30,34 @@ uint16_t announced_directory::slot_of(const std::string& peer) {
     return s;
 }
 
-void announced_directory::forget(table& t, uint16_t s) {
+void announced_directory::forget(table& t, size_t& pairs, uint16_t s) {
     for (auto it = t.begin(); it != t.end();) {
         auto& v = it->second;
-        v.erase(std::remove(v.begin(), v.end(), s), v.end());
+        auto end = std::remove(v.begin(), v.end(), s);
+        pairs -= static_cast<size_t>(v.end() - end);
+        v.erase(end, v.end());
         it = v.empty() ? t.erase(it) : std::next(it);
     }
 }
 
-void announced_directory::apply(table& t, const std::string& peer, bool reset,
+void announced_directory::apply(table& t, size_t& pairs, const std::string& peer, bool reset,
                                 const std::vector<rpc::delta>& changes) {
     uint16_t s = slot_of(peer);
-    if (reset) forget(t, s);
+    if (reset) forget(t, pairs, s);
     for (const auto& d : changes) {
         if (d.on) {
             auto& v = t[d.key];
-            if (std::find(v.begin(), v.end(), s) == v.end()) v.push_back(s);
+            if (std::find(v.begin(), v.end(), s) == v.end()) {
+                v.push_back(s);
+                ++pairs;
+            }
         } else {
             auto it = t.find(d.key);
             if (it == t.end()) continue;
             auto& v = it->second;
-            v.erase(std::remove(v.begin(), v.end(), s), v.end());
+            auto end = std::remove(v.begin(), v.end(), s);
+            pairs -= static_cast<size_t>(v.end() - end);
+            v.erase(end, v.end());
             if (v.empty()) t.erase(it);
         }
     }
@@ -58,20 +65,20 @@ void announced_directory::apply(table& t, const std::string& peer, bool reset,
 
 void announced_directory::apply_presence(const std::string& peer, bool reset,
                                          const std::vector<rpc::delta>& changes) {
-    apply(users_, peer, reset, changes);
+    apply(users_, user_pairs_, peer, reset, changes);
 }
 
 void announced_directory::apply_rooms(const std::string& peer, bool reset,
                                       const std::vector<rpc::delta>& changes) {
-    apply(rooms_, peer, reset, changes);
+    apply(rooms_, room_pairs_, peer, reset, changes);
 }
 
 void announced_directory::drop_peer(const std::string& peer) {
     auto it = slot_by_peer_.find(peer);
     if (it == slot_by_peer_.end()) return;
     uint16_t s = it->second;
-    forget(users_, s);
-    forget(rooms_, s);
+    forget(users_, user_pairs_, s);
+    forget(rooms_, room_pairs_, s);
     peer_by_slot_[s].clear();
     slot_by_peer_.erase(it);
 }

@@ -38,6 +38,9 @@ public:
 
     virtual size_t user_entries() const = 0;
     virtual size_t room_entries() const = 0;
+    // (user, peer) and (room, peer) pairs: a user on two peers counts twice.
+    virtual size_t user_locations() const = 0;
+    virtual size_t room_locations() const = 0;
 };
 
 // The default mode: an exact in-memory map built from every peer's presence and room-interest
@@ -54,6 +57,8 @@ public:
     void drop_peer(const std::string& peer) override;
     size_t user_entries() const override { return users_.size(); }
     size_t room_entries() const override { return rooms_.size(); }
+    size_t user_locations() const override { return user_pairs_; }
+    size_t room_locations() const override { return room_pairs_; }
 
     // Synchronous form of resolve for callers that know the directory is local.
     void peers(proto::target_kind kind, const std::string& target, peer_list& out) const;
@@ -65,12 +70,14 @@ private:
     using table = std::unordered_map<std::string, slots>;
 
     uint16_t slot_of(const std::string& peer);
-    void apply(table& t, const std::string& peer, bool reset,
+    void apply(table& t, size_t& pairs, const std::string& peer, bool reset,
                const std::vector<rpc::delta>& changes);
-    static void forget(table& t, uint16_t s);
+    static void forget(table& t, size_t& pairs, uint16_t s);
 
     table users_;
     table rooms_;
+    size_t user_pairs_ = 0;
+    size_t room_pairs_ = 0;
     std::unordered_map<std::string, uint16_t> slot_by_peer_;
     std::vector<std::string> peer_by_slot_;  // empty string: free slot
 };

@@ -197,6 +197,10 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
                                "Users known to be on other gateways (directory entries)");
         g_rooms = &m.get_gauge("imgate_rpc_directory_rooms",
                                "Rooms with members on other gateways (directory entries)");
+        g_user_locs = &m.get_gauge("imgate_rpc_directory_user_locations",
+                                   "(user, peer gateway) pairs in the directory");
+        g_room_locs = &m.get_gauge("imgate_rpc_directory_room_locations",
+                                   "(room, peer gateway) pairs in the directory");
     }
 
     counter& auth_failure(const char* direction, const char* reason) {
@@ -602,6 +606,8 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
         rooms_count = dir->room_entries();
         g_users->set(static_cast<double>(users_count.load()));
         g_rooms->set(static_cast<double>(rooms_count.load()));
+        g_user_locs->set(static_cast<double>(dir->user_locations()));
+        g_room_locs->set(static_cast<double>(dir->room_locations()));
     }
 
     // ---- per-connection coroutines ----
@@ -785,6 +791,8 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
     gauge* g_inbound;
     gauge* g_users;
     gauge* g_rooms;
+    gauge* g_user_locs;
+    gauge* g_room_locs;
 
     std::atomic<uint16_t> port{0};
     std::atomic<size_t> inbound_count{0};

@@ -36,6 +36,7 @@ TEST(AnnouncedDirectory, UserOnlyOnTheGatewaysThatAnnouncedIt) {
     d.apply_presence("gw2", false, {{false, "bob"}});
     EXPECT_EQ(user(d, "bob"), (peer_list{"gw3"}));
     EXPECT_EQ(d.user_entries(), 2u);
+    EXPECT_EQ(d.user_locations(), 2u);
 }
 
 TEST(AnnouncedDirectory, RepeatedDeltasAreIdempotent) {
@@ -53,7 +54,9 @@ TEST(AnnouncedDirectory, UserMovingBetweenGateways) {
     // gw3's online announcement may arrive before gw2's offline one: both are kept until then.
     d.apply_presence("gw3", false, {{true, "bob"}});
     EXPECT_EQ(user(d, "bob"), (peer_list{"gw2", "gw3"}));
+    EXPECT_EQ(d.user_locations(), 2u);
     d.apply_presence("gw2", false, {{false, "bob"}});
+    EXPECT_EQ(d.user_locations(), 1u);
     EXPECT_EQ(user(d, "bob"), (peer_list{"gw3"}));
 }
 
@@ -85,6 +88,8 @@ TEST(AnnouncedDirectory, DroppedPeerIsForgottenAndItsSlotReused) {
     EXPECT_EQ(room(d, "r"), (peer_list{"gw3"}));
     d.drop_peer("unknown");  // harmless
     EXPECT_EQ(d.room_entries(), 1u);
+    EXPECT_EQ(d.room_locations(), 1u);
+    EXPECT_EQ(d.user_locations(), 1u);
 }
 
 TEST(AnnouncedDirectory, UsersAndRoomsAreSeparateNamespaces) {

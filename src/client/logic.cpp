@@ -232,7 +232,10 @@ void failover_plan::mark_failed(const gateway_addr& g) {
     std::string key = g.id.empty() ? g.host + ":" + std::to_string(g.port) : g.id;
     if (std::find(failed_.begin(), failed_.end(), key) != failed_.end()) return;
     if (failed_.size() >= max_exclude) failed_.erase(failed_.begin());
-    failed_.push_back(std::move(key));
+    failed_.push_back(key);
+    if (g.id.empty()) return;
+    if (exclude_.size() >= max_exclude) exclude_.erase(exclude_.begin());
+    exclude_.push_back(std::move(key));
 }
 
 milliseconds backoff::next(std::mt19937_64& rng, milliseconds floor) {

@@ -74,13 +74,19 @@ public:
     std::optional<gateway_addr> next();
     void mark_failed(const gateway_addr& g);
     // Resets the failure memory (after a successful session; the fleet may have healed).
-    void forget_failures() { failed_.clear(); }
-    const std::vector<std::string>& exclude() const { return failed_; }
+    void forget_failures() {
+        failed_.clear();
+        exclude_.clear();
+    }
+    // Ids of failed gateways, for the dispatcher's exclude= (addresses without an id can't be
+    // excluded there; they are only tried last).
+    const std::vector<std::string>& exclude() const { return exclude_; }
 
 private:
     std::vector<gateway_addr> order_;
     size_t pos_ = 0;
-    std::vector<std::string> failed_;
+    std::vector<std::string> failed_;   // ids, or host:port when there is no id
+    std::vector<std::string> exclude_;  // ids only
 };
 
 // Exponential back-off with full jitter, the random source injected.

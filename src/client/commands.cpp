@@ -254,8 +254,9 @@ struct listener {
             }
             current = r.session;
             auto& info = current->info();
-            err_line("connected to " + r.gateway.to_string() + " (gateway " + info.gateway_id +
-                     ") as " + info.user + (info.device.empty() ? "" : "/" + info.device) +
+            err_line("connected to " + r.gateway.to_string() +
+                     (info.gateway_id == r.gateway.id ? "" : " (gateway " + info.gateway_id + ")") +
+                     " as " + info.user + (info.device.empty() ? "" : "/" + info.device) +
                      ", heartbeat " + std::to_string(info.heartbeat_ms) + " ms");
             for (auto& room : a.rooms) current->join(room);
             if (on_connected) on_connected(*current);

@@ -45,6 +45,12 @@ void raise_fd_limit(uint32_t clients) {
     setrlimit(RLIMIT_NOFILE, &rl);
 }
 
+std::string fmt1(double v) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%.1f", v);
+    return b;
+}
+
 struct pending_send {
     uint64_t sent_ns;
     uint32_t client;
@@ -205,8 +211,7 @@ struct load_run {
             while (rep.rooms_joined + rep.room_join_errors < rep.connected && clock::now() < until)
                 co_await sleep(milliseconds(10));
         }
-        note(quiet, "sending for " + std::to_string(p.duration_s) + " s at " +
-                        std::to_string(p.rate) + " sends/s");
+        note(quiet, "sending for " + fmt1(p.duration_s) + " s at " + fmt1(p.rate) + " sends/s");
         auto start = clock::now();
         auto end = start + std::chrono::duration_cast<clock::duration>(
                                std::chrono::duration<double>(p.duration_s));
@@ -239,11 +244,6 @@ struct load_run {
     }
 };
 
-std::string fmt1(double v) {
-    char b[32];
-    std::snprintf(b, sizeof b, "%.1f", v);
-    return b;
-}
 
 std::string latency_line(const latency_stats& s) {
     if (!s.count()) return "no samples";

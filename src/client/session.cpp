@@ -305,8 +305,15 @@ bool client_session::handle(const frame& f) {
             }
             break;
         default:
+            // An op this client doesn't know (a newer gateway) is skipped, like the gateway
+            // skips ours; ops only a client sends are a protocol error.
+            if (!proto::is_known_op(f.op)) {
+                ++unknown_ops_;
+                return true;
+            }
             shutdown(end_reason::protocol_error, {},
-                     "unexpected op 0x" + std::to_string(unsigned(f.op)) + " from the gateway");
+                     std::string("unexpected ") + proto::to_string(static_cast<op>(f.op)) +
+                         " frame from the gateway");
             return false;
     }
     shutdown(end_reason::protocol_error, {},

@@ -109,6 +109,7 @@ public:
     size_t queued_bytes() const { return pending_.size(); }
     std::string remote() const { return remote_; }
     uint64_t frames_in() const { return frames_in_; }
+    uint64_t unknown_ops() const { return unknown_ops_; }
 
 private:
     template <class M>
@@ -141,6 +142,7 @@ private:
     bool ended_ = false;
     std::string remote_;
     uint64_t frames_in_ = 0;
+    uint64_t unknown_ops_ = 0;
     uint32_t next_corr_ = 1;
     char rbuf_[4096];
 };

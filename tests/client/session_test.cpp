@@ -224,7 +224,28 @@ TEST(ClientSession, RedirectIsReportedWithTarget) {
     EXPECT_EQ(end.redirect->reconnect_after_ms, 250u);
 }
 
-TEST(ClientSession, UnknownOpIsAProtocolError) {
+TEST(ClientSession, UnknownOpIsSkippedButClientOnlyOpIsAProtocolError) {
+    asio::io_context io;
+    fake_gateway gw(io);
+    session_end end;
+    uint64_t unknown = 0;
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        auto s = std::make_shared<client_session>(io.get_executor(), fast());
+        co_await s->connect("127.0.0.1", gw.port());
+        co_await s->login("good");
+        std::string frames;
+        imgate::append_frame(frames, imgate::client_protocol_version, 0x66, 0, "x");
+        gw.write(frames);
+        gw.send(proto::join_msg{"r"});  // a client-to-server op coming from the server
+        end = co_await s->run({});
+        unknown = s->unknown_ops();
+    });
+    EXPECT_EQ(unknown, 1u);
+    EXPECT_EQ(end.reason, end_reason::protocol_error);
+    EXPECT_NE(end.detail.find("join"), std::string::npos) << end.detail;
+}
+
+TEST(ClientSession, MalformedBodyIsAProtocolError) {
     asio::io_context io;
     fake_gateway gw(io);
     session_end end;
@@ -233,11 +254,13 @@ TEST(ClientSession, UnknownOpIsAProtocolError) {
         co_await s->connect("127.0.0.1", gw.port());
         co_await s->login("good");
         std::string bad;
-        imgate::append_frame(bad, imgate::client_protocol_version, 0x66, 0, "x");
+        imgate::append_frame(bad, imgate::client_protocol_version,
+                             static_cast<uint8_t>(proto::op::deliver), 0, "short");
         gw.write(bad);
         end = co_await s->run({});
     });
     EXPECT_EQ(end.reason, end_reason::protocol_error);
+    EXPECT_NE(end.detail.find("malformed deliver"), std::string::npos) << end.detail;
 }
 
 TEST(ClientSession, GatewayCloseIsEof) {

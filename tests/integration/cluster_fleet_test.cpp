@@ -1,0 +1,338 @@
+// Three real imgate-gateway processes forming one fleet on loopback: cross-node 1:1 delivery with
+// receipts, several devices on several gateways, rooms spanning every gateway, users moving
+// between gateways, a gateway killed during traffic, and a gateway with the wrong cluster secret.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "../support/process.hpp"
+#include "../support/test_client.hpp"
+
+using namespace imgate;
+using namespace imgate::test;
+using namespace std::chrono_literals;
+using testing_client = imgate::test::test_client;
+
+namespace {
+
+const std::string token_secret = "cluster-test-token-secret-0123456789";
+const std::string cluster_secret = "cluster-test-rpc-secret-0123456789";
+const std::string admin_token = "cluster-test-admin-token";
+
+// A fleet of N gateways sharing one fleet.yaml in a temp dir; each gateway is a real process.
+class fleet_under_test {
+public:
+    explicit fleet_under_test(std::vector<std::string> ids, const std::string& rpc_extra = "")
+        : ids_(std::move(ids)) {
+        write_file(dir_.file("token.secret"), token_secret + "\n");
+        write_file(dir_.file("cluster.secret"), cluster_secret + "\n");
+        write_file(dir_.file("wrong.secret"), "a-completely-different-secret-xyz\n");
+        write_file(dir_.file("admin.token"), admin_token + "\n");
+        for (auto& id : ids_) rpc_ports_[id] = free_port();
+        write_fleet("fleet.yaml", "cluster.secret");
+        write_fleet("fleet-wrong.yaml", "wrong.secret");
+        for (auto fleet : {"fleet.yaml", "fleet-wrong.yaml"}) {
+            std::string name = std::string(fleet) == "fleet.yaml" ? "gateway.yaml" : "gateway-wrong.yaml";
+            write_file(dir_.file(name),
+                       std::string("fleet: ") + fleet +
+                           "\n"
+                           "workers: 1\n"
+                           "auth:\n  secret_files: [token.secret]\n"
+                           "admin:\n  token_file: admin.token\n"
+                           "limits:\n  max_connections: 1000\n  send_rate: 100000\n"
+                           "  send_burst: 100000\n"
+                           "log:\n  level: info\n"
+                           "cluster_rpc:\n  call_timeout: 1s\n  connect_timeout: 500ms\n"
+                           "  ping_interval: 500ms\n  peer_timeout: 2s\n  backoff_min: 50ms\n"
+                           "  backoff_max: 500ms\n" +
+                           rpc_extra);
+        }
+    }
+
+    // Starts gateway id (with the wrong cluster secret when asked) and waits for its ready file.
+    bool start(const std::string& id, bool wrong_secret = false) {
+        auto cfg = dir_.file(wrong_secret ? "gateway-wrong.yaml" : "gateway.yaml");
+        procs_[id] = std::make_unique<daemon_process>(
+            id, binary_path("imgate-gateway"), std::vector<std::string>{"--config", cfg, "--id", id},
+            dir_);
+        return procs_[id]->wait_ready();
+    }
+    bool start_all() {
+        for (auto& id : ids_)
+            if (!start(id)) return false;
+        return true;
+    }
+    daemon_process& proc(const std::string& id) { return *procs_.at(id); }
+    void kill(const std::string& id) {
+        procs_.at(id)->signal(SIGKILL);
+        procs_.at(id)->wait_exit();
+    }
+
+    // Sum of the /metrics samples whose line starts with series (name, optionally with labels).
+    double metric(const std::string& id, const std::string& series) {
+        auto body = http_get(proc(id).addr("admin"), "/metrics").body;
+        std::istringstream in(body);
+        std::string line;
+        double sum = 0;
+        bool found = false;
+        while (std::getline(in, line)) {
+            if (line.rfind(series, 0) != 0) continue;
+            auto sp = line.rfind(' ');
+            sum += std::stod(line.substr(sp + 1));
+            found = true;
+        }
+        return found ? sum : -1;
+    }
+    // Every running gateway has an authenticated link to and from each other running one.
+    bool mesh_up(size_t peers) {
+        return eventually([&] {
+            for (auto& [id, p] : procs_) {
+                if (!p->running()) continue;
+                if (metric(id, "imgate_rpc_links_up") != double(peers)) return false;
+                if (metric(id, "imgate_rpc_inbound_links") != double(peers)) return false;
+            }
+            return true;
+        }, 10s);
+    }
+    bool wait_metric(const std::string& id, const std::string& series, double value) {
+        return eventually([&] { return metric(id, series) == value; }, 5s);
+    }
+
+    std::unique_ptr<testing_client> client(const std::string& gw, const std::string& user,
+                                           const std::string& device = "d1") {
+        auto c = std::make_unique<testing_client>();
+        if (!c->connect(proc(gw).addr("client"))) return nullptr;
+        if (!c->login(imgate::test::make_token(token_secret, user, device))) return nullptr;
+        return c;
+    }
+
+private:
+    void write_fleet(const std::string& name, const std::string& secret_file) {
+        std::string y = "cluster:\n  secret_file: " + secret_file + "\ngateways:\n";
+        for (auto& id : ids_)
+            y += "  - id: " + id +
+                 "\n    client: 127.0.0.1:0\n    admin: 127.0.0.1:0\n    rpc: 127.0.0.1:" +
+                 std::to_string(rpc_ports_[id]) + "\n";
+        write_file(dir_.file(name), y);
+    }
+
+    temp_dir dir_;
+    std::vector<std::string> ids_;
+    std::map<std::string, uint16_t> rpc_ports_;
+    std::map<std::string, std::unique_ptr<daemon_process>> procs_;
+};
+
+std::optional<proto::send_result_msg> send_to(testing_client& c, proto::target_kind kind,
+                                              const std::string& to, uint64_t cid,
+                                              const std::string& text) {
+    if (!c.send(proto::send_msg{kind, to, cid, text})) return std::nullopt;
+    return c.read<proto::send_result_msg>();
+}
+
+// Reads every DELIVER until `quiet` passes without one; returns their payloads.
+std::vector<std::string> drain_delivers(testing_client& c, std::chrono::milliseconds quiet = 300ms) {
+    std::vector<std::string> out;
+    while (auto d = c.read<proto::deliver_msg>(quiet)) out.push_back(d->payload);
+    return out;
+}
+
+}  // namespace
+
+TEST(ClusterFleet, OneToOneAcrossGatewaysDeliveredWithReceipt) {
+    fleet_under_test f({"gw1", "gw2", "gw3"});
+    ASSERT_TRUE(f.start_all());
+    ASSERT_TRUE(f.mesh_up(2));
+    auto alice = f.client("gw1", "alice");
+    auto bob = f.client("gw3", "bob");
+    ASSERT_TRUE(alice && bob);
+    ASSERT_TRUE(f.wait_metric("gw1", "imgate_rpc_directory_user_locations", 1));
+
+    auto r = send_to(*alice, proto::target_kind::user, "bob", 11, "hi bob");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, proto::code::ok);
+    EXPECT_EQ(r->reached, 1u);
+    auto d = bob->read<proto::deliver_msg>();
+    ASSERT_TRUE(d);
+    EXPECT_EQ(d->payload, "hi bob");
+    EXPECT_EQ(d->from_user, "alice");
+    EXPECT_EQ(d->server_msg_id, r->server_msg_id);
+
+    ASSERT_TRUE(bob->send(proto::ack_msg{d->server_msg_id}));
+    auto rc = alice->read<proto::receipt_msg>();
+    ASSERT_TRUE(rc);
+    EXPECT_EQ(rc->client_msg_id, 11u);
+    EXPECT_EQ(rc->server_msg_id, r->server_msg_id);
+    EXPECT_EQ(rc->user, "bob");
+
+    // Precise routing: gw2 holds nobody and was sent nothing.
+    EXPECT_EQ(f.metric("gw2", "imgate_rpc_forwards_received_total"), 0);
+    EXPECT_EQ(f.metric("gw1", "imgate_rpc_forward_frames_total"), 1);
+
+    // A user nobody holds: offline, and no frame sent.
+    r = send_to(*alice, proto::target_kind::user, "nobody", 12, "x");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, proto::code::offline);
+    EXPECT_EQ(f.metric("gw1", "imgate_rpc_forward_frames_total"), 1);
+
+    // POST /push on gw2 reaches bob on gw3.
+    auto p = http_request(f.proc("gw2").addr("admin"), boost::beast::http::verb::post, "/push",
+                          R"({"user":"bob","payload":"pushed"})",
+                          {{"Content-Type", "application/json"},
+                           {"Authorization", "Bearer " + admin_token}});
+    auto pj = p.json();
+    EXPECT_EQ(pj.value("status", ""), "delivered") << p.body;
+    EXPECT_EQ(pj.value("reached", 0), 1);
+    auto push = bob->read<proto::push_msg>();
+    ASSERT_TRUE(push);
+    EXPECT_EQ(push->payload, "pushed");
+}
+
+TEST(ClusterFleet, TwoDevicesOnTwoGatewaysGetEachMessageOncePerDevice) {
+    fleet_under_test f({"gw1", "gw2", "gw3"});
+    ASSERT_TRUE(f.start_all());
+    ASSERT_TRUE(f.mesh_up(2));
+    auto alice = f.client("gw1", "alice");
+    auto phone = f.client("gw2", "bob", "phone");
+    auto tab = f.client("gw3", "bob", "tab");
+    ASSERT_TRUE(alice && phone && tab);
+    ASSERT_TRUE(f.wait_metric("gw1", "imgate_rpc_directory_user_locations", 2));
+
+    const int n = 20;
+    for (int i = 0; i < n; ++i) {
+        auto r = send_to(*alice, proto::target_kind::user, "bob", 100 + i, "m" + std::to_string(i));
+        ASSERT_TRUE(r);
+        EXPECT_EQ(r->status, proto::code::ok);
+        EXPECT_EQ(r->reached, 2u);
+    }
+    std::vector<std::string> expect;
+    for (int i = 0; i < n; ++i) expect.push_back("m" + std::to_string(i));
+    EXPECT_EQ(drain_delivers(*phone), expect);
+    EXPECT_EQ(drain_delivers(*tab), expect);
+}
+
+TEST(ClusterFleet, RoomSpanningThreeGatewaysReachesEveryMemberOnce) {
+    fleet_under_test f({"gw1", "gw2", "gw3"});
+    ASSERT_TRUE(f.start_all());
+    ASSERT_TRUE(f.mesh_up(2));
+    std::vector<std::pair<std::string, std::string>> members{
+        {"gw1", "alice"}, {"gw1", "carol"}, {"gw2", "dave"}, {"gw3", "erin"}, {"gw3", "frank"}};
+    std::map<std::string, std::unique_ptr<testing_client>> c;
+    for (auto& [gw, user] : members) {
+        c[user] = f.client(gw, user);
+        ASSERT_TRUE(c[user]);
+        ASSERT_TRUE(c[user]->send(proto::join_msg{"lobby"}));
+        auto rr = c[user]->read<proto::room_result_msg>();
+        ASSERT_TRUE(rr);
+        EXPECT_EQ(rr->status, proto::code::ok);
+    }
+    ASSERT_TRUE(f.wait_metric("gw1", "imgate_rpc_directory_room_locations", 2));
+    auto r = send_to(*c["alice"], proto::target_kind::room, "lobby", 1, "hello room");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, proto::code::ok);
+    EXPECT_EQ(r->reached, 4u);  // carol locally, dave, erin, frank remotely; not the sender
+    for (auto user : {"carol", "dave", "erin", "frank"})
+        EXPECT_EQ(drain_delivers(*c[user]), std::vector<std::string>{"hello room"}) << user;
+    EXPECT_TRUE(drain_delivers(*c["alice"], 100ms).empty());
+    // Once per interested gateway, not once per member.
+    EXPECT_EQ(f.metric("gw1", "imgate_rpc_forward_frames_total"), 2);
+    EXPECT_EQ(f.metric("gw3", "imgate_rpc_forwards_received_total"), 1);
+}
+
+TEST(ClusterFleet, UserWhoReconnectsToAnotherGatewayKeepsReceiving) {
+    fleet_under_test f({"gw1", "gw2", "gw3"});
+    ASSERT_TRUE(f.start_all());
+    ASSERT_TRUE(f.mesh_up(2));
+    auto alice = f.client("gw1", "alice");
+    auto bob = f.client("gw2", "bob");
+    ASSERT_TRUE(alice && bob);
+    ASSERT_TRUE(f.wait_metric("gw1", "imgate_rpc_directory_user_locations", 1));
+    auto r = send_to(*alice, proto::target_kind::user, "bob", 1, "before");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, proto::code::ok);
+    EXPECT_EQ(drain_delivers(*bob), std::vector<std::string>{"before"});
+
+    bob->close();
+    ASSERT_TRUE(f.wait_metric("gw1", "imgate_rpc_directory_user_locations", 0));
+    r = send_to(*alice, proto::target_kind::user, "bob", 2, "while away");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, proto::code::offline);
+
+    auto bob2 = f.client("gw3", "bob");
+    ASSERT_TRUE(bob2);
+    ASSERT_TRUE(f.wait_metric("gw1", "imgate_rpc_directory_user_locations", 1));
+    r = send_to(*alice, proto::target_kind::user, "bob", 3, "after");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, proto::code::ok);
+    EXPECT_EQ(r->reached, 1u);
+    EXPECT_EQ(drain_delivers(*bob2), std::vector<std::string>{"after"});
+    EXPECT_EQ(f.metric("gw2", "imgate_rpc_forwards_received_total"), 1);  // only "before"
+}
+
+TEST(ClusterFleet, PeerKilledDuringTrafficEverySendGetsAResult) {
+    fleet_under_test f({"gw1", "gw2", "gw3"});
+    ASSERT_TRUE(f.start_all());
+    ASSERT_TRUE(f.mesh_up(2));
+    auto alice = f.client("gw1", "alice");
+    auto bob = f.client("gw3", "bob");
+    auto carol = f.client("gw2", "carol");
+    ASSERT_TRUE(alice && bob && carol);
+    ASSERT_TRUE(f.wait_metric("gw1", "imgate_rpc_directory_user_locations", 2));
+
+    // Pipelined sends to bob (on gw3) and carol (on gw2); gw3 is SIGKILLed half way.
+    const uint64_t n = 200;
+    std::map<uint64_t, proto::code> results;
+    for (uint64_t i = 1; i <= n; ++i) {
+        ASSERT_TRUE(alice->send(proto::send_msg{proto::target_kind::user, i % 2 ? "bob" : "carol",
+                                                i, "m" + std::to_string(i)}));
+        if (i == n / 2) f.kill("gw3");
+    }
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (results.size() < n && std::chrono::steady_clock::now() < deadline) {
+        auto r = alice->read<proto::send_result_msg>(5s);
+        if (!r) break;
+        EXPECT_FALSE(results.count(r->client_msg_id)) << "two results for " << r->client_msg_id;
+        results[r->client_msg_id] = r->status;
+    }
+    ASSERT_EQ(results.size(), n) << "some sends got no result";
+    size_t carol_ok = 0;
+    for (auto& [id, st] : results) {
+        if (id % 2 == 0) {
+            carol_ok += st == proto::code::ok;
+        } else {
+            EXPECT_TRUE(st == proto::code::ok || st == proto::code::offline ||
+                        st == proto::code::unavailable || st == proto::code::timeout)
+                << proto::to_string(st);
+            // Sent after gw3 was dead: cannot have been delivered, must not claim so.
+            if (id > n / 2) EXPECT_NE(st, proto::code::ok) << id;
+        }
+    }
+    EXPECT_EQ(carol_ok, n / 2);  // the rest of the fleet is unaffected
+    // gw1 is still serving and knows gw3 is gone.
+    EXPECT_TRUE(f.wait_metric("gw1", "imgate_rpc_links_up", 1));
+    auto r = send_to(*alice, proto::target_kind::user, "carol", 1000, "still here");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, proto::code::ok);
+}
+
+TEST(ClusterFleet, GatewayWithWrongClusterSecretIsRefused) {
+    fleet_under_test f({"gw1", "gw2"});
+    ASSERT_TRUE(f.start("gw1"));
+    ASSERT_TRUE(f.start("gw2", /*wrong_secret=*/true));
+    EXPECT_TRUE(eventually([&] {
+        return f.metric("gw1", "imgate_rpc_auth_failures_total{direction=\"inbound\",reason=\"bad_proof\"}") >= 1 &&
+               f.metric("gw2", "imgate_rpc_auth_failures_total{direction=\"inbound\",reason=\"bad_proof\"}") >= 1;
+    }, 5s));
+    EXPECT_EQ(f.metric("gw1", "imgate_rpc_links_up"), 0);
+    EXPECT_EQ(f.metric("gw1", "imgate_rpc_inbound_links"), 0);
+    auto alice = f.client("gw1", "alice");
+    auto bob = f.client("gw2", "bob");
+    ASSERT_TRUE(alice && bob);
+    auto r = send_to(*alice, proto::target_kind::user, "bob", 1, "x");
+    ASSERT_TRUE(r);
+    EXPECT_NE(r->status, proto::code::ok);
+    EXPECT_TRUE(drain_delivers(*bob, 200ms).empty());
+}

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "../support/process.hpp"
+#include "common/config.hpp"
 #include "common/http_server.hpp"
 #include "common/metrics.hpp"
 #include "ops_chromium.hpp"
@@ -226,6 +227,96 @@ TEST_F(OpsDashboard, TreatsStatusFieldsAsTextNeverAsHtml) {
     EXPECT_TRUE(shown(r.dom, "reload-banner"));
     EXPECT_NE(element(r.dom, "reload-banner").find("failed: bad file"), std::string::npos)
         << element(r.dom, "reload-banner");
+}
+
+// The real thing: the local fleet of config/local (same ids, weights, regions and labels; every
+// port 0 so tests can run in parallel), the real imgate-dispatcher serving its embedded page at
+// admin GET /, and a browser that must show every gateway after the page's scripts ran.
+TEST_F(OpsDashboard, RealDispatcherShowsTheLocalFleet) {
+    namespace fs = std::filesystem;
+    auto local = load_fleet(source_path("config/local/fleet.yaml"));
+    ASSERT_GE(local.gateways.size(), 2u);
+    const std::string admin_token = "ops-dashboard-test-admin-token";
+    std::vector<std::unique_ptr<temp_dir>> dirs;
+    std::vector<std::unique_ptr<daemon_process>> gws;
+    YAML::Node fleet;
+    for (auto& g : local.gateways) {
+        // Each gateway gets a one-entry fleet with port 0 and reports what it bound.
+        auto& d = *dirs.emplace_back(std::make_unique<temp_dir>());
+        write_file(d.file("token.secret"), "ops-dashboard-test-token-secret\n");
+        write_file(d.file("admin.token"), admin_token + "\n");
+        write_file(d.file("fleet.yaml"), "gateways:\n  - id: " + g.id +
+                                             "\n    client: 127.0.0.1:0\n"
+                                             "    admin: 127.0.0.1:0\n    rpc: 127.0.0.1:0\n");
+        write_file(d.file("gateway.yaml"),
+                   "fleet: fleet.yaml\nworkers: 1\nauth:\n  secret_files: [token.secret]\n"
+                   "admin:\n  token_file: admin.token\nlimits:\n  max_connections: 1000\n");
+        auto& p = *gws.emplace_back(std::make_unique<daemon_process>(
+            g.id, binary_path("imgate-gateway"),
+            std::vector<std::string>{"--config", d.file("gateway.yaml"), "--id", g.id}, d));
+        ASSERT_TRUE(p.wait_ready()) << p.log();
+        YAML::Node e;
+        e["id"] = g.id;
+        e["client"] = p.addr("client");
+        e["admin"] = p.addr("admin");
+        e["rpc"] = p.addr("rpc");
+        e["weight"] = g.weight;
+        e["region"] = g.region;
+        for (auto& [k, v] : g.labels) e["labels"][k] = v;
+        fleet["gateways"].push_back(e);
+    }
+    temp_dir ddir;
+    write_file(ddir.file("fleet.yaml"), YAML::Dump(fleet) + "\n");
+    // config/local/dispatcher.yaml as shipped, but on port 0 and pointed at the fleet above.
+    YAML::Node dcfg = YAML::LoadFile(source_path("config/local/dispatcher.yaml"));
+    dcfg["fleet"] = "fleet.yaml";
+    dcfg["listen"] = "127.0.0.1:0";
+    dcfg["admin_listen"] = "127.0.0.1:0";
+    write_file(ddir.file("dispatcher.yaml"), YAML::Dump(dcfg) + "\n");
+    daemon_process disp("dispatcher", binary_path("imgate-dispatcher"),
+                        {"--config", ddir.file("dispatcher.yaml")}, ddir);
+    ASSERT_TRUE(disp.wait_ready()) << disp.log();
+    std::string admin = disp.addr("admin");
+
+    // The page is served from the binary, byte for byte the file in the source tree.
+    auto page = http_get(admin, "/");
+    ASSERT_EQ(page.status, 200);
+    EXPECT_EQ(page.body, dashboard_page());
+    EXPECT_NE(page.headers["Content-Type"].find("text/html"), std::string::npos);
+
+    // Drain the last gateway so the page has a non-trivial state to show.
+    const auto& drained = local.gateways.back().id;
+    auto dr = http_request(gws.back()->addr("admin"), http::verb::post, "/drain", "{}",
+                           {{"Authorization", "Bearer " + admin_token}});
+    ASSERT_EQ(dr.status, 200) << dr.body;
+    ASSERT_TRUE(eventually(
+        [&] {
+            auto st = http_get(admin, "/status").json();
+            if (!st.is_object() || !st["gateways"].is_array()) return false;
+            size_t up = 0, draining = 0;
+            for (auto& g : st["gateways"]) {
+                if (g.value("state", "") == "up") ++up;
+                if (g.value("id", "") == drained && g.value("state", "") == "draining")
+                    ++draining;
+            }
+            return up == local.gateways.size() - 1 && draining == 1;
+        },
+        10000ms, 50ms))
+        << http_get(admin, "/status").body;
+
+    auto r = run_chromium(chromium_, dir_, "http://" + admin + "/", 3000);
+    ASSERT_FALSE(r.dom.empty()) << r.stderr_text;
+    EXPECT_NE(r.dom.find("data-rendered=\"" + std::to_string(local.gateways.size()) + "\""),
+              std::string::npos)
+        << r.dom;
+    for (auto& g : local.gateways) {
+        auto row = row_of(r.dom, g.id);
+        ASSERT_FALSE(row.empty()) << g.id << " missing from the dashboard\n" << r.dom;
+        EXPECT_NE(row.find(g.id == drained ? "state-draining" : "state-up"), std::string::npos)
+            << row;
+        EXPECT_NE(row.find(">" + std::to_string(g.weight) + "<"), std::string::npos) << row;
+    }
+    EXPECT_FALSE(shown(r.dom, "banner")) << element(r.dom, "banner");
 }
 
 }  // namespace

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Cross-node delivery benchmark (issue 4 item 8), loopback only, bounded in count and time.
+# Starts three gateways (gw1..gw3) of a private fleet on free ports, then runs
+# bench/cross_node_bench.cpp twice:
+#   1. 1:1: senders on gw1, receivers on gw2; every message crosses gw1 -> gw2.
+#      Figure: CPU µs (utime+stime of gw1 and gw2 from /proc) per delivered message.
+#   2. room: sender on gw1, room members on gw2 and gw3 (none on gw1); one FORWARD per gateway,
+#      fanned out locally. Figure: CPU µs of all three gateways per delivered copy.
+# Usage: bench/cross_node_bench.sh [build-dir]
+# Env: MESSAGES (1:1 count, default 100000), ROOM_MESSAGES (default 2000), RECEIVERS (100),
+#      ROOM_MEMBERS (1000), WINDOW (200), PAYLOAD (64), WORKERS (1 event-loop thread/gateway)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-build}
+bin="$root/$build/src"
+messages=${MESSAGES:-100000}
+room_messages=${ROOM_MESSAGES:-2000}
+receivers=${RECEIVERS:-100}
+room_members=${ROOM_MEMBERS:-1000}
+window=${WINDOW:-200}
+payload=${PAYLOAD:-64}
+workers=${WORKERS:-1}
+work=$(mktemp -d /tmp/imgate-bench-xnode.XXXXXX)
+pids=()
+
+cleanup() {
+    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+[ -x "$bin/imgate-gateway" ] || { echo "build imgate-gateway first ($bin)" >&2; exit 1; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# The bench client is compiled against the build's common library (no CMake target needed).
+lib="$root/$build/src/libimgate_common.a"
+[ -f "$lib" ] || { echo "missing $lib" >&2; exit 1; }
+g++ -std=c++20 -O2 -DBOOST_ASIO_SEPARATE_COMPILATION -DBOOST_BEAST_SEPARATE_COMPILATION \
+    -DBOOST_ASIO_NO_DEPRECATED -I"$root/src" "$root/bench/cross_node_bench.cpp" "$lib" \
+    -lssl -lcrypto -lspdlog -lfmt -lyaml-cpp -lsystemd -pthread -o "$work/cross_node_bench"
+
+head -c 32 /dev/urandom | base64 > "$work/token.secret"
+head -c 32 /dev/urandom | base64 > "$work/cluster.secret"
+head -c 32 /dev/urandom | base64 > "$work/admin.token"
+{
+    echo "cluster:"
+    echo "  secret_file: cluster.secret"
+    echo "gateways:"
+    for id in gw1 gw2 gw3; do
+        echo "  - id: $id"
+        echo "    client: 127.0.0.1:0"
+        echo "    admin: 127.0.0.1:0"
+        echo "    rpc: 127.0.0.1:$(free_port)"
+    done
+} > "$work/fleet.yaml"
+cat > "$work/gateway.yaml" <<YAML
+fleet: fleet.yaml
+workers: $workers
+auth:
+  secret_files: [token.secret]
+admin:
+  token_file: admin.token
+limits:
+  max_connections: 20000
+  send_rate: 10000000
+  send_burst: 10000000
+  max_outbound_bytes: 16777216
+log:
+  level: warn
+YAML
+
+declare -A client_addr pid_of
+for id in gw1 gw2 gw3; do
+    "$bin/imgate-gateway" --config "$work/gateway.yaml" --id "$id" \
+        --ready-file "$work/$id.ready" >"$work/$id.log" 2>&1 &
+    pid_of[$id]=$!
+    pids+=($!)
+done
+for id in gw1 gw2 gw3; do
+    for _ in $(seq 1 200); do [ -s "$work/$id.ready" ] && break; sleep 0.05; done
+    [ -s "$work/$id.ready" ] || { echo "$id did not start:"; cat "$work/$id.log"; exit 1; }
+    client_addr[$id]=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["client"])' "$work/$id.ready")
+done
+
+echo "== 1:1 cross-node: $messages messages, senders on gw1, $receivers receivers on gw2, window $window, payload $payload B, workers $workers"
+"$work/cross_node_bench" --secret-file "$work/token.secret" --mode user \
+    --send "${client_addr[gw1]}" --recv "${client_addr[gw2]}" \
+    --pids "${pid_of[gw1]},${pid_of[gw2]}" --messages "$messages" --receivers "$receivers" \
+    --senders 4 --window "$window" --payload-bytes "$payload" --max-seconds 60
+
+echo "== room fan-out: $room_messages messages to one room of $room_members members on gw2+gw3, sender on gw1"
+"$work/cross_node_bench" --secret-file "$work/token.secret" --mode room \
+    --send "${client_addr[gw1]}" --recv "${client_addr[gw2]},${client_addr[gw3]}" \
+    --pids "${pid_of[gw1]},${pid_of[gw2]},${pid_of[gw3]}" --messages "$room_messages" \
+    --receivers "$room_members" --senders 1 --window 20 --payload-bytes "$payload" --max-seconds 60

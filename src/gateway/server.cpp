@@ -477,7 +477,7 @@ asio::awaitable<void> gateway_server::drain_loop() {
         {
             std::lock_guard lk(conns_mu_);
             for (auto& [id, w] : conns_)
-                if (auto s = w.lock()) all.push_back(std::move(s));
+                if (auto s = w.lock(); s && !s->finishing()) all.push_back(std::move(s));
         }
         if (all.empty()) {
             spdlog::info("drain: every session redirected");

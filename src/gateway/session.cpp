@@ -192,7 +192,7 @@ void session::handle_login(const frame& f) {
     res.idle_timeout_ms = uint32_t(limits_->idle_timeout.count());
     res.max_frame = limits_->max_frame_bytes;
     push_owned(proto::encode(res, f.corr));
-    // The login deadline becomes the idle deadline; the timer re-arms itself when it fires.
+    arm_timer(last_rx_ + limits_->idle_timeout);  // the login deadline becomes the idle deadline
 }
 
 void session::handle_send(const proto::send_msg& m) {

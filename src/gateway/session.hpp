@@ -42,6 +42,7 @@ public:
     void finish(std::string last_frame);
     void close_now();
     asio::any_io_executor socket_executor() { return sock_.get_executor(); }
+    bool finishing() const { return closing_.load(std::memory_order_relaxed); }
     bool logged_in() const { return logged_in_.load(std::memory_order_acquire); }
 
 private:

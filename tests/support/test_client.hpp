@@ -116,6 +116,7 @@ public:
             auto f = read_frame(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now));
             if (!f && !closed_ && dec_.error() != frame_error::none) return false;
         }
+        close();  // like a real client: close our side once the server closed its side
         return true;
     }
 
@@ -191,3 +192,9 @@ inline std::string make_token(const std::string& secret, const std::string& user
 }
 
 }  // namespace imgate::testing
+
+// The same helpers under the namespace of tests/support/process.hpp.
+namespace imgate::test {
+using testing::make_token;
+using testing::test_client;
+}  // namespace imgate::test

@@ -39,6 +39,7 @@ file(WRITE ${IMGATE_DEB_CONFFILES} "${_conffiles}")
 
 set(_imgate_docs "")
 foreach(doc operations.md configuration.md architecture.md protocol.md security.md
+            prometheus-alerts.yml
             grafana-dashboard.json)
   if(EXISTS ${PROJECT_SOURCE_DIR}/docs/${doc})
     list(APPEND _imgate_docs ${PROJECT_SOURCE_DIR}/docs/${doc})

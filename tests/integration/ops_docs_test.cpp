@@ -1,0 +1,115 @@
+// The operations guide, the alert rules and the Grafana dashboard only name metrics the daemons
+// really register, and every PromQL expression in them parses (promtool, when installed).
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
+
+#include "../support/process.hpp"
+#include "ops_chromium.hpp"  // find_in_path, shell_quote
+
+namespace {
+
+using namespace imgate::test;
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+// Every metric family name registered in the sources: string literals "imgate_...".
+std::set<std::string> registered_metrics() {
+    std::set<std::string> out;
+    std::regex lit(R"re("(imgate_[a-z][a-z0-9_]*)")re");
+    for (auto& e : fs::recursive_directory_iterator(source_path("src"))) {
+        if (!e.is_regular_file() || e.path().extension() != ".cpp") continue;
+        std::string text = read_file(e.path().string());
+        for (std::sregex_iterator it(text.begin(), text.end(), lit), end; it != end; ++it)
+            out.insert((*it)[1].str());
+    }
+    return out;
+}
+
+std::set<std::string> referenced_metrics(const std::string& text) {
+    std::set<std::string> out;
+    std::regex name(R"(imgate_[a-z][a-z0-9_]*)");
+    for (std::sregex_iterator it(text.begin(), text.end(), name), end; it != end; ++it)
+        out.insert(it->str());
+    return out;
+}
+
+bool known(const std::set<std::string>& reg, const std::string& name) {
+    if (reg.count(name)) return true;
+    for (std::string suffix : {"_bucket", "_sum", "_count"})
+        if (name.size() > suffix.size() && name.ends_with(suffix) &&
+            reg.count(name.substr(0, name.size() - suffix.size())))
+            return true;
+    return false;
+}
+
+std::vector<std::string> grafana_exprs(const json& j) {
+    std::vector<std::string> out;
+    for (auto& p : j.at("panels"))
+        if (p.contains("targets"))
+            for (auto& t : p["targets"]) out.push_back(t.at("expr").get<std::string>());
+    return out;
+}
+
+TEST(OpsDocs, OnlyRealMetricNamesAreReferenced) {
+    auto reg = registered_metrics();
+    ASSERT_GT(reg.size(), 20u) << "no metric registrations found under src/";
+    size_t checked = 0;
+    for (auto doc : {"docs/operations.md", "docs/grafana-dashboard.json", "docs/prometheus-alerts.yml"}) {
+        std::string text = read_file(source_path(doc));
+        ASSERT_FALSE(text.empty()) << doc;
+        auto refs = referenced_metrics(text);
+        EXPECT_GE(refs.size(), 10u) << doc << " references almost no metrics";
+        for (auto& r : refs) {
+            EXPECT_TRUE(known(reg, r)) << doc << " names " << r << ", which no daemon registers";
+            ++checked;
+        }
+    }
+    EXPECT_GT(checked, 30u);
+}
+
+TEST(OpsDocs, GrafanaDashboardIsImportable) {
+    auto j = json::parse(read_file(source_path("docs/grafana-dashboard.json")), nullptr, false);
+    ASSERT_TRUE(j.is_object()) << "docs/grafana-dashboard.json is not valid JSON";
+    EXPECT_EQ(j.value("uid", ""), "imgate-fleet");
+    EXPECT_FALSE(j.value("title", "").empty());
+    ASSERT_TRUE(j["panels"].is_array());
+    auto exprs = grafana_exprs(j);
+    EXPECT_GE(exprs.size(), 20u);
+    std::set<int> ids;
+    for (auto& p : j["panels"]) {
+        EXPECT_TRUE(ids.insert(p.at("id").get<int>()).second) << "duplicate panel id";
+        auto& g = p.at("gridPos");
+        EXPECT_LE(g.at("x").get<int>() + g.at("w").get<int>(), 24) << p.value("title", "");
+    }
+}
+
+TEST(OpsDocs, PromqlParsesWithPromtool) {
+    std::string promtool = find_in_path("promtool");
+    if (promtool.empty()) GTEST_SKIP() << "promtool not installed (package prometheus)";
+    auto [rc, out] = run_command("timeout 60 " + shell_quote(promtool) + " check rules " +
+                                 shell_quote(source_path("docs/prometheus-alerts.yml")));
+    EXPECT_EQ(rc, 0) << out;
+
+    // Each dashboard query becomes a recording rule so promtool parses it ($gateway → .*).
+    auto j = json::parse(read_file(source_path("docs/grafana-dashboard.json")));
+    json rules = json::array();
+    int n = 0;
+    for (auto e : grafana_exprs(j)) {
+        for (auto at = e.find("$gateway"); at != std::string::npos; at = e.find("$gateway"))
+            e.replace(at, 8, ".*");
+        rules.push_back({{"record", "imgate:panel_" + std::to_string(++n)}, {"expr", e}});
+    }
+    temp_dir dir;
+    // JSON is valid YAML, which is what promtool reads.
+    write_file(dir.file("panels.yml"),
+               json{{"groups", json::array({{{"name", "panels"}, {"rules", rules}}})}}.dump(1));
+    auto [rc2, out2] = run_command("timeout 60 " + shell_quote(promtool) + " check rules " +
+                                   shell_quote(dir.file("panels.yml")));
+    EXPECT_EQ(rc2, 0) << out2;
+}
+
+}  // namespace

@@ -260,9 +260,9 @@ size_t fleet_state::draw(const std::vector<candidate>& pool, size_t skip) {
 
 size_t fleet_state::choose(const std::vector<candidate>& pool) {
     if (pool.size() == 1) return 0;
-    // Two weighted random draws, keep the one that has received fewer picks per unit of weight
-    // since its last pull: random enough that several dispatchers on the same stale data do not
-    // all pile onto one gateway, self-correcting within a poll interval (see architecture.md).
+    // Two weighted random draws (distinct), keep the one with fewer estimated connections per
+    // unit of weight: the best-looking gateway wins only when it is drawn, so even on stale data
+    // and with several dispatchers it gets a bounded share (see docs/architecture.md).
     size_t a = draw(pool, pool.size());
     size_t b = draw(pool, a);
     return pool[b].score < pool[a].score ? b : a;
@@ -278,7 +278,11 @@ std::vector<pick_target> fleet_state::pick(const pick_request& r) {
         if (std::find(r.exclude.begin(), r.exclude.end(), e.spec.id) != r.exclude.end()) continue;
         double w = effective_weight(e, now);
         if (w <= 0) continue;
-        candidate c{&e, w, static_cast<double>(e.picks_since_pull) / w};
+        // Connections per unit of weight, counting our picks since the last pull as connections:
+        // continuous across a pull when the clients did connect, so pulls landing at different
+        // moments for different gateways do not skew the shares.
+        double conns = e.health.status() ? static_cast<double>(e.health.status()->connections) : 0;
+        candidate c{&e, w, (conns + static_cast<double>(e.picks_since_pull)) / w};
         if (r.region.empty() || e.spec.region == r.region)
             preferred.push_back(c);
         else

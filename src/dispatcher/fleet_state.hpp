@@ -96,7 +96,7 @@ private:
     struct candidate {
         entry* e;
         double weight;
-        double score;  // picks since the last pull per unit of weight: lower is less loaded
+        double score;  // estimated connections per unit of weight: lower is less loaded
     };
 
     entry* find(const std::string& id) const;

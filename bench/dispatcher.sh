@@ -1,0 +1,145 @@
+#!/usr/bin/env bash
+# Dispatcher benchmark (issue 5 item 8), everything on loopback, bounded in time:
+#   1. wrk against GET /get-tcp-ip of the local 3-gateway fleet (one dispatcher thread) and, in
+#      the same run, against nginx (one worker) returning a static JSON body of the same size;
+#      keep-alive and "Connection: close"; prints both and the ratio.
+#   2. kill -9 of a gateway under traffic: time until the dispatcher last hands it out.
+# Usage: bench/dispatcher.sh [build-dir]   (env: DURATION=10s CONNECTIONS=32 KILL_RUNS=3)
+# Needs wrk, nginx (nginx-light) and python3. Uses the fixed ports of config/local (8080-8081,
+# 9001-9203) plus 18080 for nginx: stop a running local fleet first.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-build}
+bin="$root/$build/src"
+duration=${DURATION:-10s}
+conns=${CONNECTIONS:-32}
+kill_runs=${KILL_RUNS:-3}
+nginx_port=18080
+work=$(mktemp -d /tmp/imgate-bench-disp.XXXXXX)
+pids=()
+
+cleanup() {
+    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    [ -f "$work/nginx.pid" ] && kill -TERM "$(cat "$work/nginx.pid")" 2>/dev/null || true
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+for tool in wrk nginx python3 curl; do
+    command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 1; }
+done
+for port in 8080 8081 9001 9002 9003 9101 9102 9103 $nginx_port; do
+    if (echo >/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
+        echo "port $port is in use (a local fleet running?)" >&2
+        exit 1
+    fi
+done
+
+start_gateway() {  # id -> pid in $gw_pid
+    "$bin/imgate-gateway" --config "$root/config/local/gateway.yaml" --id "$1" \
+        --ready-file "$work/$1.ready" >"$work/$1.log" 2>&1 &
+    gw_pid=$!
+    pids+=("$gw_pid")
+    for _ in $(seq 1 100); do [ -f "$work/$1.ready" ] && return 0; sleep 0.05; done
+    echo "gateway $1 did not start" >&2; cat "$work/$1.log" >&2; exit 1
+}
+
+declare -A gw_pids
+for id in gw1 gw2 gw3; do start_gateway "$id"; gw_pids[$id]=$gw_pid; done
+"$bin/imgate-dispatcher" --config "$root/config/local/dispatcher.yaml" \
+    --ready-file "$work/disp.ready" >"$work/disp.log" 2>&1 &
+disp_pid=$!
+pids+=("$disp_pid")
+wait_all_up() {
+    for _ in $(seq 1 200); do
+        n=$(curl -fsS http://127.0.0.1:8081/status 2>/dev/null |
+            python3 -c 'import json,sys; print(json.load(sys.stdin)["available"])' 2>/dev/null || echo 0)
+        [ "$n" = 3 ] && return 0
+        sleep 0.05
+    done
+    echo "not all gateways came up" >&2; exit 1
+}
+wait_all_up
+
+# nginx, one worker, a static body of the same size as a real answer.
+body=$(curl -fsS 'http://127.0.0.1:8080/get-tcp-ip?uid=bench')
+mkdir -p "$work/nginx"
+cat >"$work/nginx.conf" <<CONF
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $work/nginx; proxy_temp_path $work/nginx;
+    fastcgi_temp_path $work/nginx; uwsgi_temp_path $work/nginx; scgi_temp_path $work/nginx;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$nginx_port;
+        location /get-tcp-ip { default_type application/json; return 200 '$body'; }
+    }
+}
+CONF
+nginx -c "$work/nginx.conf" -p "$work/nginx"
+for _ in $(seq 1 50); do curl -fsS "http://127.0.0.1:$nginx_port/get-tcp-ip" >/dev/null 2>&1 && break; sleep 0.05; done
+
+rps() { awk '/Requests\/sec/ {print $2}'; }
+run_wrk() {  # url extra-args... -> prints wrk output
+    wrk -t1 -c"$conns" -d"$duration" --latency "$@"
+}
+echo "body: ${#body} bytes: $body"
+echo "machine: $(nproc) cores, $(uname -sr); wrk -t1 -c$conns -d$duration"
+declare -A result
+for mode in keepalive close; do
+    hdr=()
+    [ "$mode" = close ] && hdr=(-H "Connection: close")
+    echo
+    echo "== dispatcher, $mode"
+    out=$(run_wrk "${hdr[@]}" "http://127.0.0.1:8080/get-tcp-ip?uid=bench")
+    echo "$out" | grep -E "Latency|50%|90%|99%|Requests/sec|Non-2xx|Socket errors" || true
+    result[disp_$mode]=$(echo "$out" | rps)
+    echo "== nginx (1 worker, static body), $mode"
+    out=$(run_wrk "${hdr[@]}" "http://127.0.0.1:$nginx_port/get-tcp-ip?uid=bench")
+    echo "$out" | grep -E "Latency|50%|90%|99%|Requests/sec|Non-2xx|Socket errors" || true
+    result[nginx_$mode]=$(echo "$out" | rps)
+done
+echo
+for mode in keepalive close; do
+    python3 -c "d=${result[disp_$mode]}; n=${result[nginx_$mode]}; print(f'$mode: dispatcher {d:.0f} req/s, nginx {n:.0f} req/s, ratio {d/n:.2f}')"
+done
+echo "dispatcher CPU: $(ps -o times= -p "$disp_pid") s; picks per gateway:"
+curl -fsS http://127.0.0.1:8081/status | python3 -c '
+import json,sys
+d=json.load(sys.stdin)
+tot=sum(g["picks"] for g in d["gateways"])
+for g in d["gateways"]:
+    print(f"  {g[\"id\"]} weight {g[\"weight\"]}: {g[\"picks\"]} picks ({100*g[\"picks\"]/max(tot,1):.1f}%)")'
+
+# kill -9 under traffic: when does the dispatcher stop handing the dead gateway out?
+echo
+echo "== kill -9 of gw1 under traffic (poll interval 500ms, timeout 300ms, fall 2; goal <= 1.3s)"
+for run in $(seq 1 "$kill_runs"); do
+    python3 - "${gw_pids[gw1]}" <<'PY'
+import http.client, os, signal, sys, time
+pid = int(sys.argv[1])
+c = http.client.HTTPConnection("127.0.0.1", 8080, timeout=2)
+def ask():
+    c.request("GET", "/get-tcp-ip?uid=killbench")
+    r = c.getresponse(); body = r.read()
+    return r.status, body
+t_end = time.monotonic() + 0.5
+while time.monotonic() < t_end: ask()           # warm: gw1 is being handed out
+t_kill = time.monotonic()
+os.kill(pid, signal.SIGKILL)
+last = None; n = 0
+t_end = t_kill + 3.0
+while time.monotonic() < t_end:
+    st, body = ask(); n += 1
+    if st == 200 and b'"id":"gw1"' in body.split(b'"alternates"')[0] + body.split(b']')[-1]:
+        last = time.monotonic()
+print(f"  last handed out {0 if last is None else (last - t_kill)*1000:.0f} ms after kill -9 ({n} requests in 3 s)")
+PY
+    start_gateway gw1; gw_pids[gw1]=$gw_pid
+    wait_all_up
+done

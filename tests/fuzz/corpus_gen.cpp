@@ -9,6 +9,8 @@
 #include "common/frame.hpp"
 #include "common/jwt.hpp"
 #include "fuzz_support.hpp"
+#include "gateway/rpc_link.hpp"
+#include "gateway/rpc_wire.hpp"
 #include "messages.hpp"
 
 // The generator links no fuzz target; satisfy fuzz_support.hpp's declaration.
@@ -209,6 +211,109 @@ void yaml_seeds(const fs::path& source_dir) {
         "base: &b {client: 'h:1', admin: 'h:2', rpc: 'h:3'}\ngateways:\n  - <<: *b\n    id: x\n");
 }
 
+std::string slurp(const fs::path& p) {
+    std::ifstream in(p);
+    return std::string((std::istreambuf_iterator<char>(in)), {});
+}
+
+void rpc_seeds() {
+    using namespace imgate::gw;
+    auto body = [](const auto& m) {
+        std::string b;
+        byte_writer w(b);
+        rpc::write_body(w, m);
+        return b;
+    };
+    auto mode0 = [&](const std::string& name, int which, const std::string& b) {
+        std::string s{'\x00', static_cast<char>(which)};
+        put("rpc_decoder", name, s + b);
+    };
+    std::string nonce(rpc::nonce_size, 'n'), proof(rpc::proof_size, 'p');
+    mode0("hello", 0, body(rpc::hello_msg{"gw1", nonce}));
+    mode0("challenge", 1, body(rpc::challenge_msg{"gw2", nonce}));
+    mode0("auth", 2, body(rpc::auth_msg{proof}));
+    mode0("auth_ok", 3, body(rpc::auth_ok_msg{proof}));
+    mode0("auth_fail", 4, body(rpc::auth_fail_msg{"bad proof"}));
+    mode0("ping", 5, "");
+    outbound_message om;
+    om.server_msg_id = 77;
+    om.kind = proto::target_kind::room;
+    om.target = "room-1";
+    om.from_user = "alice";
+    om.from_device = "phone";
+    om.ts_ms = 1800000000000;
+    om.origin_gateway = "gw1";
+    om.origin_session = 5;
+    om.client_msg_id = 9;
+    om.payload = "hello";
+    mode0("forward", 7, body(rpc::forward_msg{om}));
+    mode0("forward_result", 8, body(rpc::forward_result_msg{proto::code::ok, 3}));
+    mode0("receipt", 9, body(rpc::receipt_msg{5, proto::receipt_msg{9, 77, "bob", "d"}}));
+    rpc::presence_msg pm;
+    pm.reset = true;
+    pm.changes = {{true, "alice"}, {false, "bob"}};
+    mode0("presence", 10, body(pm));
+    rpc::room_interest_msg rm;
+    rm.changes = {{true, "room-1"}};
+    mode0("room_interest", 11, body(rm));
+    mode0("presence-huge-count", 10, std::string("\x01\xff\xff\xff\xff", 5));
+    // Mode 1: a stranger on the RPC port: [chunk][frames].
+    auto mode1 = [&](const std::string& name, const std::string& frames) {
+        put("rpc_decoder", name, std::string{'\x01', '\x07'} + frames);
+    };
+    mode1("stranger-hello-auth",
+          rpc::encode(rpc::hello_msg{"gw1", nonce}) + rpc::encode(rpc::auth_msg{proof}));
+    mode1("unknown-peer", rpc::encode(rpc::hello_msg{"gw9", nonce}));
+    mode1("client-frame", proto::encode(proto::login_msg{"token"}));
+    mode1("auth-first", rpc::encode(rpc::auth_msg{proof}));
+    mode1("forward-unauthenticated", rpc::encode(rpc::forward_msg{om}, 1));
+    mode1("garbage", "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    // Mode 2: [right secret][flip position u16][mask].
+    put("rpc_decoder", "handshake-ok", std::string("\x02\x01\x00\x00\x00", 5));
+    put("rpc_decoder", "handshake-wrong-secret", std::string("\x02\x00\x00\x00\x00", 5));
+    put("rpc_decoder", "handshake-tampered", std::string("\x02\x01\x00\x14\x01", 5));
+}
+
+void dispatcher_seeds() {
+    auto q = [](const std::string& name, const std::string& s) {
+        put("dispatcher_input", name, std::string{'\x00', '\x7f'} + s);
+    };
+    q("q-uid", "uid=alice");
+    q("q-all", "uid=alice&exclude=gw1,gw2&region=local");
+    q("q-bad-exclude", "exclude=gw1,,x");
+    q("q-trailing-comma", "exclude=gw1,");
+    q("q-control", "uid=a%01b");
+    q("q-unknown", "foo=bar");
+    q("q-long", "uid=" + std::string(200, 'u'));
+    auto st = [](const std::string& name, const std::string& s) {
+        put("dispatcher_input", name, std::string{'\x01', '\x00'} + s);
+    };
+    st("status-ok", R"({"id":"gw1","state":"serving","connections":10,"max_connections":100,)"
+                    R"("sessions":9,"full":false,"load":0.1,"pid":42,"version":"0.1.0",)"
+                    R"("uptime_s":12.5})");
+    st("status-bad-load", R"({"id":"gw1","state":"serving","connections":1,"max_connections":1,)"
+                          R"("sessions":1,"full":true,"load":1e309,"pid":1,"version":"x","uptime_s":-1})");
+    st("status-missing", R"({"id":"gw1"})");
+    st("status-array", "[1,2,3]");
+}
+
+void config_seeds(const fs::path& source_dir) {
+    put("yaml_config", "local-dispatcher.yaml", slurp(source_dir / "config/local/dispatcher.yaml"));
+    put("yaml_config", "etc-dispatcher.yaml", slurp(source_dir / "config/etc/dispatcher.yaml"));
+    put("gateway_config", "local-gateway.yaml", slurp(source_dir / "config/local/gateway.yaml"));
+    put("gateway_config", "minimal.yaml",
+        "id: gw1\nfleet: fleet.yaml\nauth: {secret_files: [token.secret, old.secret]}\n");
+    put("gateway_config", "limits.yaml",
+        "id: gw2\nfleet: fleet.yaml\nauth: {secret_files: [token.secret], leeway: 30s}\n"
+        "admin: {token_file: admin.token}\n"
+        "limits: {max_frame_bytes: 256, max_payload_bytes: 300, max_connections: 1}\n"
+        "timeouts: {heartbeat_interval: 2s, idle_timeout: 1s}\n");
+    put("gateway_config", "bad-secret.yaml",
+        "id: gw1\nfleet: fleet.yaml\nauth: {secret_files: [empty.secret, missing.secret]}\n");
+    put("gateway_config", "unknown-id.yaml",
+        "id: gw9\nfleet: fleet.yaml\nauth: {secret_files: [token.secret]}\n");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -222,7 +327,12 @@ int main(int argc, char** argv) {
     roundtrip_seeds();
     jwt_seeds();
     query_seeds();
-    yaml_seeds(root.parent_path().parent_path().parent_path());
+    // <source>/tests/fuzz/corpus -> <source>
+    fs::path source_dir = fs::weakly_canonical(root / ".." / ".." / "..");
+    yaml_seeds(source_dir);
+    rpc_seeds();
+    dispatcher_seeds();
+    config_seeds(source_dir);
     std::cout << "corpus written to " << root << "\n";
     return 0;
 }

@@ -1,5 +1,6 @@
-// Fuzz target: the strict YAML loaders — the fleet file (parse_fleet) and the shared sections
-// (log, cluster_rpc) — on arbitrary documents. Bad input must end in config_error (or yaml-cpp's
+// Fuzz target: the strict YAML loaders — the fleet file (parse_fleet), dispatcher.yaml
+// (parse_dispatcher_config, fleet file not loaded) and the shared sections (log, cluster_rpc) —
+// on arbitrary documents. Bad input must end in config_error (or yaml-cpp's
 // own YAML::Exception for syntax), never a crash, hang or another exception type.
 //
 // Invariants on success: at least one gateway, ids valid and unique, weights within bounds.
@@ -7,6 +8,7 @@
 
 #include "common/config.hpp"
 #include "fuzz_support.hpp"
+#include "dispatcher/dispatcher_config.hpp"
 #include "gateway/rpc_config.hpp"
 
 using namespace imgate;
@@ -52,6 +54,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         yaml_map root(doc, "fuzz.yaml");
         auto c = gw::parse_rpc_config(root.map("cluster_rpc"));
         FUZZ_CHECK(c.call_timeout.count() > 0 && c.backoff_min <= c.backoff_max);
+    });
+    guarded([&] {
+        auto c = disp::parse_dispatcher_config(yaml_map(doc, "fuzz.yaml"), false);
+        FUZZ_CHECK(c.poll.rise >= 1 && c.poll.fall >= 1);
+        FUZZ_CHECK(c.overload.low_water <= c.overload.high_water);
     });
     return 0;
 }

@@ -100,6 +100,10 @@ gateway_server::gateway_server(asio::io_context& io, gateway_config cfg, metrics
     receipts_ = &m.get_counter("imgate_gateway_receipts_total", "Delivery receipts routed");
     deliveries_ = &m.get_counter("imgate_gateway_deliveries_total",
                                  "Frames queued to local sessions (DELIVER and PUSH copies)");
+    writes_ = &m.get_counter("imgate_gateway_socket_writes_total",
+                             "Gathered socket writes to clients (frames_written/writes = batching)");
+    frames_written_ = &m.get_counter("imgate_gateway_frames_written_total",
+                                     "Frames written to clients");
     ack_evictions_ = &m.get_counter("imgate_gateway_pending_ack_evictions_total",
                                     "Pending-ack entries evicted before their ack (table full)");
     admin_unauthorized_ = &m.get_counter("imgate_gateway_admin_unauthorized_total",

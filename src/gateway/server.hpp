@@ -66,6 +66,10 @@ public:
     void count_kick(proto::kick_reason r);
     void count_slow_consumer();
     void count_idle_close();
+    void count_write(size_t frames) {
+        writes_->inc();
+        frames_written_->inc(frames);
+    }
     void count_message(proto::target_kind kind, bool push, proto::code status);
     const std::string& self_id() const { return cfg_.id; }
 
@@ -136,6 +140,8 @@ private:
     counter* dupes_;
     counter* receipts_;
     counter* deliveries_;
+    counter* writes_;
+    counter* frames_written_;
     counter* ack_evictions_;
     counter* admin_unauthorized_;
     counter* redirects_;

@@ -309,6 +309,7 @@ void session::start_write() {
         bufs_.emplace_back(v.data(), v.size());
     }
     write_started_ = std::chrono::steady_clock::now();
+    srv_.count_write(writing_.size());
     auto self = shared_from_this();
     asio::async_write(sock_, bufs_, [self](const boost::system::error_code& ec, size_t) {
         self->on_write(ec);

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Single-gateway CPU benchmark (issue 3), loopback only, bounded in count and time.
+# Starts ONE gateway (single-node fleet, free ports) and drives it with the bench client of
+# bench/cross_node_bench.cpp, senders and receivers all on that gateway:
+#   1. 1:1: 4 senders -> RECEIVERS receivers. Figure: gateway CPU µs per delivered message.
+#   2. room: 1 sender -> one room of ROOM_MEMBERS members. Figure: gateway CPU µs per room copy.
+# CPU is utime+stime of the gateway process from /proc/PID/stat over the measured phase.
+# Usage: bench/gateway_bench.sh [build-dir]
+# Env: MESSAGES (default 200000), ROOM_MESSAGES (2000), RECEIVERS (100), ROOM_MEMBERS (1000),
+#      WINDOW (200), ROOM_WINDOW (20), PAYLOAD (64), WORKERS (gateway event-loop threads, default 1),
+#      MODES ("user room"), GW_WRAPPER (e.g. "perf record -g -o /tmp/gw.perf --" to profile;
+#      the CPU figures are then meaningless)
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build=${1:-build}
+bin="$root/$build/src"
+messages=${MESSAGES:-200000}
+room_messages=${ROOM_MESSAGES:-2000}
+receivers=${RECEIVERS:-100}
+room_members=${ROOM_MEMBERS:-1000}
+window=${WINDOW:-200}
+payload=${PAYLOAD:-64}
+workers=${WORKERS:-1}
+work=$(mktemp -d /tmp/imgate-bench-gw.XXXXXX)
+gw_pid=
+
+cleanup() {
+    [ -n "$gw_pid" ] && kill -TERM "$gw_pid" 2>/dev/null || true
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+[ -x "$bin/imgate-gateway" ] || { echo "build imgate-gateway first ($bin)" >&2; exit 1; }
+lib="$root/$build/src/libimgate_common.a"
+[ -f "$lib" ] || { echo "missing $lib" >&2; exit 1; }
+client="$root/$build/bench/gateway_bench_client"
+mkdir -p "$(dirname "$client")"
+if [ ! -x "$client" ] || [ "$root/bench/cross_node_bench.cpp" -nt "$client" ] || [ "$lib" -nt "$client" ]; then
+g++ -std=c++20 -O2 -DBOOST_ASIO_SEPARATE_COMPILATION -DBOOST_BEAST_SEPARATE_COMPILATION \
+    -DBOOST_ASIO_NO_DEPRECATED -I"$root/src" "$root/bench/cross_node_bench.cpp" "$lib" \
+    -lssl -lcrypto -lspdlog -lfmt -lyaml-cpp -lsystemd -pthread -o "$client"
+fi
+
+head -c 32 /dev/urandom | base64 > "$work/token.secret"
+cat > "$work/fleet.yaml" <<YAML
+gateways:
+  - id: gw1
+    client: 127.0.0.1:0
+    admin: 127.0.0.1:0
+    rpc: 127.0.0.1:0
+YAML
+cat > "$work/gateway.yaml" <<YAML
+fleet: fleet.yaml
+workers: $workers
+auth:
+  secret_files: [token.secret]
+limits:
+  max_connections: 20000
+  send_rate: 10000000
+  send_burst: 10000000
+  max_outbound_bytes: 16777216
+log:
+  level: warn
+YAML
+
+${GW_WRAPPER:-} "$bin/imgate-gateway" --config "$work/gateway.yaml" --id gw1 --ready-file "$work/gw1.ready" \
+    >"$work/gw1.log" 2>&1 &
+gw_pid=$!
+for _ in $(seq 1 200); do [ -s "$work/gw1.ready" ] && break; sleep 0.05; done
+[ -s "$work/gw1.ready" ] || { echo "gateway did not start:"; cat "$work/gw1.log"; exit 1; }
+addr=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["client"])' "$work/gw1.ready")
+admin=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["admin"])' "$work/gw1.ready")
+# Frames per gathered socket write so far (the batching the writer achieved).
+batching() { curl -s "http://$admin/metrics" | grep -E '^imgate_gateway_(socket_writes|frames_written)_total' | tr '\n' ' '; echo; }
+
+modes=${MODES:-user room}
+if [[ " $modes " == *" user "* ]]; then
+echo "== 1:1 on one gateway: $messages messages, 4 senders, $receivers receivers, window $window, payload $payload B, workers $workers"
+"$client" --secret-file "$work/token.secret" --mode user --send "$addr" --recv "$addr" \
+    --pids "$gw_pid" --messages "$messages" --receivers "$receivers" --senders 4 \
+    --window "$window" --payload-bytes "$payload" --max-seconds 60
+batching
+fi
+if [[ " $modes " == *" room "* ]]; then
+echo "== room on one gateway: $room_messages messages to one room of $room_members members"
+"$client" --secret-file "$work/token.secret" --mode room --send "$addr" --recv "$addr" \
+    --pids "$gw_pid" --messages "$room_messages" --receivers "$room_members" --senders 1 \
+    --window "${ROOM_WINDOW:-20}" --payload-bytes "$payload" --max-seconds 60
+batching
+fi

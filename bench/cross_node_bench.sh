@@ -4,11 +4,13 @@
 # bench/cross_node_bench.cpp twice:
 #   1. 1:1: senders on gw1, receivers on gw2; every message crosses gw1 -> gw2.
 #      Figure: CPU µs (utime+stime of gw1 and gw2 from /proc) per delivered message.
-#   2. room: sender on gw1, room members on gw2 and gw3 (none on gw1); one FORWARD per gateway,
+#   2. baseline: the same 1:1 load with senders and receivers on one gateway (gw3), to show
+#      what crossing gateways adds.
+#   3. room: sender on gw1, room members on gw2 and gw3 (none on gw1); one FORWARD per gateway,
 #      fanned out locally. Figure: CPU µs of all three gateways per delivered copy.
 # Usage: bench/cross_node_bench.sh [build-dir]
 # Env: MESSAGES (1:1 count, default 100000), ROOM_MESSAGES (default 2000), RECEIVERS (100),
-#      ROOM_MEMBERS (1000), WINDOW (200), PAYLOAD (64), WORKERS (1 event-loop thread/gateway)
+#      ROOM_MEMBERS (1000), WINDOW (200), ROOM_WINDOW (20), PAYLOAD (64), WORKERS (1 event-loop thread/gateway)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-build}
@@ -89,8 +91,14 @@ echo "== 1:1 cross-node: $messages messages, senders on gw1, $receivers receiver
     --pids "${pid_of[gw1]},${pid_of[gw2]}" --messages "$messages" --receivers "$receivers" \
     --senders 4 --window "$window" --payload-bytes "$payload" --max-seconds 60
 
+echo "== baseline, same gateway 1:1: $messages messages, senders and $receivers receivers on gw3"
+"$work/cross_node_bench" --secret-file "$work/token.secret" --mode user \
+    --send "${client_addr[gw3]}" --recv "${client_addr[gw3]}" \
+    --pids "${pid_of[gw3]}" --messages "$messages" --receivers "$receivers" \
+    --senders 4 --window "$window" --payload-bytes "$payload" --max-seconds 60
+
 echo "== room fan-out: $room_messages messages to one room of $room_members members on gw2+gw3, sender on gw1"
 "$work/cross_node_bench" --secret-file "$work/token.secret" --mode room \
     --send "${client_addr[gw1]}" --recv "${client_addr[gw2]},${client_addr[gw3]}" \
     --pids "${pid_of[gw1]},${pid_of[gw2]},${pid_of[gw3]}" --messages "$room_messages" \
-    --receivers "$room_members" --senders 1 --window 20 --payload-bytes "$payload" --max-seconds 60
+    --receivers "$room_members" --senders 1 --window "${ROOM_WINDOW:-20}" --payload-bytes "$payload" --max-seconds 60

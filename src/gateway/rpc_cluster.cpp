@@ -57,6 +57,10 @@ struct conn {
     bool in_write = false;
     bool close_after_flush = false;
     bool overflowed = false;
+    // Set on every read / queued write, folded into last_read / last_write by the watchdog tick:
+    // the hot path never reads the clock.
+    bool read_seen = false;
+    bool write_seen = false;
     clock::time_point last_read, last_write, write_started;
 
     // Queues whole frames; past the bound the peer is a slow consumer and the link is closed
@@ -87,7 +91,7 @@ struct conn {
         return after_append(was_empty, true);
     }
     bool after_append(bool was_empty, bool bounded) {
-        last_write = clock::now();
+        write_seen = true;
         if (bounded && pending.size() > max_queue) {
             overflowed = true;
             close();
@@ -171,6 +175,7 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
           local(local_),
           metrics(m),
           dir(dir_ ? std::move(dir_) : std::make_unique<announced_directory>()),
+          local_dir(dynamic_cast<announced_directory*>(dir.get())),
           acceptor(strand),
           fleet(fleet_),
           rng(std::random_device{}()) {
@@ -634,7 +639,7 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
                 c->close();
                 co_return read_end::closed;
             }
-            c->last_read = clock::now();
+            c->read_seen = true;
             c->dec.feed(std::string_view(buf.data(), n));
         }
         co_return read_end::closed;
@@ -672,6 +677,8 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
             co_await c->dog.async_wait(use_tuple);
             if (c->closed) break;
             auto now = clock::now();
+            if (std::exchange(c->read_seen, false)) c->last_read = now;
+            if (std::exchange(c->write_seen, false)) c->last_write = now;
             if (now - c->last_read > cfg.peer_timeout) {
                 closed_for("read_timeout").inc();
                 c->close();
@@ -682,7 +689,11 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
                 c->close();
                 break;
             }
-            if (pinger && now - c->last_write >= cfg.ping_interval) c->send_msg(rpc::ping_msg{});
+            if (pinger && now - c->last_write >= cfg.ping_interval) {
+                c->send_msg(rpc::ping_msg{});
+                c->last_write = now;
+                c->write_seen = false;
+            }
         }
     }
 
@@ -694,8 +705,15 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
             done(forward_result{proto::code::unavailable, 0});
             return;
         }
+        if (local_dir) {
+            // The default directory: answer inline, into a reused buffer.
+            peers_scratch.clear();
+            local_dir->peers(msg.kind, msg.target, peers_scratch);
+            fan_out(msg, std::move(done), peers_scratch);
+            return;
+        }
         auto self = shared_from_this();
-        // The default directory answers inline; a remote one must call back on this strand.
+        // Another directory may answer later; it must call back on this strand.
         auto kind = msg.kind;
         auto target = msg.target;
         auto on_peers = [self, msg = std::move(msg), done = std::move(done)](
@@ -705,6 +723,22 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
         dir->resolve(kind, target, std::move(on_peers));
     }
 
+    counter* result_counter(proto::code c) {
+        switch (c) {
+            case proto::code::ok: return forward_results[0];
+            case proto::code::offline: return forward_results[1];
+            case proto::code::timeout: return forward_results[3];
+            default: return forward_results[2];
+        }
+    }
+
+    // The usable link to peer, or null.
+    link* usable(const std::string& peer) {
+        auto it = links.find(peer);
+        if (it == links.end() || !it->second->up || !it->second->c) return nullptr;
+        return it->second.get();
+    }
+
     void fan_out(const outbound_message& msg, std::function<void(forward_result)> done,
                  const peer_list& peers) {
         if (peers.empty()) {
@@ -712,31 +746,57 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
             done(forward_result{proto::code::offline, 0});
             return;
         }
+        auto deadline = clock::now() + cfg.call_timeout;
+        if (peers.size() == 1) {
+            // The common 1:1 case: the call's own callback is the result, no aggregation.
+            link* l = usable(peers[0]);
+            uint32_t corr = 0;
+            if (l) {
+                auto cb = [this, done](forward_result r) {
+                    result_counter(r.status)->inc();
+                    done(r);
+                };
+                corr = l->calls.add(deadline, std::move(cb));
+                if (corr == 0) busy->inc();
+            }
+            if (corr == 0) {
+                forward_results[2]->inc();
+                done(forward_result{proto::code::unavailable, 0});
+                return;
+            }
+            if (deadline < l->call_timer.expiry()) l->call_timer.cancel();
+            forward_frames->inc();
+            size_t before = l->c->pending.size();
+            bool was_empty = before == 0;
+            if (!l->c->closed) {
+                rpc::encode_forward(l->c->pending, msg, corr);
+                l->c->after_append(was_empty, true);
+            }
+            return;
+        }
         auto agg = std::make_shared<fan_in>();
         agg->remaining = peers.size();
         agg->done = std::move(done);
         std::copy(std::begin(forward_results), std::end(forward_results), agg->results);
-        std::string bytes;
-        rpc::encode_forward(bytes, msg, 0);
-        auto deadline = clock::now() + cfg.call_timeout;
+        forward_scratch.clear();
+        rpc::encode_forward(forward_scratch, msg, 0);
         for (const auto& p : peers) {
-            auto it = links.find(p);
-            if (it == links.end() || !it->second->up || !it->second->c) {
+            link* l = usable(p);
+            if (!l) {
                 agg->add(forward_result{proto::code::unavailable, 0});
                 continue;
             }
-            auto& l = *it->second;
             auto cb = [agg](forward_result r) { agg->add(r); };
-            uint32_t corr = l.calls.add(deadline, cb);
+            uint32_t corr = l->calls.add(deadline, cb);
             if (corr == 0) {
                 busy->inc();
                 agg->add(forward_result{proto::code::unavailable, 0});
                 continue;
             }
-            if (deadline < l.call_timer.expiry()) l.call_timer.cancel();
+            if (deadline < l->call_timer.expiry()) l->call_timer.cancel();
             forward_frames->inc();
             // On overflow the connection closes and its reader fails this call (unavailable).
-            l.c->send_with_corr(bytes, corr);
+            l->c->send_with_corr(forward_scratch, corr);
         }
     }
 
@@ -771,6 +831,9 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
     local_delivery& local;
     metrics_registry& metrics;
     std::unique_ptr<session_directory> dir;
+    announced_directory* local_dir = nullptr;  // dir, when it is the default in-memory one
+    peer_list peers_scratch;
+    std::string forward_scratch;
     tcp::acceptor acceptor;
     fleet_config fleet;
     std::set<std::string> members;

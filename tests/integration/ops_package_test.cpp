@@ -39,7 +39,7 @@ protected:
     std::string deb_;
 };
 
-TEST_F(OpsPackage, DebHasTheDocumentedLayoutAndDependencies) {
+TEST_F(OpsPackage, DebHasTheDocumentedLayoutDependenciesAndRunnableBinaries) {
     std::string files = dpkg_deb("-c");
     for (auto f : {"./usr/bin/imgate-dispatcher", "./usr/bin/imgate-gateway", "./usr/bin/imgate",
                    "./usr/lib/systemd/system/imgate-dispatcher.service",
@@ -71,16 +71,15 @@ TEST_F(OpsPackage, DebHasTheDocumentedLayoutAndDependencies) {
         EXPECT_EQ(::access(p.c_str(), X_OK), 0) << s << " missing or not executable";
     }
     EXPECT_NE(read_file(ctl.file("DEBIAN/postinst")).find("systemd-sysusers"), std::string::npos);
-}
 
-TEST_F(OpsPackage, PackagedBinariesRun) {
+    // The packaged (stripped) binaries run. One test, so cpack runs once.
     temp_dir root;
-    auto [rc, out] = run_command("dpkg-deb -x " + shell_quote(deb_) + " " +
-                                 shell_quote(root.path().string()));
-    ASSERT_EQ(rc, 0) << out;
+    auto [xrc, xout] = run_command("dpkg-deb -x " + shell_quote(deb_) + " " +
+                                   shell_quote(root.path().string()));
+    ASSERT_EQ(xrc, 0) << xout;
     for (auto b : {"imgate-dispatcher", "imgate-gateway", "imgate"}) {
-        auto [vrc, v] = run_command("timeout 10 " + shell_quote(root.file(std::string("usr/bin/") + b)) +
-                                    " --version");
+        auto bin = root.file(std::string("usr/bin/") + b);
+        auto [vrc, v] = run_command("timeout 10 " + shell_quote(bin) + " --version");
         EXPECT_EQ(vrc, 0) << b << ": " << v;
         EXPECT_NE(v.find(IMGATE_VERSION), std::string::npos) << b << ": " << v;
     }

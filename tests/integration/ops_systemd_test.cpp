@@ -18,6 +18,9 @@ struct unit_case {
     std::string verify_as;  // the unit name to verify (a template is verified as an instance)
 };
 
+// Keeps gtest/ctest test names readable instead of a byte dump of the struct.
+void PrintTo(const unit_case& u, std::ostream* os) { *os << u.file; }
+
 const unit_case kUnits[] = {
     {"imgate-dispatcher.service", "imgate-dispatcher", "imgate-dispatcher.service"},
     {"imgate-gateway@.service", "imgate-gateway", "imgate-gateway@gw1.service"},

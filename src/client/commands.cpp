@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
+#include <deque>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
@@ -232,7 +233,17 @@ struct listener {
     bool done = false;
     bool timed_out = false;
     bool interrupted = false;
-    std::function<void(client_session&)> on_connected;
+    // chat: where stdin lines go, and lines typed while (re)connecting.
+    std::string chat_target;
+    bool chat_room = false;
+    std::deque<std::string> backlog;
+    uint64_t next_cmid = 1;
+
+    bool chat_send(const std::string& line) {
+        return current && current->is_open() &&
+               current->send(chat_room ? proto::target_kind::room : proto::target_kind::user,
+                             chat_target, line, next_cmid++);
+    }
 
     asio::awaitable<int> run() {
         session_options so;
@@ -259,7 +270,7 @@ struct listener {
                      " as " + info.user + (info.device.empty() ? "" : "/" + info.device) +
                      ", heartbeat " + std::to_string(info.heartbeat_ms) + " ms");
             for (auto& room : a.rooms) current->join(room);
-            if (on_connected) on_connected(*current);
+            while (!backlog.empty() && chat_send(backlog.front())) backlog.pop_front();
             session_events ev;
             ev.on_deliver = [this](const proto::deliver_msg& m) {
                 if (done) return;
@@ -278,7 +289,7 @@ struct listener {
                     err_line("room " + m.room + ": " + proto::to_string(m.status));
             };
             ev.on_send_result = [this](const proto::send_result_msg& m) {
-                out_line(render_send_result(m, "", false, a.s.json));
+                out_line(render_send_result(m, chat_target, chat_room, a.s.json));
             };
             ev.on_receipt = [this](const proto::receipt_msg& m) {
                 out_line(render_receipt(m, a.s.json));
@@ -563,12 +574,12 @@ int run_chat(listen_args a, std::string to, std::string room) {
     bool is_room = !room.empty();
     std::string target = is_room ? room : to;
     return run_listener(std::move(a), [target, is_room](listener& l) {
+        l.chat_target = target;
+        l.chat_room = is_room;
         // stdin lines become sends on whatever session is current; EOF ends the chat.
-        auto stdin_loop = [](listener* lp, std::string tgt,
-                             bool rm) -> asio::awaitable<void> {
+        auto stdin_loop = [](listener* lp) -> asio::awaitable<void> {
             asio::posix::stream_descriptor in(lp->io, ::dup(STDIN_FILENO));
             asio::streambuf buf(64 * 1024);
-            uint64_t cmid = 1;
             while (!lp->done && !lp->interrupted && !lp->timed_out) {
                 auto [ec, n] = co_await asio::async_read_until(in, buf, '\n', tok);
                 if (ec) break;
@@ -576,14 +587,26 @@ int run_chat(listen_args a, std::string to, std::string room) {
                                  asio::buffers_begin(buf.data()) + n - 1);
                 buf.consume(n);
                 if (line.empty()) continue;
-                if (!lp->current || !lp->current->send(rm ? proto::target_kind::room
-                                                          : proto::target_kind::user,
-                                                       tgt, line, cmid++))
-                    err_line("not connected: message not sent");
+                if (lp->chat_send(line)) continue;
+                if (lp->backlog.size() >= 100) {
+                    err_line("not connected and 100 lines waiting: dropped \"" + line + "\"");
+                    continue;
+                }
+                lp->backlog.push_back(std::move(line));  // sent once connected
             }
+            // Let the last send results arrive before leaving.
+            asio::steady_timer t(lp->io);
+            auto until = std::chrono::steady_clock::now() + milliseconds(2000);
+            while (lp->current && lp->backlog.empty() && lp->current->queued_bytes() > 0 &&
+                   std::chrono::steady_clock::now() < until) {
+                t.expires_after(milliseconds(10));
+                co_await t.async_wait(tok);
+            }
+            t.expires_after(milliseconds(300));
+            co_await t.async_wait(tok);
             lp->stop_all(false);
         };
-        spawn(l.io, stdin_loop(&l, target, is_room), "imgate chat stdin");
+        spawn(l.io, stdin_loop(&l), "imgate chat stdin");
     });
 }
 

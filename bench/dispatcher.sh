@@ -85,36 +85,51 @@ nginx -c "$work/nginx.conf" -p "$work/nginx"
 for _ in $(seq 1 50); do curl -fsS "http://127.0.0.1:$nginx_port/get-tcp-ip" >/dev/null 2>&1 && break; sleep 0.05; done
 
 rps() { awk '/Requests\/sec/ {print $2}'; }
+total_requests() { awk '/requests in/ {print $1}'; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 run_wrk() {  # url extra-args... -> prints wrk output
     wrk -t1 -c"$conns" -d"$duration" --latency "$@"
+}
+# CPU microseconds per request of process $1 over a wrk run (robust on a busy machine, where
+# req/s also depends on what else runs).
+measure() {  # pid label wrk-args...
+    local pid=$1 label=$2; shift 2
+    local t0 t1 out n
+    t0=$(cpu_ticks "$pid")
+    out=$(run_wrk "$@")
+    t1=$(cpu_ticks "$pid")
+    echo "$out" | grep -E "Latency|50%|90%|99%|Requests/sec|Non-2xx|Socket errors" || true
+    n=$(echo "$out" | total_requests)
+    result[$label]=$(echo "$out" | rps)
+    result[${label}_us]=$(python3 -c "print(f'{($t1-$t0)/$(getconf CLK_TCK)*1e6/$n:.1f}')")
+    echo "    CPU per request: ${result[${label}_us]} us"
 }
 echo "body: ${#body} bytes: $body"
 echo "machine: $(nproc) cores, $(uname -sr); wrk -t1 -c$conns -d$duration"
 declare -A result
+nginx_worker=$(pgrep -P "$(cat "$work/nginx.pid")" | head -1)
 for mode in keepalive close; do
     hdr=()
     [ "$mode" = close ] && hdr=(-H "Connection: close")
     echo
     echo "== dispatcher, $mode"
-    out=$(run_wrk "${hdr[@]}" "http://127.0.0.1:8080/get-tcp-ip?uid=bench")
-    echo "$out" | grep -E "Latency|50%|90%|99%|Requests/sec|Non-2xx|Socket errors" || true
-    result[disp_$mode]=$(echo "$out" | rps)
+    measure "$disp_pid" "disp_$mode" "${hdr[@]}" "http://127.0.0.1:8080/get-tcp-ip?uid=bench"
     echo "== nginx (1 worker, static body), $mode"
-    out=$(run_wrk "${hdr[@]}" "http://127.0.0.1:$nginx_port/get-tcp-ip?uid=bench")
-    echo "$out" | grep -E "Latency|50%|90%|99%|Requests/sec|Non-2xx|Socket errors" || true
-    result[nginx_$mode]=$(echo "$out" | rps)
+    measure "$nginx_worker" "nginx_$mode" "${hdr[@]}" "http://127.0.0.1:$nginx_port/get-tcp-ip?uid=bench"
 done
 echo
 for mode in keepalive close; do
-    python3 -c "d=${result[disp_$mode]}; n=${result[nginx_$mode]}; print(f'$mode: dispatcher {d:.0f} req/s, nginx {n:.0f} req/s, ratio {d/n:.2f}')"
+    d_us=${result[disp_${mode}_us]}
+    n_us=${result[nginx_${mode}_us]}
+    python3 -c "d=${result[disp_$mode]}; n=${result[nginx_$mode]}; print(f'$mode: dispatcher {d:.0f} req/s ($d_us us CPU/req), nginx {n:.0f} req/s ($n_us us CPU/req), ratio {d/n:.2f}')"
 done
-echo "dispatcher CPU: $(ps -o times= -p "$disp_pid") s; picks per gateway:"
+echo "picks per gateway during the run:"
 curl -fsS http://127.0.0.1:8081/status | python3 -c '
-import json,sys
-d=json.load(sys.stdin)
-tot=sum(g["picks"] for g in d["gateways"])
+import json, sys
+d = json.load(sys.stdin)
+tot = sum(g["picks"] for g in d["gateways"]) or 1
 for g in d["gateways"]:
-    print(f"  {g[\"id\"]} weight {g[\"weight\"]}: {g[\"picks\"]} picks ({100*g[\"picks\"]/max(tot,1):.1f}%)")'
+    print("  %s weight %d: %d picks (%.1f%%)" % (g["id"], g["weight"], g["picks"], 100.0 * g["picks"] / tot))'
 
 # kill -9 under traffic: when does the dispatcher stop handing the dead gateway out?
 echo

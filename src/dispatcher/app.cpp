@@ -64,8 +64,8 @@ dispatcher_app::dispatcher_app(dispatcher_config cfg)
       started_(std::chrono::steady_clock::now()) {
     no_gateway_ = &metrics_.get_counter("imgate_dispatcher_no_gateway_total",
                                         "GET /get-tcp-ip answered 503: no gateway available");
-    reloads_ok_ = &metrics_.get_counter("imgate_dispatcher_reloads_total",
-                                        "Configuration reloads applied");
+    reloads_ok_ =
+        &metrics_.get_counter("imgate_dispatcher_reloads_total", "Configuration reloads applied");
     reload_failures_ = &metrics_.get_counter(
         "imgate_dispatcher_reload_failures_total",
         "Configuration reloads refused (invalid file; the old configuration stays)");
@@ -77,7 +77,9 @@ dispatcher_app::dispatcher_app(dispatcher_config cfg)
     last_reload_ms_ = clock_.wall_ms();
 }
 
-dispatcher_app::~dispatcher_app() { poller_.stop(); }
+dispatcher_app::~dispatcher_app() {
+    poller_.stop();
+}
 
 void dispatcher_app::install(const dispatcher_config& c) {
     auto r = std::make_shared<runtime>();
@@ -87,8 +89,8 @@ void dispatcher_app::install(const dispatcher_config& c) {
     r->max_uid_length = c.max_uid_length;
     r->max_exclude = c.max_exclude;
     r->alternates = c.alternates;
-    r->retry_after_s = static_cast<int>(std::max<int64_t>(
-        1, (c.poll.interval.count() + 999) / 1000));
+    r->retry_after_s =
+        static_cast<int>(std::max<int64_t>(1, (c.poll.interval.count() + 999) / 1000));
     // Regions named only in the CIDR table are valid to ask for (they may gain gateways later).
     for (auto& name : c.regions.regions()) r->known_regions.insert(name);
     std::lock_guard lk(mu_);
@@ -171,8 +173,9 @@ bool dispatcher_app::reload() {
     }
     if (!(next.listen == cfg_.listen) || !(next.admin_listen == cfg_.admin_listen) ||
         next.threads != cfg_.threads)
-        spdlog::warn("reload: listen, admin_listen and threads changes need a restart; "
-                     "keeping the current ones");
+        spdlog::warn(
+            "reload: listen, admin_listen and threads changes need a restart; "
+            "keeping the current ones");
     next.listen = cfg_.listen;
     next.admin_listen = cfg_.admin_listen;
     next.threads = cfg_.threads;
@@ -256,8 +259,8 @@ std::string dispatcher_app::status_body() const {
                             {"error", last_reload_ok_ ? nlohmann::json(nullptr)
                                                       : nlohmann::json(last_reload_error_)}};
     }
-    j["uptime_s"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_)
-                        .count();
+    j["uptime_s"] =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
     j["now_ms"] = clock_.wall_ms();
     j["reloads"] = reloads_ok_->value();
     j["reload_failures"] = reload_failures_->value();
@@ -267,8 +270,12 @@ std::string dispatcher_app::status_body() const {
     return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-endpoint dispatcher_app::public_endpoint() const { return to_endpoint(public_->local_endpoint()); }
-endpoint dispatcher_app::admin_endpoint() const { return to_endpoint(admin_->local_endpoint()); }
+endpoint dispatcher_app::public_endpoint() const {
+    return to_endpoint(public_->local_endpoint());
+}
+endpoint dispatcher_app::admin_endpoint() const {
+    return to_endpoint(admin_->local_endpoint());
+}
 
 std::string dispatcher_app::ready_json() const {
     nlohmann::json j = {{"public", public_endpoint().to_string()},

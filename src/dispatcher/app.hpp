@@ -1,8 +1,8 @@
 #pragma once
 // The dispatcher process: owns the io_context, the fleet state, the poller, the public and admin
 // listeners, and reload. main() only parses the command line and calls run().
-#include <boost/asio/io_context.hpp>
 #include <atomic>
+#include <boost/asio/io_context.hpp>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -20,7 +20,7 @@
 namespace imgate::disp {
 
 class dispatcher_app {
-public:
+  public:
     explicit dispatcher_app(dispatcher_config cfg);
     ~dispatcher_app();
 
@@ -36,7 +36,7 @@ public:
     endpoint admin_endpoint() const;
     std::string ready_json() const;
 
-private:
+  private:
     struct runtime {  // what request handlers read; replaced whole on reload
         region_table regions;
         std::set<std::string> known_regions;

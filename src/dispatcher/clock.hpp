@@ -10,14 +10,14 @@ namespace imgate::disp {
 using steady_time = std::chrono::steady_clock::time_point;
 
 class clock_source {
-public:
+  public:
     virtual ~clock_source() = default;
     virtual steady_time now() const = 0;
     virtual int64_t wall_ms() const = 0;  // epoch milliseconds
 };
 
 class system_clock_source final : public clock_source {
-public:
+  public:
     steady_time now() const override { return std::chrono::steady_clock::now(); }
     int64_t wall_ms() const override {
         return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -28,17 +28,16 @@ public:
 
 // A clock that only moves when told to (tests, benchmarks of the pure logic).
 class manual_clock final : public clock_source {
-public:
+  public:
     explicit manual_clock(int64_t wall_start_ms = 1'800'000'000'000) : wall0_(wall_start_ms) {}
     steady_time now() const override { return t_; }
     int64_t wall_ms() const override {
-        return wall0_ + std::chrono::duration_cast<std::chrono::milliseconds>(
-                            t_ - steady_time{})
-                            .count();
+        return wall0_ +
+               std::chrono::duration_cast<std::chrono::milliseconds>(t_ - steady_time{}).count();
     }
     void advance(std::chrono::milliseconds d) { t_ += d; }
 
-private:
+  private:
     steady_time t_{};
     int64_t wall0_;
 };

@@ -26,7 +26,9 @@ std::string iso_time(int64_t wall_ms) {
     return buf;
 }
 
-std::string percent(double f) { return std::to_string(static_cast<int>(std::lround(f * 100))) + "%"; }
+std::string percent(double f) {
+    return std::to_string(static_cast<int>(std::lround(f * 100))) + "%";
+}
 
 std::string fixed2(double v) {
     char buf[32];
@@ -48,9 +50,9 @@ fleet_state::entry* fleet_state::find(const std::string& id) const {
 void fleet_state::register_metrics(entry& e) {
     if (!metrics_) return;
     const auto& id = e.spec.id;
-    e.picks_metric = &metrics_->get_counter("imgate_dispatcher_picks_total",
-                                            "Gateways handed out by GET /get-tcp-ip",
-                                            {{"gateway", id}});
+    e.picks_metric =
+        &metrics_->get_counter("imgate_dispatcher_picks_total",
+                               "Gateways handed out by GET /get-tcp-ip", {{"gateway", id}});
     e.pulls_ok_metric = &metrics_->get_counter("imgate_dispatcher_pulls_total",
                                                "Pulls of a gateway's /status, by result",
                                                {{"gateway", id}, {"result", "ok"}});
@@ -175,8 +177,8 @@ void fleet_state::after_event(entry& e, const char* why) {
     auto st = e.health.state(e.spec.weight);
     bool changed = st != e.last_state;
     if (changed) {
-        spdlog::info("gateway {}: {} -> {} ({})", e.spec.id, to_string(e.last_state),
-                     to_string(st), reason(e, now).empty() ? why : reason(e, now));
+        spdlog::info("gateway {}: {} -> {} ({})", e.spec.id, to_string(e.last_state), to_string(st),
+                     reason(e, now).empty() ? why : reason(e, now));
         e.last_state = st;
         e.state_since_ms = clock_.wall_ms();
     }
@@ -209,8 +211,8 @@ std::string fleet_state::reason(const entry& e, steady_time now) const {
         case gw_state::down: {
             std::string r;
             if (h.down_since()) {
-                auto ago = std::chrono::duration_cast<std::chrono::milliseconds>(
-                    now - *h.down_since());
+                auto ago =
+                    std::chrono::duration_cast<std::chrono::milliseconds>(now - *h.down_since());
                 r = (h.ever_up() ? "down since " : "never up; failing since ") +
                     iso_time(clock_.wall_ms() - ago.count());
                 if (!h.last_error().empty()) r += ": " + h.last_error();
@@ -218,8 +220,8 @@ std::string fleet_state::reason(const entry& e, steady_time now) const {
                 r = "waiting for the first pulls";
             }
             if (h.good_in_row() > 0)
-                r += " (" + std::to_string(h.good_in_row()) + "/" +
-                     std::to_string(params_.rise) + " good pulls)";
+                r += " (" + std::to_string(h.good_in_row()) + "/" + std::to_string(params_.rise) +
+                     " good pulls)";
             return r;
         }
         case gw_state::draining:
@@ -227,8 +229,8 @@ std::string fleet_state::reason(const entry& e, steady_time now) const {
         case gw_state::overloaded:
             if (h.status()->full) return "overloaded: gateway reports full";
             return "overloaded: utilisation " + percent(h.utilisation(0)) + " (high water " +
-                   percent(params_.high_water) + ", readmitted at " +
-                   percent(params_.low_water) + ")";
+                   percent(params_.high_water) + ", readmitted at " + percent(params_.low_water) +
+                   ")";
         case gw_state::up: {
             double headroom = 1.0 - h.utilisation(e.picks_since_pull);
             std::string r = "load headroom " + fixed2(std::max(0.0, headroom));
@@ -360,12 +362,12 @@ nlohmann::json fleet_state::status_json() const {
         g["client"] = e.spec.client.to_string();
         g["region"] = e.spec.region;
         g["labels"] = e.spec.labels;
-        g["last_pull_ms"] = e.last_pull_ms ? nlohmann::json(*e.last_pull_ms)
-                                           : nlohmann::json(nullptr);
-        g["last_error"] = h.last_error().empty() ? nlohmann::json(nullptr)
-                                                 : nlohmann::json(h.last_error());
-        g["pull_latency_ms"] = e.pull_latency_ms ? nlohmann::json(*e.pull_latency_ms)
-                                                 : nlohmann::json(nullptr);
+        g["last_pull_ms"] =
+            e.last_pull_ms ? nlohmann::json(*e.last_pull_ms) : nlohmann::json(nullptr);
+        g["last_error"] =
+            h.last_error().empty() ? nlohmann::json(nullptr) : nlohmann::json(h.last_error());
+        g["pull_latency_ms"] =
+            e.pull_latency_ms ? nlohmann::json(*e.pull_latency_ms) : nlohmann::json(nullptr);
         g["picks"] = e.picks_total;
         g["picks_since_pull"] = e.picks_since_pull;
         g["picks_per_s"] = std::round(e.picks_per_s * 10) / 10;

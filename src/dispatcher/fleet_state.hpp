@@ -41,7 +41,7 @@ struct pull_target {
 };
 
 class fleet_state {
-public:
+  public:
     fleet_state(const clock_source& clock, uint64_t seed, metrics_registry* metrics = nullptr);
 
     struct apply_summary {
@@ -72,7 +72,7 @@ public:
     gw_state state_of(const std::string& id) const;  // disabled for unknown ids
     uint64_t picks_of(const std::string& id) const;
 
-private:
+  private:
     struct entry {
         gateway_spec spec;
         gateway_health health;

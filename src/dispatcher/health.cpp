@@ -6,11 +6,16 @@ namespace imgate::disp {
 
 const char* to_string(gw_state s) {
     switch (s) {
-        case gw_state::up: return "up";
-        case gw_state::down: return "down";
-        case gw_state::draining: return "draining";
-        case gw_state::overloaded: return "overloaded";
-        case gw_state::disabled: return "disabled";
+        case gw_state::up:
+            return "up";
+        case gw_state::down:
+            return "down";
+        case gw_state::draining:
+            return "draining";
+        case gw_state::overloaded:
+            return "overloaded";
+        case gw_state::disabled:
+            return "disabled";
     }
     return "unknown";
 }

@@ -24,7 +24,7 @@ struct health_params {
 };
 
 class gateway_health {
-public:
+  public:
     // ramp_on_first_up: whether the first time the gateway comes up it is slow-started (gateways
     // added by a reload are; the fleet present at dispatcher start-up is not, since all of them
     // come up together and a common factor changes nothing).
@@ -51,7 +51,7 @@ public:
     const std::string& last_error() const { return last_error_; }
     std::optional<steady_time> down_since() const { return down_since_; }
 
-private:
+  private:
     bool alive_ = false;
     bool ever_up_ = false;
     bool overloaded_ = false;

@@ -1,7 +1,7 @@
 // imgate-dispatcher: hands each client a gateway (GET /get-tcp-ip) from health and load it pulls
 // from the fleet.
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include <cstdio>
 #include <filesystem>

@@ -49,7 +49,9 @@ poller::poller(asio::any_io_executor ex, fleet_state& fleet, metrics_registry& m
                                       metrics_registry::latency_buckets_seconds());
 }
 
-poller::~poller() { stop(); }
+poller::~poller() {
+    stop();
+}
 
 void poller::set_settings(const poll_settings& s) {
     interval_ms_ = s.interval.count();
@@ -131,10 +133,9 @@ asio::awaitable<std::string> poller::pull_once(loop& l, std::string& body) {
             boost::system::error_code ignore;
             l.stream.socket().close(ignore);
             l.connected = false;
-            bool stale = reused && (ec == http::error::end_of_stream ||
-                                    ec == asio::error::eof ||
-                                    ec == asio::error::connection_reset ||
-                                    ec == asio::error::broken_pipe);
+            bool stale =
+                reused && (ec == http::error::end_of_stream || ec == asio::error::eof ||
+                           ec == asio::error::connection_reset || ec == asio::error::broken_pipe);
             if (stale && attempt == 0) continue;
             if (ec == beast::error::timeout)
                 co_return "timeout after " + std::to_string(timeout.count()) + "ms";

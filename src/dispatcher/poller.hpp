@@ -2,9 +2,9 @@
 // Pulls every gateway's GET /status on its admin address: one loop per gateway, all in parallel,
 // each over a kept-alive connection with a deadline on the whole exchange and a jittered
 // interval. Outcomes go to fleet_state, which owns every decision.
+#include <atomic>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
-#include <atomic>
 #include <chrono>
 #include <map>
 #include <memory>
@@ -18,7 +18,7 @@
 namespace imgate::disp {
 
 class poller {
-public:
+  public:
     poller(boost::asio::any_io_executor ex, fleet_state& fleet, metrics_registry& metrics);
     ~poller();
 
@@ -30,7 +30,7 @@ public:
 
     static constexpr size_t max_status_body = 256 * 1024;
 
-private:
+  private:
     struct loop;
     boost::asio::awaitable<void> run(std::shared_ptr<loop> l);
     boost::asio::awaitable<std::string> pull_once(loop& l, std::string& body);

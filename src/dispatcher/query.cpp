@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/http_server.hpp"
+#include "common/logging.hpp"
 
 namespace imgate::disp {
 
@@ -17,8 +18,7 @@ std::variant<tcp_ip_query, query_error> parse_tcp_ip_query(std::string_view quer
         if (k == "uid") {
             if (v.size() > limits.max_uid_length)
                 return query_error{"bad_uid", "uid is longer than " +
-                                                  std::to_string(limits.max_uid_length) +
-                                                  " bytes"};
+                                                  std::to_string(limits.max_uid_length) + " bytes"};
             if (std::any_of(v.begin(), v.end(),
                             [](unsigned char c) { return c < 0x20 || c == 0x7f; }))
                 return query_error{"bad_uid", "uid contains control characters"};
@@ -32,44 +32,56 @@ std::variant<tcp_ip_query, query_error> parse_tcp_ip_query(std::string_view quer
                     return query_error{"bad_exclude",
                                        "exclude must be a comma-separated list of gateway ids"};
                 if (q.exclude.size() >= limits.max_exclude)
-                    return query_error{"bad_exclude", "exclude lists more than " +
-                                                          std::to_string(limits.max_exclude) +
-                                                          " ids"};
+                    return query_error{
+                        "bad_exclude",
+                        "exclude lists more than " + std::to_string(limits.max_exclude) + " ids"};
                 q.exclude.emplace_back(id);
                 if (comma == std::string_view::npos) break;
                 rest = rest.substr(comma + 1);
-                if (rest.empty())
-                    return query_error{"bad_exclude", "exclude ends with a comma"};
+                if (rest.empty()) return query_error{"bad_exclude", "exclude ends with a comma"};
             }
         } else if (k == "region") {
             if (!valid_id(v))
-                return query_error{"bad_region", "region must be 1-64 characters of [A-Za-z0-9._-]"};
+                return query_error{"bad_region",
+                                   "region must be 1-64 characters of [A-Za-z0-9._-]"};
             q.region = v;
         } else {
             std::string shown = k.size() > 32 ? k.substr(0, 32) + "..." : k;
             nlohmann::json name = shown;
-            return query_error{"unknown_parameter",
-                               "unknown query parameter " +
-                                   name.dump(-1, ' ', false,
-                                             nlohmann::json::error_handler_t::replace) +
-                                   " (accepted: uid, exclude, region)"};
+            return query_error{
+                "unknown_parameter",
+                "unknown query parameter " +
+                    name.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
+                    " (accepted: uid, exclude, region)"};
         }
     }
     return q;
 }
 
 std::string render_pick(const std::vector<pick_target>& targets) {
-    nlohmann::json j;
-    j["id"] = targets.front().id;
-    j["host"] = targets.front().client.host;
-    j["port"] = targets.front().client.port;
-    auto alt = nlohmann::json::array();
-    for (size_t i = 1; i < targets.size(); ++i)
-        alt.push_back({{"id", targets[i].id},
-                       {"host", targets[i].client.host},
-                       {"port", targets[i].client.port}});
-    j["alternates"] = std::move(alt);
-    return j.dump();
+    // Built by hand: this is the hot path of the public API, and ids are [A-Za-z0-9._-] while
+    // hosts are escaped anyway. Keys in the same order nlohmann::json would print them.
+    auto target = [](std::string& out, const pick_target& t) {
+        out += "\"host\":\"";
+        out += json_escape(t.client.host);
+        out += "\",\"id\":\"";
+        out += json_escape(t.id);
+        out += "\",\"port\":";
+        out += std::to_string(t.client.port);
+    };
+    std::string out;
+    out.reserve(64 + 64 * targets.size());
+    out += "{\"alternates\":[";
+    for (size_t i = 1; i < targets.size(); ++i) {
+        if (i > 1) out += ',';
+        out += '{';
+        target(out, targets[i]);
+        out += '}';
+    }
+    out += "],";
+    target(out, targets.front());
+    out += '}';
+    return out;
 }
 
 }  // namespace imgate::disp

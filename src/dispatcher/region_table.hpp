@@ -13,7 +13,7 @@
 namespace imgate::disp {
 
 class region_table {
-public:
+  public:
     // Parses "10.0.0.0/8" or "2001:db8::/32"; returns an error message on failure.
     std::optional<std::string> add(std::string_view cidr, const std::string& region);
     void set_default(std::string region) { default_ = std::move(region); }
@@ -27,7 +27,7 @@ public:
         return out;
     }
 
-private:
+  private:
     struct entry {
         std::array<uint8_t, 16> net{};  // IPv4 stored as IPv4-mapped IPv6
         unsigned prefix = 0;            // in IPv6 bits

@@ -75,8 +75,10 @@ struct harness {
         std::map<std::string, int> c;
         for (int i = 0; i < n; ++i) {
             auto t = fs.pick(r);
-            if (!t.empty()) c[t.front().id]++;
-            else c[""]++;
+            if (!t.empty())
+                c[t.front().id]++;
+            else
+                c[""]++;
             if (pull_every && (i + 1) % pull_every == 0)
                 for (auto& g : fs.pull_targets()) ok(g.id);  // clients come and go: load stays flat
         }
@@ -191,9 +193,9 @@ TEST(FleetState, TwoDispatchersOnTheSameStaleDataStillSpreadByWeight) {
 
 TEST(FleetState, DownDrainingOverloadedAndDisabledAreNotHandedOut) {
     harness h;
-    h.fs.apply(fleet({gw("gw1", 100), gw("gw2", 100), gw("gw3", 100), gw("gw4", 0),
-                      gw("gw5", 100)}),
-               params(), true);
+    h.fs.apply(
+        fleet({gw("gw1", 100), gw("gw2", 100), gw("gw3", 100), gw("gw4", 0), gw("gw5", 100)}),
+        params(), true);
     h.bring_up({"gw1", "gw2", "gw3", "gw4", "gw5"});
     h.fail("gw1");
     h.fail("gw1");
@@ -253,8 +255,8 @@ TEST(FleetState, NoGatewayAvailableGivesAnEmptyAnswer) {
 
 TEST(FleetState, RegionPreferenceWithFallbackAndAlternates) {
     harness h;
-    h.fs.apply(fleet({gw("gw1", 100, "eu"), gw("gw2", 100, "eu"), gw("gw3", 100, "us")}),
-               params(), true);
+    h.fs.apply(fleet({gw("gw1", 100, "eu"), gw("gw2", 100, "eu"), gw("gw3", 100, "us")}), params(),
+               true);
     h.bring_up({"gw1", "gw2", "gw3"});
     pick_request us;
     us.region = "us";

@@ -96,8 +96,9 @@ TEST(TcpIpQuery, RefusesMalformedQueries) {
 
 TEST(TcpIpQuery, RendersPickWithAlternates) {
     std::vector<pick_target> t{{"gw1", {"10.0.0.1", 9001}}, {"gw2", {"10.0.0.2", 9002}}};
-    EXPECT_EQ(render_pick(t),
-              R"({"alternates":[{"host":"10.0.0.2","id":"gw2","port":9002}],"host":"10.0.0.1","id":"gw1","port":9001})");
+    EXPECT_EQ(
+        render_pick(t),
+        R"({"alternates":[{"host":"10.0.0.2","id":"gw2","port":9002}],"host":"10.0.0.1","id":"gw1","port":9001})");
 }
 
 TEST(RegionTable, LongestPrefixWinsAndDefaultCoversTheRest) {

@@ -3,12 +3,12 @@
 // answering, 503, SIGHUP reload (applied and refused), and the slowloris deadline.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <atomic>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -26,14 +26,15 @@ using json = nlohmann::json;
 
 // A gateway admin listener serving a scripted GET /status from its own io thread.
 class fake_gateway {
-public:
+  public:
     enum class mode { normal, hang, error };
 
     explicit fake_gateway(std::string id) : id_(std::move(id)) {
-        status_ = {{"id", id_},          {"state", "serving"}, {"connections", 0},
-                   {"max_connections", 10000}, {"sessions", 0}, {"full", false},
-                   {"load", 0.0},        {"pid", 4242},        {"version", "fake"},
-                   {"uptime_s", 100.0}};
+        status_ = {{"id", id_},         {"state", "serving"},
+                   {"connections", 0},  {"max_connections", 10000},
+                   {"sessions", 0},     {"full", false},
+                   {"load", 0.0},       {"pid", 4242},
+                   {"version", "fake"}, {"uptime_s", 100.0}};
         http_server_options o;
         o.name = "fake-" + id_;
         server_ = std::make_shared<http_server>(io_.get_executor(), o, metrics_);
@@ -70,7 +71,7 @@ public:
     }
     void set_mode(mode m) { mode_ = m; }
 
-private:
+  private:
     std::string id_;
     asio::io_context io_;
     asio::executor_work_guard<asio::io_context::executor_type> work_{io_.get_executor()};
@@ -119,7 +120,7 @@ log: {level: info}
 )";
 
 class DispatcherFakeFleet : public ::testing::Test {
-protected:
+  protected:
     void start(std::vector<gw_def> defs) {
         defs_ = defs;
         for (auto& d : defs) gws_[d.id] = std::make_unique<fake_gateway>(d.id);
@@ -247,8 +248,8 @@ TEST_F(DispatcherFakeFleet, DrainingFullAndOverloadedGatewaysAreNotHandedOut) {
     int pulls_before = 0;
     ASSERT_TRUE(eventually([&] {
         auto s = status();
-        pulls_before = static_cast<int>(metric(
-            "imgate_dispatcher_pulls_total{gateway=\"gw2\",result=\"ok\"}"));
+        pulls_before = static_cast<int>(
+            metric("imgate_dispatcher_pulls_total{gateway=\"gw2\",result=\"ok\"}"));
         return s["gateways"][1]["connections"] == 8500;
     }));
     ASSERT_TRUE(eventually([&] {
@@ -266,11 +267,9 @@ TEST_F(DispatcherFakeFleet, SilentGatewayGoesDownAfterFallAndReturnsAfterRise) {
     gws_["gw1"]->set_mode(fake_gateway::mode::hang);
     ASSERT_TRUE(wait_state("gw1", "down")) << disp_->log();
     auto s = status();
-    EXPECT_NE(s["gateways"][0]["last_error"].get<std::string>().find("timeout"),
-              std::string::npos)
+    EXPECT_NE(s["gateways"][0]["last_error"].get<std::string>().find("timeout"), std::string::npos)
         << s.dump();
-    EXPECT_NE(s["gateways"][0]["reason"].get<std::string>().find("down since"),
-              std::string::npos);
+    EXPECT_NE(s["gateways"][0]["reason"].get<std::string>().find("down since"), std::string::npos);
     EXPECT_EQ(picks(50)["gw2"], 50);
     gws_["gw1"]->set_mode(fake_gateway::mode::normal);
     ASSERT_TRUE(wait_state("gw1", "up")) << disp_->log();
@@ -322,8 +321,7 @@ TEST_F(DispatcherFakeFleet, SighupAppliesWeightsKeepsStateAndRefusesABrokenFile)
     ASSERT_TRUE(wait_state("gw1", "up"));
     ASSERT_TRUE(wait_state("gw2", "up"));
     gws_["gw3"] = std::make_unique<fake_gateway>("gw3");
-    write_file(dir_.file("fleet.yaml"),
-               fleet_yaml({{"gw1", 100}, {"gw3", 100}, {"gw2", 0}}, gws_));
+    write_file(dir_.file("fleet.yaml"), fleet_yaml({{"gw1", 100}, {"gw3", 100}, {"gw2", 0}}, gws_));
     auto before = status()["gateways"][0];
     disp_->signal(SIGHUP);
     ASSERT_TRUE(eventually([&] { return metric("imgate_dispatcher_reloads_total") == 1; }));
@@ -347,11 +345,11 @@ TEST_F(DispatcherFakeFleet, SighupAppliesWeightsKeepsStateAndRefusesABrokenFile)
     write_file(dir_.file("fleet.yaml"),
                fleet_yaml({{"gw1", 100}, {"gw3", 100}}, gws_) + "    wieght: 5\n");
     disp_->signal(SIGHUP);
-    ASSERT_TRUE(
-        eventually([&] { return metric("imgate_dispatcher_reload_failures_total") == 1; }));
+    ASSERT_TRUE(eventually([&] { return metric("imgate_dispatcher_reload_failures_total") == 1; }));
     s = status();
     EXPECT_EQ(s["last_reload"]["ok"], false);
-    EXPECT_NE(s["last_reload"]["error"].get<std::string>().find("fleet.yaml:14:5: gateways[1].wieght: unknown key"),
+    EXPECT_NE(s["last_reload"]["error"].get<std::string>().find(
+                  "fleet.yaml:14:5: gateways[1].wieght: unknown key"),
               std::string::npos)
         << s["last_reload"];
     EXPECT_EQ(s["gateways"].size(), 3u);

@@ -16,7 +16,7 @@ using namespace imgate::test;
 using json = nlohmann::json;
 
 class DispatcherRealGateways : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override {
         for (auto* f : {"token.secret", "admin.token", "cluster.secret"})
             write_file(dir_.file(f), read_file(source_path(std::string("config/local/") + f)));
@@ -38,8 +38,7 @@ protected:
         for (auto* id : {"gw1", "gw2", "gw3"}) {
             gws_[id] = std::make_unique<daemon_process>(
                 id, binary_path("imgate-gateway"),
-                std::vector<std::string>{"--config", dir_.file("gateway.yaml"), "--id", id},
-                dir_);
+                std::vector<std::string>{"--config", dir_.file("gateway.yaml"), "--id", id}, dir_);
         }
         for (auto& [id, p] : gws_) ASSERT_TRUE(p->wait_ready()) << p->log();
         disp_ = std::make_unique<daemon_process>(
@@ -84,8 +83,7 @@ TEST_F(DispatcherRealGateways, KilledGatewayStopsBeingHandedOut) {
     // Marked down within fall pulls (plus a timeout), then never handed out.
     ASSERT_TRUE(wait_state("gw1", "down")) << disp_->log();
     auto s = http_get(admin_, "/status").json();
-    EXPECT_NE(s["gateways"][0]["last_error"].get<std::string>().find("connect"),
-              std::string::npos)
+    EXPECT_NE(s["gateways"][0]["last_error"].get<std::string>().find("connect"), std::string::npos)
         << s["gateways"][0];
     auto c = picks(60);
     EXPECT_EQ(c["gw1"], 0);
@@ -96,8 +94,7 @@ TEST_F(DispatcherRealGateways, StoppedGatewayIsMarkedDownAndReadmittedAfterSigco
     gws_["gw2"]->signal(SIGSTOP);
     ASSERT_TRUE(wait_state("gw2", "down")) << disp_->log();
     auto s = http_get(admin_, "/status").json();
-    EXPECT_NE(s["gateways"][1]["last_error"].get<std::string>().find("timeout"),
-              std::string::npos)
+    EXPECT_NE(s["gateways"][1]["last_error"].get<std::string>().find("timeout"), std::string::npos)
         << s["gateways"][1];
     EXPECT_EQ(picks(60)["gw2"], 0);
     gws_["gw2"]->signal(SIGCONT);

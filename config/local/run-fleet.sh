@@ -5,6 +5,9 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 bin="$root/${BUILD_DIR:-build}/src"
+run="$root/run"   # ready files and nothing else; git-ignored
+mkdir -p "$run"
+rm -f "$run"/*.ready
 pids=()
 
 stop_all() {
@@ -19,28 +22,44 @@ trap 'stop_all; exit 0' INT TERM
 trap stop_all EXIT
 
 for id in gw1 gw2 gw3; do
-    "$bin/imgate-gateway" --config "$here/gateway.yaml" --id "$id" &
+    "$bin/imgate-gateway" --config "$here/gateway.yaml" --id "$id" --ready-file "$run/$id.ready" &
     pids+=($!)
 done
-"$bin/imgate-dispatcher" --config "$here/dispatcher.yaml" &
+"$bin/imgate-dispatcher" --config "$here/dispatcher.yaml" --ready-file "$run/dispatcher.ready" &
 pids+=($!)
 
-for _ in $(seq 1 50); do
-    curl -fsS http://127.0.0.1:8080/healthz >/dev/null 2>&1 && break
+# Wait until all four report they are listening, or one of them exits (e.g. a port in use).
+for _ in $(seq 1 100); do
+    ready=$(ls "$run"/*.ready 2>/dev/null | wc -l)
+    [ "$ready" -eq 4 ] && break
+    for p in "${pids[@]}"; do
+        if ! kill -0 "$p" 2>/dev/null; then
+            echo "error: a fleet process exited during start-up (see its log above;" \
+                 "are ports 8080-8081, 9001-9003, 9101-9103, 9201-9203 free?)" >&2
+            exit 1
+        fi
+    done
     sleep 0.1
 done
+if [ "$(ls "$run"/*.ready 2>/dev/null | wc -l)" -ne 4 ]; then
+    echo "error: the fleet did not become ready within 10 s" >&2
+    exit 1
+fi
 
+secret="$here/token.secret"
 cat <<TIPS
 
 imgate local fleet is running:
-  dispatcher  public http://127.0.0.1:8080   admin/dashboard http://127.0.0.1:8081/
-  gateways    gw1 127.0.0.1:9001   gw2 127.0.0.1:9002   gw3 127.0.0.1:9003 (admin 91xx)
+  dispatcher  public http://127.0.0.1:8080   admin + dashboard http://127.0.0.1:8081/
+  gateways    gw1 127.0.0.1:9001   gw2 127.0.0.1:9002   gw3 127.0.0.1:9003   (admin 9101-9103)
 
-Try:
+Try, in other terminals:
   curl -s 'http://127.0.0.1:8080/get-tcp-ip?uid=alice'
-  $bin/imgate listen --user bob                       # terminal 1: picks a gateway via the dispatcher
-  $bin/imgate send --user alice --to bob "hello"      # terminal 2
-  curl -s http://127.0.0.1:8081/status
+  $bin/imgate listen --secret-file $secret --user bob --room lobby
+  $bin/imgate send   --secret-file $secret --user alice --to bob --wait-receipt 5s "hello bob"
+  $bin/imgate send   --secret-file $secret --user alice --room lobby "hello room"
+  $bin/imgate push   --admin 127.0.0.1:9102 --admin-token-file $here/admin.token --user bob "from the backend"
+  open http://127.0.0.1:8081/ for the fleet dashboard;  curl -s http://127.0.0.1:8081/status
 
 Ctrl-C stops all four processes.
 TIPS

@@ -59,6 +59,8 @@ Try, in other terminals:
   $bin/imgate send   --secret-file $secret --user alice --to bob --wait-receipt 5s "hello bob"
   $bin/imgate send   --secret-file $secret --user alice --room lobby "hello room"
   $bin/imgate push   --admin 127.0.0.1:9102 --admin-token-file $here/admin.token --user bob "from the backend"
+  $bin/imgate chat   --secret-file $secret --user carol --to bob      # each line typed is sent
+  $bin/imgate load   --secret-file $secret --clients 200 --rate 500 --duration 5s
   open http://127.0.0.1:8081/ for the fleet dashboard;  curl -s http://127.0.0.1:8081/status
 
 Ctrl-C stops all four processes.

@@ -72,20 +72,33 @@ for _ in $(seq 1 200); do [ -s "$work/gw1.ready" ] && break; sleep 0.05; done
 addr=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["client"])' "$work/gw1.ready")
 admin=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["admin"])' "$work/gw1.ready")
 # Frames per gathered socket write so far (the batching the writer achieved).
+# utime and stime of the gateway in clock ticks.
+cpu_ticks() { awk '{print $14, $15}' "/proc/$gw_pid/stat"; }
+# Prints user/system CPU µs per delivered copy between two cpu_ticks samples.
+split_cpu() {
+    local u0 s0 u1 s1 copies hz
+    read -r u0 s0 <<<"$1"; read -r u1 s1 <<<"$2"; copies=$3; hz=$(getconf CLK_TCK)
+    python3 -c "import sys; u,s,c,h=map(float,sys.argv[1:]); print(f'user_us_per_copy={u*1e6/h/c:.3f} system_us_per_copy={s*1e6/h/c:.3f}')" \
+        "$((u1 - u0))" "$((s1 - s0))" "$copies" "$hz"
+}
 batching() { curl -s "http://$admin/metrics" | grep -E '^imgate_gateway_(socket_writes|frames_written)_total' | tr '\n' ' '; echo; }
 
 modes=${MODES:-user room}
 if [[ " $modes " == *" user "* ]]; then
 echo "== 1:1 on one gateway: $messages messages, 4 senders, $receivers receivers, window $window, payload $payload B, workers $workers"
+t0=$(cpu_ticks)
 "$client" --secret-file "$work/token.secret" --mode user --send "$addr" --recv "$addr" \
     --pids "$gw_pid" --messages "$messages" --receivers "$receivers" --senders 4 \
-    --window "$window" --payload-bytes "$payload" --max-seconds 60
+    --window "$window" --payload-bytes "$payload" --max-seconds 60 | tee "$work/user.out"
+split_cpu "$t0" "$(cpu_ticks)" "$(grep -o 'delivered_copies=[0-9]*' "$work/user.out" | cut -d= -f2)"
 batching
 fi
 if [[ " $modes " == *" room "* ]]; then
-echo "== room on one gateway: $room_messages messages to one room of $room_members members"
+echo "== room on one gateway: $room_messages messages to one room of $room_members members, window ${ROOM_WINDOW:-20}"
+t0=$(cpu_ticks)
 "$client" --secret-file "$work/token.secret" --mode room --send "$addr" --recv "$addr" \
     --pids "$gw_pid" --messages "$room_messages" --receivers "$room_members" --senders 1 \
-    --window "${ROOM_WINDOW:-20}" --payload-bytes "$payload" --max-seconds 60
+    --window "${ROOM_WINDOW:-20}" --payload-bytes "$payload" --max-seconds 60 | tee "$work/room.out"
+split_cpu "$t0" "$(cpu_ticks)" "$(grep -o 'delivered_copies=[0-9]*' "$work/room.out" | cut -d= -f2)"
 batching
 fi

@@ -15,6 +15,8 @@ gateway_limits parse_limits(yaml_map m, yaml_map t, yaml_map d) {
         uint32_t(m.integer("max_payload_bytes", l.max_payload_bytes, 1, absolute_max_frame_body));
     l.send_rate = m.number("send_rate", l.send_rate, 0.001, 1e7);
     l.send_burst = m.number("send_burst", l.send_burst, 1, 1e7);
+    l.login_rate = m.number("login_rate", l.login_rate, 0, 1e7);
+    l.login_burst = m.number("login_burst", l.login_burst, 1, 1e7);
     l.max_outbound_bytes =
         uint64_t(m.integer("max_outbound_bytes", int64_t(l.max_outbound_bytes), 1024, 1LL << 32));
     l.max_rooms_per_session =

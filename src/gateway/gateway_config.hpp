@@ -13,6 +13,8 @@ namespace imgate::gw {
 // Limits and timings that SIGHUP may change on a running gateway.
 struct gateway_limits {
     uint32_t max_connections = 100000;
+    double login_rate = 1000;     // LOGIN attempts per second per source address (0: no limit)
+    double login_burst = 5000;
     uint32_t max_frame_bytes = 64 * 1024;     // largest frame body accepted from a client
     uint32_t max_payload_bytes = 32 * 1024;   // largest message payload
     double send_rate = 50;                    // sends per second per session (token bucket)
@@ -25,7 +27,7 @@ struct gateway_limits {
     std::chrono::milliseconds idle_timeout{90000};
     std::chrono::milliseconds write_timeout{10000};  // one gathered write may take this long
     std::chrono::milliseconds ack_timeout{60000};    // how long a delivery waits for its ack
-    uint32_t max_pending_acks = 1000000;
+    uint32_t max_pending_acks = 200000;
     uint32_t dedupe_window = 1 << 18;                // recent forwarded ids remembered
     double drain_rate = 1000;                        // sessions redirected per second on drain
     std::chrono::milliseconds reconnect_hint{1000};  // reconnect_after_ms in redirect/kick

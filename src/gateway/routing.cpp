@@ -7,14 +7,14 @@ namespace imgate::gw {
 size_t pending_acks::add(uint64_t server_msg_id, ack_origin origin, steady_time now) {
     std::lock_guard lk(mu_);
     size_t evicted = trim_locked(now);
-    while (map_.size() >= max_ && !order_.empty()) {
-        map_.erase(order_.front().first);
+    // Entries acked early leave stale ids in order_; bound both the table and that queue.
+    while ((map_.size() >= max_ || order_.size() >= 2 * max_ + 16) && !order_.empty()) {
+        evicted += map_.erase(order_.front().first);
         order_.pop_front();
-        ++evicted;
     }
     if (max_ == 0) return evicted;
     auto expires = now + ttl_;
-    auto [it, fresh] = map_.try_emplace(server_msg_id, entry{std::move(origin), expires, {}});
+    auto [it, fresh] = map_.try_emplace(server_msg_id, entry{std::move(origin), expires});
     if (fresh) order_.emplace_back(server_msg_id, expires);
     return evicted;
 }
@@ -26,10 +26,30 @@ std::optional<ack_origin> pending_acks::on_ack(uint64_t server_msg_id, uint64_t 
     if (it == map_.end()) return std::nullopt;
     auto& e = it->second;
     if (e.expires <= now || e.origin.recipient != user) return std::nullopt;
-    if (std::find(e.acked_by.begin(), e.acked_by.end(), sid) != e.acked_by.end())
+    size_t known = std::min<size_t>(e.acked, e.acked_by.size());
+    if (std::find(e.acked_by.begin(), e.acked_by.begin() + known, sid) !=
+        e.acked_by.begin() + known)
         return std::nullopt;
-    e.acked_by.push_back(sid);
+    if (e.acked < e.acked_by.size()) e.acked_by[e.acked] = sid;
+    ++e.acked;
+    if (e.acked >= e.expected) {
+        // Everyone acked: free the entry now (its slot in order_ is skipped when it expires).
+        auto origin = std::move(e.origin);
+        map_.erase(it);
+        return origin;
+    }
     return e.origin;
+}
+
+void pending_acks::set_expected(uint64_t server_msg_id, uint32_t sessions) {
+    std::lock_guard lk(mu_);
+    auto it = map_.find(server_msg_id);
+    if (it == map_.end()) return;
+    if (sessions == 0 || it->second.acked >= sessions) {
+        map_.erase(it);
+        return;
+    }
+    it->second.expected = sessions;
 }
 
 size_t pending_acks::trim_locked(steady_time now) {

@@ -2,7 +2,9 @@
 // Socket-free pieces of message routing: the per-session send rate limiter, the bounded table of
 // deliveries awaiting an ack (for receipts), the bounded set of recently delivered ids (dedupe of
 // retried forwards) and the fleet-unique server message id source. Time is always passed in.
+#include <array>
 #include <atomic>
+#include <climits>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -69,6 +71,10 @@ public:
     // stay within bounds (a metric).
     size_t add(uint64_t server_msg_id, ack_origin origin, steady_time now);
 
+    // How many sessions the delivery reached: 0 drops the entry at once; the entry is dropped
+    // when that many distinct sessions acked.
+    void set_expected(uint64_t server_msg_id, uint32_t sessions);
+
     // An ack from session `sid` of `user`: the origin to send a receipt to, once per session.
     // nullopt when unknown, expired, acked by someone who was not a recipient, or repeated.
     std::optional<ack_origin> on_ack(uint64_t server_msg_id, uint64_t sid, const std::string& user,
@@ -82,7 +88,9 @@ private:
     struct entry {
         ack_origin origin;
         steady_time expires;
-        std::vector<uint64_t> acked_by;
+        uint32_t expected = UINT32_MAX;  // sessions reached; unknown until set_expected
+        uint32_t acked = 0;
+        std::array<uint64_t, 4> acked_by{};  // dedupe of repeated acks (first 4 sessions)
     };
     size_t trim_locked(steady_time now);
 

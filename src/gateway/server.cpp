@@ -44,6 +44,14 @@ constexpr proto::kick_reason all_kicks[] = {
 };
 }  // namespace
 
+proto::code combine_results(uint32_t local, const forward_result& fr, uint32_t& total) {
+    total = local + fr.reached;
+    if (total > 0) return proto::code::ok;
+    if (fr.status == proto::code::ok || fr.status == proto::code::offline)
+        return proto::code::offline;
+    return fr.status;
+}
+
 const char* to_string(gateway_state s) {
     switch (s) {
         case gateway_state::serving: return "serving";
@@ -77,8 +85,9 @@ gateway_server::gateway_server(asio::io_context& io, gateway_config cfg, metrics
         kicks_[size_t(k) & 7] = &m.get_counter("imgate_gateway_kicks_total",
                                                "Sessions kicked, by reason",
                                                {{"reason", proto::to_string(k)}});
+    login_limiter_.set_limits(cfg_.limits.login_rate, cfg_.limits.login_burst);
     for (const char* r : {"ok", "auth_failed", "token_expired", "login_required", "login_timeout",
-                          "bad_frame", "bad_identity", "draining"})
+                          "bad_frame", "bad_identity", "draining", "rate_limited"})
         logins_[r] = &m.get_counter("imgate_gateway_logins_total", "Login attempts by result",
                                     {{"result", r}});
     const char* kinds[] = {"user", "room", "push"};
@@ -230,6 +239,10 @@ void gateway_server::refuse_busy(asio::ip::tcp::socket& sock) {
     });
 }
 
+bool gateway_server::allow_login(const asio::ip::address& remote) {
+    return login_limiter_.allow(remote.to_string(), std::chrono::steady_clock::now());
+}
+
 jwt::verify_result gateway_server::verify_token(std::string_view token) const {
     std::vector<std::string> secrets;
     int64_t leeway;
@@ -268,48 +281,62 @@ void gateway_server::on_closed(session& s) {
     connections_.fetch_sub(1);
 }
 
-uint32_t gateway_server::deliver_to_sessions(const outbound_message& msg, uint64_t exclude_sid) {
-    shared_frame f;
-    {
-        std::string buf;
-        if (msg.is_push) {
-            proto::push_msg p;
-            p.server_msg_id = msg.server_msg_id;
-            if (msg.kind == proto::target_kind::room) p.room = msg.target;
-            p.ts_ms = msg.ts_ms;
-            p.payload = msg.payload;
-            proto::encode(buf, p);
-        } else {
-            proto::deliver_msg d;
-            d.server_msg_id = msg.server_msg_id;
-            d.kind = msg.kind;
-            d.from_user = msg.from_user;
-            d.from_device = msg.from_device;
-            if (msg.kind == proto::target_kind::room) d.room = msg.target;
-            d.ts_ms = msg.ts_ms;
-            d.payload = msg.payload;
-            proto::encode(buf, d);
-        }
-        f = std::make_shared<const std::string>(std::move(buf));
+shared_frame encode_delivery(const outbound_message& msg) {
+    // Written field by field (the layout of proto::write_body for DELIVER/PUSH, checked by
+    // tests/gateway/delivery_encoding_test.cpp) into one buffer reserved up front: one allocation
+    // for the bytes, one for the shared_ptr, and no copies of the strings.
+    std::string buf;
+    buf.reserve(frame_header_size + 40 + msg.from_user.size() + msg.from_device.size() +
+                msg.target.size() + msg.payload.size());
+    size_t start = begin_frame(buf);
+    byte_writer w(buf);
+    std::string_view room = msg.kind == proto::target_kind::room ? std::string_view(msg.target)
+                                                                 : std::string_view();
+    proto::op op;
+    if (msg.is_push) {
+        op = proto::op::push;
+        w.u64(msg.server_msg_id);
+        w.str16(room);
+        w.u64(msg.ts_ms);
+        w.blob32(msg.payload);
+    } else {
+        op = proto::op::deliver;
+        w.u64(msg.server_msg_id);
+        w.u8(static_cast<uint8_t>(msg.kind));
+        w.str16(msg.from_user);
+        w.str16(msg.from_device);
+        w.str16(room);
+        w.u64(msg.ts_ms);
+        w.blob32(msg.payload);
     }
+    finish_frame(buf, start, client_protocol_version, static_cast<uint8_t>(op), 0);
+    return std::make_shared<const std::string>(std::move(buf));
+}
+
+uint32_t gateway_server::deliver_to_sessions(const outbound_message& msg, uint64_t exclude_sid) {
+    shared_frame f = encode_delivery(msg);
     bool want_receipt = !msg.is_push && msg.kind == proto::target_kind::user &&
                         msg.origin_session != 0;
-    if (want_receipt) {
-        // Registered before the frames are queued so an ack can never arrive first.
-        size_t ev = acks_.add(msg.server_msg_id,
-                              ack_origin{msg.origin_gateway, msg.origin_session, msg.client_msg_id,
-                                         msg.target},
-                              std::chrono::steady_clock::now());
-        if (ev) ack_evictions_->inc(ev);
-    }
     uint32_t reached = 0;
     auto push = [&](session_sink& s) {
         if (s.push_frame(f)) ++reached;
     };
-    if (msg.kind == proto::target_kind::user)
+    if (want_receipt) {
+        // Registered before the frames are queued so an ack can never arrive first; dropped again
+        // when nobody was reached, and once every reached session acked.
+        auto now = std::chrono::steady_clock::now();
+        size_t ev = acks_.add(msg.server_msg_id,
+                              ack_origin{msg.origin_gateway, msg.origin_session, msg.client_msg_id,
+                                         msg.target},
+                              now);
+        if (ev) ack_evictions_->inc(ev);
         hub_.for_user(msg.target, push);
-    else
+        acks_.set_expected(msg.server_msg_id, reached);
+    } else if (msg.kind == proto::target_kind::user) {
+        hub_.for_user(msg.target, push);
+    } else {
         hub_.for_room(msg.target, exclude_sid, push);
+    }
     deliveries_->inc(reached);
     return reached;
 }
@@ -318,35 +345,43 @@ void gateway_server::route(const outbound_message& msg, uint64_t exclude_sid,
                            std::function<void(proto::code, uint32_t)> done) {
     uint32_t local = deliver_to_sessions(msg, exclude_sid);
     cluster_->forward(msg, [local, done = std::move(done)](forward_result fr) {
-        uint32_t total = local + fr.reached;
-        if (total > 0) return done(proto::code::ok, total);
-        if (fr.status == proto::code::ok || fr.status == proto::code::offline)
-            return done(proto::code::offline, 0);
-        done(fr.status, 0);
+        uint32_t total = 0;
+        proto::code c = combine_results(local, fr, total);
+        done(c, total);
     });
 }
 
-void gateway_server::on_send(session& s, const proto::send_msg& m) {
+void gateway_server::on_send(session& s, proto::send_msg& m) {
     outbound_message msg;
     msg.server_msg_id = ids_.next();
     msg.kind = m.kind;
-    msg.target = m.target;
+    msg.target = std::move(m.target);
     msg.from_user = s.user();
     msg.from_device = s.device();
     msg.ts_ms = now_ms();
-    msg.payload = m.payload;
+    msg.payload = std::move(m.payload);
     msg.origin_gateway = cfg_.id;
     msg.origin_session = s.session_id();
     msg.client_msg_id = m.client_msg_id;
-    auto self = s.shared_from_this();
-    uint64_t cid = m.client_msg_id, sid = msg.server_msg_id;
-    auto kind = m.kind;
-    // The sender's own session never counts in a room's reach.
-    route(msg, s.session_id(), [this, self, cid, sid, kind](proto::code c, uint32_t reached) {
-        count_message(kind, false, c);
-        if (c != proto::code::ok && c != proto::code::offline) count_error(c);
-        self->push_owned(proto::encode(proto::send_result_msg{cid, sid, c, reached}));
-    });
+    // Local sessions first (the sender's own session never counts in a room's reach), then the
+    // rest of the fleet; one callback object carries everything the send result needs.
+    uint32_t local = deliver_to_sessions(msg, s.session_id());
+    struct result_cb {
+        gateway_server* srv;
+        std::shared_ptr<session> self;
+        uint64_t cid, sid;
+        uint32_t local;
+        proto::target_kind kind;
+        void operator()(forward_result fr) const {
+            uint32_t total = 0;
+            proto::code c = combine_results(local, fr, total);
+            srv->count_message(kind, false, c);
+            if (c != proto::code::ok && c != proto::code::offline) srv->count_error(c);
+            self->push_owned(proto::encode(proto::send_result_msg{cid, sid, c, total}));
+        }
+    };
+    cluster_->forward(msg, result_cb{this, s.shared_from_this(), msg.client_msg_id,
+                                     msg.server_msg_id, local, msg.kind});
 }
 
 void gateway_server::on_ack(session& s, uint64_t server_msg_id) {
@@ -584,6 +619,7 @@ void gateway_server::apply(const gateway_config& c) {
         limits_gen_.fetch_add(1, std::memory_order_release);
     }
     acks_.set_limits(c.limits.max_pending_acks, c.limits.ack_timeout);
+    login_limiter_.set_limits(c.limits.login_rate, c.limits.login_burst);
     apply_log_config(c.log);
     if (!(c.fleet.gateways == cfg_.fleet.gateways)) cluster_->reload(c.fleet);
     // Keep the fields start-up used (id, listen addresses); take the rest.

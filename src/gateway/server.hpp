@@ -19,6 +19,7 @@
 #include "gateway/cluster.hpp"
 #include "gateway/gateway_config.hpp"
 #include "gateway/hub.hpp"
+#include "gateway/login_limiter.hpp"
 #include "gateway/routing.hpp"
 
 namespace imgate::gw {
@@ -26,6 +27,12 @@ namespace imgate::gw {
 class session;
 
 enum class gateway_state { serving, draining, stopping };
+
+// The DELIVER (or PUSH for backend pushes) frame of msg, encoded once for every recipient.
+shared_frame encode_delivery(const outbound_message& msg);
+// One send result from the local reach and the cluster's answer: delivered when anyone was
+// reached, offline when nobody was and the cluster said so, else the cluster's error.
+proto::code combine_results(uint32_t local, const forward_result& fr, uint32_t& total);
 const char* to_string(gateway_state s);
 
 // Owns everything of one running gateway except the io_context and its threads.
@@ -53,11 +60,13 @@ public:
     std::shared_ptr<const gateway_limits> limits(uint64_t& gen) const;
     uint64_t limits_generation() const { return limits_gen_.load(std::memory_order_acquire); }
     jwt::verify_result verify_token(std::string_view token) const;
+    // Per-source-address LOGIN rate (limits.login_rate/login_burst); false: refuse this attempt.
+    bool allow_login(const asio::ip::address& remote);
     // Registers a logged-in session (replacing one with the same user+device). False when the
     // gateway is no longer serving.
     bool on_login(const std::shared_ptr<session>& s);
     void on_closed(session& s);
-    void on_send(session& s, const proto::send_msg& m);
+    void on_send(session& s, proto::send_msg& m);  // moves the target and payload out of m
     void on_ack(session& s, uint64_t server_msg_id);
     proto::code on_join(session& s, const std::string& room);
     proto::code on_leave(session& s, const std::string& room);
@@ -122,6 +131,7 @@ private:
     int64_t leeway_s_ = 0;
     std::string admin_token_;
     std::atomic<uint64_t> limits_gen_{1};
+    login_limiter login_limiter_{0, 1};
 
     std::atomic<gateway_state> state_{gateway_state::serving};
     std::atomic<size_t> connections_{0};

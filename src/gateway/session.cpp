@@ -161,6 +161,14 @@ void session::handle_login(const frame& f) {
         send_error(proto::code::draining, "gateway is draining; reconnect through the dispatcher");
         return finish("");
     }
+    // Before any HMAC work: one address flooding LOGINs is refused, others are unaffected.
+    boost::system::error_code rec;
+    auto remote = sock_.remote_endpoint(rec);
+    if (!rec && !srv_.allow_login(remote.address())) {
+        srv_.count_login("rate_limited");
+        send_error(proto::code::rate_limited, "too many logins from this address; retry later");
+        return finish("");
+    }
     auto r = srv_.verify_token(m->token);
     if (!r) {
         bool expired = r.error == jwt::verify_error::expired;
@@ -195,7 +203,7 @@ void session::handle_login(const frame& f) {
     arm_timer(last_rx_ + limits_->idle_timeout);  // the login deadline becomes the idle deadline
 }
 
-void session::handle_send(const proto::send_msg& m) {
+void session::handle_send(proto::send_msg& m) {
     auto reply = [&](proto::code c) {
         srv_.count_error(c);
         srv_.count_message(m.kind, false, c);

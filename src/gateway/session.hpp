@@ -55,7 +55,7 @@ private:
     asio::awaitable<void> read_loop();
     void handle_frame(const frame& f);
     void handle_login(const frame& f);
-    void handle_send(const proto::send_msg& m);
+    void handle_send(proto::send_msg& m);
     void handle_room(const frame& f, bool join);
     void send_error(proto::code c, std::string message);
     bool push_item(out_item item, size_t size);

@@ -90,3 +90,30 @@ TEST(MsgIdSource, UniqueAcrossGatewaysAndRestarts) {
     EXPECT_GT(first & msg_id_source::mask48, (*std::prev(seen.end()) & msg_id_source::mask48));
     EXPECT_NE(first, 0u);
 }
+
+TEST(PendingAcks, EntryLeavesOnceEveryReachedSessionAcked) {
+    steady_time t0{};
+    pending_acks p(10, 5s);
+    p.add(1, {"g", 1, 11, "bob"}, t0);
+    p.set_expected(1, 2);
+    EXPECT_TRUE(p.on_ack(1, 100, "bob", t0));
+    EXPECT_EQ(p.size(), 1u);
+    EXPECT_TRUE(p.on_ack(1, 101, "bob", t0));
+    EXPECT_EQ(p.size(), 0u);
+    EXPECT_FALSE(p.on_ack(1, 102, "bob", t0));
+    // Nobody reached: nothing is kept.
+    p.add(2, {"g", 1, 12, "bob"}, t0);
+    p.set_expected(2, 0);
+    EXPECT_EQ(p.size(), 0u);
+}
+
+TEST(PendingAcks, EarlyAckedIdsDoNotCountAsEvictions) {
+    steady_time t0{};
+    pending_acks p(2, 5s);
+    for (uint64_t i = 1; i <= 50; ++i) {
+        EXPECT_EQ(p.add(i, {"g", 1, i, "u"}, t0), 0u) << i;
+        p.set_expected(i, 1);
+        EXPECT_TRUE(p.on_ack(i, 7, "u", t0));
+    }
+    EXPECT_EQ(p.size(), 0u);
+}

@@ -458,6 +458,13 @@ int run_send(send_args a) {
         asio::steady_timer timer(io);
         timer.expires_at(deadline);
         // Everything happens in the callbacks; the timer bounds the run.
+        // Shared, not on this frame: an expiry queued as run() returns must not touch the frame.
+        auto timer_fired = std::make_shared<bool>(false);
+        auto bound = [timer_fired, s](boost::system::error_code ec) {
+            if (ec || !s->is_open()) return;
+            *timer_fired = true;
+            s->close_after_flush();
+        };
         session_events ev;
         auto finish = [&]() { s->close_after_flush(); };
         ev.on_send_result = [&](const proto::send_result_msg& m) {
@@ -476,7 +483,8 @@ int run_send(send_args a) {
                 finish();
                 return;
             }
-            timer.expires_after(*wait_receipt);
+            timer.expires_after(*wait_receipt);  // cancels the overall bound: re-arm
+            timer.async_wait(bound);
         };
         ev.on_receipt = [&](const proto::receipt_msg& m) {
             if (m.client_msg_id != cmid) return;
@@ -492,17 +500,12 @@ int run_send(send_args a) {
             if (m.status != proto::code::ok)
                 err_line("join " + m.room + ": " + proto::to_string(m.status));
         };
-        bool timer_fired = false;
-        timer.async_wait([&](boost::system::error_code ec) {
-            if (ec) return;
-            timer_fired = true;
-            s->close_after_flush();
-        });
+        timer.async_wait(bound);
         s->send(room ? proto::target_kind::room : proto::target_kind::user, target, a.text, cmid);
         auto end = co_await s->run(std::move(ev));
         timer.cancel();
         if (!result) {
-            if (timer_fired)
+            if (*timer_fired)
                 err_line("no send result within " + a.timeout);
             else
                 err_line("session ended before the send result: " + end.describe());

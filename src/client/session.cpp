@@ -50,6 +50,17 @@ std::string session_end::describe() const {
     return s;
 }
 
+// Closes the socket when a connect/login deadline passes, unless the operation finished first.
+std::function<void(error_code)> client_session::deadline_handler(
+    std::shared_ptr<deadline_state> st) {
+    return [self = shared_from_this(), st](error_code ec) {
+        if (ec || st->done) return;
+        st->fired = true;
+        error_code ignored;
+        self->socket_.close(ignored);
+    };
+}
+
 client_session::client_session(asio::any_io_executor ex, session_options opts)
     : ex_(ex),
       opts_(std::move(opts)),
@@ -71,16 +82,12 @@ asio::awaitable<error_code> client_session::connect(std::string host, uint16_t p
         if (detail) *detail = "cannot resolve " + host + ": " + rec.message();
         co_return rec;
     }
-    // The timer closes the socket, which aborts the pending connect.
-    bool timed_out = false;
+    // The timer closes the socket, which aborts the pending connect. Its state is shared, not
+    // on this frame: an expiry already queued when the connect completes must find `done`.
+    auto guard = std::make_shared<deadline_state>();
     asio::steady_timer timer(ex_);
     timer.expires_after(opts_.connect_timeout);
-    timer.async_wait([this, &timed_out](error_code ec) {
-        if (ec) return;
-        timed_out = true;
-        error_code ignored;
-        socket_.close(ignored);
-    });
+    timer.async_wait(deadline_handler(guard));
     error_code ec;
     for (auto& entry : results) {
         error_code ignored;
@@ -93,9 +100,11 @@ asio::awaitable<error_code> client_session::connect(std::string host, uint16_t p
         }
         auto [cec] = co_await socket_.async_connect(entry.endpoint(), tok);
         ec = cec;
-        if (!ec || timed_out) break;
+        if (!ec || guard->fired) break;
     }
+    guard->done = true;
     timer.cancel();
+    bool timed_out = guard->fired;
     if (timed_out) ec = asio::error::timed_out;
     if (ec) {
         if (detail) *detail = "cannot connect to " + where + ": " + ec.message();
@@ -125,15 +134,10 @@ asio::awaitable<login_outcome> client_session::login(std::string token) {
         out.detail = "not connected";
         co_return out;
     }
-    bool timed_out = false;
+    auto guard = std::make_shared<deadline_state>();
     asio::steady_timer timer(ex_);
     timer.expires_after(opts_.login_timeout);
-    timer.async_wait([this, &timed_out](error_code ec) {
-        if (ec) return;
-        timed_out = true;
-        error_code ignored;
-        socket_.close(ignored);
-    });
+    timer.async_wait(deadline_handler(guard));
     std::string wire = proto::encode(proto::login_msg{std::move(token)}, next_corr_++);
     auto [wec, wn] = co_await asio::async_write(socket_, asio::buffer(wire), tok);
     error_code ec = wec;
@@ -143,7 +147,9 @@ asio::awaitable<login_outcome> client_session::login(std::string token) {
         if (f || decoder_.error() != frame_error::none) break;
         ec = co_await read_more();
     }
+    guard->done = true;
     timer.cancel();
+    bool timed_out = guard->fired;
     auto fail = [&](std::string d) {
         out.detail = std::move(d);
         open_ = false;
@@ -357,6 +363,7 @@ asio::awaitable<session_end> client_session::run(session_events ev) {
         }
     }
     running_ = false;
+    ev_ = {};  // drops whatever the callbacks captured (they may hold this session)
     co_return end_;
 }
 

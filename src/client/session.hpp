@@ -3,7 +3,7 @@
 // connect with a timeout, log in, then a read loop with a deadline, one writer with a bounded
 // queue, heartbeats at the interval the gateway announced, and callbacks for every event.
 // Used by `imgate listen/send/load` and by tests. Not thread-safe: use it from one executor
-// (or a strand); run the whole tool on one io_context thread.
+// (or a strand); run the whole tool on one io_context thread. Create it with make_shared.
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -112,6 +112,12 @@ public:
     uint64_t unknown_ops() const { return unknown_ops_; }
 
 private:
+    struct deadline_state {
+        bool done = false;
+        bool fired = false;
+    };
+    std::function<void(boost::system::error_code)> deadline_handler(
+        std::shared_ptr<deadline_state> st);
     template <class M>
     bool enqueue(const M& m);
     void shutdown(end_reason r, boost::system::error_code ec = {}, std::string detail = "");

@@ -33,6 +33,8 @@ public:
     uint32_t heartbeat_ms = 0;
     bool answer_login = true;
     bool answer_pings = true;
+    bool send_receipts = true;
+    proto::code send_status = proto::code::ok;
 
     // What the client did.
     int logins = 0;
@@ -125,11 +127,12 @@ private:
             case op::send:
                 if (auto m = proto::decode<proto::send_msg>(f)) {
                     sends.push_back(*m);
-                    write(proto::encode(proto::send_result_msg{m->client_msg_id,
-                                                               1000 + m->client_msg_id,
-                                                               proto::code::ok, 1}));
-                    write(proto::encode(proto::receipt_msg{m->client_msg_id,
-                                                           1000 + m->client_msg_id, "bob", "p"}));
+                    bool ok = send_status == proto::code::ok;
+                    write(proto::encode(proto::send_result_msg{
+                        m->client_msg_id, 1000 + m->client_msg_id, send_status, ok ? 1u : 0u}));
+                    if (ok && send_receipts)
+                        write(proto::encode(proto::receipt_msg{
+                            m->client_msg_id, 1000 + m->client_msg_id, "bob", "p"}));
                 }
                 return true;
             default:

@@ -165,9 +165,9 @@ TEST(ClientSession, SendResultAndReceiptReachCallbacks) {
         session_events ev;
         ev.on_send_result = [&](const proto::send_result_msg& m) { results.push_back(m); };
         ev.on_room_result = [&](const proto::room_result_msg& m) { rooms.push_back(m); };
-        ev.on_receipt = [&, s](const proto::receipt_msg& m) {
+        ev.on_receipt = [&, sp = s.get()](const proto::receipt_msg& m) {
             receipts.push_back(m);
-            s->close_after_flush();
+            sp->close_after_flush();
         };
         end = co_await s->run(std::move(ev));
         EXPECT_FALSE(s->send(proto::target_kind::user, "bob", "late", 8));

@@ -267,6 +267,14 @@ std::string dispatcher_app::status_body() const {
     j["no_gateway_total"] = no_gateway_->value();
     j["available"] = fleet_.available();
     j["gateways"] = fleet_.status_json();
+    uint64_t picks = 0;
+    double rate = 0;
+    for (auto& g : j["gateways"]) {
+        picks += g["picks"].get<uint64_t>();
+        rate += g["picks_per_s"].get<double>();
+    }
+    j["picks"] = picks;
+    j["picks_per_s"] = rate;
     return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 

@@ -200,6 +200,7 @@ TEST_F(DispatcherFakeFleet, HandsOutByWeightWithAlternates) {
     int total = 0;
     for (auto& g : s["gateways"]) total += g["picks"].get<int>();
     EXPECT_EQ(total, 501);
+    EXPECT_EQ(s["picks"], 501);
     EXPECT_EQ(metric("imgate_dispatcher_picks_total{gateway=\"gw3\"}"),
               s["gateways"][2]["picks"].get<double>());
 }

@@ -2,6 +2,7 @@
 // Socket-free pieces of message routing: the per-session send rate limiter, the bounded table of
 // deliveries awaiting an ack (for receipts), the bounded set of recently delivered ids (dedupe of
 // retried forwards) and the fleet-unique server message id source. Time is always passed in.
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <climits>
@@ -65,7 +66,9 @@ struct ack_origin {
 class pending_acks {
 public:
     pending_acks(size_t max_entries, std::chrono::milliseconds ttl)
-        : max_(max_entries), ttl_(ttl) {}
+        : max_(max_entries), ttl_(ttl) {
+        map_.reserve(std::min<size_t>(max_entries, 65536));  // no rehash storms under load
+    }
 
     // Records that server_msg_id was delivered here. Returns the number of entries evicted to
     // stay within bounds (a metric).

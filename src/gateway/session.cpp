@@ -30,6 +30,7 @@ session::session(gateway_server& srv, asio::ip::tcp::socket sock, uint64_t id)
       limits_(srv.limits(limits_gen_)),
       bucket_(limits_->send_rate, limits_->send_burst, std::chrono::steady_clock::now()) {
     dec_.set_max_body(limits_->max_frame_bytes);
+    max_outbound_ = limits_->max_outbound_bytes;
     started_ = last_rx_ = std::chrono::steady_clock::now();
 }
 
@@ -50,6 +51,7 @@ void session::refresh_limits() {
     if (limits_gen_ == srv_.limits_generation()) return;
     limits_ = srv_.limits(limits_gen_);
     dec_.set_max_body(limits_->max_frame_bytes);
+    max_outbound_.store(limits_->max_outbound_bytes, std::memory_order_relaxed);
     bucket_.set_limits(limits_->send_rate, limits_->send_burst, std::chrono::steady_clock::now());
 }
 
@@ -252,12 +254,13 @@ bool session::push_item(out_item item, size_t size) {
     {
         std::lock_guard lk(qmu_);
         if (closing_.load(std::memory_order_relaxed) || finish_after_flush_) return false;
-        if (queued_bytes_ + size > limits_->max_outbound_bytes) {
+        uint64_t bound = max_outbound_.load(std::memory_order_relaxed);
+        if (queued_bytes_ + size > bound) {
             // The client does not read fast enough; queuing more would grow without bound.
             closing_ = true;
             srv_.count_slow_consumer();
             spdlog::info("session {} ({}): outbound queue over {} bytes: closing as slow consumer",
-                         id_, user_, limits_->max_outbound_bytes);
+                         id_, user_, bound);
             auto self = shared_from_this();
             asio::post(sock_.get_executor(), [self] { self->close_now(); });
             return false;

@@ -76,7 +76,8 @@ private:
     std::atomic<bool> logged_in_{false};
 
     uint64_t limits_gen_ = 0;  // declared before limits_: its initializer writes it
-    std::shared_ptr<const gateway_limits> limits_;
+    std::shared_ptr<const gateway_limits> limits_;  // strand only
+    std::atomic<uint64_t> max_outbound_{0};          // read by push_item on any thread
     token_bucket bucket_;
     std::chrono::steady_clock::time_point started_;
     std::chrono::steady_clock::time_point last_rx_;

@@ -100,6 +100,8 @@ struct load_run {
             uint32_t i = next_connect++;
             session_options so;
             so.connect_timeout = milliseconds(5000);
+            if (p.source_spread)
+                so.source = asio::ip::address_v4((127u << 24) | (1 + i % p.source_spread));
             connector conn(io.get_executor(), target_for(i), so, rng());
             conn.guard = [](const gateway_addr& g) -> std::string {
                 if (is_loopback_host(g.host)) return "";

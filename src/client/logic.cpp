@@ -311,6 +311,7 @@ std::string validate_load(const load_params& p) {
     if (!(p.room_share >= 0 && p.room_share <= 1)) return "--room-share must be in [0, 1]";
     if (p.rooms == 0 && p.room_share > 0) return "--room-share > 0 needs --rooms >= 1";
     if (p.connect_concurrency == 0) return "--connect-concurrency must be >= 1";
+    if (p.source_spread > 254) return "--source-spread must be in [0, 254]";
     return "";
 }
 

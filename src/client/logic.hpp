@@ -149,6 +149,9 @@ struct load_params {
     uint32_t payload_bytes = 64;
     double room_share = 0.1;  // fraction of sends that go to a room
     uint32_t connect_concurrency = 256;
+    // Clients bind to 127.0.0.1 .. 127.0.0.<n> in turn (IPv4 targets), so gateway limits per
+    // source address (login rate) and the ephemeral port range see many "machines". 0: off.
+    uint32_t source_spread = 64;
 };
 
 // Returns an error message for invalid parameters or any non-loopback target, "" when valid.

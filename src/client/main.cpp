@@ -112,6 +112,9 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     load->add_option("--connect-concurrency", lp.connect_concurrency, "logins in flight")
         ->capture_default_str();
+    load->add_option("--source-spread", lp.source_spread,
+                     "bind clients to 127.0.0.1..127.0.0.N in turn (0: off)")
+        ->capture_default_str();
     load->add_option("--secret-file", load_secret,
                      "HS256 secret (default: $IMGATE_TOKEN_SECRET_FILE or ./config/local/token.secret)");
     load->add_flag("--json", load_json, "print the report as one JSON object");

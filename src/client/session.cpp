@@ -94,7 +94,8 @@ asio::awaitable<error_code> client_session::connect(std::string host, uint16_t p
         socket_.close(ignored);
         socket_.open(entry.endpoint().protocol(), ec);
         if (ec) continue;
-        if (opts_.source) {
+        // A source of the other family (v4 source, v6 target) is ignored rather than failing.
+        if (opts_.source && opts_.source->is_v4() == entry.endpoint().address().is_v4()) {
             socket_.bind(tcp::endpoint(*opts_.source, 0), ec);
             if (ec) break;
         }

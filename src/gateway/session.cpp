@@ -62,6 +62,7 @@ asio::awaitable<void> session::read_loop() {
         auto [wec] = co_await sock_.async_wait(asio::ip::tcp::socket::wait_read, use_tuple);
         if (wec) break;
         bool eof = false;
+        int reads = 0;
         for (;;) {
             boost::system::error_code ec;
             size_t n = sock_.read_some(asio::buffer(read_buf, sizeof read_buf), ec);
@@ -88,7 +89,9 @@ asio::awaitable<void> session::read_loop() {
                            std::string(to_string(e)));
                 finish("");
             }
-            if (n < sizeof read_buf) break;
+            // Read again until the socket is empty (bounded, for fairness): frames that arrived
+            // while this batch was handled join it, so their copies share the same writes.
+            if (++reads >= 16) break;
         }
         if (eof) break;
     }
@@ -271,7 +274,9 @@ bool session::push_item(out_item item, size_t size) {
     }
     if (start) {
         auto self = shared_from_this();
-        asio::dispatch(sock_.get_executor(), [self] { self->start_write(); });
+        // Always deferred, even on our own strand: frames queued by the rest of this handler
+        // (results of a batch of sends, more room copies) join the same gathered write.
+        asio::post(sock_.get_executor(), [self] { self->start_write(); });
     }
     return true;
 }

@@ -156,18 +156,42 @@ inline long rss_kb(pid_t pid) {
     return -1;
 }
 
-// Sum of the samples in a Prometheus text body whose line starts with `series` (a metric name,
-// optionally with a label prefix such as `x_total{code="a"`); -1 when there is none.
+// Sum of the samples in a Prometheus text body for `series`: a metric name, optionally with
+// label matchers as in `x_total{code="a",server="b"` (closing brace optional, any label order;
+// the sample may carry further labels). -1 when no sample matches.
 inline double metric_sum(const std::string& body, const std::string& series) {
+    auto brace = series.find('{');
+    std::string name = series.substr(0, brace);
+    std::vector<std::string> want;
+    if (brace != std::string::npos) {
+        std::string rest = series.substr(brace + 1);
+        if (!rest.empty() && rest.back() == '}') rest.pop_back();
+        size_t pos = 0;
+        while (pos < rest.size()) {
+            auto end = rest.find("\",", pos);
+            if (end == std::string::npos) {
+                want.push_back(rest.substr(pos));
+                break;
+            }
+            want.push_back(rest.substr(pos, end + 1 - pos));
+            pos = end + 2;
+        }
+    }
     std::istringstream in(body);
     std::string line;
     double sum = 0;
     bool found = false;
     while (std::getline(in, line)) {
-        if (line.empty() || line[0] == '#' || line.rfind(series, 0) != 0) continue;
-        char next = line.size() > series.size() ? line[series.size()] : ' ';
-        if (next != ' ' && next != '{' && next != ',' && next != '}') continue;
-        sum += std::stod(line.substr(line.rfind(' ') + 1));
+        if (line.empty() || line[0] == '#' || line.rfind(name, 0) != 0) continue;
+        char next = line.size() > name.size() ? line[name.size()] : ' ';
+        if (next != ' ' && next != '{') continue;
+        auto sp = line.rfind(' ');
+        std::string labels = line.substr(name.size(), sp - name.size());
+        bool all = true;
+        for (auto& w : want)
+            if (labels.find(w) == std::string::npos) all = false;
+        if (!all) continue;
+        sum += std::stod(line.substr(sp + 1));
         found = true;
     }
     return found ? sum : -1;
@@ -220,7 +244,7 @@ public:
         write_file(dir_.file("dispatcher.yaml"),
                    "id: fault-disp\nfleet: fleet.yaml\nlisten: 127.0.0.1:0\n"
                    "admin_listen: 127.0.0.1:0\n"
-                   "poll: {interval: 100ms, timeout: 200ms, rise: 1, fall: 2, slow_start: 0ms}\n"
+                   "poll: {interval: 100ms, timeout: 80ms, rise: 1, fall: 2, slow_start: 0ms}\n"
                    "regions: {default: local}\n" +
                        opt_.dispatcher_yaml);
     }

@@ -352,3 +352,44 @@ TEST(FaultGateway, SighupWithInvalidYamlUnderLoadKeepsOldConfig) {
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, proto::code::payload_too_large);
 }
+
+// 100 LOGINs as fast as possible from 127.0.0.1 against limits.login_rate 5/s, burst 20: the
+// excess is refused with rate_limited and closed (counted), at most burst + rate × elapsed get
+// in, and a client from another address (127.0.0.2) logs in meanwhile.
+TEST(FaultGateway, LoginFloodFromOneAddressRateLimited) {
+    fleet f({.gateway_yaml = "limits: {max_connections: 1000, login_rate: 5, login_burst: 20}\n"});
+    ASSERT_TRUE(f.start()) << f.gw("gw1").log();
+    constexpr int n = 100;
+    auto started = std::chrono::steady_clock::now();
+    std::vector<raw_conn> conns(n);
+    for (int i = 0; i < n; ++i) {
+        ASSERT_TRUE(conns[i].connect(f.client_addr("gw1")));
+        conns[i].send(proto::encode(proto::login_msg{token("flood" + std::to_string(i))}));
+    }
+    int logged_in = 0, limited = 0;
+    for (auto& c : conns) {
+        ASSERT_TRUE(eventually([&] {
+            c.pump();
+            return !c.frames().empty() || c.is_closed();
+        }, 3000ms));
+        auto fr = c.frames();
+        ASSERT_FALSE(fr.empty());
+        if (fr[0].op == uint8_t(proto::op::login_result)) ++logged_in;
+        if (c.error_code() == proto::code::rate_limited && c.wait_closed(3s)) ++limited;
+    }
+    double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    EXPECT_EQ(logged_in + limited, n);
+    EXPECT_GE(logged_in, 20);
+    EXPECT_LE(logged_in, 20 + int(5 * elapsed) + 1);
+    EXPECT_GE(limited, n - 20 - int(5 * elapsed) - 1);
+    EXPECT_GE(f.gw_metric("gw1", "imgate_gateway_logins_total{result=\"rate_limited\""), limited);
+    // Another source address has its own bucket.
+    raw_conn other;
+    ASSERT_TRUE(other.connect(f.client_addr("gw1"), 0, "127.0.0.2"));
+    other.send(proto::encode(proto::login_msg{token("neighbour")}));
+    ASSERT_TRUE(eventually([&] {
+        other.pump();
+        return !other.frames().empty();
+    }));
+    EXPECT_EQ(other.frames()[0].op, uint8_t(proto::op::login_result));
+}

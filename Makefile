@@ -12,7 +12,7 @@ export CCACHE_BASEDIR := $(CURDIR)
 DEB_PACKAGES := build-essential cmake ninja-build ccache pkg-config \
   libboost1.81-dev nlohmann-json3-dev libspdlog-dev libyaml-cpp-dev libgtest-dev libgmock-dev \
   libssl-dev libsystemd-dev libcli11-dev \
-  clang-14 libclang-rt-14-dev prometheus wrk systemd chromium curl procps python3 dpkg-dev file
+  clang-14 libclang-rt-14-dev prometheus wrk nginx-light systemd chromium curl procps python3 dpkg-dev file
 
 CMAKE_FLAGS := -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DCMAKE_CXX_COMPILER_LAUNCHER=ccache
 

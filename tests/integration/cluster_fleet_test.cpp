@@ -53,6 +53,14 @@ public:
         }
     }
 
+    // Rewrites fleet.yaml with only these gateways (for SIGHUP tests).
+    void rewrite_fleet(const std::vector<std::string>& ids) {
+        auto all = ids_;
+        ids_ = ids;
+        write_fleet("fleet.yaml", "cluster.secret");
+        ids_ = all;
+    }
+
     // Starts gateway id (with the wrong cluster secret when asked) and waits for its ready file.
     bool start(const std::string& id, bool wrong_secret = false) {
         auto cfg = dir_.file(wrong_secret ? "gateway-wrong.yaml" : "gateway.yaml");
@@ -335,4 +343,42 @@ TEST(ClusterFleet, GatewayWithWrongClusterSecretIsRefused) {
     ASSERT_TRUE(r);
     EXPECT_NE(r->status, proto::code::ok);
     EXPECT_TRUE(drain_delivers(*bob, 200ms).empty());
+}
+
+TEST(ClusterFleet, SighupAddsAndRemovesAPeerWithoutDroppingClients) {
+    fleet_under_test f({"gw1", "gw2", "gw3"});
+    f.rewrite_fleet({"gw1", "gw2"});
+    ASSERT_TRUE(f.start("gw1"));
+    ASSERT_TRUE(f.start("gw2"));
+    ASSERT_TRUE(f.mesh_up(1));
+    auto alice = f.client("gw1", "alice");
+    auto carol = f.client("gw2", "carol");
+    ASSERT_TRUE(alice && carol);
+
+    // gw3 joins: it starts with the full fleet, the others learn of it on SIGHUP.
+    f.rewrite_fleet({"gw1", "gw2", "gw3"});
+    ASSERT_TRUE(f.start("gw3"));
+    f.proc("gw1").signal(SIGHUP);
+    f.proc("gw2").signal(SIGHUP);
+    ASSERT_TRUE(f.mesh_up(2));
+    EXPECT_EQ(f.metric("gw1", "imgate_rpc_link_connects_total{peer=\"gw2\"}"), 1);  // untouched
+    auto bob = f.client("gw3", "bob");
+    ASSERT_TRUE(bob);
+    ASSERT_TRUE(f.wait_metric("gw1", "imgate_rpc_directory_user_locations", 2));
+    auto r = send_to(*alice, proto::target_kind::user, "bob", 1, "to the new gateway");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, proto::code::ok);
+    EXPECT_EQ(drain_delivers(*bob), std::vector<std::string>{"to the new gateway"});
+
+    // gw3 leaves the fleet file: gw1 and gw2 drop their links to it, keep everything else.
+    f.rewrite_fleet({"gw1", "gw2"});
+    f.proc("gw1").signal(SIGHUP);
+    f.proc("gw2").signal(SIGHUP);
+    ASSERT_TRUE(f.wait_metric("gw1", "imgate_rpc_links_up", 1));
+    ASSERT_TRUE(f.wait_metric("gw1", "imgate_rpc_directory_user_locations", 1));
+    r = send_to(*alice, proto::target_kind::user, "carol", 2, "still connected");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, proto::code::ok);
+    EXPECT_EQ(drain_delivers(*carol), std::vector<std::string>{"still connected"});
+    EXPECT_EQ(f.metric("gw1", "imgate_rpc_link_connects_total{peer=\"gw2\"}"), 1);
 }

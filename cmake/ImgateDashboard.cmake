@@ -8,7 +8,8 @@ if(TARGET imgate_dispatcher AND EXISTS ${_imgate_dash_html})
   # The page is pasted into a raw string literal; its delimiter must not occur in the page.
   string(FIND "${IMGATE_DASHBOARD_HTML}" ")imgate_dashboard\"" _imgate_dash_clash)
   if(NOT _imgate_dash_clash EQUAL -1)
-    message(FATAL_ERROR "${_imgate_dash_html} contains the raw-string delimiter ')imgate_dashboard\"'")
+    message(FATAL_ERROR
+      "${_imgate_dash_html} contains the raw-string delimiter ')imgate_dashboard\"'")
   endif()
   configure_file(${PROJECT_SOURCE_DIR}/cmake/dashboard_html.cpp.in ${_imgate_dash_cpp} @ONLY)
   # file(READ) is not tracked by CMake: re-run the configure step when the page changes.

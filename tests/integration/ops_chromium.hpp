@@ -26,15 +26,17 @@ inline std::string find_in_path(const std::string& name) {
 inline std::string shell_quote(const std::string& s) {
     std::string out = "'";
     for (char c : s) {
-        if (c == '\'') out += "'\\''";
-        else out += c;
+        if (c == '\'')
+            out += "'\\''";
+        else
+            out += c;
     }
     return out + "'";
 }
 
 struct chromium_result {
     int exit_code = -1;
-    std::string dom;     // stdout: the serialized DOM after scripts ran
+    std::string dom;  // stdout: the serialized DOM after scripts ran
     std::string stderr_text;
 };
 
@@ -51,7 +53,8 @@ inline chromium_result run_chromium(const std::string& chromium, const temp_dir&
     std::string cmd = "timeout -k 5 60 " + shell_quote(chromium) +
                       " --headless --no-sandbox --disable-gpu --disable-quic --no-first-run"
                       " --disable-background-networking --disable-component-update --disable-sync"
-                      " --disable-dev-shm-usage --user-data-dir=" + shell_quote(profile) +
+                      " --disable-dev-shm-usage --user-data-dir=" +
+                      shell_quote(profile) +
                       " --virtual-time-budget=" + std::to_string(virtual_time_ms) + " " +
                       extra_args + " --dump-dom " + shell_quote(url) + " >" + shell_quote(out) +
                       " 2>" + shell_quote(err) + " </dev/null";

@@ -30,13 +30,14 @@ std::pair<int, std::string> check(const std::vector<std::string>& args) {
 TEST(OpsConfig, EtcExamplesPassCheckConfig) {
     temp_dir etc;
     install_etc(etc);
-    auto [rc, out] = check({binary_path("imgate-dispatcher"), "--config", etc.file("dispatcher.yaml")});
+    auto [rc, out] =
+        check({binary_path("imgate-dispatcher"), "--config", etc.file("dispatcher.yaml")});
     EXPECT_EQ(rc, 0) << out;
     auto fleet = load_fleet(etc.file("fleet.yaml"));
     ASSERT_GE(fleet.gateways.size(), 2u);
     for (auto& g : fleet.gateways) {
-        auto [grc, gout] = check({binary_path("imgate-gateway"), "--config",
-                                  etc.file("gateway.yaml"), "--id", g.id});
+        auto [grc, gout] = check(
+            {binary_path("imgate-gateway"), "--config", etc.file("gateway.yaml"), "--id", g.id});
         EXPECT_EQ(grc, 0) << g.id << ": " << gout;
     }
 }
@@ -50,11 +51,13 @@ TEST(OpsConfig, CheckConfigRejectsABrokenFile) {
     ASSERT_NE(at, std::string::npos);
     fleet.replace(at, 7, "wieght:");
     write_file(etc.file("fleet.yaml"), fleet);
-    auto [rc, out] = check({binary_path("imgate-dispatcher"), "--config", etc.file("dispatcher.yaml")});
+    auto [rc, out] =
+        check({binary_path("imgate-dispatcher"), "--config", etc.file("dispatcher.yaml")});
     EXPECT_NE(rc, 0) << out;
     EXPECT_NE(out.find("wieght"), std::string::npos) << out;
-    auto [grc, gout] = check({binary_path("imgate-gateway"), "--config", etc.file("gateway.yaml"),
-                              "--id", load_fleet(source_path("config/etc/fleet.yaml")).gateways[0].id});
+    auto [grc, gout] =
+        check({binary_path("imgate-gateway"), "--config", etc.file("gateway.yaml"), "--id",
+               load_fleet(source_path("config/etc/fleet.yaml")).gateways[0].id});
     EXPECT_NE(grc, 0) << gout;
 }
 

@@ -2,9 +2,9 @@
 // /status, draw every gateway, survive /status failures and never interpret data as HTML.
 #include <gtest/gtest.h>
 
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/executor_work_guard.hpp>
 #include <atomic>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
@@ -30,7 +30,7 @@ std::string random_id(const std::string& prefix) {
 
 // Serves the dashboard page and a scripted /status on 127.0.0.1 from its own io thread.
 class fake_dispatcher {
-public:
+  public:
     explicit fake_dispatcher(std::string page) : page_(std::move(page)) {
         http_server_options o;
         o.name = "ops-test";
@@ -66,7 +66,7 @@ public:
         return "http://127.0.0.1:" + std::to_string(server_->local_endpoint().port()) + "/";
     }
 
-private:
+  private:
     std::string page_;
     asio::io_context io_;
     asio::executor_work_guard<asio::io_context::executor_type> work_{io_.get_executor()};
@@ -127,7 +127,7 @@ bool shown(const std::string& dom, const std::string& banner_id) {
 }
 
 class OpsDashboard : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override {
         if (auto why = chromium_unusable(chromium_, dir_)) GTEST_SKIP() << *why;
         ASSERT_FALSE(dashboard_page().empty()) << "src/dispatcher/dashboard.html missing";
@@ -140,9 +140,9 @@ TEST_F(OpsDashboard, RendersEveryGatewayWithStateWeightAndReason) {
     fake_dispatcher d(dashboard_page());
     // Random ids: they can only be in the DOM if the page's script fetched and drew /status.
     std::vector<std::pair<std::string, std::string>> gws = {
-        {random_id("gw-up-"), "up"},           {random_id("gw-slow-"), "up"},
-        {random_id("gw-drain-"), "draining"},  {random_id("gw-over-"), "overloaded"},
-        {random_id("gw-down-"), "down"},       {random_id("gw-off-"), "disabled"}};
+        {random_id("gw-up-"), "up"},          {random_id("gw-slow-"), "up"},
+        {random_id("gw-drain-"), "draining"}, {random_id("gw-over-"), "overloaded"},
+        {random_id("gw-down-"), "down"},      {random_id("gw-off-"), "disabled"}};
     std::string slow_reason = random_id("slow start ");
     json list = json::array();
     list.push_back(gateway(gws[0].first, "up", 100, 100, "full weight"));
@@ -296,8 +296,7 @@ TEST_F(OpsDashboard, RealDispatcherShowsTheLocalFleet) {
             size_t up = 0, draining = 0;
             for (auto& g : st["gateways"]) {
                 if (g.value("state", "") == "up") ++up;
-                if (g.value("id", "") == drained && g.value("state", "") == "draining")
-                    ++draining;
+                if (g.value("id", "") == drained && g.value("state", "") == "draining") ++draining;
             }
             return up == local.gateways.size() - 1 && draining == 1;
         },

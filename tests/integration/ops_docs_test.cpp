@@ -58,7 +58,8 @@ TEST(OpsDocs, OnlyRealMetricNamesAreReferenced) {
     auto reg = registered_metrics();
     ASSERT_GT(reg.size(), 20u) << "no metric registrations found under src/";
     size_t checked = 0;
-    for (auto doc : {"docs/operations.md", "docs/grafana-dashboard.json", "docs/prometheus-alerts.yml"}) {
+    for (auto doc :
+         {"docs/operations.md", "docs/grafana-dashboard.json", "docs/prometheus-alerts.yml"}) {
         std::string text = read_file(source_path(doc));
         ASSERT_FALSE(text.empty()) << doc;
         auto refs = referenced_metrics(text);

@@ -26,7 +26,7 @@ using namespace std::chrono_literals;
 
 // The service manager's end of NOTIFY_SOCKET.
 class notify_socket {
-public:
+  public:
     explicit notify_socket(std::string path) : path_(std::move(path)) {
         fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
         sockaddr_un a{};
@@ -61,7 +61,7 @@ public:
     }
     const std::string& log() const { return log_; }
 
-private:
+  private:
     std::string path_;
     int fd_ = -1;
     std::string log_;
@@ -69,7 +69,7 @@ private:
 
 // A daemon started the way systemd starts a Type=notify service with WatchdogSec=.
 class notified_daemon {
-public:
+  public:
     notified_daemon(const std::string& binary, std::vector<std::string> args,
                     const std::string& notify_path, const std::string& log_path,
                     uint64_t watchdog_usec) {
@@ -116,7 +116,7 @@ public:
         return WIFEXITED(status_) ? WEXITSTATUS(status_) : -WTERMSIG(status_);
     }
 
-private:
+  private:
     pid_t pid_ = -1;
     bool exited_ = false;
     int status_ = 0;
@@ -129,7 +129,9 @@ struct daemon_case {
     std::string config;             // the file to break for the failed-reload step
 };
 
-void PrintTo(const daemon_case& c, std::ostream* os) { *os << c.name; }
+void PrintTo(const daemon_case& c, std::ostream* os) {
+    *os << c.name;
+}
 
 // One gateway and the dispatcher in front of it, every port 0.
 void write_configs(const temp_dir& d) {
@@ -185,13 +187,15 @@ TEST_P(OpsNotify, ReadyWatchdogReloadAndStop) {
     EXPECT_EQ(p.wait_exit(15s), 0) << read_file(d.file("daemon.log"));
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Daemons, OpsNotify,
-    ::testing::Values(
-        daemon_case{"dispatcher", "imgate-dispatcher", {"--config", "dispatcher.yaml"},
-                    "dispatcher.yaml"},
-        daemon_case{"gateway", "imgate-gateway", {"--config", "gateway.yaml", "--id", "gwn"},
-                    "gateway.yaml"}),
-    [](const auto& info) { return info.param.name; });
+INSTANTIATE_TEST_SUITE_P(Daemons, OpsNotify,
+                         ::testing::Values(daemon_case{"dispatcher",
+                                                       "imgate-dispatcher",
+                                                       {"--config", "dispatcher.yaml"},
+                                                       "dispatcher.yaml"},
+                                           daemon_case{"gateway",
+                                                       "imgate-gateway",
+                                                       {"--config", "gateway.yaml", "--id", "gwn"},
+                                                       "gateway.yaml"}),
+                         [](const auto& info) { return info.param.name; });
 
 }  // namespace

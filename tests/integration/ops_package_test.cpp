@@ -15,7 +15,7 @@ using namespace imgate::test;
 namespace fs = std::filesystem;
 
 class OpsPackage : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override {
         for (auto tool : {"cpack", "dpkg-deb", "dpkg-shlibdeps"})
             if (find_in_path(tool).empty()) GTEST_SKIP() << tool << " not installed (dpkg-dev)";
@@ -23,8 +23,7 @@ protected:
         if (!fs::exists(config)) GTEST_SKIP() << "no CPackConfig.cmake in the build tree";
         auto [rc, out] = run_command("cd " + shell_quote(dir_.path().string()) +
                                      " && timeout 120 cpack -G DEB --config " +
-                                     shell_quote(config) + " -B " +
-                                     shell_quote(dir_.file("out")));
+                                     shell_quote(config) + " -B " + shell_quote(dir_.file("out")));
         ASSERT_EQ(rc, 0) << out;
         for (auto& e : fs::directory_iterator(dir_.file("out")))
             if (e.path().extension() == ".deb") deb_ = e.path().string();
@@ -41,12 +40,12 @@ protected:
 
 TEST_F(OpsPackage, DebHasTheDocumentedLayoutDependenciesAndRunnableBinaries) {
     std::string files = dpkg_deb("-c");
-    for (auto f : {"./usr/bin/imgate-dispatcher", "./usr/bin/imgate-gateway", "./usr/bin/imgate",
-                   "./usr/lib/systemd/system/imgate-dispatcher.service",
-                   "./usr/lib/systemd/system/imgate-gateway@.service",
-                   "./usr/lib/sysusers.d/imgate.conf", "./etc/imgate/fleet.yaml",
-                   "./etc/imgate/dispatcher.yaml", "./etc/imgate/gateway.yaml",
-                   "./usr/share/doc/imgate/operations.md"})
+    for (auto f :
+         {"./usr/bin/imgate-dispatcher", "./usr/bin/imgate-gateway", "./usr/bin/imgate",
+          "./usr/lib/systemd/system/imgate-dispatcher.service",
+          "./usr/lib/systemd/system/imgate-gateway@.service", "./usr/lib/sysusers.d/imgate.conf",
+          "./etc/imgate/fleet.yaml", "./etc/imgate/dispatcher.yaml", "./etc/imgate/gateway.yaml",
+          "./usr/share/doc/imgate/operations.md"})
         EXPECT_NE(files.find(std::string(f) + "\n"), std::string::npos) << f << "\n" << files;
     // Secrets are generated per host by postinst, never shipped.
     EXPECT_EQ(files.find(".secret"), std::string::npos) << files;
@@ -59,12 +58,12 @@ TEST_F(OpsPackage, DebHasTheDocumentedLayoutDependenciesAndRunnableBinaries) {
         EXPECT_NE(dep.find(lib), std::string::npos) << lib << " missing from Depends: " << dep;
 
     temp_dir ctl;
-    auto [crc, cout] = run_command("dpkg-deb -e " + shell_quote(deb_) + " " +
-                                   shell_quote(ctl.file("DEBIAN")));
+    auto [crc, cout] =
+        run_command("dpkg-deb -e " + shell_quote(deb_) + " " + shell_quote(ctl.file("DEBIAN")));
     ASSERT_EQ(crc, 0) << cout;
     std::string conffiles = read_file(ctl.file("DEBIAN/conffiles"));
-    for (auto f : {"/etc/imgate/fleet.yaml", "/etc/imgate/dispatcher.yaml",
-                   "/etc/imgate/gateway.yaml"})
+    for (auto f :
+         {"/etc/imgate/fleet.yaml", "/etc/imgate/dispatcher.yaml", "/etc/imgate/gateway.yaml"})
         EXPECT_NE(conffiles.find(std::string(f) + "\n"), std::string::npos) << conffiles;
     for (auto s : {"postinst", "prerm", "postrm"}) {
         auto p = ctl.file(std::string("DEBIAN/") + s);
@@ -74,8 +73,8 @@ TEST_F(OpsPackage, DebHasTheDocumentedLayoutDependenciesAndRunnableBinaries) {
 
     // The packaged (stripped) binaries run. One test, so cpack runs once.
     temp_dir root;
-    auto [xrc, xout] = run_command("dpkg-deb -x " + shell_quote(deb_) + " " +
-                                   shell_quote(root.path().string()));
+    auto [xrc, xout] =
+        run_command("dpkg-deb -x " + shell_quote(deb_) + " " + shell_quote(root.path().string()));
     ASSERT_EQ(xrc, 0) << xout;
     for (auto b : {"imgate-dispatcher", "imgate-gateway", "imgate"}) {
         auto bin = root.file(std::string("usr/bin/") + b);

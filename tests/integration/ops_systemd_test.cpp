@@ -13,20 +13,24 @@ namespace {
 using namespace imgate::test;
 
 struct unit_case {
-    std::string file;     // under config/systemd/
-    std::string binary;   // the /usr/bin name ExecStart= runs
+    std::string file;       // under config/systemd/
+    std::string binary;     // the /usr/bin name ExecStart= runs
     std::string verify_as;  // the unit name to verify (a template is verified as an instance)
 };
 
 // Keeps gtest/ctest test names readable instead of a byte dump of the struct.
-void PrintTo(const unit_case& u, std::ostream* os) { *os << u.file; }
+void PrintTo(const unit_case& u, std::ostream* os) {
+    *os << u.file;
+}
 
 const unit_case kUnits[] = {
     {"imgate-dispatcher.service", "imgate-dispatcher", "imgate-dispatcher.service"},
     {"imgate-gateway@.service", "imgate-gateway", "imgate-gateway@gw1.service"},
 };
 
-std::string unit_text(const unit_case& u) { return read_file(source_path("config/systemd/" + u.file)); }
+std::string unit_text(const unit_case& u) {
+    return read_file(source_path("config/systemd/" + u.file));
+}
 
 std::string replace_all(std::string s, const std::string& from, const std::string& to) {
     for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size()))
@@ -44,7 +48,7 @@ std::vector<std::string> values_of(const std::string& text, const std::string& k
 }
 
 class OpsSystemd : public ::testing::TestWithParam<unit_case> {
-protected:
+  protected:
     void SetUp() override {
         analyze_ = find_in_path("systemd-analyze");
         if (analyze_.empty()) GTEST_SKIP() << "systemd-analyze not installed (package systemd)";
@@ -67,8 +71,8 @@ TEST_P(OpsSystemd, VerifyIsClean) {
     ASSERT_NE(copy, text) << "ExecStart= does not run /usr/bin/" << u.binary;
     std::string path = dir_.file(u.verify_as);
     write_file(path, copy);
-    auto [rc, out] = run_command("timeout 60 " + shell_quote(analyze_) + " verify " +
-                                 shell_quote(path));
+    auto [rc, out] =
+        run_command("timeout 60 " + shell_quote(analyze_) + " verify " + shell_quote(path));
     EXPECT_EQ(rc, 0) << out;
     // Warnings (unknown keys, bad values) do not change the exit code: any line naming our unit
     // is a finding.
@@ -81,8 +85,8 @@ TEST_P(OpsSystemd, VerifyRejectsAMissingBinary) {
                                    dir_.file("no-such-binary"));
     std::string path = dir_.file(GetParam().verify_as);
     write_file(path, copy);
-    auto [rc, out] = run_command("timeout 60 " + shell_quote(analyze_) + " verify " +
-                                 shell_quote(path));
+    auto [rc, out] =
+        run_command("timeout 60 " + shell_quote(analyze_) + " verify " + shell_quote(path));
     EXPECT_NE(rc, 0) << out;
     EXPECT_NE(out.find("no-such-binary"), std::string::npos) << out;
 }
@@ -91,11 +95,12 @@ TEST_P(OpsSystemd, SecurityExposureAtMostTwo) {
     const auto& u = GetParam();
     std::string path = dir_.file(u.verify_as);
     write_file(path, unit_text(u));  // exactly as shipped
-    auto [rc, out] = run_command("timeout 60 " + shell_quote(analyze_) +
-                                 " security --no-pager --offline=yes --threshold=20 " +
-                                 shell_quote(path));
+    auto [rc, out] =
+        run_command("timeout 60 " + shell_quote(analyze_) +
+                    " security --no-pager --offline=yes --threshold=20 " + shell_quote(path));
     std::smatch m;
-    ASSERT_TRUE(std::regex_search(out, m, std::regex(R"(Overall exposure level for \S+: ([0-9.]+))")))
+    ASSERT_TRUE(
+        std::regex_search(out, m, std::regex(R"(Overall exposure level for \S+: ([0-9.]+))")))
         << out;
     double score = std::stod(m[1].str());
     EXPECT_LE(score, 2.0) << out;
@@ -126,10 +131,9 @@ TEST_P(OpsSystemd, NotifyWatchdogAndValidatedReload) {
     EXPECT_EQ(values_of(t, "CapabilityBoundingSet"), std::vector<std::string>{""});
 }
 
-INSTANTIATE_TEST_SUITE_P(Units, OpsSystemd, ::testing::ValuesIn(kUnits),
-                         [](const auto& info) {
-                             return info.param.binary == "imgate-gateway" ? std::string("gateway")
-                                                                          : std::string("dispatcher");
-                         });
+INSTANTIATE_TEST_SUITE_P(Units, OpsSystemd, ::testing::ValuesIn(kUnits), [](const auto& info) {
+    return info.param.binary == "imgate-gateway" ? std::string("gateway")
+                                                 : std::string("dispatcher");
+});
 
 }  // namespace

@@ -43,8 +43,8 @@ void session::start() {
     auto self = shared_from_this();
     asio::dispatch(sock_.get_executor(), [self] {
         self->arm_timer(self->started_ + self->limits_->login_timeout);
+        self->wait_readable();
     });
-    spawn(sock_.get_executor(), read_loop(), "gateway session");
 }
 
 void session::refresh_limits() {
@@ -55,46 +55,55 @@ void session::refresh_limits() {
     bucket_.set_limits(limits_->send_rate, limits_->send_burst, std::chrono::steady_clock::now());
 }
 
-asio::awaitable<void> session::read_loop() {
+void session::wait_readable() {
+    // A plain callback instead of a coroutine: an idle session then costs one small pending
+    // wait operation rather than a coroutine frame and its awaitable thread.
     auto self = shared_from_this();
-    for (;;) {
-        // Wait for readability, then read into the per-thread buffer: no buffer per idle session.
-        auto [wec] = co_await sock_.async_wait(asio::ip::tcp::socket::wait_read, use_tuple);
-        if (wec) break;
-        bool eof = false;
-        int reads = 0;
-        for (;;) {
-            boost::system::error_code ec;
-            size_t n = sock_.read_some(asio::buffer(read_buf, sizeof read_buf), ec);
-            if (ec == asio::error::would_block || ec == asio::error::try_again) break;
-            if (ec) {
-                if (ec != asio::error::eof && ec != asio::error::connection_reset &&
-                    ec != asio::error::operation_aborted && ec != asio::error::bad_descriptor)
-                    spdlog::debug("session {}: read: {}", id_, ec.message());
-                eof = true;
-                break;
-            }
-            if (closing_.load(std::memory_order_relaxed)) continue;  // draining input until close
-            last_rx_ = std::chrono::steady_clock::now();
-            refresh_limits();
-            dec_.feed(std::string_view(read_buf, n));
-            while (auto f = dec_.next()) {
-                handle_frame(*f);
-                if (closing_.load(std::memory_order_relaxed)) break;
-            }
-            if (dec_.error() != frame_error::none && !closing_.load()) {
-                auto e = dec_.error();
-                send_error(e == frame_error::too_large ? proto::code::frame_too_large
-                                                       : proto::code::unsupported_version,
-                           std::string(to_string(e)));
-                finish("");
-            }
-            // Read again until the socket is empty (bounded, for fairness): frames that arrived
-            // while this batch was handled join it, so their copies share the same writes.
-            if (++reads >= 16) break;
+    sock_.async_wait(asio::ip::tcp::socket::wait_read,
+                     [self](const boost::system::error_code& ec) { self->on_readable(ec); });
+}
+
+void session::on_readable(const boost::system::error_code& wec) {
+    if (wec) return on_read_end();
+    for (int reads = 0;; ++reads) {
+        if (reads == 16) {
+            // Fairness: let other sessions run, then carry on without waiting for a new edge
+            // (data may still be buffered in the socket).
+            auto self = shared_from_this();
+            asio::post(sock_.get_executor(), [self] { self->on_readable({}); });
+            return;
         }
-        if (eof) break;
+        boost::system::error_code ec;
+        size_t n = sock_.read_some(asio::buffer(read_buf, sizeof read_buf), ec);
+        if (ec == asio::error::would_block || ec == asio::error::try_again) break;
+        if (ec) {
+            if (ec != asio::error::eof && ec != asio::error::connection_reset &&
+                ec != asio::error::operation_aborted && ec != asio::error::bad_descriptor)
+                spdlog::debug("session {}: read: {}", id_, ec.message());
+            return on_read_end();
+        }
+        if (closing_.load(std::memory_order_relaxed)) continue;  // draining input until close
+        last_rx_ = std::chrono::steady_clock::now();
+        refresh_limits();
+        dec_.feed(std::string_view(read_buf, n));
+        while (auto f = dec_.next()) {
+            handle_frame(*f);
+            if (closing_.load(std::memory_order_relaxed)) break;
+        }
+        if (dec_.error() != frame_error::none && !closing_.load()) {
+            auto e = dec_.error();
+            send_error(e == frame_error::too_large ? proto::code::frame_too_large
+                                                   : proto::code::unsupported_version,
+                       std::string(to_string(e)));
+            finish("");
+        }
+        // Keep reading until the socket is empty: frames that arrived while this batch was
+        // handled join it, so their copies share the same gathered writes.
     }
+    wait_readable();
+}
+
+void session::on_read_end() {
     closing_ = true;
     boost::system::error_code ec;
     timer_.cancel();
@@ -206,6 +215,8 @@ void session::handle_login(const frame& f) {
     res.max_frame = limits_->max_frame_bytes;
     push_owned(proto::encode(res, f.corr));
     arm_timer(last_rx_ + limits_->idle_timeout);  // the login deadline becomes the idle deadline
+    // The token made the decoder's buffer grow; an idle session should not keep that capacity.
+    if (dec_.buffered() == 0) dec_ = frame_decoder(limits_->max_frame_bytes);
 }
 
 void session::handle_send(proto::send_msg& m) {

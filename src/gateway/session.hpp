@@ -52,7 +52,9 @@ private:
         std::string_view view() const { return shared ? std::string_view(*shared) : own; }
     };
 
-    asio::awaitable<void> read_loop();
+    void wait_readable();
+    void on_readable(const boost::system::error_code& ec);
+    void on_read_end();
     void handle_frame(const frame& f);
     void handle_login(const frame& f);
     void handle_send(proto::send_msg& m);

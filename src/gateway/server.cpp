@@ -621,12 +621,16 @@ void gateway_server::apply(const gateway_config& c) {
     acks_.set_limits(c.limits.max_pending_acks, c.limits.ack_timeout);
     login_limiter_.set_limits(c.limits.login_rate, c.limits.login_burst);
     apply_log_config(c.log);
-    if (!(c.fleet.gateways == cfg_.fleet.gateways)) cluster_->reload(c.fleet);
+    // A rotated cluster secret file counts as a change too: the cluster re-reads it on reload.
+    if (!(c.fleet.gateways == cfg_.fleet.gateways) || c.cluster_secret != cfg_.cluster_secret ||
+        c.fleet.cluster_secret_file != cfg_.fleet.cluster_secret_file)
+        cluster_->reload(c.fleet);
     // Keep the fields start-up used (id, listen addresses); take the rest.
     auto keep_fleet = cfg_.fleet;
     cfg_.limits = c.limits;
     cfg_.log = c.log;
     cfg_.fleet = c.fleet;
+    cfg_.cluster_secret = c.cluster_secret;
     if (!cfg_.fleet.find(cfg_.id)) cfg_.fleet = keep_fleet;
 }
 

@@ -318,3 +318,66 @@ TEST(FaultFleet, SigtermUnderLoadClientsReconnectThroughDispatcher) {
         return r.status == 200 && r.json()["id"] == "gw2";
     }, 5s));
 }
+
+// Rotating the cluster secret: the file is rewritten and both gateways get SIGHUP. The
+// authenticated links stay up (no reconnect), messages keep flowing, and the new secret is in
+// force: a gateway restarted with the old secret is refused by the others.
+TEST(FaultCluster, ClusterSecretRotationOnSighupKeepsLinksRefusesOldSecret) {
+    fleet f({.gateways = 2,
+             .cluster = true,
+             .gateway_yaml = "cluster_rpc: {connect_timeout: 1s, ping_interval: 500ms,\n"
+                             "  peer_timeout: 3s, backoff_min: 50ms, backoff_max: 200ms}\n"});
+    ASSERT_TRUE(f.start()) << f.gw("gw1").log();
+    auto mesh = [&](double n) {
+        return eventually([&] {
+            return f.gw_metric("gw1", "imgate_rpc_links_up") == n &&
+                   f.gw_metric("gw2", "imgate_rpc_links_up") == n;
+        }, 10s);
+    };
+    ASSERT_TRUE(mesh(1)) << f.gw("gw1").log();
+    double connects = f.gw_metric("gw1", "imgate_rpc_link_connects_total");
+
+    write_file(f.dir().file("old.secret"), cluster_secret + "\n");
+    write_file(f.dir().file("cluster.secret"), "rotated-cluster-secret-abcdef0123456789\n");
+    for (auto id : {"gw1", "gw2"}) {
+        f.gw(id).signal(SIGHUP);
+        ASSERT_TRUE(eventually([&] {
+            return f.gw_metric(id, "imgate_gateway_reloads_total{result=\"ok\"") >= 1;
+        })) << f.gw(id).log();
+    }
+    EXPECT_EQ(f.gw_metric("gw1", "imgate_rpc_links_up"), 1);
+    EXPECT_EQ(f.gw_metric("gw1", "imgate_rpc_link_connects_total"), connects);
+    {
+        auto alice = f.client("gw1", "alice");
+        auto bob = f.client("gw2", "bob");
+        ASSERT_TRUE(alice && bob);
+        EXPECT_TRUE(eventually([&] {
+            static uint64_t id = 0;
+            if (!alice->send(proto::send_msg{proto::target_kind::user, "bob", ++id, "x"}))
+                return false;
+            auto r = alice->read<proto::send_result_msg>(2s);
+            return r && r->reached == 1;
+        }, 5s));
+    }
+
+    // gw2 comes back with the old secret (its own copy of the fleet file points at it).
+    f.gw("gw2").signal(SIGKILL);
+    ASSERT_TRUE(f.gw("gw2").wait_exit());
+    auto fleet_text = read_file(f.dir().file("fleet.yaml"));
+    auto pos = fleet_text.find("secret_file: cluster.secret");
+    ASSERT_NE(pos, std::string::npos);
+    fleet_text.replace(pos, 27, "secret_file: old.secret");
+    write_file(f.dir().file("fleet-old.yaml"), fleet_text);
+    auto gw_text = read_file(f.dir().file("gateway.yaml"));
+    gw_text.replace(gw_text.find("fleet: fleet.yaml"), 17, "fleet: fleet-old.yaml");
+    write_file(f.dir().file("gateway-old.yaml"), gw_text);
+    double refused = std::max(0.0, f.gw_metric("gw1", "imgate_rpc_auth_failures_total"));
+    daemon_process old_gw2("gw2-old", binary_path("imgate-gateway"),
+                           {"--config", f.dir().file("gateway-old.yaml"), "--id", "gw2"}, f.dir());
+    ASSERT_TRUE(old_gw2.wait_ready()) << old_gw2.log();
+    EXPECT_TRUE(eventually([&] {
+        return f.gw_metric("gw1", "imgate_rpc_auth_failures_total") > refused;
+    }, 5s)) << f.gw("gw1").log();
+    EXPECT_EQ(metric(old_gw2.addr("admin"), "imgate_rpc_links_up"), 0);
+    EXPECT_EQ(f.gw_metric("gw1", "imgate_rpc_links_up"), 0);
+}

@@ -90,11 +90,11 @@ struct client {
 };
 
 struct stats {
-    std::atomic<uint64_t> delivered{0};   // DELIVER frames read by receivers
-    std::atomic<uint64_t> results{0};     // SEND_RESULTs read by senders
-    std::atomic<uint64_t> ok{0};          // ... with status ok
-    std::atomic<uint64_t> reached{0};     // sum of reached
-    std::atomic<uint64_t> failed{0};      // ... with an error status
+    std::atomic<uint64_t> delivered{0};  // DELIVER frames read by receivers
+    std::atomic<uint64_t> results{0};    // SEND_RESULTs read by senders
+    std::atomic<uint64_t> ok{0};         // ... with status ok
+    std::atomic<uint64_t> reached{0};    // sum of reached
+    std::atomic<uint64_t> failed{0};     // ... with an error status
     std::atomic<bool> stop{false};
 };
 
@@ -109,7 +109,7 @@ asio::awaitable<bool> login(client& c, const std::string& addr, const std::strin
     auto [wec, wn] = co_await asio::async_write(c.sock, asio::buffer(out), use_tuple);
     if (wec) co_return false;
     auto f = co_await c.next();
-    co_return f && proto::decode<proto::login_result_msg>(*f);
+    co_return f&& proto::decode<proto::login_result_msg>(*f);
 }
 
 asio::awaitable<void> receive(std::shared_ptr<client> c, stats& st) {
@@ -170,17 +170,28 @@ int main(int argc, char** argv) {
     options o;
     for (int i = 1; i + 1 < argc; i += 2) {
         std::string k = argv[i], v = argv[i + 1];
-        if (k == "--secret-file") o.secret_file = v;
-        else if (k == "--mode") o.mode = v;
-        else if (k == "--send") o.send_addr = v;
-        else if (k == "--recv") o.recv_addrs = split(v);
-        else if (k == "--pids") for (auto& p : split(v)) o.pids.push_back(std::stoi(p));
-        else if (k == "--messages") o.messages = std::stoull(v);
-        else if (k == "--receivers") o.receivers = std::stoul(v);
-        else if (k == "--senders") o.senders = std::stoul(v);
-        else if (k == "--window") o.window = std::stoul(v);
-        else if (k == "--payload-bytes") o.payload = std::stoul(v);
-        else if (k == "--max-seconds") o.max_seconds = std::stoul(v);
+        if (k == "--secret-file")
+            o.secret_file = v;
+        else if (k == "--mode")
+            o.mode = v;
+        else if (k == "--send")
+            o.send_addr = v;
+        else if (k == "--recv")
+            o.recv_addrs = split(v);
+        else if (k == "--pids")
+            for (auto& p : split(v)) o.pids.push_back(std::stoi(p));
+        else if (k == "--messages")
+            o.messages = std::stoull(v);
+        else if (k == "--receivers")
+            o.receivers = std::stoul(v);
+        else if (k == "--senders")
+            o.senders = std::stoul(v);
+        else if (k == "--window")
+            o.window = std::stoul(v);
+        else if (k == "--payload-bytes")
+            o.payload = std::stoul(v);
+        else if (k == "--max-seconds")
+            o.max_seconds = std::stoul(v);
         else {
             std::fprintf(stderr, "unknown option %s\n", k.c_str());
             return 2;
@@ -266,7 +277,8 @@ int main(int argc, char** argv) {
         io.run();
         io.restart();
         if (!ready) {
-            std::fprintf(stderr, "the receivers never became reachable from the sender's gateway\n");
+            std::fprintf(stderr,
+                         "the receivers never became reachable from the sender's gateway\n");
             return 1;
         }
     }
@@ -302,11 +314,12 @@ int main(int argc, char** argv) {
     }
     st.stop = true;
     uint64_t delivered = st.delivered - delivered_before;
-    std::printf("mode=%s messages=%llu results=%llu ok=%llu failed=%llu delivered_copies=%llu "
-                "elapsed_s=%.2f msgs_per_s=%.0f\n",
-                o.mode.c_str(), (unsigned long long)total, (unsigned long long)st.results.load(),
-                (unsigned long long)st.ok.load(), (unsigned long long)st.failed.load(),
-                (unsigned long long)delivered, secs, double(st.results.load()) / secs);
+    std::printf(
+        "mode=%s messages=%llu results=%llu ok=%llu failed=%llu delivered_copies=%llu "
+        "elapsed_s=%.2f msgs_per_s=%.0f\n",
+        o.mode.c_str(), (unsigned long long)total, (unsigned long long)st.results.load(),
+        (unsigned long long)st.ok.load(), (unsigned long long)st.failed.load(),
+        (unsigned long long)delivered, secs, double(st.results.load()) / secs);
     for (size_t i = 0; i < o.pids.size(); ++i)
         std::printf("gateway pid %d cpu_s=%.3f\n", o.pids[i], cpu[i]);
     if (delivered == 0) {

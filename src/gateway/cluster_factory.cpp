@@ -12,9 +12,10 @@ std::unique_ptr<cluster> make_cluster(const fleet_config& fleet, const std::stri
     if (fleet.gateways.size() < 2) return make_single_node_cluster();
     if (secret.empty()) {
         // Forwarding unauthenticated is not an option; say loudly that the fleet is split.
-        spdlog::warn("fleet has {} gateways but no cluster.secret_file: no cross-node delivery, "
-                     "{} serves its own sessions only",
-                     fleet.gateways.size(), self_id);
+        spdlog::warn(
+            "fleet has {} gateways but no cluster.secret_file: no cross-node delivery, "
+            "{} serves its own sessions only",
+            fleet.gateways.size(), self_id);
         return make_single_node_cluster();
     }
     // Throws (start-up error) when the RPC address cannot be bound.

@@ -19,7 +19,7 @@ namespace imgate::gw {
 using peer_list = std::vector<std::string>;
 
 class session_directory {
-public:
+  public:
     virtual ~session_directory() = default;
 
     // The peers (never this gateway) that hold sessions of the user, or local members of the
@@ -47,7 +47,7 @@ public:
 // announcements (deltas, plus a full snapshot whenever its link comes up). Not thread-safe: the
 // cluster uses it from its strand.
 class announced_directory final : public session_directory {
-public:
+  public:
     void resolve(proto::target_kind kind, const std::string& target,
                  std::function<void(const peer_list&)> cb) override;
     void apply_presence(const std::string& peer, bool reset,
@@ -63,7 +63,7 @@ public:
     // Synchronous form of resolve for callers that know the directory is local.
     void peers(proto::target_kind kind, const std::string& target, peer_list& out) const;
 
-private:
+  private:
     // Peers are interned to small slot numbers: a user is on one or two gateways, so an entry is
     // its key plus a couple of 16-bit slots held inline.
     using slots = boost::container::small_vector<uint16_t, 3>;

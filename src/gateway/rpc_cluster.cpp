@@ -11,8 +11,8 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
-#include <map>
 #include <future>
+#include <map>
 #include <mutex>
 #include <random>
 #include <set>
@@ -131,10 +131,18 @@ struct fan_in {
         if (--remaining > 0) return;
         auto res = comb.result();
         switch (res.status) {
-            case proto::code::ok: results[0]->inc(); break;
-            case proto::code::offline: results[1]->inc(); break;
-            case proto::code::timeout: results[3]->inc(); break;
-            default: results[2]->inc(); break;
+            case proto::code::ok:
+                results[0]->inc();
+                break;
+            case proto::code::offline:
+                results[1]->inc();
+                break;
+            case proto::code::timeout:
+                results[3]->inc();
+                break;
+            default:
+                results[2]->inc();
+                break;
         }
         auto d = std::move(done);
         d(res);
@@ -147,8 +155,7 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
     // One persistent outbound link to a peer: reconnect loop, its current connection and the
     // calls in flight on it.
     struct link {
-        link(const strand_t& s, gateway_spec sp, const rpc_config& cfg,
-             std::function<double()> rnd)
+        link(const strand_t& s, gateway_spec sp, const rpc_config& cfg, std::function<double()> rnd)
             : spec(std::move(sp)),
               calls(cfg.max_in_flight),
               bo(cfg.backoff_min, cfg.backoff_max, std::move(rnd)),
@@ -182,16 +189,16 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
         for (auto& g : fleet.gateways) members.insert(g.id);
         const char* fr[] = {"delivered", "offline", "unavailable", "timeout"};
         for (int i = 0; i < 4; ++i)
-            forward_results[i] = &m.get_counter("imgate_rpc_forwards_total",
-                                                "Cross-node forwards by combined result",
-                                                {{"result", fr[i]}});
+            forward_results[i] =
+                &m.get_counter("imgate_rpc_forwards_total",
+                               "Cross-node forwards by combined result", {{"result", fr[i]}});
         forward_frames = &m.get_counter("imgate_rpc_forward_frames_total",
                                         "FORWARD frames sent to peers (one per peer per message)");
         forwards_received = &m.get_counter("imgate_rpc_forwards_received_total",
                                            "FORWARD frames received from peers");
-        receipts_dropped = &m.get_counter(
-            "imgate_rpc_receipts_dropped_total",
-            "Receipts not sent because the link to the origin gateway was down");
+        receipts_dropped =
+            &m.get_counter("imgate_rpc_receipts_dropped_total",
+                           "Receipts not sent because the link to the origin gateway was down");
         late_answers = &m.get_counter("imgate_rpc_late_answers_total",
                                       "FORWARD_RESULTs for calls already timed out");
         busy = &m.get_counter("imgate_rpc_in_flight_full_total",
@@ -289,8 +296,9 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
         members.clear();
         for (auto& g : f.gateways) members.insert(g.id);
         if (!members.count(self_id))
-            spdlog::warn("cluster rpc: {} is no longer in the fleet file; links kept to listed peers",
-                         self_id);
+            spdlog::warn(
+                "cluster rpc: {} is no longer in the fleet file; links kept to listed peers",
+                self_id);
         size_t added = 0, removed = 0;
         for (auto it = links.begin(); it != links.end();) {
             const gateway_spec* g = f.find(it->first);
@@ -441,11 +449,13 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
                     late_answers->inc();
                 return verdict::more;
             }
-            case rpc::op::pong: return verdict::more;
+            case rpc::op::pong:
+                return verdict::more;
             case rpc::op::ping:
                 l.c->send_msg(rpc::pong_msg{});
                 return verdict::more;
-            default: return verdict::reject;
+            default:
+                return verdict::reject;
         }
     }
 
@@ -496,9 +506,7 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
         };
         guard.async_wait(on_guard);
         imgate::spawn(strand, writer(c), "rpc writer");
-        auto is_member = [this](std::string_view id) {
-            return members.count(std::string(id)) > 0;
-        };
+        auto is_member = [this](std::string_view id) { return members.count(std::string(id)) > 0; };
         rpc::acceptor_handshake hs(self_id, secret, is_member, random_nonce());
         rpc::hs_step last;
         std::function<verdict(frame&)> h = [&hs, &last, c](frame& f) {
@@ -510,11 +518,10 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
         guard.cancel();
         handshaking.erase(c);
         if (last.st != rpc::hs_step::state::ok || c->closed || stopped) {
-            const char* reason = last.st == rpc::hs_step::state::failed
-                                     ? rpc::to_string(last.error)
-                                 : end == read_end::bad_frame ? "bad_frame"
-                                 : timed_out                  ? "timeout"
-                                                              : "closed";
+            const char* reason = last.st == rpc::hs_step::state::failed ? rpc::to_string(last.error)
+                                 : end == read_end::bad_frame           ? "bad_frame"
+                                 : timed_out                            ? "timeout"
+                                                                        : "closed";
             auth_failure("inbound", reason).inc();
             error_code rec;
             auto remote = c->sock.remote_endpoint(rec);
@@ -574,9 +581,9 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
                 if (!rpc::read_body(f.body, m)) return verdict::reject;
                 forwards_received->inc();
                 uint32_t n = stopping.load() ? 0 : local.deliver_local(m.m);
-                c.send_msg(rpc::forward_result_msg{n > 0 ? proto::code::ok : proto::code::offline,
-                                                   n},
-                           f.corr);
+                c.send_msg(
+                    rpc::forward_result_msg{n > 0 ? proto::code::ok : proto::code::offline, n},
+                    f.corr);
                 return verdict::more;
             }
             case rpc::op::receipt: {
@@ -602,7 +609,8 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
             case rpc::op::ping:
                 c.send_msg(rpc::pong_msg{});
                 return verdict::more;
-            default: return verdict::reject;
+            default:
+                return verdict::reject;
         }
     }
 
@@ -716,8 +724,8 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
         // Another directory may answer later; it must call back on this strand.
         auto kind = msg.kind;
         auto target = msg.target;
-        auto on_peers = [self, msg = std::move(msg), done = std::move(done)](
-                            const peer_list& peers) mutable {
+        auto on_peers = [self, msg = std::move(msg),
+                         done = std::move(done)](const peer_list& peers) mutable {
             self->fan_out(msg, std::move(done), peers);
         };
         dir->resolve(kind, target, std::move(on_peers));
@@ -725,10 +733,14 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
 
     counter* result_counter(proto::code c) {
         switch (c) {
-            case proto::code::ok: return forward_results[0];
-            case proto::code::offline: return forward_results[1];
-            case proto::code::timeout: return forward_results[3];
-            default: return forward_results[2];
+            case proto::code::ok:
+                return forward_results[0];
+            case proto::code::offline:
+                return forward_results[1];
+            case proto::code::timeout:
+                return forward_results[3];
+            default:
+                return forward_results[2];
         }
     }
 
@@ -870,13 +882,15 @@ rpc_cluster::rpc_cluster(boost::asio::io_context& io, const fleet_config& fleet,
                          const std::string& self_id, const std::string& secret,
                          const rpc_config& cfg, local_delivery& local, metrics_registry& metrics,
                          std::unique_ptr<session_directory> dir)
-    : impl_(std::make_shared<impl>(io, fleet, self_id, secret, cfg, local, metrics,
-                                   std::move(dir))) {
+    : impl_(
+          std::make_shared<impl>(io, fleet, self_id, secret, cfg, local, metrics, std::move(dir))) {
     impl_->bind();
     impl_->start();
 }
 
-rpc_cluster::~rpc_cluster() { stop(); }
+rpc_cluster::~rpc_cluster() {
+    stop();
+}
 
 void rpc_cluster::forward(const outbound_message& msg, std::function<void(forward_result)> done) {
     auto i = impl_;
@@ -888,8 +902,9 @@ void rpc_cluster::forward(const outbound_message& msg, std::function<void(forwar
 void rpc_cluster::send_receipt(const std::string& origin_gateway, uint64_t origin_session,
                                const proto::receipt_msg& r) {
     auto i = impl_;
-    asio::post(i->strand,
-               [i, origin_gateway, origin_session, r] { i->do_receipt(origin_gateway, origin_session, r); });
+    asio::post(i->strand, [i, origin_gateway, origin_session, r] {
+        i->do_receipt(origin_gateway, origin_session, r);
+    });
 }
 
 void rpc_cluster::user_online(const std::string& user) {
@@ -919,13 +934,21 @@ void rpc_cluster::stop() {
     asio::post(i->strand, [i] { i->do_stop(); });
 }
 
-uint16_t rpc_cluster::rpc_port() const { return impl_->port.load(); }
+uint16_t rpc_cluster::rpc_port() const {
+    return impl_->port.load();
+}
 size_t rpc_cluster::links_up() const {
     return impl_->links_count.load();
 }
-size_t rpc_cluster::inbound_up() const { return impl_->inbound_count.load(); }
-size_t rpc_cluster::directory_users() const { return impl_->users_count.load(); }
-size_t rpc_cluster::directory_rooms() const { return impl_->rooms_count.load(); }
+size_t rpc_cluster::inbound_up() const {
+    return impl_->inbound_count.load();
+}
+size_t rpc_cluster::directory_users() const {
+    return impl_->users_count.load();
+}
+size_t rpc_cluster::directory_rooms() const {
+    return impl_->rooms_count.load();
+}
 uint64_t rpc_cluster::connects(const std::string& peer) const {
     std::lock_guard lk(impl_->obs_mu);
     auto it = impl_->connects_by_peer.find(peer);

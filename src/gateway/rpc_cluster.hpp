@@ -18,7 +18,7 @@
 namespace imgate::gw {
 
 class rpc_cluster final : public cluster {
-public:
+  public:
     // Binds the RPC listener on self's fleet `rpc` address (throws std::runtime_error when it
     // cannot) and starts one link per peer. `dir` defaults to the announced directory.
     rpc_cluster(boost::asio::io_context& io, const fleet_config& fleet, const std::string& self_id,
@@ -47,7 +47,7 @@ public:
 
     struct impl;
 
-private:
+  private:
     std::shared_ptr<impl> impl_;
 };
 

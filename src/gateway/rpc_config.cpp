@@ -10,7 +10,8 @@ rpc_config parse_rpc_config(yaml_map m) {
     c.peer_timeout = m.duration("peer_timeout", c.peer_timeout);
     c.backoff_min = m.duration("backoff_min", c.backoff_min);
     c.backoff_max = m.duration("backoff_max", c.backoff_max);
-    c.max_in_flight = static_cast<uint32_t>(m.integer("max_in_flight", c.max_in_flight, 1, 1000000));
+    c.max_in_flight =
+        static_cast<uint32_t>(m.integer("max_in_flight", c.max_in_flight, 1, 1000000));
     c.max_queue_bytes =
         static_cast<uint64_t>(m.integer("max_queue_bytes", c.max_queue_bytes, 65536, 1LL << 32));
     if (c.call_timeout.count() <= 0) m.fail("call_timeout", "must be positive");

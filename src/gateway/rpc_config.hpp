@@ -8,14 +8,14 @@
 namespace imgate::gw {
 
 struct rpc_config {
-    std::chrono::milliseconds call_timeout{2000};     // deadline of every forward
+    std::chrono::milliseconds call_timeout{2000};  // deadline of every forward
     std::chrono::milliseconds connect_timeout{1000};
-    std::chrono::milliseconds ping_interval{5000};    // idle pings on each peer link
-    std::chrono::milliseconds peer_timeout{15000};    // read deadline: silent this long = dead
-    std::chrono::milliseconds backoff_min{100};       // reconnect backoff (with jitter)
+    std::chrono::milliseconds ping_interval{5000};  // idle pings on each peer link
+    std::chrono::milliseconds peer_timeout{15000};  // read deadline: silent this long = dead
+    std::chrono::milliseconds backoff_min{100};     // reconnect backoff (with jitter)
     std::chrono::milliseconds backoff_max{5000};
-    uint32_t max_in_flight = 10000;                   // per peer; beyond: fail fast (unavailable)
-    uint64_t max_queue_bytes = 8 * 1024 * 1024;       // per peer outbound queue bound
+    uint32_t max_in_flight = 10000;              // per peer; beyond: fail fast (unavailable)
+    uint64_t max_queue_bytes = 8 * 1024 * 1024;  // per peer outbound queue bound
 };
 
 // Parses the `cluster_rpc:` mapping (absent: defaults). Throws config_error.

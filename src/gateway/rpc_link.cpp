@@ -12,11 +12,16 @@ namespace imgate::gw::rpc {
 
 const char* to_string(hs_error e) {
     switch (e) {
-        case hs_error::none: return "none";
-        case hs_error::bad_frame: return "bad_frame";
-        case hs_error::unknown_peer: return "unknown_peer";
-        case hs_error::bad_proof: return "bad_proof";
-        case hs_error::refused: return "refused";
+        case hs_error::none:
+            return "none";
+        case hs_error::bad_frame:
+            return "bad_frame";
+        case hs_error::unknown_peer:
+            return "unknown_peer";
+        case hs_error::bad_proof:
+            return "bad_proof";
+        case hs_error::refused:
+            return "refused";
     }
     return "unknown";
 }
@@ -57,7 +62,9 @@ connector_handshake::connector_handshake(std::string self_id, std::string peer_i
       secret_(std::move(secret)),
       nonce_(std::move(nonce)) {}
 
-std::string connector_handshake::hello() const { return encode(hello_msg{self_, nonce_}); }
+std::string connector_handshake::hello() const {
+    return encode(hello_msg{self_, nonce_});
+}
 
 hs_step connector_handshake::on_frame(const frame& f) {
     if (phase_ == phase::await_challenge) {
@@ -68,8 +75,8 @@ hs_step connector_handshake::on_frame(const frame& f) {
         if (c->gateway_id != peer_) return failed(hs_error::unknown_peer);
         peer_nonce_ = c->nonce;
         hs_step s;
-        s.out = encode(auth_msg{
-            handshake_proof(secret_, "connector", self_, peer_, nonce_, peer_nonce_)});
+        s.out = encode(
+            auth_msg{handshake_proof(secret_, "connector", self_, peer_, nonce_, peer_nonce_)});
         phase_ = phase::await_ok;
         return s;
     }
@@ -124,8 +131,8 @@ hs_step acceptor_handshake::on_frame(const frame& f) {
         hs_step s;
         s.st = hs_step::state::ok;
         // Our own proof only goes to a peer that has proven itself: no oracle for strangers.
-        s.out = encode(auth_ok_msg{
-            handshake_proof(secret_, "acceptor", peer_, self_, peer_nonce_, nonce_)});
+        s.out = encode(
+            auth_ok_msg{handshake_proof(secret_, "acceptor", peer_, self_, peer_nonce_, nonce_)});
         return s;
     }
     return failed(hs_error::bad_frame);

@@ -43,13 +43,13 @@ struct hs_step {
 // The dialling side: HELLO, CHALLENGE in, our proof out (AUTH), then check the acceptor's proof
 // carried by AUTH_OK. Both proofs cover both fresh nonces, so each side proves itself to the other.
 class connector_handshake {
-public:
+  public:
     connector_handshake(std::string self_id, std::string peer_id, std::string secret,
                         std::string nonce);
     std::string hello() const;
     hs_step on_frame(const frame& f);
 
-private:
+  private:
     enum class phase : uint8_t { await_challenge, await_ok, done };
     std::string self_, peer_, secret_, nonce_, peer_nonce_;
     phase phase_ = phase::await_challenge;
@@ -58,13 +58,13 @@ private:
 // The listening side: HELLO from a fleet member, CHALLENGE out, check AUTH, then AUTH_OK with our
 // proof (or AUTH_FAIL).
 class acceptor_handshake {
-public:
+  public:
     acceptor_handshake(std::string self_id, std::string secret,
                        std::function<bool(std::string_view)> is_member, std::string nonce);
     hs_step on_frame(const frame& f);
     const std::string& peer_id() const { return peer_; }
 
-private:
+  private:
     hs_step fail(hs_error e, const char* reason);
     enum class phase : uint8_t { await_hello, await_auth, done };
     std::string self_, secret_, nonce_;
@@ -77,7 +77,7 @@ private:
 // the answer, with `timeout` when its deadline passes, or with `unavailable` when the link dies.
 // Callbacks run after the table is updated, so they may start new calls.
 class call_table {
-public:
+  public:
     using callback = std::function<void(forward_result)>;
 
     explicit call_table(size_t max_in_flight) : max_(max_in_flight) {}
@@ -92,7 +92,7 @@ public:
     std::optional<clock::time_point> next_deadline();
     size_t size() const { return calls_.size(); }
 
-private:
+  private:
     struct call {
         clock::time_point deadline;
         callback cb;
@@ -108,7 +108,7 @@ private:
 // Exponential reconnect backoff with jitter: the n-th delay is uniform in [base/2, base] where
 // base = min(max, min * 2^n), so peers that lost a gateway together do not reconnect in lockstep.
 class backoff {
-public:
+  public:
     backoff(std::chrono::milliseconds min, std::chrono::milliseconds max,
             std::function<double()> random01)
         : min_(min), max_(max), random01_(std::move(random01)) {}
@@ -116,7 +116,7 @@ public:
     void reset() { attempt_ = 0; }
     uint32_t attempts() const { return attempt_; }
 
-private:
+  private:
     std::chrono::milliseconds min_, max_;
     std::function<double()> random01_;
     uint32_t attempt_ = 0;
@@ -126,11 +126,11 @@ private:
 // session; offline when every peer answered 0; otherwise the failure (timeout wins over
 // unavailable, since it says more about what happened).
 class result_combiner {
-public:
+  public:
     void add(const forward_result& r);
     forward_result result() const;
 
-private:
+  private:
     uint32_t reached_ = 0;
     bool timeout_ = false;
     bool failed_ = false;

@@ -6,18 +6,30 @@ namespace imgate::gw::rpc {
 
 const char* to_string(op o) {
     switch (o) {
-        case op::hello: return "HELLO";
-        case op::challenge: return "CHALLENGE";
-        case op::auth: return "AUTH";
-        case op::auth_ok: return "AUTH_OK";
-        case op::auth_fail: return "AUTH_FAIL";
-        case op::ping: return "PING";
-        case op::pong: return "PONG";
-        case op::forward: return "FORWARD";
-        case op::forward_result: return "FORWARD_RESULT";
-        case op::receipt: return "RECEIPT";
-        case op::presence: return "PRESENCE";
-        case op::room_interest: return "ROOM_INTEREST";
+        case op::hello:
+            return "HELLO";
+        case op::challenge:
+            return "CHALLENGE";
+        case op::auth:
+            return "AUTH";
+        case op::auth_ok:
+            return "AUTH_OK";
+        case op::auth_fail:
+            return "AUTH_FAIL";
+        case op::ping:
+            return "PING";
+        case op::pong:
+            return "PONG";
+        case op::forward:
+            return "FORWARD";
+        case op::forward_result:
+            return "FORWARD_RESULT";
+        case op::receipt:
+            return "RECEIPT";
+        case op::presence:
+            return "PRESENCE";
+        case op::room_interest:
+            return "ROOM_INTEREST";
     }
     return "UNKNOWN";
 }
@@ -35,7 +47,8 @@ bool is_known_op(uint8_t o) {
         case op::forward_result:
         case op::receipt:
         case op::presence:
-        case op::room_interest: return true;
+        case op::room_interest:
+            return true;
     }
     return false;
 }
@@ -85,9 +98,15 @@ void write_body(byte_writer& w, const challenge_msg& m) {
     w.str16(m.gateway_id);
     w.str16(m.nonce);
 }
-void write_body(byte_writer& w, const auth_msg& m) { w.str16(m.proof); }
-void write_body(byte_writer& w, const auth_ok_msg& m) { w.str16(m.proof); }
-void write_body(byte_writer& w, const auth_fail_msg& m) { w.str16(m.reason); }
+void write_body(byte_writer& w, const auth_msg& m) {
+    w.str16(m.proof);
+}
+void write_body(byte_writer& w, const auth_ok_msg& m) {
+    w.str16(m.proof);
+}
+void write_body(byte_writer& w, const auth_fail_msg& m) {
+    w.str16(m.reason);
+}
 void write_body(byte_writer&, const ping_msg&) {}
 void write_body(byte_writer&, const pong_msg&) {}
 
@@ -109,7 +128,9 @@ void write_forward(byte_writer& w, const outbound_message& m) {
 
 }  // namespace
 
-void write_body(byte_writer& w, const forward_msg& f) { write_forward(w, f.m); }
+void write_body(byte_writer& w, const forward_msg& f) {
+    write_forward(w, f.m);
+}
 
 void encode_forward(std::string& out, const outbound_message& m, uint32_t corr) {
     size_t start = begin_frame(out);
@@ -128,7 +149,9 @@ void write_body(byte_writer& w, const receipt_msg& m) {
     w.str16(m.r.user);
     w.str16(m.r.device);
 }
-void write_body(byte_writer& w, const presence_msg& m) { write_deltas(w, m.reset, m.changes); }
+void write_body(byte_writer& w, const presence_msg& m) {
+    write_deltas(w, m.reset, m.changes);
+}
 void write_body(byte_writer& w, const room_interest_msg& m) {
     write_deltas(w, m.reset, m.changes);
 }
@@ -160,8 +183,12 @@ bool read_body(std::string_view b, auth_fail_msg& m) {
     m.reason = r.str16();
     return r.done();
 }
-bool read_body(std::string_view b, ping_msg&) { return b.empty(); }
-bool read_body(std::string_view b, pong_msg&) { return b.empty(); }
+bool read_body(std::string_view b, ping_msg&) {
+    return b.empty();
+}
+bool read_body(std::string_view b, pong_msg&) {
+    return b.empty();
+}
 
 bool read_body(std::string_view b, forward_msg& f) {
     auto& m = f.m;
@@ -205,7 +232,9 @@ bool read_body(std::string_view b, receipt_msg& m) {
     m.r.device = r.str16();
     return r.done() && m.origin_session != 0;
 }
-bool read_body(std::string_view b, presence_msg& m) { return read_deltas(b, m.reset, m.changes); }
+bool read_body(std::string_view b, presence_msg& m) {
+    return read_deltas(b, m.reset, m.changes);
+}
 bool read_body(std::string_view b, room_interest_msg& m) {
     return read_deltas(b, m.reset, m.changes);
 }

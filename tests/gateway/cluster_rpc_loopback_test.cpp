@@ -45,7 +45,7 @@ uint16_t free_port() {
 
 // Stands in for the gateway core: a set of local users (sessions per user) and rooms.
 class fake_local final : public local_delivery {
-public:
+  public:
     uint32_t deliver_local(const outbound_message& m) override {
         std::function<void()> hook;
         uint32_t n = 0;
@@ -160,7 +160,8 @@ struct node {
         while (std::getline(in, line)) {
             if (line.rfind(needle, 0) != 0) continue;
             auto sp = line.rfind(' ');
-            if (sp != std::string::npos) sum += static_cast<uint64_t>(std::stod(line.substr(sp + 1)));
+            if (sp != std::string::npos)
+                sum += static_cast<uint64_t>(std::stod(line.substr(sp + 1)));
         }
         return sum;
     }
@@ -194,7 +195,7 @@ outbound_message to_room(const std::string& r, uint64_t id = 1) {
 }
 
 class ThreeNodes : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override {
         ports = {{"gw1", free_port()}, {"gw2", free_port()}, {"gw3", free_port()}};
         fleet = make_fleet(ports);
@@ -258,9 +259,8 @@ TEST_F(ThreeNodes, UserOnTwoGatewaysReachesBothAndStaleEntryAnswersOffline) {
         }
         n(id).cluster->user_online("bob");
     }
-    ASSERT_TRUE(eventually([&] {
-        return n("gw1").cluster->lookup(proto::target_kind::user, "bob").size() == 2;
-    }));
+    ASSERT_TRUE(eventually(
+        [&] { return n("gw1").cluster->lookup(proto::target_kind::user, "bob").size() == 2; }));
     auto r = n("gw1").forward_sync(to_user("bob"));
     EXPECT_EQ(r.status, proto::code::ok);
     EXPECT_EQ(r.reached, 2u);
@@ -376,7 +376,8 @@ TEST_F(ThreeNodes, StalledPeerYieldsTimeoutAtTheCallDeadline) {
     EXPECT_EQ(r.status, proto::code::timeout);
     EXPECT_GE(took, 450ms);
     // The late answer is counted and ignored, never reported twice.
-    EXPECT_TRUE(eventually([&] { return n("gw1").counter_value("imgate_rpc_late_answers_total") == 1; }));
+    EXPECT_TRUE(
+        eventually([&] { return n("gw1").counter_value("imgate_rpc_late_answers_total") == 1; }));
 }
 
 TEST_F(ThreeNodes, ReloadRemovesAndAddsAPeerWithoutTouchingOthers) {
@@ -384,18 +385,18 @@ TEST_F(ThreeNodes, ReloadRemovesAndAddsAPeerWithoutTouchingOthers) {
     EXPECT_EQ(before, 1u);
     auto two = make_fleet({{"gw1", ports["gw1"]}, {"gw2", ports["gw2"]}});
     n("gw1").cluster->reload(two);
-    ASSERT_TRUE(eventually([&] {
-        return n("gw1").cluster->links_up() == 1 && n("gw1").cluster->inbound_up() == 1;
-    }));
+    ASSERT_TRUE(eventually(
+        [&] { return n("gw1").cluster->links_up() == 1 && n("gw1").cluster->inbound_up() == 1; }));
     // gw3 can no longer get in to gw1 (not a member): refused and counted.
     EXPECT_TRUE(eventually([&] {
-        return n("gw1").counter_value("imgate_rpc_auth_failures_total{direction=\"inbound\",reason=\"unknown_peer\"}") >= 1;
+        return n("gw1").counter_value(
+                   "imgate_rpc_auth_failures_total{direction=\"inbound\",reason=\"unknown_"
+                   "peer\"}") >= 1;
     }));
     // Adding it back brings the link up again; gw2's link was never replaced.
     n("gw1").cluster->reload(fleet);
-    ASSERT_TRUE(eventually([&] {
-        return n("gw1").cluster->links_up() == 2 && n("gw1").cluster->inbound_up() == 2;
-    }));
+    ASSERT_TRUE(eventually(
+        [&] { return n("gw1").cluster->links_up() == 2 && n("gw1").cluster->inbound_up() == 2; }));
     EXPECT_EQ(n("gw1").cluster->connects("gw2"), before);
     EXPECT_GE(n("gw1").cluster->connects("gw3"), 2u);
 }
@@ -406,8 +407,12 @@ TEST(ClusterRpc, WrongSecretIsRefusedAndCounted) {
     node a(fleet, "gw1", secret);
     node b(fleet, "gw2", "a-different-secret-entirely");
     EXPECT_TRUE(eventually([&] {
-        return a.counter_value("imgate_rpc_auth_failures_total{direction=\"inbound\",reason=\"bad_proof\"}") >= 1 &&
-               b.counter_value("imgate_rpc_auth_failures_total{direction=\"inbound\",reason=\"bad_proof\"}") >= 1;
+        return a.counter_value(
+                   "imgate_rpc_auth_failures_total{direction=\"inbound\",reason=\"bad_proof\"}") >=
+                   1 &&
+               b.counter_value(
+                   "imgate_rpc_auth_failures_total{direction=\"inbound\",reason=\"bad_proof\"}") >=
+                   1;
     }));
     EXPECT_EQ(a.cluster->links_up(), 0u);
     EXPECT_EQ(a.cluster->inbound_up(), 0u);
@@ -432,6 +437,8 @@ TEST(ClusterRpc, GarbageAndClientProtocolOnTheRpcPortAreRefused) {
         EXPECT_TRUE(ec);
     }
     EXPECT_TRUE(eventually([&] {
-        return a.counter_value("imgate_rpc_auth_failures_total{direction=\"inbound\",reason=\"bad_frame\"}") == 2;
+        return a.counter_value(
+                   "imgate_rpc_auth_failures_total{direction=\"inbound\",reason=\"bad_frame\"}") ==
+               2;
     }));
 }

@@ -21,7 +21,9 @@ std::vector<frame> frames_of(const std::string& bytes) {
     return out;
 }
 
-bool fleet(std::string_view id) { return id == "gw1" || id == "gw2" || id == "gw3"; }
+bool fleet(std::string_view id) {
+    return id == "gw1" || id == "gw2" || id == "gw3";
+}
 
 struct pair_result {
     rpc::hs_step::state connector = rpc::hs_step::state::pending;
@@ -52,7 +54,9 @@ pair_result run(rpc::connector_handshake& c, rpc::acceptor_handshake& a) {
     return r;
 }
 
-std::string nonce(char c) { return std::string(rpc::nonce_size, c); }
+std::string nonce(char c) {
+    return std::string(rpc::nonce_size, c);
+}
 
 }  // namespace
 

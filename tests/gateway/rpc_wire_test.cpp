@@ -110,7 +110,8 @@ TEST(RpcWire, HandshakeMessagesCheckSizes) {
     auto h = rpc::decode<rpc::hello_msg>(f);
     ASSERT_TRUE(h);
     EXPECT_EQ(h->gateway_id, "gw1");
-    EXPECT_FALSE(rpc::decode<rpc::hello_msg>(one_frame(rpc::encode(rpc::hello_msg{"gw1", "short"}))));
+    EXPECT_FALSE(
+        rpc::decode<rpc::hello_msg>(one_frame(rpc::encode(rpc::hello_msg{"gw1", "short"}))));
     EXPECT_FALSE(rpc::decode<rpc::auth_msg>(one_frame(rpc::encode(rpc::auth_msg{"short"}))));
     EXPECT_FALSE(rpc::decode<rpc::challenge_msg>(f));  // wrong op
 }
@@ -123,7 +124,8 @@ TEST(RpcWire, PresenceRoundTripAndSnapshotChunking) {
     EXPECT_EQ(d->changes, p.changes);
 
     std::vector<std::string> keys;
-    for (size_t i = 0; i < rpc::snapshot_chunk * 2 + 5; ++i) keys.push_back("u" + std::to_string(i));
+    for (size_t i = 0; i < rpc::snapshot_chunk * 2 + 5; ++i)
+        keys.push_back("u" + std::to_string(i));
     std::string out;
     rpc::encode_snapshot<rpc::room_interest_msg>(out, keys);
     frame_decoder dec(rpc::max_body, rpc_protocol_version);

@@ -25,7 +25,7 @@ const std::string admin_token = "cluster-test-admin-token";
 
 // A fleet of N gateways sharing one fleet.yaml in a temp dir; each gateway is a real process.
 class fleet_under_test {
-public:
+  public:
     explicit fleet_under_test(std::vector<std::string> ids, const std::string& rpc_extra = "")
         : ids_(std::move(ids)) {
         write_file(dir_.file("token.secret"), token_secret + "\n");
@@ -36,7 +36,8 @@ public:
         write_fleet("fleet.yaml", "cluster.secret");
         write_fleet("fleet-wrong.yaml", "wrong.secret");
         for (auto fleet : {"fleet.yaml", "fleet-wrong.yaml"}) {
-            std::string name = std::string(fleet) == "fleet.yaml" ? "gateway.yaml" : "gateway-wrong.yaml";
+            std::string name =
+                std::string(fleet) == "fleet.yaml" ? "gateway.yaml" : "gateway-wrong.yaml";
             write_file(dir_.file(name),
                        std::string("fleet: ") + fleet +
                            "\n"
@@ -65,8 +66,8 @@ public:
     bool start(const std::string& id, bool wrong_secret = false) {
         auto cfg = dir_.file(wrong_secret ? "gateway-wrong.yaml" : "gateway.yaml");
         procs_[id] = std::make_unique<daemon_process>(
-            id, binary_path("imgate-gateway"), std::vector<std::string>{"--config", cfg, "--id", id},
-            dir_);
+            id, binary_path("imgate-gateway"),
+            std::vector<std::string>{"--config", cfg, "--id", id}, dir_);
         return procs_[id]->wait_ready();
     }
     bool start_all() {
@@ -97,14 +98,16 @@ public:
     }
     // Every running gateway has an authenticated link to and from each other running one.
     bool mesh_up(size_t peers) {
-        return eventually([&] {
-            for (auto& [id, p] : procs_) {
-                if (!p->running()) continue;
-                if (metric(id, "imgate_rpc_links_up") != double(peers)) return false;
-                if (metric(id, "imgate_rpc_inbound_links") != double(peers)) return false;
-            }
-            return true;
-        }, 10s);
+        return eventually(
+            [&] {
+                for (auto& [id, p] : procs_) {
+                    if (!p->running()) continue;
+                    if (metric(id, "imgate_rpc_links_up") != double(peers)) return false;
+                    if (metric(id, "imgate_rpc_inbound_links") != double(peers)) return false;
+                }
+                return true;
+            },
+            10s);
     }
     bool wait_metric(const std::string& id, const std::string& series, double value) {
         return eventually([&] { return metric(id, series) == value; }, 5s);
@@ -118,7 +121,7 @@ public:
         return c;
     }
 
-private:
+  private:
     void write_fleet(const std::string& name, const std::string& secret_file) {
         std::string y = "cluster:\n  secret_file: " + secret_file + "\ngateways:\n";
         for (auto& id : ids_)
@@ -142,7 +145,8 @@ std::optional<proto::send_result_msg> send_to(testing_client& c, proto::target_k
 }
 
 // Reads every DELIVER until `quiet` passes without one; returns their payloads.
-std::vector<std::string> drain_delivers(testing_client& c, std::chrono::milliseconds quiet = 300ms) {
+std::vector<std::string> drain_delivers(testing_client& c,
+                                        std::chrono::milliseconds quiet = 300ms) {
     std::vector<std::string> out;
     while (auto d = c.read<proto::deliver_msg>(quiet)) out.push_back(d->payload);
     return out;
@@ -187,10 +191,10 @@ TEST(ClusterFleet, OneToOneAcrossGatewaysDeliveredWithReceipt) {
     EXPECT_EQ(f.metric("gw1", "imgate_rpc_forward_frames_total"), 1);
 
     // POST /push on gw2 reaches bob on gw3.
-    auto p = http_request(f.proc("gw2").addr("admin"), boost::beast::http::verb::post, "/push",
-                          R"({"user":"bob","payload":"pushed"})",
-                          {{"Content-Type", "application/json"},
-                           {"Authorization", "Bearer " + admin_token}});
+    auto p = http_request(
+        f.proc("gw2").addr("admin"), boost::beast::http::verb::post, "/push",
+        R"({"user":"bob","payload":"pushed"})",
+        {{"Content-Type", "application/json"}, {"Authorization", "Bearer " + admin_token}});
     auto pj = p.json();
     EXPECT_EQ(pj.value("status", ""), "delivered") << p.body;
     EXPECT_EQ(pj.value("reached", 0), 1);
@@ -330,10 +334,16 @@ TEST(ClusterFleet, GatewayWithWrongClusterSecretIsRefused) {
     fleet_under_test f({"gw1", "gw2"});
     ASSERT_TRUE(f.start("gw1"));
     ASSERT_TRUE(f.start("gw2", /*wrong_secret=*/true));
-    EXPECT_TRUE(eventually([&] {
-        return f.metric("gw1", "imgate_rpc_auth_failures_total{direction=\"inbound\",reason=\"bad_proof\"}") >= 1 &&
-               f.metric("gw2", "imgate_rpc_auth_failures_total{direction=\"inbound\",reason=\"bad_proof\"}") >= 1;
-    }, 5s));
+    EXPECT_TRUE(eventually(
+        [&] {
+            return f.metric("gw1",
+                            "imgate_rpc_auth_failures_total{direction=\"inbound\",reason=\"bad_"
+                            "proof\"}") >= 1 &&
+                   f.metric("gw2",
+                            "imgate_rpc_auth_failures_total{direction=\"inbound\",reason=\"bad_"
+                            "proof\"}") >= 1;
+        },
+        5s));
     EXPECT_EQ(f.metric("gw1", "imgate_rpc_links_up"), 0);
     EXPECT_EQ(f.metric("gw1", "imgate_rpc_inbound_links"), 0);
     auto alice = f.client("gw1", "alice");

@@ -121,11 +121,11 @@ log: {level: info}
 
 class DispatcherFakeFleet : public ::testing::Test {
   protected:
-    void start(std::vector<gw_def> defs) {
+    void start(std::vector<gw_def> defs, const std::string& extra_yaml = "") {
         defs_ = defs;
         for (auto& d : defs) gws_[d.id] = std::make_unique<fake_gateway>(d.id);
         write_file(dir_.file("fleet.yaml"), fleet_yaml(defs, gws_));
-        write_file(dir_.file("dispatcher.yaml"), dispatcher_yaml);
+        write_file(dir_.file("dispatcher.yaml"), dispatcher_yaml + extra_yaml);
         disp_ = std::make_unique<daemon_process>(
             "dispatcher", binary_path("imgate-dispatcher"),
             std::vector<std::string>{"--config", dir_.file("dispatcher.yaml")}, dir_);
@@ -378,6 +378,24 @@ TEST_F(DispatcherFakeFleet, SlowlorisConnectionIsClosedAtTheReadDeadline) {
     EXPECT_EQ(ec, asio::error::eof);
     EXPECT_LT(std::chrono::steady_clock::now() - started, std::chrono::seconds(4));
     EXPECT_GE(metric("imgate_http_read_timeouts_total{server=\"public\"}"), 1);
+}
+
+TEST_F(DispatcherFakeFleet, SeveralThreadsServeConcurrentClientsConsistently) {
+    start({{"gw1", 100}, {"gw2", 100}, {"gw3", 100}}, "threads: 2\n");
+    for (auto* id : {"gw1", "gw2", "gw3"}) ASSERT_TRUE(wait_state(id, "up")) << disp_->log();
+    std::atomic<int> ok{0}, failed{0};
+    std::vector<std::thread> clients;
+    for (int t = 0; t < 4; ++t)
+        clients.emplace_back([&] {
+            for (int i = 0; i < 150; ++i) {
+                auto r = http_get(pub_, "/get-tcp-ip?uid=t" + std::to_string(i));
+                (r.status == 200 && r.json().contains("id") ? ok : failed)++;
+            }
+        });
+    for (auto& c : clients) c.join();
+    EXPECT_EQ(ok.load(), 600);
+    EXPECT_EQ(failed.load(), 0);
+    EXPECT_EQ(status()["picks"], 600);  // every hand-out counted exactly once
 }
 
 TEST(DispatcherCli, CheckConfigReportsFileAndLine) {

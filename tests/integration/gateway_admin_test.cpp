@@ -172,3 +172,32 @@ TEST(GatewayLifecycle, CheckConfigAndVersion) {
     EXPECT_EQ(rc3, 0);
     EXPECT_NE(out3.find("imgate-gateway"), std::string::npos);
 }
+
+TEST(GatewayLifecycle, SighupRotatesTokenSecretsWithoutDroppingSessions) {
+    gateway_under_test gw;
+    ASSERT_TRUE(gw.ready()) << gw.proc->log();
+    auto a = gw.client("a");
+    ASSERT_TRUE(a);
+    // Rotate: a new current secret, the old current one kept as previous, old.secret dropped.
+    const std::string fresh = "gateway-fresh-secret-5555555555";
+    write_file(gw.dir.file("fresh.secret"), fresh + "\n");
+    write_file(gw.config, "fleet: fleet.yaml\nworkers: 2\nauth:\n"
+                          "  secret_files: [fresh.secret, token.secret]\n"
+                          "admin:\n  token_file: admin.token\n");
+    gw.proc->signal(SIGHUP);
+    ASSERT_TRUE(eventually([&] {
+        return gw.metric(R"(imgate_gateway_reloads_total{result="ok"})") == 1;
+    })) << gw.proc->log();
+    test_client c1, c2, c3;
+    ASSERT_TRUE(c1.connect(gw.client_addr()));
+    EXPECT_TRUE(c1.login(make_token(fresh, "new-secret-user")));
+    ASSERT_TRUE(c2.connect(gw.client_addr()));
+    EXPECT_TRUE(c2.login(make_token(gw_token_secret, "previous-secret-user")));
+    ASSERT_TRUE(c3.connect(gw.client_addr()));
+    EXPECT_FALSE(c3.login(make_token(gw_old_secret, "dropped-secret-user")));
+    ASSERT_TRUE(c3.last_error());
+    EXPECT_EQ(c3.last_error()->status, proto::code::auth_failed);
+    // The session from before the reload is still there.
+    ASSERT_TRUE(a->send(proto::ping_msg{}));
+    EXPECT_TRUE(a->read<proto::pong_msg>());
+}

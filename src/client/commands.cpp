@@ -14,8 +14,8 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
-#include <deque>
 #include <cstdlib>
+#include <deque>
 #include <filesystem>
 #include <iostream>
 #include <random>
@@ -158,8 +158,9 @@ std::optional<std::string> session_token(session_args& a, std::string* err) {
     }
     auto file = default_secret_file(a.secret_file);
     if (file.empty()) {
-        *err = "no token: give --token, --secret-file, or set IMGATE_TOKEN_SECRET_FILE "
-               "(./config/local/token.secret is used when it exists)";
+        *err =
+            "no token: give --token, --secret-file, or set IMGATE_TOKEN_SECRET_FILE "
+            "(./config/local/token.secret is used when it exists)";
         return std::nullopt;
     }
     auto ttl = parse_duration(a.ttl);
@@ -202,8 +203,8 @@ int run_get_gateway(const get_gateway_args& a) {
         return 1;
     }
     return run_main([&](asio::io_context& io) -> asio::awaitable<int> {
-        auto d = co_await get_gateway(io.get_executor(), *u, a.user, a.region,
-                                      split_list(a.exclude));
+        auto d =
+            co_await get_gateway(io.get_executor(), *u, a.user, a.region, split_list(a.exclude));
         if (d.answer) {
             out_line(d.raw);
             co_return 0;
@@ -306,8 +307,9 @@ struct listener {
             milliseconds wait{0};
             if (end.kick) {
                 if (end.kick->reason == proto::kick_reason::replaced) {
-                    err_line("another session logged in with the same user and device; "
-                             "not reconnecting (use a different --device to run both)");
+                    err_line(
+                        "another session logged in with the same user and device; "
+                        "not reconnecting (use a different --device to run both)");
                     co_return 3;
                 }
                 wait = milliseconds(end.kick->reconnect_after_ms);
@@ -528,7 +530,8 @@ int run_push(const push_args& a) {
     }
     auto ep = parse_endpoint(a.admin);
     if (!ep || ep->port == 0) {
-        err_line("--admin: expected host:port of a gateway admin listener, got \"" + a.admin + "\"");
+        err_line("--admin: expected host:port of a gateway admin listener, got \"" + a.admin +
+                 "\"");
         return 1;
     }
     auto file = default_admin_token_file(a.admin_token_file);
@@ -545,8 +548,10 @@ int run_push(const push_args& a) {
     }
     auto timeout = parse_duration(a.timeout).value_or(milliseconds(5000));
     json body = {{"payload", a.text}};
-    if (!a.user.empty()) body["user"] = a.user;
-    else body["room"] = a.room;
+    if (!a.user.empty())
+        body["user"] = a.user;
+    else
+        body["room"] = a.room;
     return run_main([&](asio::io_context& io) -> asio::awaitable<int> {
         std::vector<std::pair<std::string, std::string>> headers;
         headers.emplace_back("Authorization", "Bearer " + admin_token);
@@ -571,8 +576,7 @@ int run_chat(listen_args a, std::string to, std::string room) {
         return 1;
     }
     if (a.s.device.empty()) a.s.device = default_device("chat");
-    if (!room.empty() &&
-        std::find(a.rooms.begin(), a.rooms.end(), room) == a.rooms.end())
+    if (!room.empty() && std::find(a.rooms.begin(), a.rooms.end(), room) == a.rooms.end())
         a.rooms.push_back(room);
     bool is_room = !room.empty();
     std::string target = is_room ? room : to;

@@ -26,9 +26,14 @@ bool is_fatal_login_error(proto::code c) {
 
 connector::connector(asio::any_io_executor ex, target_spec target, session_options opts,
                      uint64_t seed, log_fn log)
-    : ex_(ex), target_(std::move(target)), opts_(std::move(opts)), rng_(seed), log_(std::move(log)) {}
+    : ex_(ex),
+      target_(std::move(target)),
+      opts_(std::move(opts)),
+      rng_(seed),
+      log_(std::move(log)) {}
 
-asio::awaitable<bool> connector::sleep_until(std::chrono::milliseconds d, clock::time_point deadline) {
+asio::awaitable<bool> connector::sleep_until(std::chrono::milliseconds d,
+                                             clock::time_point deadline) {
     auto until = clock::now() + d;
     if (until > deadline) until = deadline;
     asio::steady_timer t(ex_);
@@ -37,7 +42,8 @@ asio::awaitable<bool> connector::sleep_until(std::chrono::milliseconds d, clock:
     co_return clock::now() < deadline;
 }
 
-asio::awaitable<connect_result> connector::try_one(const gateway_addr& g, const std::string& token) {
+asio::awaitable<connect_result> connector::try_one(const gateway_addr& g,
+                                                   const std::string& token) {
     connect_result out;
     out.gateway = g;
     out.attempts = 1;
@@ -135,8 +141,10 @@ asio::awaitable<connect_result> connector::connect(const std::string& user,
             if (!co_await sleep_until(delay, deadline)) break;
         }
     }
-    if (last.error.empty()) last.error = "gave up connecting: deadline passed";
-    else last.error = "gave up connecting: " + last.error;
+    if (last.error.empty())
+        last.error = "gave up connecting: deadline passed";
+    else
+        last.error = "gave up connecting: " + last.error;
     last.attempts = attempts;
     co_return last;
 }

@@ -35,7 +35,7 @@ struct connect_result {
 bool is_fatal_login_error(proto::code c);
 
 class connector {
-public:
+  public:
     using log_fn = std::function<void(const std::string&)>;
 
     connector(asio::any_io_executor ex, target_spec target, session_options opts, uint64_t seed,
@@ -55,7 +55,7 @@ public:
     // Called with each dispatcher answer (get-gateway prints nothing; listen logs it).
     const failover_plan& plan() const { return plan_; }
 
-private:
+  private:
     asio::awaitable<connect_result> try_one(const gateway_addr& g, const std::string& token);
     asio::awaitable<bool> sleep_until(std::chrono::milliseconds d,
                                       std::chrono::steady_clock::time_point deadline);

@@ -81,8 +81,8 @@ asio::awaitable<dispatch_result> get_gateway(asio::any_io_executor ex, const htt
     std::string target = dispatcher.prefix + "/get-tcp-ip";
     std::string q = get_gateway_query(user, region, exclude);
     if (!q.empty()) target += "?" + q;
-    auto r = co_await http_request(ex, "GET", dispatcher.host, dispatcher.port, target, "", {},
-                                   timeout);
+    auto r =
+        co_await http_request(ex, "GET", dispatcher.host, dispatcher.port, target, "", {}, timeout);
     if (!r.ok) {
         out.error = "dispatcher: " + r.error;
         co_return out;

@@ -144,8 +144,10 @@ struct load_run {
         ev.on_push = [this](const proto::push_msg&) { ++rep.deliveries; };
         ev.on_receipt = [this](const proto::receipt_msg&) { ++rep.receipts; };
         ev.on_room_result = [this](const proto::room_result_msg& m) {
-            if (m.status == proto::code::ok) ++rep.rooms_joined;
-            else ++rep.room_join_errors;
+            if (m.status == proto::code::ok)
+                ++rep.rooms_joined;
+            else
+                ++rep.room_join_errors;
         };
         auto end = co_await s->run(std::move(ev));
         sessions[i].reset();
@@ -160,7 +162,8 @@ struct load_run {
         if (live.empty()) return;
         uint32_t i = live[std::uniform_int_distribution<size_t>(0, live.size() - 1)(rng)];
         auto& s = sessions[i];
-        bool to_room = p.rooms > 0 && std::uniform_real_distribution<double>(0, 1)(rng) < p.room_share;
+        bool to_room =
+            p.rooms > 0 && std::uniform_real_distribution<double>(0, 1)(rng) < p.room_share;
         uint64_t cmid = next_cmid++;
         uint64_t t = now_ns();
         ++rep.sends;
@@ -197,9 +200,10 @@ struct load_run {
         auto connect_deadline = clock::now() + milliseconds(60000 + 10 * int64_t(p.clients));
         while (connect_done < p.clients && !interrupted && clock::now() < connect_deadline)
             co_await sleep(milliseconds(20));
-        note(quiet, std::to_string(rep.connected) + " connected, " +
-                        std::to_string(rep.connect_failed) + " failed" +
-                        (rep.first_connect_error.empty() ? "" : " (" + rep.first_connect_error + ")"));
+        note(quiet,
+             std::to_string(rep.connected) + " connected, " + std::to_string(rep.connect_failed) +
+                 " failed" +
+                 (rep.first_connect_error.empty() ? "" : " (" + rep.first_connect_error + ")"));
         if (rep.connected == 0 || interrupted) {
             stopping = true;
             for (auto& s : sessions)
@@ -246,7 +250,6 @@ struct load_run {
     }
 };
 
-
 std::string latency_line(const latency_stats& s) {
     if (!s.count()) return "no samples";
     return "p50 " + std::to_string(s.percentile(50)) + "  p90 " + std::to_string(s.percentile(90)) +
@@ -256,9 +259,8 @@ std::string latency_line(const latency_stats& s) {
 }
 
 nlohmann::json latency_json(const latency_stats& s) {
-    return {{"count", s.count()},         {"mean", s.mean()},
-            {"p50", s.percentile(50)},    {"p90", s.percentile(90)},
-            {"p99", s.percentile(99)},    {"p999", s.percentile(99.9)},
+    return {{"count", s.count()},      {"mean", s.mean()},        {"p50", s.percentile(50)},
+            {"p90", s.percentile(90)}, {"p99", s.percentile(99)}, {"p999", s.percentile(99.9)},
             {"max", s.max()}};
 }
 
@@ -292,9 +294,12 @@ std::string load_report::text(const load_params& p) const {
 
 std::string load_report::json(const load_params& p) const {
     nlohmann::json j;
-    j["params"] = {{"clients", p.clients},          {"rooms", p.rooms},
-                   {"rate", p.rate},                {"duration_s", p.duration_s},
-                   {"payload_bytes", p.payload_bytes}, {"room_share", p.room_share}};
+    j["params"] = {{"clients", p.clients},
+                   {"rooms", p.rooms},
+                   {"rate", p.rate},
+                   {"duration_s", p.duration_s},
+                   {"payload_bytes", p.payload_bytes},
+                   {"room_share", p.room_share}};
     j["connected"] = connected;
     j["connect_failed"] = connect_failed;
     j["rooms_joined"] = rooms_joined;
@@ -337,7 +342,8 @@ int run_load(const load_params& p, const std::string& secret_file, bool json, bo
     load_run run(io, p, secret, quiet);
     run.rep.clients = p.clients;
     // A per-run prefix keeps two runs (or a run and a human) from replacing each other's sessions.
-    run.prefix = "ld" + std::to_string(std::uniform_int_distribution<int>(1000, 9999)(run.rng)) + "-";
+    run.prefix =
+        "ld" + std::to_string(std::uniform_int_distribution<int>(1000, 9999)(run.rng)) + "-";
     asio::signal_set signals(io, SIGINT, SIGTERM);
     signals.async_wait([&](boost::system::error_code ec, int) {
         if (!ec) run.interrupted = true;

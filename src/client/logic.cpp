@@ -23,17 +23,24 @@ std::optional<milliseconds> parse_duration(std::string_view s) {
     while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) || s[i] == '.')) ++i;
     std::string num(s.substr(0, i));
     std::string_view unit = s.substr(i);
-    if (num.empty() || std::count(num.begin(), num.end(), '.') > 1 || num == ".") return std::nullopt;
+    if (num.empty() || std::count(num.begin(), num.end(), '.') > 1 || num == ".")
+        return std::nullopt;
     char* end = nullptr;
     double v = std::strtod(num.c_str(), &end);
     if (end != num.c_str() + num.size() || !std::isfinite(v) || v < 0) return std::nullopt;
     double ms;
-    if (unit.empty() || unit == "s") ms = v * 1000;
-    else if (unit == "ms") ms = v;
-    else if (unit == "m") ms = v * 60'000;
-    else if (unit == "h") ms = v * 3'600'000;
-    else if (unit == "d") ms = v * 86'400'000;
-    else return std::nullopt;
+    if (unit.empty() || unit == "s")
+        ms = v * 1000;
+    else if (unit == "ms")
+        ms = v;
+    else if (unit == "m")
+        ms = v * 60'000;
+    else if (unit == "h")
+        ms = v * 3'600'000;
+    else if (unit == "d")
+        ms = v * 86'400'000;
+    else
+        return std::nullopt;
     if (ms > 1e15) return std::nullopt;
     return milliseconds(static_cast<int64_t>(std::llround(ms)));
 }
@@ -212,9 +219,9 @@ void failover_plan::start(const gateway_answer& a) {
         if (std::any_of(order_.begin(), order_.end(), same) ||
             std::any_of(retry_last.begin(), retry_last.end(), same))
             return;
-        bool failed = std::find(failed_.begin(), failed_.end(),
-                                g.id.empty() ? g.host + ":" + std::to_string(g.port) : g.id) !=
-                      failed_.end();
+        bool failed =
+            std::find(failed_.begin(), failed_.end(),
+                      g.id.empty() ? g.host + ":" + std::to_string(g.port) : g.id) != failed_.end();
         (failed ? retry_last : order_).push_back(g);
     };
     add(a.primary);
@@ -332,7 +339,9 @@ std::string clock_text(uint64_t ts_ms) {
     return buf;
 }
 
-std::string dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+std::string dump(const json& j) {
+    return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
 
 // Human rendering keeps control characters from reaching the terminal.
 std::string printable(std::string_view s) {
@@ -408,8 +417,9 @@ std::string render_receipt(const proto::receipt_msg& r, bool as_json) {
                          {"user", r.user},
                          {"device", r.device}});
     }
-    return "receipt: read by " + printable(r.user) + (r.device.empty() ? "" : "/" + printable(r.device)) +
-           " (server id " + std::to_string(r.server_msg_id) + ")";
+    return "receipt: read by " + printable(r.user) +
+           (r.device.empty() ? "" : "/" + printable(r.device)) + " (server id " +
+           std::to_string(r.server_msg_id) + ")";
 }
 
 std::string make_load_payload(uint64_t sent_ns, uint32_t size) {

@@ -64,7 +64,7 @@ std::string percent_encode(std::string_view s);
 // Fail-over order over one dispatcher answer, and the exclude list for the next call. Remembers
 // which gateways failed across answers so a re-ask excludes them all (bounded).
 class failover_plan {
-public:
+  public:
     static constexpr size_t max_exclude = 16;
 
     // Starts a new round from an answer: primary first, then alternates, duplicates and
@@ -82,7 +82,7 @@ public:
     // excluded there; they are only tried last).
     const std::vector<std::string>& exclude() const { return exclude_; }
 
-private:
+  private:
     std::vector<gateway_addr> order_;
     size_t pos_ = 0;
     std::vector<std::string> failed_;   // ids, or host:port when there is no id
@@ -91,7 +91,7 @@ private:
 
 // Exponential back-off with full jitter, the random source injected.
 class backoff {
-public:
+  public:
     backoff(std::chrono::milliseconds initial = std::chrono::milliseconds(200),
             std::chrono::milliseconds max = std::chrono::milliseconds(10000))
         : initial_(initial), max_(max) {}
@@ -103,7 +103,7 @@ public:
     void reset() { attempt_ = 0; }
     unsigned attempt() const { return attempt_; }
 
-private:
+  private:
     std::chrono::milliseconds initial_;
     std::chrono::milliseconds max_;
     unsigned attempt_ = 0;
@@ -112,7 +112,7 @@ private:
 // Latency samples with bounded memory: exact up to `capacity` samples, reservoir-sampled beyond
 // (uniform, with the injected random source), so percentiles stay unbiased over long runs.
 class latency_stats {
-public:
+  public:
     explicit latency_stats(size_t capacity = 1 << 20, uint64_t seed = 1)
         : capacity_(capacity), rng_(seed) {}
     void add(uint64_t us);
@@ -122,7 +122,7 @@ public:
     // Nearest-rank percentile, q in [0, 100]; 0 when empty.
     uint64_t percentile(double q) const;
 
-private:
+  private:
     size_t capacity_;
     std::mt19937_64 rng_;
     mutable std::vector<uint64_t> samples_;

@@ -19,7 +19,8 @@ void add_session_options(CLI::App* c, session_args& s) {
                   "HS256 secret to mint the token (default: $IMGATE_TOKEN_SECRET_FILE or "
                   "./config/local/token.secret)");
     c->add_option("--ttl", s.ttl, "lifetime of a minted token")->capture_default_str();
-    auto* g = c->add_option("--gateway,-g", s.gateway, "connect to this gateway host:port directly");
+    auto* g =
+        c->add_option("--gateway,-g", s.gateway, "connect to this gateway host:port directly");
     auto* d = c->add_option("--dispatcher", s.dispatcher, "ask this dispatcher for a gateway")
                   ->capture_default_str();
     g->excludes(d);
@@ -47,7 +48,8 @@ int main(int argc, char** argv) {
     token->add_option("--ttl", tk.ttl, "lifetime: seconds or 30m, 1h, 7d")->capture_default_str();
 
     get_gateway_args gg;
-    auto* getgw = app.add_subcommand("get-gateway", "ask the dispatcher for a gateway (GET /get-tcp-ip)");
+    auto* getgw =
+        app.add_subcommand("get-gateway", "ask the dispatcher for a gateway (GET /get-tcp-ip)");
     getgw->add_option("--dispatcher", gg.dispatcher, "dispatcher URL")->capture_default_str();
     getgw->add_option("--user,-u", gg.user, "user id (for affinity)");
     getgw->add_option("--region", gg.region, "preferred region");
@@ -75,7 +77,8 @@ int main(int argc, char** argv) {
     send->add_option("--timeout", sa.timeout, "bound on the whole command")->capture_default_str();
 
     push_args pa;
-    auto* push = app.add_subcommand("push", "push a message from the backend (POST /push on a gateway admin)");
+    auto* push = app.add_subcommand(
+        "push", "push a message from the backend (POST /push on a gateway admin)");
     push->add_option("--admin", pa.admin, "gateway admin listener host:port")->required();
     push->add_option("--admin-token-file", pa.admin_token_file,
                      "admin bearer token (default: $IMGATE_ADMIN_TOKEN_FILE or "
@@ -101,11 +104,14 @@ int main(int argc, char** argv) {
     auto* load = app.add_subcommand(
         "load", "bounded load generator against a LOCAL fleet (loopback targets only)");
     auto* lg = load->add_option("--gateways", gateways, "comma-separated gateway host:port list");
-    auto* ld = load->add_option("--dispatcher", load_dispatcher, "dispatcher URL (instead of --gateways)");
+    auto* ld =
+        load->add_option("--dispatcher", load_dispatcher, "dispatcher URL (instead of --gateways)");
     lg->excludes(ld);
     load->add_option("--clients,-c", lp.clients, "sessions (2..20000)")->capture_default_str();
-    load->add_option("--rooms", lp.rooms, "rooms; client i joins room i % rooms")->capture_default_str();
-    load->add_option("--rate", lp.rate, "sends per second, all clients together")->capture_default_str();
+    load->add_option("--rooms", lp.rooms, "rooms; client i joins room i % rooms")
+        ->capture_default_str();
+    load->add_option("--rate", lp.rate, "sends per second, all clients together")
+        ->capture_default_str();
     load->add_option("--duration", duration, "sending time (<= 600 s)")->capture_default_str();
     load->add_option("--payload-bytes", lp.payload_bytes, "payload size")->capture_default_str();
     load->add_option("--room-share", lp.room_share, "fraction of sends that go to a room")
@@ -115,8 +121,9 @@ int main(int argc, char** argv) {
     load->add_option("--source-spread", lp.source_spread,
                      "bind clients to 127.0.0.1..127.0.0.N in turn (0: off)")
         ->capture_default_str();
-    load->add_option("--secret-file", load_secret,
-                     "HS256 secret (default: $IMGATE_TOKEN_SECRET_FILE or ./config/local/token.secret)");
+    load->add_option(
+        "--secret-file", load_secret,
+        "HS256 secret (default: $IMGATE_TOKEN_SECRET_FILE or ./config/local/token.secret)");
     load->add_flag("--json", load_json, "print the report as one JSON object");
     load->add_flag("--quiet,-q", quiet, "no progress lines on stderr");
 
@@ -132,7 +139,8 @@ int main(int argc, char** argv) {
     if (*send) {
         if (!send_text_opt.empty()) {
             if (!sa.text.empty()) {
-                std::fprintf(stderr, "imgate: give the text either as an argument or with --text\n");
+                std::fprintf(stderr,
+                             "imgate: give the text either as an argument or with --text\n");
                 return 1;
             }
             sa.text = send_text_opt;

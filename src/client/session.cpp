@@ -16,15 +16,24 @@ constexpr auto tok = asio::as_tuple(asio::use_awaitable);
 
 const char* to_string(end_reason r) {
     switch (r) {
-        case end_reason::local: return "closed locally";
-        case end_reason::eof: return "connection closed by the gateway";
-        case end_reason::io_error: return "connection error";
-        case end_reason::read_timeout: return "read timeout";
-        case end_reason::write_timeout: return "write timeout";
-        case end_reason::queue_overflow: return "outbound queue full";
-        case end_reason::protocol_error: return "protocol error";
-        case end_reason::kicked: return "kicked";
-        case end_reason::redirected: return "redirected";
+        case end_reason::local:
+            return "closed locally";
+        case end_reason::eof:
+            return "connection closed by the gateway";
+        case end_reason::io_error:
+            return "connection error";
+        case end_reason::read_timeout:
+            return "read timeout";
+        case end_reason::write_timeout:
+            return "write timeout";
+        case end_reason::queue_overflow:
+            return "outbound queue full";
+        case end_reason::protocol_error:
+            return "protocol error";
+        case end_reason::kicked:
+            return "kicked";
+        case end_reason::redirected:
+            return "redirected";
     }
     return "unknown";
 }
@@ -34,10 +43,12 @@ std::string session_end::describe() const {
     if (kick) {
         s += ": " + std::string(proto::to_string(kick->reason));
         if (!kick->message.empty()) s += " (" + kick->message + ")";
-        if (kick->reconnect_after_ms) s += ", reconnect after " + std::to_string(kick->reconnect_after_ms) + " ms";
+        if (kick->reconnect_after_ms)
+            s += ", reconnect after " + std::to_string(kick->reconnect_after_ms) + " ms";
     } else if (redirect) {
-        s += redirect->host.empty() ? ": ask the dispatcher again"
-                                    : ": to " + redirect->host + ":" + std::to_string(redirect->port);
+        s += redirect->host.empty()
+                 ? ": ask the dispatcher again"
+                 : ": to " + redirect->host + ":" + std::to_string(redirect->port);
         if (!redirect->reason.empty()) s += " (" + redirect->reason + ")";
         if (redirect->reconnect_after_ms)
             s += ", reconnect after " + std::to_string(redirect->reconnect_after_ms) + " ms";
@@ -175,7 +186,8 @@ asio::awaitable<login_outcome> client_session::login(std::string token) {
         if (r->max_frame) decoder_.set_max_body(std::max(r->max_frame, opts_.max_frame));
     } else if (auto e = proto::decode<proto::error_msg>(*f)) {
         out.error = *e;
-        fail(std::string(proto::to_string(e->status)) + (e->message.empty() ? "" : ": " + e->message));
+        fail(std::string(proto::to_string(e->status)) +
+             (e->message.empty() ? "" : ": " + e->message));
     } else if (auto k = proto::decode<proto::kick_msg>(*f)) {
         out.error = proto::error_msg{proto::code::unavailable, k->message};
         fail(std::string("kicked during login: ") + proto::to_string(k->reason));
@@ -207,11 +219,19 @@ bool client_session::send(proto::target_kind kind, const std::string& target, st
                           uint64_t client_msg_id) {
     return enqueue(proto::send_msg{kind, target, client_msg_id, std::move(payload)});
 }
-bool client_session::join(const std::string& room) { return enqueue(proto::join_msg{room}); }
-bool client_session::leave(const std::string& room) { return enqueue(proto::leave_msg{room}); }
-bool client_session::ack(uint64_t id) { return enqueue(proto::ack_msg{id}); }
+bool client_session::join(const std::string& room) {
+    return enqueue(proto::join_msg{room});
+}
+bool client_session::leave(const std::string& room) {
+    return enqueue(proto::leave_msg{room});
+}
+bool client_session::ack(uint64_t id) {
+    return enqueue(proto::ack_msg{id});
+}
 
-void client_session::close() { shutdown(end_reason::local); }
+void client_session::close() {
+    shutdown(end_reason::local);
+}
 
 void client_session::close_after_flush() {
     if (!running_ || (pending_.empty() && !writing_)) {

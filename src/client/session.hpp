@@ -30,10 +30,10 @@ struct session_options {
     milliseconds default_read_timeout{60000};
     milliseconds read_grace{5000};  // added to two heartbeat intervals for the read deadline
     milliseconds write_timeout{10000};
-    size_t max_queue_bytes = 1 << 20;  // outbound bytes not yet handed to the socket
-    uint32_t max_frame = 1 << 20;      // largest frame body accepted from the gateway
-    bool auto_ack = true;              // ack every DELIVER (so senders get receipts)
-    bool heartbeat = true;             // send PING at the announced interval
+    size_t max_queue_bytes = 1 << 20;         // outbound bytes not yet handed to the socket
+    uint32_t max_frame = 1 << 20;             // largest frame body accepted from the gateway
+    bool auto_ack = true;                     // ack every DELIVER (so senders get receipts)
+    bool heartbeat = true;                    // send PING at the announced interval
     std::optional<asio::ip::address> source;  // local address to bind before connecting
 };
 
@@ -79,7 +79,7 @@ struct session_events {
 };
 
 class client_session : public std::enable_shared_from_this<client_session> {
-public:
+  public:
     explicit client_session(asio::any_io_executor ex, session_options opts = {});
     ~client_session();
     client_session(const client_session&) = delete;
@@ -111,7 +111,7 @@ public:
     uint64_t frames_in() const { return frames_in_; }
     uint64_t unknown_ops() const { return unknown_ops_; }
 
-private:
+  private:
     struct deadline_state {
         bool done = false;
         bool fired = false;

@@ -112,7 +112,8 @@ TEST(SessionToken, MintsFromTheSecretFileAndValidatesIds) {
     std::string err;
     auto t = session_token(a, &err);
     ASSERT_TRUE(t) << err;
-    auto v = imgate::jwt::verify(*t, {"0123456789abcdef0123456789abcdef"}, imgate::jwt::now_seconds());
+    auto v =
+        imgate::jwt::verify(*t, {"0123456789abcdef0123456789abcdef"}, imgate::jwt::now_seconds());
     ASSERT_TRUE(v) << imgate::jwt::to_string(v.error);
     EXPECT_EQ(v.c.sub, "alice");
     EXPECT_EQ(v.c.dev, "phone");

@@ -21,7 +21,7 @@ namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 
 class fake_gateway {
-public:
+  public:
     explicit fake_gateway(asio::io_context& io, std::string id = "fake1")
         : io_(io), acc_(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)), id_(id) {
         spawn(io_, accept_loop(), "fake gateway accept");
@@ -65,7 +65,7 @@ public:
         drop();
     }
 
-private:
+  private:
     asio::awaitable<void> accept_loop() {
         constexpr auto tok = asio::as_tuple(asio::use_awaitable);
         while (true) {
@@ -103,12 +103,13 @@ private:
                 auto m = proto::decode<proto::login_msg>(f);
                 if (!answer_login) return true;
                 if (!m || m->token == "bad") {
-                    write(proto::encode(proto::error_msg{proto::code::auth_failed, "bad_signature"}));
+                    write(
+                        proto::encode(proto::error_msg{proto::code::auth_failed, "bad_signature"}));
                     return false;
                 }
                 logged_in = true;
-                write(proto::encode(
-                    proto::login_result_msg{"u", "d", id_, heartbeat_ms, 0, 65536}, f.corr));
+                write(proto::encode(proto::login_result_msg{"u", "d", id_, heartbeat_ms, 0, 65536},
+                                    f.corr));
                 return true;
             }
             case op::ping:

@@ -80,13 +80,15 @@ TEST(GatewayAnswer, RejectsBadShapes) {
     EXPECT_FALSE(parse_gateway_answer(R"({"host":"h","port":"9001"})", &err));
     EXPECT_FALSE(parse_gateway_answer(R"({"host":"h","port":70000})", &err));
     EXPECT_FALSE(parse_gateway_answer(R"({"host":"h","port":1,"alternates":{}})", &err));
-    EXPECT_FALSE(parse_gateway_answer(R"({"host":"h","port":1,"alternates":[{"host":"x"}]})", &err));
+    EXPECT_FALSE(
+        parse_gateway_answer(R"({"host":"h","port":1,"alternates":[{"host":"x"}]})", &err));
     EXPECT_NE(err.find("alternates[0]"), std::string::npos);
 }
 
 TEST(GatewayQuery, EncodesAndSkipsEmpty) {
     EXPECT_EQ(get_gateway_query("", "", {}), "");
-    EXPECT_EQ(get_gateway_query("al ice", "eu", {"gw1", "gw2"}), "uid=al%20ice&region=eu&exclude=gw1%2Cgw2");
+    EXPECT_EQ(get_gateway_query("al ice", "eu", {"gw1", "gw2"}),
+              "uid=al%20ice&region=eu&exclude=gw1%2Cgw2");
 }
 
 TEST(Failover, PrimaryThenAlternatesWithoutDuplicates) {

@@ -329,7 +329,8 @@ std::string answer(const std::string& id, uint16_t port,
                    std::vector<std::pair<std::string, uint16_t>> alts = {}) {
     nlohmann::json j = {{"id", id}, {"host", "127.0.0.1"}, {"port", port}};
     j["alternates"] = nlohmann::json::array();
-    for (auto& [i, p] : alts) j["alternates"].push_back({{"id", i}, {"host", "127.0.0.1"}, {"port", p}});
+    for (auto& [i, p] : alts)
+        j["alternates"].push_back({{"id", i}, {"host", "127.0.0.1"}, {"port", p}});
     return j.dump();
 }
 

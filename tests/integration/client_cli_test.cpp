@@ -24,7 +24,7 @@ using json = nlohmann::json;
 // One run of the imgate binary in the background: stdout and stderr to files, killed and reaped
 // by the destructor (and by the kernel if the test dies).
 class tool_process {
-public:
+  public:
     tool_process(const temp_dir& dir, const std::string& name, std::vector<std::string> args)
         : out_(dir.file(name + ".out")), err_(dir.file(name + ".err")) {
         args.insert(args.begin(), binary_path("imgate"));
@@ -91,7 +91,7 @@ public:
         return e.substr(p, e.find(' ', p) - p);
     }
 
-private:
+  private:
     std::string out_, err_;
     pid_t pid_ = -1;
     bool exited_ = false;
@@ -99,13 +99,14 @@ private:
 };
 
 class ClientCli : public ::testing::Test {
-protected:
+  protected:
     void SetUp() override {
         for (auto* f : {"token.secret", "admin.token", "cluster.secret"})
             write_file(dir_.file(f), read_file(source_path(std::string("config/local/") + f)));
         auto gw_yaml = read_file(source_path("config/local/gateway.yaml"));
         gw_yaml = std::regex_replace(gw_yaml, std::regex("workers: 0"), "workers: 1");
-        gw_yaml = std::regex_replace(gw_yaml, std::regex("reconnect_after: 1s"), "reconnect_after: 100ms");
+        gw_yaml = std::regex_replace(gw_yaml, std::regex("reconnect_after: 1s"),
+                                     "reconnect_after: 100ms");
         write_file(dir_.file("gateway.yaml"), gw_yaml);
         std::string fleet = "cluster:\n  secret_file: cluster.secret\ngateways:\n";
         for (auto* id : {"gw1", "gw2"}) {
@@ -212,10 +213,11 @@ TEST_F(ClientCli, OfflineAndAuthErrorsHaveTheirExitCodes) {
 }
 
 TEST_F(ClientCli, RoomAndPushReachTheListener) {
-    auto carol = listen("carol", {"--user", "carol", "--room", "lobby", "--count", "2",
-                                  "--timeout", "15s"});
-    ASSERT_TRUE(eventually([&] { return carol->err().find("room lobby: ok") != std::string::npos; }))
-        << carol->err();
+    auto carol =
+        listen("carol", {"--user", "carol", "--room", "lobby", "--count", "2", "--timeout", "15s"});
+    ASSERT_TRUE(eventually([&] {
+        return carol->err().find("room lobby: ok") != std::string::npos;
+    })) << carol->err();
     auto [rc, out] = run(send_args("--user alice --room lobby 'hi room'"));
     EXPECT_EQ(rc, 0) << out;
     EXPECT_NE(out.find("delivered: room lobby, reached 1"), std::string::npos) << out;
@@ -267,9 +269,10 @@ TEST_F(ClientCli, ReplacedSessionExitsWithoutFighting) {
     auto a = std::make_unique<tool_process>(
         dir_, "a", with_auth({"listen", "--gateway", gw, "--user", "fay", "--device", "phone"}));
     ASSERT_TRUE(eventually([&] { return a->connections() == 1; }, 5000ms)) << a->err();
-    auto b = std::make_unique<tool_process>(
-        dir_, "b",
-        with_auth({"listen", "--gateway", gw, "--user", "fay", "--device", "phone", "--timeout", "1500ms"}));
+    auto b =
+        std::make_unique<tool_process>(dir_, "b",
+                                       with_auth({"listen", "--gateway", gw, "--user", "fay",
+                                                  "--device", "phone", "--timeout", "1500ms"}));
     auto code = a->wait(5000ms);
     ASSERT_TRUE(code.has_value()) << a->err();
     EXPECT_EQ(*code, 3);
@@ -297,7 +300,8 @@ TEST_F(ClientCli, LoadAccountsForEverySend) {
 }
 
 TEST_F(ClientCli, LoadRefusesNonLoopbackTargetsAndOverLimits) {
-    auto [rc, out] = run("load --gateways 10.1.2.3:9001 --secret-file " + dir_.file("token.secret"));
+    auto [rc, out] =
+        run("load --gateways 10.1.2.3:9001 --secret-file " + dir_.file("token.secret"));
     EXPECT_EQ(rc, 1);
     EXPECT_NE(out.find("loopback"), std::string::npos) << out;
     auto [rc2, out2] = run("load --dispatcher " + url_ + " --clients 20001 --secret-file " +

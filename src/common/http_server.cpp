@@ -56,6 +56,7 @@ bool is_fd_exhaustion(const boost::system::error_code& ec) {
 http_server::http_server(asio::any_io_executor ex, http_server_options opts,
                          metrics_registry& metrics)
     : ex_(ex), opts_(std::move(opts)), metrics_(metrics), acceptor_(ex) {
+    limits_.store(opts_);
     label_set l{{"server", opts_.name}};
     rejected_busy_ = &metrics_.get_counter("imgate_http_rejected_total",
                                            "HTTP connections or requests refused",
@@ -74,11 +75,19 @@ http_server::http_server(asio::any_io_executor ex, http_server_options opts,
 
 void http_server::set_options(const http_server_options& o) {
     // Only numeric limits change; readers take a copy per request.
-    opts_.max_connections = o.max_connections;
-    opts_.read_timeout = o.read_timeout;
-    opts_.write_timeout = o.write_timeout;
-    opts_.header_limit = o.header_limit;
-    opts_.body_limit = o.body_limit;
+    limits_.store(o);
+}
+
+counter& http_server::requests_counter(unsigned status) {
+    // The registry lookup (lock + label sort) runs once per status code, not once per request.
+    if (status >= by_status_.size()) status = 0;
+    counter* c = by_status_[status].load(std::memory_order_acquire);
+    if (!c) {
+        c = &metrics_.get_counter("imgate_http_requests_total", "HTTP requests answered, by status",
+                                  {{"server", opts_.name}, {"code", std::to_string(status)}});
+        by_status_[status].store(c, std::memory_order_release);
+    }
+    return *c;
 }
 
 void http_server::route(http::verb method, const std::string& path, http_handler h) {
@@ -140,7 +149,7 @@ asio::awaitable<void> http_server::accept_loop() {
             }
             continue;
         }
-        if (active_.load() >= opts_.max_connections) {
+        if (active_.load() >= limits_.max_connections.load(std::memory_order_relaxed)) {
             rejected_busy_->inc();
             // Best effort: a short 503 without reading, then close. Non-blocking write of a few
             // bytes into an empty socket buffer never stalls the accept loop.
@@ -200,12 +209,13 @@ asio::awaitable<void> http_server::session(std::shared_ptr<conn> c) {
 
     boost::system::error_code ec;
     asio::ip::address remote = c->stream.socket().remote_endpoint(ec).address();
-    beast::flat_buffer buf(opts_.header_limit + 1024);
+    beast::flat_buffer buf(limits_.header_limit.load(std::memory_order_relaxed) + 1024);
     while (!stopped_) {
+        auto lim = limits_.load();
         http::request_parser<http::string_body> parser;
-        parser.header_limit(opts_.header_limit);
-        parser.body_limit(opts_.body_limit);
-        c->stream.expires_after(opts_.read_timeout);
+        parser.header_limit(lim.header_limit);
+        parser.body_limit(lim.body_limit);
+        c->stream.expires_after(lim.read_timeout);
         auto [rec, n] = co_await http::async_read(c->stream, buf, parser, use_tuple);
         if (rec) {
             http::status st{};
@@ -231,7 +241,7 @@ asio::awaitable<void> http_server::session(std::shared_ptr<conn> c) {
                                                           : "request_too_large")
                                  .body;
                 res.prepare_payload();
-                c->stream.expires_after(opts_.write_timeout);
+                c->stream.expires_after(lim.write_timeout);
                 co_await http::async_write(c->stream, res, use_tuple);
             }
             break;
@@ -254,11 +264,8 @@ asio::awaitable<void> http_server::session(std::shared_ptr<conn> c) {
         bool keep = req.keep_alive() && !stopped_;
         res.keep_alive(keep);
         res.prepare_payload();
-        metrics_
-            .get_counter("imgate_http_requests_total", "HTTP requests answered, by status",
-                         {{"server", opts_.name}, {"code", std::to_string(res.result_int())}})
-            .inc();
-        c->stream.expires_after(opts_.write_timeout);
+        requests_counter(res.result_int()).inc();
+        c->stream.expires_after(lim.write_timeout);
         auto [wec, wn] = co_await http::async_write(c->stream, res, use_tuple);
         latency_->observe(
             std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());

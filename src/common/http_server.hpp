@@ -10,6 +10,7 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/verb.hpp>
 #include <boost/beast/http/status.hpp>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -80,9 +81,39 @@ private:
     asio::awaitable<void> accept_loop();
     asio::awaitable<void> session(std::shared_ptr<conn> c);
     asio::awaitable<http_response> dispatch(http_request_ctx ctx);
+    counter& requests_counter(unsigned status);
+
+    // Limits that SIGHUP may change while connections read them: one atomic per field.
+    struct live_limits {
+        std::atomic<size_t> max_connections{0};
+        std::atomic<int64_t> read_timeout_ms{0};
+        std::atomic<int64_t> write_timeout_ms{0};
+        std::atomic<uint32_t> header_limit{0};
+        std::atomic<uint64_t> body_limit{0};
+        struct snapshot {
+            std::chrono::milliseconds read_timeout;
+            std::chrono::milliseconds write_timeout;
+            uint32_t header_limit;
+            uint64_t body_limit;
+        };
+        void store(const http_server_options& o) {
+            max_connections = o.max_connections;
+            read_timeout_ms = o.read_timeout.count();
+            write_timeout_ms = o.write_timeout.count();
+            header_limit = o.header_limit;
+            body_limit = o.body_limit;
+        }
+        snapshot load() const {
+            return {std::chrono::milliseconds(read_timeout_ms.load(std::memory_order_relaxed)),
+                    std::chrono::milliseconds(write_timeout_ms.load(std::memory_order_relaxed)),
+                    header_limit.load(std::memory_order_relaxed),
+                    body_limit.load(std::memory_order_relaxed)};
+        }
+    };
 
     asio::any_io_executor ex_;
-    http_server_options opts_;
+    http_server_options opts_;  // name only after construction; limits live in limits_
+    live_limits limits_;
     metrics_registry& metrics_;
     asio::ip::tcp::acceptor acceptor_;
     std::map<std::string, std::map<http::verb, http_handler>> routes_;
@@ -95,6 +126,7 @@ private:
     counter* rejected_limit_;
     counter* read_timeouts_;
     histogram* latency_;
+    std::array<std::atomic<counter*>, 600> by_status_{};
 };
 
 // Parses an application/x-www-form-urlencoded query. Returns nullopt (and sets err) on bad

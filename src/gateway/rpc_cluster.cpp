@@ -499,9 +499,14 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
         asio::steady_timer guard(strand);
         guard.expires_after(cfg.connect_timeout);
         bool timed_out = false;
-        auto on_guard = [c, &timed_out](error_code ec) {
+        error_code rec;
+        auto remote = c->sock.remote_endpoint(rec);
+        std::string from = rec ? std::string("?") : remote.address().to_string();
+        // Counted before the close, so whoever sees the close also sees the count.
+        auto on_guard = [this, c, &timed_out](error_code ec) {
             if (ec) return;
             timed_out = true;
+            auth_failure("inbound", "timeout").inc();
             c->close();
         };
         guard.async_wait(on_guard);
@@ -522,11 +527,8 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
                                  : end == read_end::bad_frame           ? "bad_frame"
                                  : timed_out                            ? "timeout"
                                                                         : "closed";
-            auth_failure("inbound", reason).inc();
-            error_code rec;
-            auto remote = c->sock.remote_endpoint(rec);
-            spdlog::warn("cluster rpc: refused inbound link from {} ({}): {}",
-                         rec ? std::string("?") : remote.address().to_string(),
+            if (!timed_out) auth_failure("inbound", reason).inc();
+            spdlog::warn("cluster rpc: refused inbound link from {} ({}): {}", from,
                          hs.peer_id().empty() ? "no id" : hs.peer_id(), reason);
             c->close_when_flushed();
             co_await guard_close(c);
@@ -631,17 +633,12 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
         while (!c->closed) {
             while (auto f = c->dec.next()) {
                 auto v = h(*f);
-                if (v == verdict::reject) {
-                    c->close();
-                    co_return read_end::rejected;
-                }
+                // The caller closes after counting, so the count is visible before the close.
+                if (v == verdict::reject) co_return read_end::rejected;
                 if (v == verdict::stop) co_return read_end::stopped;
                 if (c->closed) co_return read_end::closed;
             }
-            if (c->dec.error() != frame_error::none) {
-                c->close();
-                co_return read_end::bad_frame;
-            }
+            if (c->dec.error() != frame_error::none) co_return read_end::bad_frame;
             auto [ec, n] = co_await c->sock.async_read_some(asio::buffer(buf), use_tuple);
             if (ec) {
                 c->close();

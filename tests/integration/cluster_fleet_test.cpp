@@ -70,10 +70,24 @@ class fleet_under_test {
             std::vector<std::string>{"--config", cfg, "--id", id}, dir_);
         return procs_[id]->wait_ready();
     }
+    // Starts every gateway. A port picked by free_port() can be taken by someone else before
+    // the gateway binds it; then everything is restarted on fresh ports (at most 3 attempts).
     bool start_all() {
-        for (auto& id : ids_)
-            if (!start(id)) return false;
-        return true;
+        for (int attempt = 0; attempt < 3; ++attempt) {
+            bool ok = true;
+            for (auto& id : ids_)
+                if (!(ok = start(id))) {
+                    last_failure_ = proc(id).log();
+                    break;
+                }
+            if (ok) return true;
+            procs_.clear();  // kills and reaps
+            for (auto& id : ids_) rpc_ports_[id] = free_port();
+            write_fleet("fleet.yaml", "cluster.secret");
+            write_fleet("fleet-wrong.yaml", "wrong.secret");
+        }
+        ADD_FAILURE() << "gateways did not start; last log:\n" << last_failure_;
+        return false;
     }
     daemon_process& proc(const std::string& id) { return *procs_.at(id); }
     void kill(const std::string& id) {
@@ -135,6 +149,7 @@ class fleet_under_test {
     std::vector<std::string> ids_;
     std::map<std::string, uint16_t> rpc_ports_;
     std::map<std::string, std::unique_ptr<daemon_process>> procs_;
+    std::string last_failure_;
 };
 
 std::optional<proto::send_result_msg> send_to(testing_client& c, proto::target_kind kind,
@@ -332,8 +347,8 @@ TEST(ClusterFleet, PeerKilledDuringTrafficEverySendGetsAResult) {
 
 TEST(ClusterFleet, GatewayWithWrongClusterSecretIsRefused) {
     fleet_under_test f({"gw1", "gw2"});
-    ASSERT_TRUE(f.start("gw1"));
-    ASSERT_TRUE(f.start("gw2", /*wrong_secret=*/true));
+    ASSERT_TRUE(f.start("gw1")) << f.proc("gw1").log();
+    ASSERT_TRUE(f.start("gw2", /*wrong_secret=*/true)) << f.proc("gw2").log();
     EXPECT_TRUE(eventually(
         [&] {
             return f.metric("gw1",
@@ -358,8 +373,8 @@ TEST(ClusterFleet, GatewayWithWrongClusterSecretIsRefused) {
 TEST(ClusterFleet, SighupAddsAndRemovesAPeerWithoutDroppingClients) {
     fleet_under_test f({"gw1", "gw2", "gw3"});
     f.rewrite_fleet({"gw1", "gw2"});
-    ASSERT_TRUE(f.start("gw1"));
-    ASSERT_TRUE(f.start("gw2"));
+    ASSERT_TRUE(f.start("gw1")) << f.proc("gw1").log();
+    ASSERT_TRUE(f.start("gw2")) << f.proc("gw2").log();
     ASSERT_TRUE(f.mesh_up(1));
     auto alice = f.client("gw1", "alice");
     auto carol = f.client("gw2", "carol");
@@ -367,7 +382,7 @@ TEST(ClusterFleet, SighupAddsAndRemovesAPeerWithoutDroppingClients) {
 
     // gw3 joins: it starts with the full fleet, the others learn of it on SIGHUP.
     f.rewrite_fleet({"gw1", "gw2", "gw3"});
-    ASSERT_TRUE(f.start("gw3"));
+    ASSERT_TRUE(f.start("gw3")) << f.proc("gw3").log();
     f.proc("gw1").signal(SIGHUP);
     f.proc("gw2").signal(SIGHUP);
     ASSERT_TRUE(f.mesh_up(2));

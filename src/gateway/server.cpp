@@ -65,7 +65,7 @@ gateway_server::gateway_server(asio::io_context& io, gateway_config cfg, metrics
     : io_(io),
       cfg_(std::move(cfg)),
       metrics_(metrics),
-      acceptor_(io),
+      acceptor_(asio::make_strand(io)),
       acks_(cfg_.limits.max_pending_acks, cfg_.limits.ack_timeout),
       seen_(cfg_.limits.dedupe_window),
       ids_(cfg_.id, now_ms()),
@@ -168,7 +168,8 @@ void gateway_server::start() {
     setup_admin();
     admin_->listen(spec->admin);
 
-    spawn(io_, accept_loop(), "gateway accept");
+    // The accept loop and close_acceptor() share the acceptor's strand: no race on close.
+    spawn(acceptor_.get_executor(), accept_loop(), "gateway accept");
     spawn(io_, lag_probe(), "gateway lag probe");
     spawn(io_, housekeeping(), "gateway housekeeping");
     spdlog::info("gateway {} serving clients on {}, admin on {}", cfg_.id,
@@ -457,7 +458,7 @@ void gateway_server::count_message(proto::target_kind kind, bool push, proto::co
 
 void gateway_server::close_acceptor() {
     boost::system::error_code ec;
-    asio::post(io_, [this] {
+    asio::post(acceptor_.get_executor(), [this] {
         boost::system::error_code e;
         acceptor_.close(e);
     });
@@ -582,6 +583,10 @@ asio::awaitable<void> gateway_server::stop_loop(std::function<void()> done) {
     }
     cluster_->stop();
     admin_->stop();
+    // Let the cancelled accepts, reads and timers complete before the event loop stops: their
+    // handlers must not outlive the objects they belong to.
+    t.expires_after(std::chrono::milliseconds(100));
+    co_await t.async_wait(use_tuple);
     done();
 }
 

@@ -351,3 +351,27 @@ TEST(GatewayLimits, SlowConsumerIsClosedAndSenderStillGetsResults) {
     EXPECT_TRUE(eventually([&] { return gw.status().value("sessions", -1) == 1; }, 10s));
     EXPECT_EQ(gw.status().value("users", -1), 1);
 }
+
+TEST(GatewayLimits, IdLengthsAreEnforced) {
+    gateway_under_test gw("  max_id_length: 16\n");
+    ASSERT_TRUE(gw.ready()) << gw.proc->log();
+    // A user id over the limit cannot log in.
+    auto c = gw.client();
+    ASSERT_TRUE(c);
+    EXPECT_FALSE(c->login(make_token(gw_token_secret, std::string(17, 'u'))));
+    ASSERT_TRUE(c->last_error());
+    EXPECT_EQ(c->last_error()->status, proto::code::auth_failed);
+    EXPECT_TRUE(c->wait_closed());
+    // Targets and rooms over the limit are refused per request; the session stays.
+    auto a = gw.client("a");
+    ASSERT_TRUE(a);
+    auto r = send_to(*a, std::string(17, 'b'), 1, "x");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, proto::code::bad_request);
+    ASSERT_TRUE(a->send(proto::join_msg{std::string(17, 'r')}));
+    auto rr = a->read<proto::room_result_msg>();
+    ASSERT_TRUE(rr);
+    EXPECT_EQ(rr->status, proto::code::bad_request);
+    ASSERT_TRUE(a->send(proto::ping_msg{}));
+    EXPECT_TRUE(a->read<proto::pong_msg>());
+}

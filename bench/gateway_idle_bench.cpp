@@ -91,13 +91,20 @@ int main(int argc, char** argv) {
     uint32_t sessions = 10000, concurrency = 200, sources = 8, max_seconds = 120;
     for (int i = 1; i + 1 < argc; i += 2) {
         std::string k = argv[i], v = argv[i + 1];
-        if (k == "--secret-file") secret_file = v;
-        else if (k == "--gateway") gateway = v;
-        else if (k == "--pid") pid = std::stoi(v);
-        else if (k == "--sessions") sessions = std::stoul(v);
-        else if (k == "--concurrency") concurrency = std::stoul(v);
-        else if (k == "--sources") sources = std::stoul(v);
-        else if (k == "--max-seconds") max_seconds = std::stoul(v);
+        if (k == "--secret-file")
+            secret_file = v;
+        else if (k == "--gateway")
+            gateway = v;
+        else if (k == "--pid")
+            pid = std::stoi(v);
+        else if (k == "--sessions")
+            sessions = std::stoul(v);
+        else if (k == "--concurrency")
+            concurrency = std::stoul(v);
+        else if (k == "--sources")
+            sources = std::stoul(v);
+        else if (k == "--max-seconds")
+            max_seconds = std::stoul(v);
         else {
             std::fprintf(stderr, "unknown option %s\n", k.c_str());
             return 2;

@@ -13,15 +13,15 @@ namespace imgate::gw {
 // Limits and timings that SIGHUP may change on a running gateway.
 struct gateway_limits {
     uint32_t max_connections = 100000;
-    double login_rate = 1000;     // LOGIN attempts per second per source address (0: no limit)
+    double login_rate = 1000;  // LOGIN attempts per second per source address (0: no limit)
     double login_burst = 5000;
-    uint32_t max_frame_bytes = 64 * 1024;     // largest frame body accepted from a client
-    uint32_t max_payload_bytes = 32 * 1024;   // largest message payload
-    double send_rate = 50;                    // sends per second per session (token bucket)
+    uint32_t max_frame_bytes = 64 * 1024;    // largest frame body accepted from a client
+    uint32_t max_payload_bytes = 32 * 1024;  // largest message payload
+    double send_rate = 50;                   // sends per second per session (token bucket)
     double send_burst = 100;
-    uint64_t max_outbound_bytes = 1 << 20;    // queued per session; past it: slow consumer
+    uint64_t max_outbound_bytes = 1 << 20;  // queued per session; past it: slow consumer
     uint32_t max_rooms_per_session = 64;
-    uint32_t max_id_length = 64;              // user, device and room ids
+    uint32_t max_id_length = 64;  // user, device and room ids
     std::chrono::milliseconds login_timeout{10000};
     std::chrono::milliseconds heartbeat_interval{30000};
     std::chrono::milliseconds idle_timeout{90000};

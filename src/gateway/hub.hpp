@@ -17,7 +17,7 @@ using shared_frame = std::shared_ptr<const std::string>;
 
 // What the hub needs of a session: identity and a thread-safe way to queue an outbound frame.
 class session_sink {
-public:
+  public:
     virtual ~session_sink() = default;
     virtual uint64_t session_id() const = 0;
     virtual const std::string& user() const = 0;
@@ -36,7 +36,7 @@ struct string_hash {
 // changes take it exclusively. Delivery callbacks run under the shared lock, so they must not call
 // back into the hub.
 class hub {
-public:
+  public:
     struct add_result {
         std::shared_ptr<session_sink> replaced;  // same user + device, now removed from the hub
         std::vector<std::string> replaced_rooms_emptied;  // rooms the replaced session left empty
@@ -52,7 +52,7 @@ public:
         bool last_member = false;  // room has no local member any more
     };
     struct remove_result {
-        bool removed = false;      // false: not (or no longer) registered
+        bool removed = false;  // false: not (or no longer) registered
         bool last_of_user = false;
         std::vector<std::string> rooms_emptied;
     };
@@ -98,7 +98,7 @@ public:
     size_t user_count() const;
     size_t room_count() const;
 
-private:
+  private:
     struct entry {
         std::shared_ptr<session_sink> s;
         std::vector<std::string> rooms;
@@ -111,8 +111,10 @@ private:
     std::unordered_map<uint64_t, entry> sessions_;
     // Raw pointers stay valid because sessions_ keeps the owning shared_ptr and both indexes are
     // updated under the same exclusive lock.
-    std::unordered_map<std::string, std::vector<session_sink*>, string_hash, std::equal_to<>> users_;
-    std::unordered_map<std::string, std::vector<session_sink*>, string_hash, std::equal_to<>> rooms_;
+    std::unordered_map<std::string, std::vector<session_sink*>, string_hash, std::equal_to<>>
+        users_;
+    std::unordered_map<std::string, std::vector<session_sink*>, string_hash, std::equal_to<>>
+        rooms_;
 };
 
 }  // namespace imgate::gw

@@ -1,13 +1,13 @@
 // imgate-gateway: long-lived client connections (login, heartbeats, 1:1 and room messages), an
 // admin API pulled by the dispatcher, and the cluster layer to the other gateways.
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include <boost/asio/io_context.hpp>
-#include <nlohmann/json.hpp>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <thread>
 #include <vector>
 
@@ -76,7 +76,8 @@ int main(int argc, char** argv) {
     }
 
     imgate::setup_logging(cfg.log, "gateway");
-    unsigned workers = cfg.workers ? cfg.workers : std::max(1u, std::thread::hardware_concurrency());
+    unsigned workers =
+        cfg.workers ? cfg.workers : std::max(1u, std::thread::hardware_concurrency());
     try {
         boost::asio::io_context io(static_cast<int>(workers));
         imgate::metrics_registry metrics;

@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <climits>
 #include <chrono>
+#include <climits>
 #include <cstdint>
 #include <deque>
 #include <mutex>
@@ -22,7 +22,7 @@ using steady_time = std::chrono::steady_clock::time_point;
 
 // Token bucket: `rate` tokens per second, at most `burst` stored. Not thread-safe (one session).
 class token_bucket {
-public:
+  public:
     token_bucket(double rate, double burst, steady_time now)
         : rate_(rate), burst_(burst), tokens_(burst), last_(now) {}
     bool take(steady_time now, double n = 1) {
@@ -40,7 +40,7 @@ public:
     }
     double tokens() const { return tokens_; }
 
-private:
+  private:
     void refill(steady_time now) {
         if (now <= last_) return;
         double dt = std::chrono::duration<double>(now - last_).count();
@@ -64,9 +64,8 @@ struct ack_origin {
 // Owns the deliveries of this gateway that still wait for an ack. Bounded in entries (oldest
 // evicted first) and in time (entries older than ttl are dropped). Thread-safe.
 class pending_acks {
-public:
-    pending_acks(size_t max_entries, std::chrono::milliseconds ttl)
-        : max_(max_entries), ttl_(ttl) {
+  public:
+    pending_acks(size_t max_entries, std::chrono::milliseconds ttl) : max_(max_entries), ttl_(ttl) {
         map_.reserve(std::min<size_t>(max_entries, 65536));  // no rehash storms under load
     }
 
@@ -87,7 +86,7 @@ public:
     size_t size() const;
     void set_limits(size_t max_entries, std::chrono::milliseconds ttl);
 
-private:
+  private:
     struct entry {
         ack_origin origin;
         steady_time expires;
@@ -106,13 +105,13 @@ private:
 
 // Remembers the last `capacity` ids; insert() says whether an id is new. Thread-safe.
 class recent_ids {
-public:
+  public:
     explicit recent_ids(size_t capacity) : cap_(capacity) { set_.reserve(capacity); }
     bool insert(uint64_t id);
     bool contains(uint64_t id) const;
     size_t size() const;
 
-private:
+  private:
     mutable std::mutex mu_;
     size_t cap_;
     std::unordered_set<uint64_t> set_;
@@ -123,7 +122,7 @@ private:
 // counter seeded from the start time (1024 ids per millisecond of uptime before a restart could
 // reuse an id, and ids of one gateway never repeat within ~8 years of wall time).
 class msg_id_source {
-public:
+  public:
     msg_id_source(const std::string& gateway_id, uint64_t now_ms_since_epoch);
     uint64_t next() {
         uint64_t c = counter_.fetch_add(1, std::memory_order_relaxed);
@@ -132,7 +131,7 @@ public:
     static uint16_t gateway_hash(const std::string& gateway_id);
     static constexpr uint64_t mask48 = (uint64_t(1) << 48) - 1;
 
-private:
+  private:
     uint64_t prefix_;
     std::atomic<uint64_t> counter_;
 };

@@ -2,13 +2,13 @@
 
 #include <spdlog/spdlog.h>
 
+#include <openssl/crypto.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <nlohmann/json.hpp>
-#include <openssl/crypto.h>
 
 #include "common/daemon.hpp"
 #include "common/logging.hpp"
@@ -30,13 +30,16 @@ uint64_t now_ms() {
 }
 
 constexpr proto::code all_codes[] = {
-    proto::code::bad_frame,       proto::code::unsupported_version, proto::code::unknown_op,
-    proto::code::frame_too_large, proto::code::bad_request,         proto::code::login_required,
-    proto::code::auth_failed,     proto::code::token_expired,       proto::code::login_timeout,
-    proto::code::already_logged_in, proto::code::rate_limited,      proto::code::payload_too_large,
-    proto::code::server_busy,     proto::code::slow_consumer,       proto::code::not_in_room,
-    proto::code::too_many_rooms,  proto::code::unavailable,         proto::code::timeout,
-    proto::code::internal,        proto::code::draining,
+    proto::code::bad_frame,     proto::code::unsupported_version,
+    proto::code::unknown_op,    proto::code::frame_too_large,
+    proto::code::bad_request,   proto::code::login_required,
+    proto::code::auth_failed,   proto::code::token_expired,
+    proto::code::login_timeout, proto::code::already_logged_in,
+    proto::code::rate_limited,  proto::code::payload_too_large,
+    proto::code::server_busy,   proto::code::slow_consumer,
+    proto::code::not_in_room,   proto::code::too_many_rooms,
+    proto::code::unavailable,   proto::code::timeout,
+    proto::code::internal,      proto::code::draining,
 };
 constexpr proto::kick_reason all_kicks[] = {
     proto::kick_reason::replaced, proto::kick_reason::shutdown,      proto::kick_reason::drain,
@@ -54,9 +57,12 @@ proto::code combine_results(uint32_t local, const forward_result& fr, uint32_t& 
 
 const char* to_string(gateway_state s) {
     switch (s) {
-        case gateway_state::serving: return "serving";
-        case gateway_state::draining: return "draining";
-        case gateway_state::stopping: return "stopping";
+        case gateway_state::serving:
+            return "serving";
+        case gateway_state::draining:
+            return "draining";
+        case gateway_state::stopping:
+            return "stopping";
     }
     return "?";
 }
@@ -82,9 +88,9 @@ gateway_server::gateway_server(asio::io_context& io, gateway_config cfg, metrics
                                                  "failed results)",
                                                  {{"code", proto::to_string(c)}});
     for (auto k : all_kicks)
-        kicks_[size_t(k) & 7] = &m.get_counter("imgate_gateway_kicks_total",
-                                               "Sessions kicked, by reason",
-                                               {{"reason", proto::to_string(k)}});
+        kicks_[size_t(k) & 7] =
+            &m.get_counter("imgate_gateway_kicks_total", "Sessions kicked, by reason",
+                           {{"reason", proto::to_string(k)}});
     login_limiter_.set_limits(cfg_.limits.login_rate, cfg_.limits.login_burst);
     for (const char* r : {"ok", "auth_failed", "token_expired", "login_required", "login_timeout",
                           "bad_frame", "bad_identity", "draining", "rate_limited"})
@@ -98,8 +104,8 @@ gateway_server::gateway_server(asio::io_context& io, gateway_config cfg, metrics
                                          "Messages routed by this gateway, by kind and outcome",
                                          {{"kind", kinds[k]}, {"result", results[r]}});
     accepted_ = &m.get_counter("imgate_gateway_accepted_total", "Client connections accepted");
-    busy_ = &m.get_counter("imgate_gateway_rejected_total",
-                           "Client connections refused at accept", {{"reason", "server_busy"}});
+    busy_ = &m.get_counter("imgate_gateway_rejected_total", "Client connections refused at accept",
+                           {{"reason", "server_busy"}});
     slow_ = &m.get_counter("imgate_gateway_slow_consumer_total",
                            "Sessions closed because their outbound queue or a write stalled");
     idle_ = &m.get_counter("imgate_gateway_idle_timeout_total",
@@ -109,17 +115,18 @@ gateway_server::gateway_server(asio::io_context& io, gateway_config cfg, metrics
     receipts_ = &m.get_counter("imgate_gateway_receipts_total", "Delivery receipts routed");
     deliveries_ = &m.get_counter("imgate_gateway_deliveries_total",
                                  "Frames queued to local sessions (DELIVER and PUSH copies)");
-    writes_ = &m.get_counter("imgate_gateway_socket_writes_total",
-                             "Gathered socket writes to clients (frames_written/writes = batching)");
-    frames_written_ = &m.get_counter("imgate_gateway_frames_written_total",
-                                     "Frames written to clients");
+    writes_ =
+        &m.get_counter("imgate_gateway_socket_writes_total",
+                       "Gathered socket writes to clients (frames_written/writes = batching)");
+    frames_written_ =
+        &m.get_counter("imgate_gateway_frames_written_total", "Frames written to clients");
     ack_evictions_ = &m.get_counter("imgate_gateway_pending_ack_evictions_total",
                                     "Pending-ack entries evicted before their ack (table full)");
     admin_unauthorized_ = &m.get_counter("imgate_gateway_admin_unauthorized_total",
                                          "Admin requests refused for a missing or wrong token");
     redirects_ = &m.get_counter("imgate_gateway_redirects_total", "Sessions redirected by drain");
-    reload_ok_ = &m.get_counter("imgate_gateway_reloads_total", "Configuration reloads",
-                                {{"result", "ok"}});
+    reload_ok_ =
+        &m.get_counter("imgate_gateway_reloads_total", "Configuration reloads", {{"result", "ok"}});
     reload_failed_ = &m.get_counter("imgate_gateway_reloads_total", "Configuration reloads",
                                     {{"result", "failed"}});
     m.gauge_fn("imgate_gateway_connections", "Open client connections", {},
@@ -150,8 +157,8 @@ std::shared_ptr<const gateway_limits> gateway_server::limits(uint64_t& gen) cons
 
 void gateway_server::start() {
     const gateway_spec* spec = cfg_.fleet.find(cfg_.id);
-    cluster_ = make_cluster(cfg_.fleet, cfg_.id, cfg_.cluster_secret, cfg_.rpc, *this, io_,
-                            metrics_);
+    cluster_ =
+        make_cluster(cfg_.fleet, cfg_.id, cfg_.cluster_secret, cfg_.rpc, *this, io_, metrics_);
 
     auto ep_str = spec->client_listen.to_string();
     boost::system::error_code ec;
@@ -172,22 +179,25 @@ void gateway_server::start() {
     spawn(acceptor_.get_executor(), accept_loop(), "gateway accept");
     spawn(io_, lag_probe(), "gateway lag probe");
     spawn(io_, housekeeping(), "gateway housekeeping");
-    spdlog::info("gateway {} serving clients on {}, admin on {}", cfg_.id,
-                 client_ep_.address().to_string() + ":" + std::to_string(client_ep_.port()),
-                 admin_endpoint().address().to_string() + ":" +
-                     std::to_string(admin_endpoint().port()));
+    spdlog::info(
+        "gateway {} serving clients on {}, admin on {}", cfg_.id,
+        client_ep_.address().to_string() + ":" + std::to_string(client_ep_.port()),
+        admin_endpoint().address().to_string() + ":" + std::to_string(admin_endpoint().port()));
 }
 
-asio::ip::tcp::endpoint gateway_server::client_endpoint() const { return client_ep_; }
-asio::ip::tcp::endpoint gateway_server::admin_endpoint() const { return admin_->local_endpoint(); }
+asio::ip::tcp::endpoint gateway_server::client_endpoint() const {
+    return client_ep_;
+}
+asio::ip::tcp::endpoint gateway_server::admin_endpoint() const {
+    return admin_->local_endpoint();
+}
 std::string gateway_server::rpc_endpoint() const {
     return cfg_.fleet.find(cfg_.id)->rpc.to_string();
 }
 
 asio::awaitable<void> gateway_server::accept_loop() {
     for (;;) {
-        auto [ec, strand_sock] =
-            co_await acceptor_.async_accept(asio::make_strand(io_), use_tuple);
+        auto [ec, strand_sock] = co_await acceptor_.async_accept(asio::make_strand(io_), use_tuple);
         if (ec) {
             if (ec == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
             if (is_fd_exhaustion(ec)) {
@@ -291,8 +301,8 @@ shared_frame encode_delivery(const outbound_message& msg) {
                 msg.target.size() + msg.payload.size());
     size_t start = begin_frame(buf);
     byte_writer w(buf);
-    std::string_view room = msg.kind == proto::target_kind::room ? std::string_view(msg.target)
-                                                                 : std::string_view();
+    std::string_view room =
+        msg.kind == proto::target_kind::room ? std::string_view(msg.target) : std::string_view();
     proto::op op;
     if (msg.is_push) {
         op = proto::op::push;
@@ -316,8 +326,8 @@ shared_frame encode_delivery(const outbound_message& msg) {
 
 uint32_t gateway_server::deliver_to_sessions(const outbound_message& msg, uint64_t exclude_sid) {
     shared_frame f = encode_delivery(msg);
-    bool want_receipt = !msg.is_push && msg.kind == proto::target_kind::user &&
-                        msg.origin_session != 0;
+    bool want_receipt =
+        !msg.is_push && msg.kind == proto::target_kind::user && msg.origin_session != 0;
     uint32_t reached = 0;
     auto push = [&](session_sink& s) {
         if (s.push_frame(f)) ++reached;
@@ -326,10 +336,9 @@ uint32_t gateway_server::deliver_to_sessions(const outbound_message& msg, uint64
         // Registered before the frames are queued so an ack can never arrive first; dropped again
         // when nobody was reached, and once every reached session acked.
         auto now = std::chrono::steady_clock::now();
-        size_t ev = acks_.add(msg.server_msg_id,
-                              ack_origin{msg.origin_gateway, msg.origin_session, msg.client_msg_id,
-                                         msg.target},
-                              now);
+        size_t ev = acks_.add(
+            msg.server_msg_id,
+            ack_origin{msg.origin_gateway, msg.origin_session, msg.client_msg_id, msg.target}, now);
         if (ev) ack_evictions_->inc(ev);
         hub_.for_user(msg.target, push);
         acks_.set_expected(msg.server_msg_id, reached);
@@ -386,8 +395,8 @@ void gateway_server::on_send(session& s, proto::send_msg& m) {
 }
 
 void gateway_server::on_ack(session& s, uint64_t server_msg_id) {
-    auto origin = acks_.on_ack(server_msg_id, s.session_id(), s.user(),
-                               std::chrono::steady_clock::now());
+    auto origin =
+        acks_.on_ack(server_msg_id, s.session_id(), s.user(), std::chrono::steady_clock::now());
     if (!origin) return;  // unknown, expired or foreign ids are ignored: acks are advisory
     proto::receipt_msg r{origin->client_msg_id, server_msg_id, s.user(), s.device()};
     receipts_->inc();
@@ -404,9 +413,12 @@ proto::code gateway_server::on_join(session& s, const std::string& room) {
         case hub::join_status::ok:
             if (r.first_member) cluster_->room_interest(room, true);
             return proto::code::ok;
-        case hub::join_status::already_member: return proto::code::ok;
-        case hub::join_status::too_many_rooms: return proto::code::too_many_rooms;
-        case hub::join_status::unknown_session: return proto::code::login_required;
+        case hub::join_status::already_member:
+            return proto::code::ok;
+        case hub::join_status::too_many_rooms:
+            return proto::code::too_many_rooms;
+        case hub::join_status::unknown_session:
+            return proto::code::login_required;
     }
     return proto::code::internal;
 }
@@ -432,8 +444,12 @@ void gateway_server::receipt_local(uint64_t origin_session, const proto::receipt
     static_cast<session&>(*s).push_owned(proto::encode(r));
 }
 
-std::vector<std::string> gateway_server::local_users() const { return hub_.users(); }
-std::vector<std::string> gateway_server::local_rooms() const { return hub_.rooms(); }
+std::vector<std::string> gateway_server::local_users() const {
+    return hub_.users();
+}
+std::vector<std::string> gateway_server::local_rooms() const {
+    return hub_.rooms();
+}
 
 void gateway_server::count_error(proto::code c) {
     if (auto* p = errors_[size_t(c) & 63]) p->inc();
@@ -449,7 +465,9 @@ void gateway_server::count_slow_consumer() {
     slow_->inc();
     count_error(proto::code::slow_consumer);
 }
-void gateway_server::count_idle_close() { idle_->inc(); }
+void gateway_server::count_idle_close() {
+    idle_->inc();
+}
 void gateway_server::count_message(proto::target_kind kind, bool push, proto::code status) {
     int k = push ? 2 : (kind == proto::target_kind::room ? 1 : 0);
     int r = status == proto::code::ok ? 0 : status == proto::code::offline ? 1 : 2;
@@ -466,7 +484,8 @@ void gateway_server::close_acceptor() {
 
 double gateway_server::load() const {
     uint64_t g;
-    double conn = double(connections_.load()) / double(std::max<uint32_t>(1, limits(g)->max_connections));
+    double conn =
+        double(connections_.load()) / double(std::max<uint32_t>(1, limits(g)->max_connections));
     // 100 ms of event-loop lag counts as fully loaded even with few connections.
     return std::max(conn, lag_ms_.load() / 100.0);
 }
@@ -481,7 +500,8 @@ asio::awaitable<void> gateway_server::lag_probe() {
         auto [ec] = co_await t.async_wait(use_tuple);
         if (ec) co_return;
         double late =
-            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - due).count();
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - due)
+                .count();
         ema = ema * 0.7 + std::max(0.0, late) * 0.3;
         lag_ms_.store(ema);
         if (state_.load() == gateway_state::stopping) co_return;
@@ -530,8 +550,8 @@ asio::awaitable<void> gateway_server::drain_loop() {
         budget -= double(n);
         for (size_t i = 0; i < n; ++i) {
             redirects_->inc();
-            all[i]->finish(proto::encode(proto::redirect_msg{
-                uint32_t(lim->reconnect_hint.count()), "", 0, "drain"}));
+            all[i]->finish(proto::encode(
+                proto::redirect_msg{uint32_t(lim->reconnect_hint.count()), "", 0, "drain"}));
         }
         t.expires_after(tick);
         auto [ec] = co_await t.async_wait(use_tuple);
@@ -677,7 +697,8 @@ http_response gateway_server::handle_status() {
     j["pending_acks"] = acks_.size();
     j["pid"] = ::getpid();
     j["version"] = IMGATE_VERSION;
-    j["uptime_s"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+    j["uptime_s"] =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
     j["client"] = client_ep_.address().to_string() + ":" + std::to_string(client_ep_.port());
     return http_response::json(http::status::ok, j.dump());
 }
@@ -762,8 +783,7 @@ void gateway_server::setup_admin() {
     admin_->route(http::verb::get, "/status",
                   http_sync_handler([this](const http_request_ctx&) { return handle_status(); }));
     admin_->route(http::verb::get, "/metrics", http_sync_handler([this](const http_request_ctx&) {
-                      return http_response::text(metrics_.render(),
-                                                 "text/plain; version=0.0.4");
+                      return http_response::text(metrics_.render(), "text/plain; version=0.0.4");
                   }));
     admin_->route(http::verb::get, "/healthz", http_sync_handler([this](const http_request_ctx&) {
                       nlohmann::json j{{"status", "ok"}, {"state", to_string(state_.load())}};

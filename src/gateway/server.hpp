@@ -2,11 +2,11 @@
 // The gateway core: client listener, session registry and hub, message routing (local first, then
 // the cluster seam), receipts, the admin API (/status /metrics /healthz /drain /push), drain,
 // graceful stop and reload. Implements local_delivery for traffic arriving from peers.
+#include <array>
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <array>
-#include <atomic>
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -37,7 +37,7 @@ const char* to_string(gateway_state s);
 
 // Owns everything of one running gateway except the io_context and its threads.
 class gateway_server final : public local_delivery {
-public:
+  public:
     gateway_server(asio::io_context& io, gateway_config cfg, metrics_registry& metrics);
     ~gateway_server() override;
 
@@ -96,7 +96,7 @@ public:
     size_t connections() const { return connections_.load(); }
     hub& sessions_hub() { return hub_; }
 
-private:
+  private:
     asio::awaitable<void> accept_loop();
     asio::awaitable<void> drain_loop();
     asio::awaitable<void> stop_loop(std::function<void()> done);

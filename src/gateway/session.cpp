@@ -193,7 +193,8 @@ void session::handle_login(const frame& f) {
     }
     if (!valid_ident(r.c.sub) || (!r.c.dev.empty() && !valid_ident(r.c.dev))) {
         srv_.count_login("bad_identity");
-        send_error(proto::code::auth_failed, "user or device id is empty, too long or not printable");
+        send_error(proto::code::auth_failed,
+                   "user or device id is empty, too long or not printable");
         return finish("");
     }
     user_ = std::move(r.c.sub);
@@ -338,9 +339,8 @@ void session::start_write() {
     write_started_ = std::chrono::steady_clock::now();
     srv_.count_write(writing_.size());
     auto self = shared_from_this();
-    asio::async_write(sock_, bufs_, [self](const boost::system::error_code& ec, size_t) {
-        self->on_write(ec);
-    });
+    asio::async_write(sock_, bufs_,
+                      [self](const boost::system::error_code& ec, size_t) { self->on_write(ec); });
 }
 
 void session::on_write(const boost::system::error_code& ec) {

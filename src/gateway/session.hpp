@@ -1,11 +1,11 @@
 #pragma once
 // One client connection: reads frames under a deadline, runs the login/heartbeat/send/room
 // protocol, and writes through one bounded outbound queue flushed by a single gathered write.
+#include <atomic>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
-#include <atomic>
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -26,7 +26,7 @@ struct gateway_limits;
 // Owns the socket, the deadline timer, the decoder and the outbound queue of one connection.
 // Protocol handling runs on the socket's strand; push_frame may be called from any thread.
 class session final : public session_sink, public std::enable_shared_from_this<session> {
-public:
+  public:
     session(gateway_server& srv, asio::ip::tcp::socket sock, uint64_t id);
     ~session() override;
 
@@ -45,7 +45,7 @@ public:
     bool finishing() const { return closing_.load(std::memory_order_relaxed); }
     bool logged_in() const { return logged_in_.load(std::memory_order_acquire); }
 
-private:
+  private:
     struct out_item {
         shared_frame shared;
         std::string own;
@@ -79,7 +79,7 @@ private:
 
     uint64_t limits_gen_ = 0;  // declared before limits_: its initializer writes it
     std::shared_ptr<const gateway_limits> limits_;  // strand only
-    std::atomic<uint64_t> max_outbound_{0};          // read by push_item on any thread
+    std::atomic<uint64_t> max_outbound_{0};         // read by push_item on any thread
     token_bucket bucket_;
     std::chrono::steady_clock::time_point started_;
     std::chrono::steady_clock::time_point last_rx_;

@@ -17,8 +17,8 @@ TEST(DeliveryEncoding, MatchesTheProtocolCodec) {
     m.from_device = "phone";
     m.ts_ms = 1795000000123ull;
     m.payload = std::string(300, 'p');
-    proto::deliver_msg d{m.server_msg_id, m.kind, m.from_user, m.from_device, "lobby", m.ts_ms,
-                         m.payload};
+    proto::deliver_msg d{m.server_msg_id, m.kind,  m.from_user, m.from_device,
+                         "lobby",         m.ts_ms, m.payload};
     EXPECT_EQ(*encode_delivery(m), proto::encode(d));
 
     m.kind = proto::target_kind::user;

@@ -10,7 +10,7 @@ namespace {
 
 // A session stand-in that records what it was sent.
 class fake_session : public session_sink {
-public:
+  public:
     fake_session(uint64_t id, std::string user, std::string device, bool accept = true)
         : id_(id), user_(std::move(user)), device_(std::move(device)), accept_(accept) {}
     uint64_t session_id() const override { return id_; }
@@ -23,7 +23,7 @@ public:
     }
     std::vector<shared_frame> frames;
 
-private:
+  private:
     uint64_t id_;
     std::string user_, device_;
     bool accept_;

@@ -11,7 +11,7 @@ using namespace imgate::gw;
 namespace {
 
 class fake_session : public session_sink {
-public:
+  public:
     fake_session(uint64_t id, std::string user) : id_(id), user_(std::move(user)) {}
     uint64_t session_id() const override { return id_; }
     const std::string& user() const override { return user_; }
@@ -22,7 +22,7 @@ public:
     }
     std::vector<shared_frame> frames;
 
-private:
+  private:
     uint64_t id_;
     std::string user_, device_;
 };
@@ -30,8 +30,8 @@ private:
 gateway_config test_config() {
     gateway_config c;
     c.id = "gw1";
-    c.fleet.gateways.push_back(gateway_spec{"gw1", {"127.0.0.1", 0}, {"127.0.0.1", 0},
-                                            {"127.0.0.1", 0}, {"127.0.0.1", 0}});
+    c.fleet.gateways.push_back(gateway_spec{
+        "gw1", {"127.0.0.1", 0}, {"127.0.0.1", 0}, {"127.0.0.1", 0}, {"127.0.0.1", 0}});
     c.token_secrets = {"0123456789abcdef0123"};
     return c;
 }
@@ -74,7 +74,8 @@ TEST(LocalDelivery, RetriedForwardIsDeliveredOnce) {
     m.server_msg_id = 1236;
     m.target = "carol";
     EXPECT_EQ(srv.deliver_local(m), 0u);
-    EXPECT_NE(metrics.render().find("imgate_gateway_duplicate_forwards_total 1"), std::string::npos);
+    EXPECT_NE(metrics.render().find("imgate_gateway_duplicate_forwards_total 1"),
+              std::string::npos);
 }
 
 TEST(LocalDelivery, SnapshotsForPeers) {

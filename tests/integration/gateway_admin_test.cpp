@@ -145,8 +145,9 @@ TEST(GatewayLifecycle, SighupReloadsLimitsWithoutDroppingAndBadConfigKeepsOld) {
     EXPECT_TRUE(b->read<proto::deliver_msg>());
 
     // A broken file: the reload fails with file:line in the log, the old config stays.
-    write_file(gw.config, "fleet: fleet.yaml\nauth:\n  secret_files: [token.secret]\nlimits:\n"
-                          "  max_connections: not-a-number\n");
+    write_file(gw.config,
+               "fleet: fleet.yaml\nauth:\n  secret_files: [token.secret]\nlimits:\n"
+               "  max_connections: not-a-number\n");
     gw.proc->signal(SIGHUP);
     ASSERT_TRUE(eventually([&] {
         return gw.metric(R"(imgate_gateway_reloads_total{result="failed"})") == 1;
@@ -181,9 +182,10 @@ TEST(GatewayLifecycle, SighupRotatesTokenSecretsWithoutDroppingSessions) {
     // Rotate: a new current secret, the old current one kept as previous, old.secret dropped.
     const std::string fresh = "gateway-fresh-secret-5555555555";
     write_file(gw.dir.file("fresh.secret"), fresh + "\n");
-    write_file(gw.config, "fleet: fleet.yaml\nworkers: 2\nauth:\n"
-                          "  secret_files: [fresh.secret, token.secret]\n"
-                          "admin:\n  token_file: admin.token\n");
+    write_file(gw.config,
+               "fleet: fleet.yaml\nworkers: 2\nauth:\n"
+               "  secret_files: [fresh.secret, token.secret]\n"
+               "admin:\n  token_file: admin.token\n");
     gw.proc->signal(SIGHUP);
     ASSERT_TRUE(eventually([&] {
         return gw.metric(R"(imgate_gateway_reloads_total{result="ok"})") == 1;

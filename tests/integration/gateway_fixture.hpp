@@ -28,17 +28,17 @@ inline std::string write_gateway_config(const temp_dir& dir, const std::string& 
                "    client: 127.0.0.1:0\n"
                "    admin: 127.0.0.1:0\n"
                "    rpc: 127.0.0.1:0\n");
-    std::string y = "fleet: fleet.yaml\n"
-                    "workers: 2\n"
-                    "auth:\n"
-                    "  secret_files: [token.secret, old.secret]\n"
-                    "admin:\n"
-                    "  token_file: admin.token\n"
-                    "limits:\n" +
-                    (limits_yaml.empty() ? "  max_connections: 1000\n" : limits_yaml) +
-                    "timeouts:\n" +
-                    (timeouts_yaml.empty() ? "  login_timeout: 5s\n" : timeouts_yaml) +
-                    "log:\n  level: debug\n" + extra_yaml;
+    std::string y =
+        "fleet: fleet.yaml\n"
+        "workers: 2\n"
+        "auth:\n"
+        "  secret_files: [token.secret, old.secret]\n"
+        "admin:\n"
+        "  token_file: admin.token\n"
+        "limits:\n" +
+        (limits_yaml.empty() ? "  max_connections: 1000\n" : limits_yaml) + "timeouts:\n" +
+        (timeouts_yaml.empty() ? "  login_timeout: 5s\n" : timeouts_yaml) +
+        "log:\n  level: debug\n" + extra_yaml;
     write_file(dir.file("gateway.yaml"), y);
     return dir.file("gateway.yaml");
 }
@@ -71,9 +71,7 @@ struct gateway_under_test {
         return c;
     }
 
-    nlohmann::json status() {
-        return http_get(admin_addr(), "/status").json();
-    }
+    nlohmann::json status() { return http_get(admin_addr(), "/status").json(); }
     http_result admin_post(const std::string& path, const std::string& body,
                            const std::string& token = gw_admin_token) {
         std::vector<std::pair<std::string, std::string>> h{{"Content-Type", "application/json"}};

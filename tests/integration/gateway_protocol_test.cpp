@@ -11,8 +11,8 @@ namespace proto = imgate::proto;
 
 namespace {
 
-std::optional<proto::send_result_msg> send_to(test_client& c, const std::string& to,
-                                              uint64_t cid, const std::string& text,
+std::optional<proto::send_result_msg> send_to(test_client& c, const std::string& to, uint64_t cid,
+                                              const std::string& text,
                                               proto::target_kind kind = proto::target_kind::user) {
     if (!c.send(proto::send_msg{kind, to, cid, text})) return std::nullopt;
     return c.read<proto::send_result_msg>();
@@ -62,10 +62,9 @@ TEST(GatewayLogin, RefusesBadExpiredAndAlgNoneTokensThenCloses) {
         proto::code want;
     };
     int64_t now = jwt::now_seconds();
-    std::string none = jwt::base64url_encode(R"({"alg":"none","typ":"JWT"})") + "." +
-                       jwt::base64url_encode(R"({"sub":"eve","exp":)" +
-                                             std::to_string(now + 3600) + "}") +
-                       ".";
+    std::string none =
+        jwt::base64url_encode(R"({"alg":"none","typ":"JWT"})") + "." +
+        jwt::base64url_encode(R"({"sub":"eve","exp":)" + std::to_string(now + 3600) + "}") + ".";
     std::vector<case_t> cases{
         {make_token("some-other-secret-entirely", "eve"), proto::code::auth_failed},
         {jwt::sign({"eve", "", now - 10}, gw_token_secret, now - 100), proto::code::token_expired},
@@ -257,7 +256,8 @@ TEST(GatewayLimits, SendRateLimitGivesErrorResult) {
     ASSERT_TRUE(gw.ready()) << gw.proc->log();
     auto a = gw.client("a"), b = gw.client("b");
     ASSERT_TRUE(a && b);
-    for (uint64_t i = 1; i <= 3; ++i) ASSERT_TRUE(a->send(proto::send_msg{proto::target_kind::user, "b", i, "x"}));
+    for (uint64_t i = 1; i <= 3; ++i)
+        ASSERT_TRUE(a->send(proto::send_msg{proto::target_kind::user, "b", i, "x"}));
     std::map<uint64_t, proto::code> res;
     for (int i = 0; i < 3; ++i) {
         auto r = a->read<proto::send_result_msg>();
@@ -328,7 +328,8 @@ TEST(GatewayLimits, SlowConsumerIsClosedAndSenderStillGetsResults) {
     std::string payload(30000, 'z');
     int results = 0, delivered = 0;
     for (int i = 1; i <= n; ++i) {
-        ASSERT_TRUE(fast->send(proto::send_msg{proto::target_kind::user, "slow", uint64_t(i), payload}));
+        ASSERT_TRUE(
+            fast->send(proto::send_msg{proto::target_kind::user, "slow", uint64_t(i), payload}));
         // Read results as we go so the fast client is never a slow consumer itself.
         while (auto f = fast->read_frame(1ms)) {
             if (auto r = proto::decode<proto::send_result_msg>(*f)) {
@@ -343,8 +344,8 @@ TEST(GatewayLimits, SlowConsumerIsClosedAndSenderStillGetsResults) {
         ++results;
         if (r->status == proto::code::ok) ++delivered;
     }
-    EXPECT_EQ(results, n);       // exactly one result per message
-    EXPECT_LT(delivered, n);     // the later ones found the slow session gone: offline
+    EXPECT_EQ(results, n);    // exactly one result per message
+    EXPECT_LT(delivered, n);  // the later ones found the slow session gone: offline
     EXPECT_TRUE(eventually([&] { return gw.metric("imgate_gateway_slow_consumer_total") >= 1; }));
     // The server dropped the slow session (reading what it had already sent through a 4 KB
     // window would take long, so the server-side view is checked instead).

@@ -23,7 +23,7 @@ using namespace std::chrono_literals;
 
 // Owns one TCP connection and its own io_context; not thread-safe (one test thread uses it).
 class test_client {
-public:
+  public:
     explicit test_client(uint32_t max_body = absolute_max_frame_body)
         : sock_(io_), dec_(max_body) {}
 
@@ -99,7 +99,8 @@ public:
         for (;;) {
             auto now = std::chrono::steady_clock::now();
             if (now >= deadline) return std::nullopt;
-            auto f = read_frame(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now));
+            auto f =
+                read_frame(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now));
             if (!f) return std::nullopt;
             if (f->op == static_cast<uint8_t>(M::opcode)) return proto::decode<M>(*f);
             last_skipped_ = *f;
@@ -113,7 +114,8 @@ public:
         while (!closed_) {
             auto now = std::chrono::steady_clock::now();
             if (now >= deadline) return false;
-            auto f = read_frame(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now));
+            auto f =
+                read_frame(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now));
             if (!f && !closed_ && dec_.error() != frame_error::none) return false;
         }
         close();  // like a real client: close our side once the server closed its side
@@ -153,7 +155,7 @@ public:
     const std::optional<frame>& last_skipped() const { return last_skipped_; }
     asio::ip::tcp::socket& socket() { return sock_; }
 
-private:
+  private:
     template <class Pred>
     bool run_until(Pred done, std::chrono::milliseconds timeout) {
         io_.restart();

@@ -68,3 +68,22 @@ TEST(Jwt, Base64UrlRoundTrip) {
     EXPECT_FALSE(jwt::base64url_decode("a"));
     EXPECT_FALSE(jwt::base64url_decode("ab=="));
 }
+
+// exp values that do not fit the leeway arithmetic (1e300, 2^64-1, INT64_MIN) are refused as an
+// invalid claim instead of overflowing (found by tests/fuzz jwt_verify under UBSan).
+TEST(Jwt, OutOfRangeExpIsAnInvalidClaim) {
+    const std::string secret = "s3cret";
+    auto make = [&](const std::string& exp) {
+        std::string in = jwt::base64url_encode(R"({"alg":"HS256"})") + "." +
+                         jwt::base64url_encode(R"({"sub":"a","exp":)" + exp + "}");
+        return in + "." + jwt::base64url_encode(jwt::hmac_sha256(secret, in));
+    };
+    for (auto exp : {"1e300", "-1e300", "18446744073709551615", "-9223372036854775808",
+                     "4611686018427387904"})
+        EXPECT_EQ(jwt::verify(make(exp), {secret}, 1000, 30).error,
+                  jwt::verify_error::missing_claim)
+            << exp;
+    // Large but in range: a valid far-future token.
+    EXPECT_TRUE(jwt::verify(make("4611686018427387903"), {secret}, 1000, 30));
+    EXPECT_TRUE(jwt::verify(make("1.9e9"), {secret}, 1000, 30));
+}

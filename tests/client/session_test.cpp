@@ -299,15 +299,21 @@ TEST(ClientSession, BoundedQueueRefusesPastTheLimit) {
 }
 
 // A dispatcher stand-in: answers GET /get-tcp-ip from a script and records the queries.
+// The server's metrics must outlive the io_context: its accept loop (and so the server) is only
+// destroyed when the io_context is, after the test's locals.
+imgate::metrics_registry& test_metrics() {
+    static imgate::metrics_registry m;
+    return m;
+}
+
 struct fake_dispatcher {
-    imgate::metrics_registry metrics;
     std::shared_ptr<imgate::http_server> srv;
     std::vector<std::string> queries;
     std::vector<std::string> answers;  // one per call; the last repeats
 
     explicit fake_dispatcher(asio::io_context& io) {
         srv = std::make_shared<imgate::http_server>(io.get_executor(),
-                                                    imgate::http_server_options{}, metrics);
+                                                    imgate::http_server_options{}, test_metrics());
         imgate::http_sync_handler h = [this](const imgate::http_request_ctx& ctx) {
             queries.emplace_back(ctx.query);
             auto& body = answers[std::min(queries.size(), answers.size()) - 1];

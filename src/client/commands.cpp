@@ -234,6 +234,7 @@ struct listener {
     bool done = false;
     bool timed_out = false;
     bool interrupted = false;
+    bool connected_once = false;
     // chat: where stdin lines go, and lines typed while (re)connecting.
     std::string chat_target;
     bool chat_room = false;
@@ -265,6 +266,7 @@ struct listener {
                 co_return 1;
             }
             current = r.session;
+            connected_once = true;
             auto& info = current->info();
             err_line("connected to " + r.gateway.to_string() +
                      (info.gateway_id == r.gateway.id ? "" : " (gateway " + info.gateway_id + ")") +
@@ -341,6 +343,10 @@ struct listener {
     }
 
     int finish_code() const {
+        if (!connected_once) {
+            err_line("timeout: never connected");
+            return 1;
+        }
         if (a.count && received < a.count) {
             err_line("timeout: received " + std::to_string(received) + " of " +
                      std::to_string(a.count) + " messages");

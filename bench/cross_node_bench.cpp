@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "common/config.hpp"
+#include "tests/support/process.hpp"
 #include "common/daemon.hpp"
 #include "common/frame.hpp"
 #include "common/jwt.hpp"
@@ -56,20 +57,7 @@ std::vector<std::string> split(const std::string& s) {
     return out;
 }
 
-double cpu_seconds(int pid) {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-    std::string s((std::istreambuf_iterator<char>(in)), {});
-    auto close = s.rfind(')');
-    if (close == std::string::npos) return 0;
-    std::istringstream rest(s.substr(close + 2));
-    std::string f;
-    unsigned long long ut = 0, st = 0;
-    for (int i = 3; i <= 15 && rest >> f; ++i) {
-        if (i == 14) ut = std::stoull(f);
-        if (i == 15) st = std::stoull(f);
-    }
-    return double(ut + st) / double(::sysconf(_SC_CLK_TCK));
-}
+double cpu_seconds(int pid) { return imgate::test::process_cpu_seconds(pid); }
 
 // One logged-in client connection.
 struct client {

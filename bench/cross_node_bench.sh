@@ -33,14 +33,8 @@ cleanup() {
 trap cleanup EXIT
 
 [ -x "$bin/imgate-gateway" ] || { echo "build imgate-gateway first ($bin)" >&2; exit 1; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-# The bench client is compiled against the build's common library (no CMake target needed).
-lib="$root/$build/src/libimgate_common.a"
-[ -f "$lib" ] || { echo "missing $lib" >&2; exit 1; }
-g++ -std=c++20 -O2 -DBOOST_ASIO_SEPARATE_COMPILATION -DBOOST_BEAST_SEPARATE_COMPILATION \
-    -DBOOST_ASIO_NO_DEPRECATED -I"$root/src" "$root/bench/cross_node_bench.cpp" "$lib" \
-    -lssl -lcrypto -lspdlog -lfmt -lyaml-cpp -lsystemd -pthread -o "$work/cross_node_bench"
+. "$root/bench/lib.sh"
+bench_compile "$root/bench/cross_node_bench.cpp" "$work/cross_node_bench" "$root/$build/src/libimgate_common.a"
 
 head -c 32 /dev/urandom | base64 > "$work/token.secret"
 head -c 32 /dev/urandom | base64 > "$work/cluster.secret"

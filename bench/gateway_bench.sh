@@ -32,15 +32,9 @@ cleanup() {
 trap cleanup EXIT
 
 [ -x "$bin/imgate-gateway" ] || { echo "build imgate-gateway first ($bin)" >&2; exit 1; }
-lib="$root/$build/src/libimgate_common.a"
-[ -f "$lib" ] || { echo "missing $lib" >&2; exit 1; }
+. "$root/bench/lib.sh"
 client="$root/$build/bench/gateway_bench_client"
-mkdir -p "$(dirname "$client")"
-if [ ! -x "$client" ] || [ "$root/bench/cross_node_bench.cpp" -nt "$client" ] || [ "$lib" -nt "$client" ]; then
-g++ -std=c++20 -O2 -DBOOST_ASIO_SEPARATE_COMPILATION -DBOOST_BEAST_SEPARATE_COMPILATION \
-    -DBOOST_ASIO_NO_DEPRECATED -I"$root/src" "$root/bench/cross_node_bench.cpp" "$lib" \
-    -lssl -lcrypto -lspdlog -lfmt -lyaml-cpp -lsystemd -pthread -o "$client"
-fi
+bench_compile "$root/bench/cross_node_bench.cpp" "$client" "$root/$build/src/libimgate_common.a"
 
 head -c 32 /dev/urandom | base64 > "$work/token.secret"
 cat > "$work/fleet.yaml" <<YAML

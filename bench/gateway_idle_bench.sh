@@ -19,14 +19,9 @@ cleanup() {
 }
 trap cleanup EXIT
 ulimit -n "$(ulimit -Hn)"
-lib="$root/$build/src/libimgate_common.a"
+. "$root/bench/lib.sh"
 client="$root/$build/bench/gateway_idle_bench"
-mkdir -p "$(dirname "$client")"
-if [ ! -x "$client" ] || [ "$root/bench/gateway_idle_bench.cpp" -nt "$client" ] || [ "$lib" -nt "$client" ]; then
-g++ -std=c++20 -O2 -DBOOST_ASIO_SEPARATE_COMPILATION -DBOOST_BEAST_SEPARATE_COMPILATION \
-    -DBOOST_ASIO_NO_DEPRECATED -I"$root/src" "$root/bench/gateway_idle_bench.cpp" "$lib" \
-    -lssl -lcrypto -lspdlog -lfmt -lyaml-cpp -lsystemd -pthread -o "$client"
-fi
+bench_compile "$root/bench/gateway_idle_bench.cpp" "$client" "$root/$build/src/libimgate_common.a"
 head -c 32 /dev/urandom | base64 > "$work/token.secret"
 cat > "$work/fleet.yaml" <<YAML
 gateways:

@@ -5,6 +5,8 @@
 
 #include <csignal>
 #include <ctime>
+#include <filesystem>
+#include <fstream>
 
 namespace imgate {
 
@@ -64,6 +66,19 @@ void daemon_control::arm_watchdog() {
         sd_notify(0, "WATCHDOG=1");
         arm_watchdog();
     });
+}
+
+bool write_ready_file(const std::string& path, const std::string& json) {
+    std::string tmp = path + ".tmp";
+    {
+        std::ofstream out(tmp, std::ios::trunc);
+        if (!out) return false;
+        out << json << "\n";
+        if (!out.flush()) return false;
+    }
+    std::error_code ec;
+    std::filesystem::rename(tmp, path, ec);
+    return !ec;
 }
 
 void daemon_control::notify_ready(const std::string& status) {

@@ -25,6 +25,10 @@ void spawn(Executor&& ex, Awaitable&& a, std::string what) {
                    log_exceptions{std::move(what)});
 }
 
+// Writes json to path atomically (path.tmp, then rename) once a daemon listens: tests and
+// scripts wait for the file (--ready-file) instead of polling ports.
+bool write_ready_file(const std::string& path, const std::string& json);
+
 // Owns the SIGTERM/SIGINT/SIGHUP handling and the systemd watchdog timer of one io_context.
 class daemon_control {
 public:

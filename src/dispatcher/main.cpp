@@ -8,26 +8,9 @@
 #include <fstream>
 #include <iostream>
 
+#include "common/daemon.hpp"
 #include "common/logging.hpp"
 #include "dispatcher/app.hpp"
-
-namespace {
-
-// Written once listening: tests and scripts wait for the file instead of polling ports.
-bool write_ready_file(const std::string& path, const std::string& json) {
-    std::string tmp = path + ".tmp";
-    {
-        std::ofstream out(tmp, std::ios::trunc);
-        if (!out) return false;
-        out << json << "\n";
-        if (!out.flush()) return false;
-    }
-    std::error_code ec;
-    std::filesystem::rename(tmp, path, ec);
-    return !ec;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
     CLI::App cli{"imgate-dispatcher: GET /get-tcp-ip from pulled gateway health and load"};
@@ -67,7 +50,7 @@ int main(int argc, char** argv) {
     try {
         imgate::disp::dispatcher_app app(std::move(cfg));
         app.start();
-        if (!ready_file.empty() && !write_ready_file(ready_file, app.ready_json())) {
+        if (!ready_file.empty() && !imgate::write_ready_file(ready_file, app.ready_json())) {
             spdlog::critical("cannot write the ready file {}", ready_file);
             return 1;
         }

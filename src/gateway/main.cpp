@@ -19,19 +19,6 @@
 
 namespace {
 
-// Written once every listener is bound: tests and scripts wait for the file instead of polling.
-bool write_ready_file(const std::string& path, const std::string& json) {
-    std::string tmp = path + ".tmp";
-    {
-        std::ofstream out(tmp, std::ios::trunc);
-        if (!out) return false;
-        out << json << "\n";
-        if (!out.flush()) return false;
-    }
-    std::error_code ec;
-    std::filesystem::rename(tmp, path, ec);
-    return !ec;
-}
 
 std::string hostport(const boost::asio::ip::tcp::endpoint& ep) {
     return ep.address().to_string() + ":" + std::to_string(ep.port());
@@ -101,7 +88,7 @@ int main(int argc, char** argv) {
                              {"admin", hostport(server.admin_endpoint())},
                              {"rpc", server.rpc_endpoint()},
                              {"pid", ::getpid()}};
-            if (!write_ready_file(ready_file, j.dump())) {
+            if (!imgate::write_ready_file(ready_file, j.dump())) {
                 spdlog::critical("cannot write the ready file {}", ready_file);
                 return 1;
             }

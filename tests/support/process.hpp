@@ -155,6 +155,22 @@ inline http_result http_get(const std::string& hostport, const std::string& targ
     return http_request(hostport, boost::beast::http::verb::get, target, "", {}, timeout);
 }
 
+// CPU seconds (user+system) a process has consumed so far, from /proc/PID/stat; 0 if it is gone.
+inline double process_cpu_seconds(pid_t pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string s((std::istreambuf_iterator<char>(in)), {});
+    auto close = s.rfind(')');
+    if (close == std::string::npos) return 0;
+    std::istringstream rest(s.substr(close + 2));
+    std::string f;
+    unsigned long long ut = 0, st = 0;
+    for (int i = 3; i <= 15 && rest >> f; ++i) {
+        if (i == 14) ut = std::stoull(f);
+        if (i == 15) st = std::stoull(f);
+    }
+    return double(ut + st) / double(::sysconf(_SC_CLK_TCK));
+}
+
 // A daemon child process. stdout+stderr go to <dir>/<name>.log. The child gets SIGKILL if the
 // test process dies (PR_SET_PDEATHSIG), and the destructor kills and reaps it, so no test leaves
 // orphans behind even when an assertion fails.
@@ -232,20 +248,7 @@ public:
     const std::string& log_path() const { return log_path_; }
 
     // CPU seconds (user+system) consumed so far, from /proc/PID/stat.
-    double cpu_seconds() const {
-        std::ifstream in("/proc/" + std::to_string(pid_) + "/stat");
-        std::string s((std::istreambuf_iterator<char>(in)), {});
-        auto close = s.rfind(')');
-        if (close == std::string::npos) return 0;
-        std::istringstream rest(s.substr(close + 2));
-        std::string f;
-        unsigned long long ut = 0, st = 0;
-        for (int i = 3; i <= 15 && rest >> f; ++i) {
-            if (i == 14) ut = std::stoull(f);
-            if (i == 15) st = std::stoull(f);
-        }
-        return double(ut + st) / double(::sysconf(_SC_CLK_TCK));
-    }
+    double cpu_seconds() const { return process_cpu_seconds(pid_); }
 
 private:
     void start(const std::string& binary, const std::vector<std::string>& args) {

@@ -46,6 +46,12 @@ if [ "$(ls "$run"/*.ready 2>/dev/null | wc -l)" -ne 4 ]; then
     exit 1
 fi
 
+# The dispatcher hands out a gateway once it has seen `rise` good pulls of it (about 1 s).
+for _ in $(seq 1 50); do
+    curl -fsS -o /dev/null 'http://127.0.0.1:8080/get-tcp-ip?uid=run-fleet' 2>/dev/null && break
+    sleep 0.1
+done
+
 secret="$here/token.secret"
 cat <<TIPS
 

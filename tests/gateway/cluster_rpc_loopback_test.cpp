@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "gateway/rpc_cluster.hpp"
+#include "../support/process.hpp"
 
 using namespace imgate;
 using namespace imgate::gw;
@@ -37,11 +38,7 @@ bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds lim
     return cond();
 }
 
-uint16_t free_port() {
-    asio::io_context io;
-    asio::ip::tcp::acceptor a(io, {asio::ip::make_address("127.0.0.1"), 0});
-    return a.local_endpoint().port();
-}
+using imgate::test::free_port;
 
 // Stands in for the gateway core: a set of local users (sessions per user) and rooms.
 class fake_local final : public local_delivery {

@@ -18,7 +18,9 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <mutex>
 #include <random>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -96,11 +98,20 @@ inline std::string read_file(const std::string& path) {
 
 // A port that was free a moment ago (bind 0, read, close). Prefer letting the daemon bind port 0
 // and reading its ready file; use this only where an address must be known before start.
+// The kernel may hand the same ephemeral port out again right after it was closed, so a port
+// already returned by this process is never returned twice (a fleet needs distinct ports).
 inline uint16_t free_port() {
+    static std::mutex mu;
+    static std::set<uint16_t> handed;
+    std::lock_guard lk(mu);
     boost::asio::io_context io;
-    boost::asio::ip::tcp::acceptor a(
-        io, boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0));
-    return a.local_endpoint().port();
+    for (int attempt = 0; attempt < 1000; ++attempt) {
+        boost::asio::ip::tcp::acceptor a(
+            io, boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0));
+        uint16_t p = a.local_endpoint().port();
+        if (handed.insert(p).second) return p;
+    }
+    throw std::runtime_error("free_port: no new port after 1000 attempts");
 }
 
 // Splits "host:port".

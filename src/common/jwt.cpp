@@ -10,13 +10,20 @@ namespace imgate::jwt {
 
 const char* to_string(verify_error e) {
     switch (e) {
-        case verify_error::none: return "ok";
-        case verify_error::malformed: return "malformed token";
-        case verify_error::bad_algorithm: return "unsupported algorithm (only HS256)";
-        case verify_error::bad_signature: return "bad signature";
-        case verify_error::expired: return "token expired";
-        case verify_error::not_yet_valid: return "token not yet valid";
-        case verify_error::missing_claim: return "missing or invalid sub/exp claim";
+        case verify_error::none:
+            return "ok";
+        case verify_error::malformed:
+            return "malformed token";
+        case verify_error::bad_algorithm:
+            return "unsupported algorithm (only HS256)";
+        case verify_error::bad_signature:
+            return "bad signature";
+        case verify_error::expired:
+            return "token expired";
+        case verify_error::not_yet_valid:
+            return "token not yet valid";
+        case verify_error::missing_claim:
+            return "missing or invalid sub/exp claim";
     }
     return "unknown";
 }
@@ -29,8 +36,10 @@ std::string base64url_encode(std::string_view in) {
     out.resize(n);
     while (!out.empty() && out.back() == '=') out.pop_back();
     for (char& c : out) {
-        if (c == '+') c = '-';
-        else if (c == '/') c = '_';
+        if (c == '+')
+            c = '-';
+        else if (c == '/')
+            c = '_';
     }
     return out;
 }
@@ -40,12 +49,29 @@ std::optional<std::string> base64url_decode(std::string_view in) {
     std::string b64;
     b64.reserve(in.size() + 3);
     for (char c : in) {
-        if (c == '-') b64 += '+';
-        else if (c == '_') b64 += '/';
-        else if (std::isalnum(static_cast<unsigned char>(c))) b64 += c;
-        else return std::nullopt;  // padding, whitespace and '+/' are not base64url
+        if (c == '-')
+            b64 += '+';
+        else if (c == '_')
+            b64 += '/';
+        else if (std::isalnum(static_cast<unsigned char>(c)))
+            b64 += c;
+        else
+            return std::nullopt;  // padding, whitespace and '+/' are not base64url
     }
     size_t pad = (4 - b64.size() % 4) % 4;
+    if (pad) {
+        // Canonical encodings only: the bits of the last character that carry no data must be
+        // zero, or one signature would have several spellings (token malleability; found by the
+        // jwt_verify fuzzer flipping 'A' to 'B' in a signature's last character).
+        char last = b64.back();
+        int v = last >= 'A' && last <= 'Z'   ? last - 'A'
+                : last >= 'a' && last <= 'z' ? last - 'a' + 26
+                : last >= '0' && last <= '9' ? last - '0' + 52
+                : last == '+'                ? 62
+                                             : 63;
+        int unused_bits = pad == 2 ? 4 : 2;
+        if (v & ((1 << unused_bits) - 1)) return std::nullopt;
+    }
     b64.append(pad, '=');
     std::string out(b64.size() / 4 * 3, '\0');
     int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
@@ -70,8 +96,8 @@ int64_t now_seconds() {
         .count();
 }
 
-verify_result verify(std::string_view token, const std::vector<std::string>& secrets,
-                     int64_t now_s, int64_t leeway_s) {
+verify_result verify(std::string_view token, const std::vector<std::string>& secrets, int64_t now_s,
+                     int64_t leeway_s) {
     verify_result r;
     if (token.size() > 8192) {
         r.error = verify_error::malformed;
@@ -139,8 +165,8 @@ verify_result verify(std::string_view token, const std::vector<std::string>& sec
         return r;
     }
     r.c.sub = sub->get<std::string>();
-    r.c.exp = exp->is_number_float() ? static_cast<int64_t>(exp->get<double>())
-                                     : exp->get<int64_t>();
+    r.c.exp =
+        exp->is_number_float() ? static_cast<int64_t>(exp->get<double>()) : exp->get<int64_t>();
     if (auto dev = payload.find("dev"); dev != payload.end()) {
         if (!dev->is_string()) {
             r.error = verify_error::missing_claim;

@@ -13,7 +13,8 @@ TEST(Jwt, SignThenVerify) {
 }
 
 TEST(Jwt, KnownTokenFromAnotherLibrary) {
-    // Minted with PyJWT: jwt.encode({"sub":"bob","exp":4102444800}, "0123456789abcdef0123456789abcdef")
+    // Minted with PyJWT: jwt.encode({"sub":"bob","exp":4102444800},
+    // "0123456789abcdef0123456789abcdef")
     const char* tok =
         "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJib2IiLCJleHAiOjQxMDI0NDQ4MDB9."
         "022e1FjJvIwU9Vl8T-cNZhEWnUWy7Jn7N-NzZ3h0_C8";
@@ -52,8 +53,8 @@ TEST(Jwt, RejectsExpiredForgedAndAlgNone) {
 
 TEST(Jwt, MissingClaims) {
     std::string secret = "secret-secret-secret";
-    std::string input = jwt::base64url_encode(R"({"alg":"HS256"})") + "." +
-                        jwt::base64url_encode(R"({"sub":"x"})");
+    std::string input =
+        jwt::base64url_encode(R"({"alg":"HS256"})") + "." + jwt::base64url_encode(R"({"sub":"x"})");
     std::string t = input + "." + jwt::base64url_encode(jwt::hmac_sha256(secret, input));
     EXPECT_EQ(jwt::verify(t, {secret}, 0).error, jwt::verify_error::missing_claim);
 }
@@ -69,6 +70,32 @@ TEST(Jwt, Base64UrlRoundTrip) {
     EXPECT_FALSE(jwt::base64url_decode("ab=="));
 }
 
+// "Zg" is the only spelling of "f": "Zh".."Zv" differ in bits that carry no data. Accepting them
+// would give every signature several valid spellings (found by the jwt_verify fuzzer).
+TEST(Jwt, NonCanonicalBase64IsRefused) {
+    EXPECT_EQ(jwt::base64url_decode("Zg"), std::optional<std::string>("f"));
+    EXPECT_FALSE(jwt::base64url_decode("Zh"));
+    EXPECT_FALSE(jwt::base64url_decode("Zm9"));  // "fo" is "Zm8"
+    EXPECT_EQ(jwt::base64url_decode("Zm8"), std::optional<std::string>("fo"));
+
+    const std::string secret = "s3cret";
+    jwt::claims c;
+    c.sub = "alice";
+    c.exp = 4102444800;
+    std::string t = jwt::sign(c, secret, 0);
+    ASSERT_TRUE(jwt::verify(t, {secret}, 0));
+    // A signature of 32 bytes is 43 characters; the last one carries 4 data bits and 2 unused.
+    const std::string alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    auto v = alphabet.find(t.back());
+    ASSERT_NE(v, std::string::npos);
+    ASSERT_EQ(v % 4, 0u) << "the signer must emit the canonical spelling";
+    for (size_t unused = 1; unused < 4; ++unused) {
+        std::string forged = t;
+        forged.back() = alphabet[v + unused];  // same data bits
+        EXPECT_EQ(jwt::verify(forged, {secret}, 0).error, jwt::verify_error::malformed) << forged;
+    }
+}
+
 // exp values that do not fit the leeway arithmetic (1e300, 2^64-1, INT64_MIN) are refused as an
 // invalid claim instead of overflowing (found by tests/fuzz jwt_verify under UBSan).
 TEST(Jwt, OutOfRangeExpIsAnInvalidClaim) {
@@ -78,8 +105,8 @@ TEST(Jwt, OutOfRangeExpIsAnInvalidClaim) {
                          jwt::base64url_encode(R"({"sub":"a","exp":)" + exp + "}");
         return in + "." + jwt::base64url_encode(jwt::hmac_sha256(secret, in));
     };
-    for (auto exp : {"1e300", "-1e300", "18446744073709551615", "-9223372036854775808",
-                     "4611686018427387904"})
+    for (auto exp :
+         {"1e300", "-1e300", "18446744073709551615", "-9223372036854775808", "4611686018427387904"})
         EXPECT_EQ(jwt::verify(make(exp), {secret}, 1000, 30).error,
                   jwt::verify_error::missing_claim)
             << exp;

@@ -1,16 +1,23 @@
 #include "common/http_server.hpp"
 
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
-#include <boost/beast/http/parser.hpp>
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <limits>
+#include <optional>
 
 #include "common/daemon.hpp"
 
@@ -18,11 +25,235 @@ namespace imgate {
 
 namespace {
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+constexpr int64_t no_deadline = std::numeric_limits<int64_t>::max();
+
+int64_t now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
 }
 
-struct http_server::conn {
-    explicit conn(asio::ip::tcp::socket s) : stream(std::move(s)) {}
-    beast::tcp_stream stream;
+bool is_token_char(unsigned char c) {
+    // RFC 9110 tchar.
+    if (std::isalnum(c)) return true;
+    switch (c) {
+        case '!':
+        case '#':
+        case '$':
+        case '%':
+        case '&':
+        case '\'':
+        case '*':
+        case '+':
+        case '-':
+        case '.':
+        case '^':
+        case '_':
+        case '`':
+        case '|':
+        case '~':
+            return true;
+        default:
+            return false;
+    }
+}
+
+bool header_ok(const std::string& name, const std::string& value) {
+    if (name.empty()) return false;
+    for (unsigned char c : name)
+        if (!is_token_char(c)) return false;
+    for (unsigned char c : value)
+        if (c == '\r' || c == '\n' || c == '\0') return false;
+    return true;
+}
+
+void append_number(std::string& out, uint64_t v) {
+    char buf[24];
+    auto [p, ec] = std::to_chars(buf, buf + sizeof buf, v);
+    out.append(buf, p);
+}
+}  // namespace
+
+void serialize_response(std::string& out, const http_response& r, unsigned version, bool keep_alive,
+                        size_t* dropped) {
+    auto code = static_cast<unsigned>(r.status);
+    out += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+    append_number(out, code);
+    out += ' ';
+    auto reason = http::obsolete_reason(r.status);
+    out.append(reason.data(), reason.size());
+    out += "\r\nServer: imgate\r\nContent-Type: ";
+    out += r.content_type;
+    out += "\r\nCache-Control: no-store\r\n";
+    for (auto& [k, v] : r.headers) {
+        if (!header_ok(k, v)) {
+            if (dropped) ++*dropped;
+            continue;
+        }
+        out += k;
+        out += ": ";
+        out += v;
+        out += "\r\n";
+    }
+    out += "Content-Length: ";
+    append_number(out, r.body.size());
+    out += "\r\n";
+    // HTTP/1.1 keeps alive unless told; HTTP/1.0 closes unless told.
+    if (version >= 11 && !keep_alive) out += "Connection: close\r\n";
+    if (version < 11 && keep_alive) out += "Connection: keep-alive\r\n";
+    out += "\r\n";
+    out += r.body;
+}
+
+// One accepted connection. Owns its socket, read buffer, parser and the bytes of the response in
+// flight. Exactly one operation (read, handler or write) is pending at a time, so its callbacks
+// never run concurrently; the server's sweep and stop() only touch the socket through
+// close_mu_ + shutdown(2), which is safe against the callback chain closing it.
+struct http_server::conn : std::enable_shared_from_this<http_server::conn> {
+    conn(std::shared_ptr<http_server> s, socket_type sock, asio::ip::address remote)
+        : srv(std::move(s)), socket(std::move(sock)), remote(std::move(remote)) {}
+
+    std::shared_ptr<http_server> srv;
+    socket_type socket;
+    asio::ip::address remote;
+    beast::flat_buffer buf;
+    std::optional<http::request_parser<http::string_body>> parser;
+    std::string out;
+    live_limits::snapshot lim{};
+    bool keep = false;
+    int64_t started_ns = 0;
+
+    // Deadline of the pending read or write (steady clock, ns), read by the sweep.
+    std::atomic<int64_t> deadline{no_deadline};
+    std::atomic<bool> timed_out{false};
+    std::atomic<bool> writing{false};
+    std::mutex close_mu;
+    bool closed = false;   // guarded by close_mu
+    conn* prev = nullptr;  // server's intrusive list, guarded by the server's conns_mu_
+    conn* next = nullptr;
+
+    ~conn() { srv->unlink(this); }
+
+    // Called by the sweep and by stop() from any thread: wakes the pending operation with an
+    // error without racing the owner's close() (which would free the descriptor number).
+    void interrupt(bool timeout) {
+        std::lock_guard lk(close_mu);
+        if (closed) return;
+        if (timeout) timed_out.store(true, std::memory_order_relaxed);
+        ::shutdown(socket.native_handle(), SHUT_RDWR);
+    }
+
+    void read_next() {
+        if (srv->stopped_.load(std::memory_order_relaxed)) return finish();
+        lim = srv->limits_.load();
+        parser.emplace();
+        parser->header_limit(lim.header_limit);
+        parser->body_limit(lim.body_limit);
+        deadline.store(now_ns() + std::chrono::nanoseconds(lim.read_timeout).count(),
+                       std::memory_order_relaxed);
+        http::async_read(socket, buf, *parser,
+                         [self = shared_from_this()](boost::system::error_code ec, size_t) {
+                             self->on_read(ec);
+                         });
+    }
+
+    void on_read(boost::system::error_code ec) {
+        deadline.store(no_deadline, std::memory_order_relaxed);
+        if (ec) return on_read_error(ec);
+        started_ns = now_ns();
+        const auto& req = parser->get();
+        std::string_view target(req.target().data(), req.target().size());
+        auto q = target.find('?');
+        http_request_ctx ctx{
+            req, remote, target.substr(0, q),
+            q == std::string_view::npos ? std::string_view{} : target.substr(q + 1)};
+        keep = req.keep_alive() && !srv->stopped_.load(std::memory_order_relaxed);
+        http_response refusal;
+        const route_entry* route = srv->find_route(ctx.path, req.method(), &refusal);
+        if (!route) return respond(refusal, req.version());
+        if (route->sync) return respond(route->sync(ctx), req.version());
+        auto done = [self = shared_from_this(), version = req.version()](std::exception_ptr e,
+                                                                         http_response r) {
+            if (e) {
+                try {
+                    std::rethrow_exception(e);
+                } catch (const std::exception& x) {
+                    spdlog::error("{} handler failed: {}", self->srv->opts_.name, x.what());
+                } catch (...) {
+                    spdlog::error("{} handler failed", self->srv->opts_.name);
+                }
+                r = http_response::error(http::status::internal_server_error, "internal_error");
+            }
+            self->respond(r, version);
+        };
+        asio::co_spawn(srv->io_, route->async(ctx), std::move(done));
+    }
+
+    void on_read_error(boost::system::error_code ec) {
+        if (timed_out.load(std::memory_order_relaxed)) {
+            srv->read_timeouts_->inc();
+            return finish();
+        }
+        http::status st{};
+        if (ec == http::error::header_limit) {
+            st = http::status::request_header_fields_too_large;
+        } else if (ec == http::error::body_limit) {
+            st = http::status::payload_too_large;
+        } else if (ec != http::error::end_of_stream &&
+                   ec.category() == http::make_error_code(http::error::end_of_stream).category()) {
+            st = http::status::bad_request;
+        }
+        if (st == http::status{}) return finish();  // peer went away: nothing to answer
+        srv->rejected_limit_->inc();
+        keep = false;
+        respond(http_response::error(
+                    st, st == http::status::bad_request ? "bad_request" : "request_too_large"),
+                11);
+    }
+
+    void respond(const http_response& r, unsigned version) {
+        out.clear();
+        size_t dropped = 0;
+        serialize_response(out, r, version, keep, &dropped);
+        if (dropped) {
+            srv->bad_headers_->inc(dropped);
+            spdlog::error("{}: dropped {} response header(s) with an invalid name or value",
+                          srv->opts_.name, dropped);
+        }
+        srv->requests_counter(static_cast<unsigned>(r.status)).inc();
+        writing.store(true, std::memory_order_relaxed);
+        deadline.store(now_ns() + std::chrono::nanoseconds(lim.write_timeout).count(),
+                       std::memory_order_relaxed);
+        asio::async_write(socket, asio::buffer(out),
+                          [self = shared_from_this()](boost::system::error_code ec, size_t) {
+                              self->on_write(ec);
+                          });
+    }
+
+    void on_write(boost::system::error_code ec) {
+        deadline.store(no_deadline, std::memory_order_relaxed);
+        writing.store(false, std::memory_order_relaxed);
+        auto now = now_ns();
+        if (started_ns) srv->latency_->observe(static_cast<double>(now - started_ns) / 1e9);
+        started_ns = 0;
+        if (ec) {
+            if (timed_out.load(std::memory_order_relaxed)) srv->write_timeouts_->inc();
+            return finish();
+        }
+        if (!keep) return finish();
+        // Keep the buffer of a connection that had a large response from pinning memory.
+        if (out.capacity() > 64 * 1024) std::string().swap(out);
+        read_next();
+    }
+
+    void finish() {
+        boost::system::error_code ec;
+        std::lock_guard lk(close_mu);
+        if (closed) return;
+        closed = true;
+        socket.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
+        socket.close(ec);
+    }
 };
 
 http_response http_response::json(http::status s, std::string body) {
@@ -39,9 +270,9 @@ http_response http_response::error(http::status s, const std::string& code,
     return json(s, j.dump());
 }
 
-http_response http_response::text(std::string body, std::string content_type) {
+http_response http_response::text(std::string body, const char* content_type) {
     http_response r;
-    r.content_type = std::move(content_type);
+    r.content_type = content_type;
     r.body = std::move(body);
     return r;
 }
@@ -53,25 +284,36 @@ bool is_fd_exhaustion(const boost::system::error_code& ec) {
            ec == boost::system::errc::no_buffer_space;
 }
 
-http_server::http_server(asio::any_io_executor ex, http_server_options opts,
-                         metrics_registry& metrics)
-    : ex_(ex), opts_(std::move(opts)), metrics_(metrics), acceptor_(ex) {
+http_server::http_server(asio::io_context& io, http_server_options opts, metrics_registry& metrics)
+    : io_(io),
+      opts_(std::move(opts)),
+      metrics_(metrics),
+      acceptor_(io.get_executor()),
+      sweep_timer_(io.get_executor()) {
     limits_.store(opts_);
     label_set l{{"server", opts_.name}};
-    rejected_busy_ = &metrics_.get_counter("imgate_http_rejected_total",
-                                           "HTTP connections or requests refused",
-                                           {{"server", opts_.name}, {"reason", "max_connections"}});
-    rejected_limit_ = &metrics_.get_counter("imgate_http_rejected_total",
-                                            "HTTP connections or requests refused",
-                                            {{"server", opts_.name}, {"reason", "limits"}});
+    rejected_busy_ =
+        &metrics_.get_counter("imgate_http_rejected_total", "HTTP connections or requests refused",
+                              {{"server", opts_.name}, {"reason", "max_connections"}});
+    rejected_limit_ =
+        &metrics_.get_counter("imgate_http_rejected_total", "HTTP connections or requests refused",
+                              {{"server", opts_.name}, {"reason", "limits"}});
     read_timeouts_ = &metrics_.get_counter("imgate_http_read_timeouts_total",
                                            "HTTP connections closed at their read deadline", l);
+    write_timeouts_ =
+        &metrics_.get_counter("imgate_http_write_timeouts_total",
+                              "HTTP connections closed at their write deadline (slow readers)", l);
+    bad_headers_ = &metrics_.get_counter(
+        "imgate_http_bad_response_headers_total",
+        "Response headers dropped because a handler gave an invalid name or value", l);
     latency_ = &metrics_.get_histogram("imgate_http_request_duration_seconds",
                                        "Time from a complete request to its response",
                                        metrics_registry::latency_buckets_seconds(), l);
     metrics_.gauge_fn("imgate_http_connections", "Open HTTP connections", l,
                       [this] { return static_cast<double>(active_.load()); });
 }
+
+http_server::~http_server() = default;
 
 void http_server::set_options(const http_server_options& o) {
     // Only numeric limits change; readers take a copy per request.
@@ -91,14 +333,51 @@ counter& http_server::requests_counter(unsigned status) {
 }
 
 void http_server::route(http::verb method, const std::string& path, http_handler h) {
-    routes_[path][method] = std::move(h);
+    routes_[path][method] = route_entry{nullptr, std::move(h)};
 }
 
 void http_server::route(http::verb method, const std::string& path, http_sync_handler h) {
-    auto wrapped = [h = std::move(h)](http_request_ctx ctx) -> asio::awaitable<http_response> {
-        co_return h(ctx);
-    };
-    routes_[path][method] = std::move(wrapped);
+    routes_[path][method] = route_entry{std::move(h), nullptr};
+}
+
+const http_server::route_entry* http_server::find_route(std::string_view path, http::verb method,
+                                                        http_response* refusal) const {
+    auto it = routes_.find(path);
+    if (it == routes_.end()) {
+        *refusal = http_response::error(http::status::not_found, "not_found");
+        return nullptr;
+    }
+    auto m = it->second.find(method);
+    if (m != it->second.end()) return &m->second;
+    *refusal = http_response::error(http::status::method_not_allowed, "method_not_allowed");
+    std::string allow;
+    for (auto& [v, h] : it->second) {
+        if (!allow.empty()) allow += ", ";
+        allow += std::string(http::to_string(v));
+    }
+    refusal->headers.emplace_back("Allow", allow);
+    return nullptr;
+}
+
+void http_server::link(conn* c) {
+    std::lock_guard lk(conns_mu_);
+    c->next = conns_head_;
+    if (conns_head_) conns_head_->prev = c;
+    conns_head_ = c;
+    active_++;
+}
+
+void http_server::unlink(conn* c) {
+    std::lock_guard lk(conns_mu_);
+    if (c->prev)
+        c->prev->next = c->next;
+    else if (conns_head_ == c)
+        conns_head_ = c->next;
+    else
+        return;  // never linked
+    if (c->next) c->next->prev = c->prev;
+    c->prev = c->next = nullptr;
+    active_--;
 }
 
 void http_server::listen(const endpoint& ep) {
@@ -108,7 +387,8 @@ void http_server::listen(const endpoint& ep) {
     acceptor_.set_option(asio::socket_base::reuse_address(true));
     acceptor_.bind(tep);
     acceptor_.listen(asio::socket_base::max_listen_connections);
-    spawn(ex_, accept_loop(), "http accept " + opts_.name);
+    spawn(io_, accept_loop(), "http accept " + opts_.name);
+    start_sweep();
 }
 
 asio::ip::tcp::endpoint http_server::local_endpoint() const {
@@ -118,27 +398,42 @@ asio::ip::tcp::endpoint http_server::local_endpoint() const {
 
 void http_server::stop() {
     stopped_ = true;
-    asio::post(acceptor_.get_executor(), [self = shared_from_this()] {
+    asio::post(io_, [self = shared_from_this()] {
         boost::system::error_code ec;
         self->acceptor_.close(ec);
+        self->sweep_timer_.cancel();
     });
     std::lock_guard lk(conns_mu_);
-    for (auto& [id, w] : conns_) {
-        if (auto c = w.lock()) {
-            asio::post(c->stream.get_executor(), [c] {
-                boost::system::error_code ec;
-                c->stream.socket().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
-                c->stream.close();
-            });
-        }
-    }
+    for (conn* c = conns_head_; c; c = c->next) c->interrupt(false);
+}
+
+void http_server::start_sweep() {
+    // A deadline is enforced within an eighth of the shortest timeout (at most 250 ms late), so
+    // a 1 s read_timeout closes a slowloris connection between 1.0 and 1.125 s.
+    auto shortest = std::min(limits_.read_timeout_ms.load(), limits_.write_timeout_ms.load());
+    auto period = std::clamp<int64_t>(shortest / 8, 5, 250);
+    sweep_timer_.expires_after(std::chrono::milliseconds(period));
+    sweep_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+        if (ec || self->stopped_) return;
+        self->sweep();
+        self->start_sweep();
+    });
+}
+
+void http_server::sweep() {
+    auto now = now_ns();
+    std::lock_guard lk(conns_mu_);
+    for (conn* c = conns_head_; c; c = c->next)
+        if (c->deadline.load(std::memory_order_relaxed) <= now) c->interrupt(true);
 }
 
 asio::awaitable<void> http_server::accept_loop() {
     auto self = shared_from_this();
-    asio::steady_timer backoff(ex_);
+    asio::steady_timer backoff(io_);
     while (!stopped_) {
-        auto [ec, sock] = co_await acceptor_.async_accept(asio::make_strand(ex_), use_tuple);
+        socket_type sock(io_.get_executor());
+        asio::ip::tcp::endpoint peer;
+        auto [ec] = co_await acceptor_.async_accept(sock, peer, use_tuple);
         if (ec) {
             if (ec == asio::error::operation_aborted || stopped_) co_return;
             if (is_fd_exhaustion(ec)) {
@@ -162,117 +457,11 @@ asio::awaitable<void> http_server::accept_loop() {
             sock.close(ec);
             continue;
         }
-        auto c = std::make_shared<conn>(std::move(sock));
-        {
-            std::lock_guard lk(conns_mu_);
-            conns_[next_conn_id_++] = c;
-        }
-        active_++;
-        spawn(c->stream.get_executor(), session(c), "http session " + opts_.name);
+        sock.set_option(asio::ip::tcp::no_delay(true), ec);
+        auto c = std::make_shared<conn>(self, std::move(sock), peer.address());
+        link(c.get());
+        c->read_next();
     }
-}
-
-asio::awaitable<http_response> http_server::dispatch(http_request_ctx ctx) {
-    auto it = routes_.find(std::string(ctx.path));
-    if (it == routes_.end())
-        co_return http_response::error(http::status::not_found, "not_found");
-    auto m = it->second.find(ctx.req.method());
-    if (m == it->second.end()) {
-        auto r = http_response::error(http::status::method_not_allowed, "method_not_allowed");
-        std::string allow;
-        for (auto& [v, h] : it->second) {
-            if (!allow.empty()) allow += ", ";
-            allow += std::string(http::to_string(v));
-        }
-        r.headers.emplace_back("Allow", allow);
-        co_return r;
-    }
-    co_return co_await m->second(ctx);
-}
-
-asio::awaitable<void> http_server::session(std::shared_ptr<conn> c) {
-    auto self = shared_from_this();
-    struct guard {
-        http_server* s;
-        conn* c;
-        ~guard() {
-            s->active_--;
-            std::lock_guard lk(s->conns_mu_);
-            for (auto it = s->conns_.begin(); it != s->conns_.end(); ++it) {
-                if (it->second.expired() || it->second.lock().get() == c) {
-                    s->conns_.erase(it);
-                    break;
-                }
-            }
-        }
-    } g{this, c.get()};
-
-    boost::system::error_code ec;
-    asio::ip::address remote = c->stream.socket().remote_endpoint(ec).address();
-    beast::flat_buffer buf(limits_.header_limit.load(std::memory_order_relaxed) + 1024);
-    while (!stopped_) {
-        auto lim = limits_.load();
-        http::request_parser<http::string_body> parser;
-        parser.header_limit(lim.header_limit);
-        parser.body_limit(lim.body_limit);
-        c->stream.expires_after(lim.read_timeout);
-        auto [rec, n] = co_await http::async_read(c->stream, buf, parser, use_tuple);
-        if (rec) {
-            http::status st{};
-            if (rec == beast::error::timeout) {
-                read_timeouts_->inc();
-            } else if (rec == http::error::header_limit) {
-                st = http::status::request_header_fields_too_large;
-            } else if (rec == http::error::body_limit) {
-                st = http::status::payload_too_large;
-            } else if (rec != http::error::end_of_stream && rec != asio::error::eof &&
-                       rec != asio::error::operation_aborted &&
-                       rec != asio::error::connection_reset && rec != asio::error::bad_descriptor &&
-                       rec.category() == http::make_error_code(http::error::end_of_stream).category()) {
-                st = http::status::bad_request;
-            }
-            if (st != http::status{}) {
-                rejected_limit_->inc();
-                http::response<http::string_body> res{st, 11};
-                res.set(http::field::content_type, "application/json");
-                res.set(http::field::connection, "close");
-                res.body() = http_response::error(st, st == http::status::bad_request
-                                                          ? "bad_request"
-                                                          : "request_too_large")
-                                 .body;
-                res.prepare_payload();
-                c->stream.expires_after(lim.write_timeout);
-                co_await http::async_write(c->stream, res, use_tuple);
-            }
-            break;
-        }
-        auto started = std::chrono::steady_clock::now();
-        const auto& req = parser.get();
-        std::string_view target(req.target().data(), req.target().size());
-        auto q = target.find('?');
-        http_request_ctx ctx{req, remote, target.substr(0, q),
-                             q == std::string_view::npos ? std::string_view{}
-                                                         : target.substr(q + 1)};
-        http_response r = co_await dispatch(ctx);
-
-        http::response<http::string_body> res{r.status, req.version()};
-        res.set(http::field::server, "imgate");
-        res.set(http::field::content_type, r.content_type);
-        res.set(http::field::cache_control, "no-store");
-        for (auto& [k, v] : r.headers) res.set(k, v);
-        res.body() = std::move(r.body);
-        bool keep = req.keep_alive() && !stopped_;
-        res.keep_alive(keep);
-        res.prepare_payload();
-        requests_counter(res.result_int()).inc();
-        c->stream.expires_after(lim.write_timeout);
-        auto [wec, wn] = co_await http::async_write(c->stream, res, use_tuple);
-        latency_->observe(
-            std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
-        if (wec || !keep) break;
-    }
-    c->stream.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ec);
-    c->stream.close();
 }
 
 std::optional<std::string> percent_decode(std::string_view s) {
@@ -301,8 +490,7 @@ std::optional<std::string> percent_decode(std::string_view s) {
     return out;
 }
 
-std::optional<std::map<std::string, std::string>> parse_query(std::string_view q,
-                                                              std::string* err,
+std::optional<std::map<std::string, std::string>> parse_query(std::string_view q, std::string* err,
                                                               size_t max_params) {
     std::map<std::string, std::string> out;
     auto fail = [&](std::string m) -> std::optional<std::map<std::string, std::string>> {
@@ -318,8 +506,8 @@ std::optional<std::map<std::string, std::string>> parse_query(std::string_view q
         if (++count > max_params) return fail("too many query parameters");
         auto eq = part.find('=');
         auto k = percent_decode(part.substr(0, eq));
-        auto v = percent_decode(eq == std::string_view::npos ? std::string_view{}
-                                                             : part.substr(eq + 1));
+        auto v =
+            percent_decode(eq == std::string_view::npos ? std::string_view{} : part.substr(eq + 1));
         if (!k || !v) return fail("bad percent-encoding in query");
         if (k->empty()) return fail("empty query parameter name");
         if (!out.emplace(std::move(*k), std::move(*v)).second)

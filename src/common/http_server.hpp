@@ -2,16 +2,18 @@
 // Small Beast HTTP/1.1 server used for every listener of the daemons (admin and the dispatcher's
 // public API): routes by method+path, header/body limits, a deadline on every read, a connection
 // cap, keep-alive, and request metrics.
-#include <boost/asio/any_io_executor.hpp>
-#include <boost/asio/awaitable.hpp>
-#include <boost/asio/ip/tcp.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http/message.hpp>
-#include <boost/beast/http/string_body.hpp>
-#include <boost/beast/http/verb.hpp>
-#include <boost/beast/http/status.hpp>
 #include <array>
 #include <atomic>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/basic_socket_acceptor.hpp>
+#include <boost/asio/basic_stream_socket.hpp>
+#include <boost/asio/basic_waitable_timer.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/status.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/verb.hpp>
 #include <chrono>
 #include <functional>
 #include <map>
@@ -38,14 +40,14 @@ struct http_request_ctx {
 
 struct http_response {
     http::status status = http::status::ok;
-    std::string content_type = "application/json";
+    const char* content_type = "application/json";  // static storage: literals only
     std::string body;
     std::vector<std::pair<std::string, std::string>> headers;
 
     static http_response json(http::status s, std::string body);
     static http_response error(http::status s, const std::string& code,
                                const std::string& message = "");
-    static http_response text(std::string body, std::string content_type = "text/plain");
+    static http_response text(std::string body, const char* content_type = "text/plain");
 };
 
 using http_handler = std::function<asio::awaitable<http_response>(http_request_ctx)>;
@@ -60,11 +62,22 @@ struct http_server_options {
     uint64_t body_limit = 0;  // 0: requests with a body are refused with 413
 };
 
+// Appends the bytes of one HTTP/1.x response to out: status line, Server, Content-Type,
+// Cache-Control, the handler's extra headers (names must be tokens and values free of CR/LF;
+// others are dropped and counted in *dropped), Content-Length, Connection when it differs from
+// the version's default, then the body. Written by hand because Beast's generic serializer was
+// the largest user-space cost of a /get-tcp-ip answer (see docs/benchmarks.md).
+void serialize_response(std::string& out, const http_response& r, unsigned version, bool keep_alive,
+                        size_t* dropped = nullptr);
+
 // Owns one listening socket and its connections. Create with make_shared; call listen() then run
-// the io_context. Handlers run on the connection's strand.
+// the io_context (any number of threads). A connection runs one request at a time as a chain of
+// callbacks (read, handler, write), so it needs no strand; deadlines are enforced by one sweep
+// timer per server that shuts a late connection's socket down, instead of a timer per operation.
 class http_server : public std::enable_shared_from_this<http_server> {
-public:
-    http_server(asio::any_io_executor ex, http_server_options opts, metrics_registry& metrics);
+  public:
+    http_server(asio::io_context& io, http_server_options opts, metrics_registry& metrics);
+    ~http_server();
 
     void route(http::verb method, const std::string& path, http_handler h);
     void route(http::verb method, const std::string& path, http_sync_handler h);
@@ -76,12 +89,23 @@ public:
     size_t connections() const { return active_.load(); }
     void set_options(const http_server_options& o);  // limits apply to new requests
 
-private:
+  private:
     struct conn;
+    friend struct conn;
+    using socket_type = asio::basic_stream_socket<asio::ip::tcp, asio::io_context::executor_type>;
+    struct route_entry {
+        http_sync_handler sync;
+        http_handler async;
+    };
+
     asio::awaitable<void> accept_loop();
-    asio::awaitable<void> session(std::shared_ptr<conn> c);
-    asio::awaitable<http_response> dispatch(http_request_ctx ctx);
+    void start_sweep();
+    void sweep();
+    const route_entry* find_route(std::string_view path, http::verb method,
+                                  http_response* refusal) const;
     counter& requests_counter(unsigned status);
+    void link(conn* c);
+    void unlink(conn* c);
 
     // Limits that SIGHUP may change while connections read them: one atomic per field.
     struct live_limits {
@@ -111,20 +135,25 @@ private:
         }
     };
 
-    asio::any_io_executor ex_;
+    asio::io_context& io_;
     http_server_options opts_;  // name only after construction; limits live in limits_
     live_limits limits_;
     metrics_registry& metrics_;
-    asio::ip::tcp::acceptor acceptor_;
-    std::map<std::string, std::map<http::verb, http_handler>> routes_;
+    asio::basic_socket_acceptor<asio::ip::tcp, asio::io_context::executor_type> acceptor_;
+    asio::basic_waitable_timer<std::chrono::steady_clock,
+                               asio::wait_traits<std::chrono::steady_clock>,
+                               asio::io_context::executor_type>
+        sweep_timer_;
+    std::map<std::string, std::map<http::verb, route_entry>, std::less<>> routes_;
     std::atomic<size_t> active_{0};
     std::atomic<bool> stopped_{false};
-    std::mutex conns_mu_;
-    std::map<uint64_t, std::weak_ptr<conn>> conns_;
-    uint64_t next_conn_id_ = 0;
+    std::mutex conns_mu_;  // guards the intrusive list of open connections
+    conn* conns_head_ = nullptr;
     counter* rejected_busy_;
     counter* rejected_limit_;
     counter* read_timeouts_;
+    counter* write_timeouts_;
+    counter* bad_headers_;
     histogram* latency_;
     std::array<std::atomic<counter*>, 600> by_status_{};
 };

@@ -103,8 +103,8 @@ std::shared_ptr<const dispatcher_app::runtime> dispatcher_app::rt() const {
 }
 
 void dispatcher_app::start() {
-    public_ = std::make_shared<http_server>(io_.get_executor(), public_options(cfg_), metrics_);
-    admin_ = std::make_shared<http_server>(io_.get_executor(), admin_options(cfg_), metrics_);
+    public_ = std::make_shared<http_server>(io_, public_options(cfg_), metrics_);
+    admin_ = std::make_shared<http_server>(io_, admin_options(cfg_), metrics_);
 
     http_sync_handler tcp_ip = [this](const http_request_ctx& ctx) { return get_tcp_ip(ctx); };
     public_->route(http::verb::get, "/get-tcp-ip", tcp_ip);

@@ -779,7 +779,7 @@ void gateway_server::setup_admin() {
     http_server_options o;
     o.name = "admin";
     o.body_limit = 1 << 20;
-    admin_ = std::make_shared<http_server>(io_.get_executor(), o, metrics_);
+    admin_ = std::make_shared<http_server>(io_, o, metrics_);
     admin_->route(http::verb::get, "/status",
                   http_sync_handler([this](const http_request_ctx&) { return handle_status(); }));
     admin_->route(http::verb::get, "/metrics", http_sync_handler([this](const http_request_ctx&) {

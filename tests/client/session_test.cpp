@@ -312,7 +312,7 @@ struct fake_dispatcher {
     std::vector<std::string> answers;  // one per call; the last repeats
 
     explicit fake_dispatcher(asio::io_context& io) {
-        srv = std::make_shared<imgate::http_server>(io.get_executor(),
+        srv = std::make_shared<imgate::http_server>(io,
                                                     imgate::http_server_options{}, test_metrics());
         imgate::http_sync_handler h = [this](const imgate::http_request_ctx& ctx) {
             queries.emplace_back(ctx.query);

@@ -37,7 +37,7 @@ class fake_gateway {
                    {"version", "fake"}, {"uptime_s", 100.0}};
         http_server_options o;
         o.name = "fake-" + id_;
-        server_ = std::make_shared<http_server>(io_.get_executor(), o, metrics_);
+        server_ = std::make_shared<http_server>(io_, o, metrics_);
         http_handler h = [this](http_request_ctx) -> asio::awaitable<http_response> {
             auto m = mode_.load();
             if (m == mode::hang) {

@@ -34,7 +34,7 @@ class fake_dispatcher {
     explicit fake_dispatcher(std::string page) : page_(std::move(page)) {
         http_server_options o;
         o.name = "ops-test";
-        server_ = std::make_shared<http_server>(io_.get_executor(), o, metrics_);
+        server_ = std::make_shared<http_server>(io_, o, metrics_);
         server_->route(http::verb::get, "/", http_sync_handler([this](const http_request_ctx&) {
                            return http_response::text(page_, "text/html; charset=utf-8");
                        }));

@@ -1,0 +1,338 @@
+// The shared HTTP server (every listener of both daemons): exact response bytes, keep-alive and
+// pipelining, limits, deadlines enforced by the sweep, async handlers, the connection cap, stop(),
+// and many clients against a multi-threaded io_context. Loopback only, port 0.
+#include "common/http_server.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <thread>
+
+#include "../support/raw_conn.hpp"
+
+namespace {
+
+using namespace imgate;
+using namespace std::chrono_literals;
+using imgate::test::raw_conn;
+
+TEST(HttpSerialize, Http11KeepAliveExactBytes) {
+    http_response r = http_response::json(http::status::ok, R"({"a":1})");
+    std::string out;
+    serialize_response(out, r, 11, true);
+    EXPECT_EQ(out,
+              "HTTP/1.1 200 OK\r\nServer: imgate\r\nContent-Type: application/json\r\n"
+              "Cache-Control: no-store\r\nContent-Length: 7\r\n\r\n{\"a\":1}");
+}
+
+TEST(HttpSerialize, ConnectionHeaderFollowsVersionDefaults) {
+    http_response r = http_response::text("x");
+    std::string close11, keep10, close10;
+    serialize_response(close11, r, 11, false);
+    serialize_response(keep10, r, 10, true);
+    serialize_response(close10, r, 10, false);
+    EXPECT_NE(close11.find("\r\nConnection: close\r\n"), std::string::npos);
+    EXPECT_EQ(keep10.rfind("HTTP/1.0 200 OK\r\n", 0), 0u);
+    EXPECT_NE(keep10.find("\r\nConnection: keep-alive\r\n"), std::string::npos);
+    EXPECT_EQ(close10.find("Connection:"), std::string::npos);  // 1.0 closes by default
+}
+
+TEST(HttpSerialize, HeadersWithInvalidNamesOrValuesAreDropped) {
+    http_response r = http_response::error(http::status::service_unavailable, "busy");
+    r.headers = {
+        {"Retry-After", "1"}, {"X-Split", "a\r\nSet-Cookie: evil=1"}, {"Bad Name", "v"}, {"", "v"}};
+    std::string out;
+    size_t dropped = 0;
+    serialize_response(out, r, 11, true, &dropped);
+    EXPECT_EQ(dropped, 3u);
+    EXPECT_NE(out.find("\r\nRetry-After: 1\r\n"), std::string::npos);
+    EXPECT_EQ(out.find("evil"), std::string::npos);
+    EXPECT_EQ(out.rfind("HTTP/1.1 503 Service Unavailable\r\n", 0), 0u);
+}
+
+// One server on 127.0.0.1:0 with its own io_context and threads. metrics outlives io, whose
+// destruction frees the server (pending handlers hold it).
+struct server_fixture {
+    metrics_registry metrics;
+    asio::io_context io;
+    std::shared_ptr<http_server> srv;
+    std::vector<std::thread> threads;
+    std::string addr;
+
+    explicit server_fixture(http_server_options o = {}) {
+        o.name = "t";
+        srv = std::make_shared<http_server>(io, o, metrics);
+        srv->route(http::verb::get, "/hello", http_sync_handler([](const http_request_ctx& c) {
+                       return http_response::json(http::status::ok,
+                                                  "{\"q\":\"" + std::string(c.query) + "\"}");
+                   }));
+        srv->route(http::verb::post, "/hello", http_sync_handler([](const http_request_ctx& c) {
+                       return http_response::text(c.req.body());
+                   }));
+        srv->route(http::verb::get, "/big", http_sync_handler([](const http_request_ctx&) {
+                       return http_response::text(std::string(32 << 20, 'x'));
+                   }));
+        srv->route(http::verb::get, "/later",
+                   http_handler([](http_request_ctx) -> asio::awaitable<http_response> {
+                       asio::steady_timer t(co_await asio::this_coro::executor);
+                       t.expires_after(20ms);
+                       co_await t.async_wait(asio::as_tuple(asio::use_awaitable));
+                       co_return http_response::json(http::status::accepted, "{}");
+                   }));
+        srv->route(http::verb::get, "/throws",
+                   http_handler([](http_request_ctx) -> asio::awaitable<http_response> {
+                       throw std::runtime_error("handler bug");
+                       co_return http_response{};
+                   }));
+    }
+    void start(int nthreads = 1) {
+        srv->listen({"127.0.0.1", 0});
+        addr = "127.0.0.1:" + std::to_string(srv->local_endpoint().port());
+        for (int i = 0; i < nthreads; ++i) threads.emplace_back([this] { io.run(); });
+    }
+    ~server_fixture() {
+        srv->stop();
+        io.stop();
+        for (auto& t : threads) t.join();
+        srv.reset();
+    }
+    uint64_t counter_value(const std::string& name, label_set labels) {
+        return metrics.get_counter(name, "", std::move(labels)).value();
+    }
+};
+
+// Reads from c until `complete(received)` or the deadline.
+template <class Pred>
+bool receive_until(raw_conn& c, Pred complete, std::chrono::milliseconds timeout = 3000ms) {
+    return imgate::test::eventually(
+        [&] {
+            c.pump();
+            return complete(c.received());
+        },
+        timeout, 1ms);
+}
+
+size_t count_of(const std::string& hay, const std::string& needle) {
+    size_t n = 0;
+    for (auto p = hay.find(needle); p != std::string::npos; p = hay.find(needle, p + 1)) ++n;
+    return n;
+}
+
+TEST(HttpServer, KeepAliveServesSeveralRequestsOnOneConnection) {
+    server_fixture f;
+    f.start();
+    raw_conn c;
+    ASSERT_TRUE(c.connect(f.addr));
+    for (int i = 1; i <= 3; ++i) {
+        ASSERT_TRUE(c.send("GET /hello?n=" + std::to_string(i) + " HTTP/1.1\r\nHost: x\r\n\r\n"));
+        std::string want = "{\"q\":\"n=" + std::to_string(i) + "\"}";
+        ASSERT_TRUE(receive_until(c, [&](const std::string& r) { return r.find(want) != r.npos; }))
+            << c.received();
+    }
+    EXPECT_FALSE(c.is_closed());
+    EXPECT_EQ(count_of(c.received(), "HTTP/1.1 200 OK\r\n"), 3u);
+    EXPECT_EQ(f.counter_value("imgate_http_requests_total", {{"server", "t"}, {"code", "200"}}),
+              3u);
+}
+
+TEST(HttpServer, PipelinedRequestsAreAnsweredInOrder) {
+    server_fixture f;
+    f.start();
+    raw_conn c;
+    ASSERT_TRUE(c.connect(f.addr));
+    std::string batch;
+    for (int i = 0; i < 20; ++i) batch += "GET /hello?i=" + std::to_string(i) + " HTTP/1.1\r\n\r\n";
+    ASSERT_TRUE(c.send(batch));
+    ASSERT_TRUE(receive_until(c, [](const std::string& r) { return r.find("i=19") != r.npos; }));
+    size_t at = 0;
+    for (int i = 0; i < 20; ++i) {
+        auto p = c.received().find("\"i=" + std::to_string(i) + "\"", at);
+        ASSERT_NE(p, std::string::npos) << "answer " << i << " missing or out of order";
+        at = p;
+    }
+}
+
+TEST(HttpServer, Http10ClosesUnlessAskedAndConnectionCloseIsHonoured) {
+    server_fixture f;
+    f.start();
+    raw_conn a, b, k;
+    ASSERT_TRUE(a.connect(f.addr));
+    ASSERT_TRUE(a.send("GET /hello HTTP/1.0\r\n\r\n"));
+    ASSERT_TRUE(a.wait_closed(3s));
+    EXPECT_EQ(a.received().rfind("HTTP/1.0 200 OK\r\n", 0), 0u) << a.received();
+
+    ASSERT_TRUE(b.connect(f.addr));
+    ASSERT_TRUE(b.send("GET /hello HTTP/1.1\r\nConnection: close\r\n\r\n"));
+    ASSERT_TRUE(b.wait_closed(3s));
+    EXPECT_NE(b.received().find("Connection: close\r\n"), std::string::npos);
+
+    ASSERT_TRUE(k.connect(f.addr));
+    ASSERT_TRUE(k.send("GET /hello HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
+    ASSERT_TRUE(receive_until(k, [](const std::string& r) { return r.find("{\"q\"") != r.npos; }));
+    EXPECT_NE(k.received().find("Connection: keep-alive\r\n"), std::string::npos);
+    EXPECT_FALSE(k.is_closed());
+}
+
+TEST(HttpServer, UnknownPathIs404AndWrongMethodIs405WithAllow) {
+    server_fixture f;
+    f.start();
+    auto nf = test::http_get(f.addr, "/nope");
+    EXPECT_EQ(nf.status, 404);
+    EXPECT_EQ(nf.json()["error"], "not_found");
+    auto na = test::http_request(f.addr, http::verb::delete_, "/hello");
+    EXPECT_EQ(na.status, 405);
+    EXPECT_EQ(na.headers["Allow"], "GET, POST");
+    EXPECT_EQ(test::http_get(f.addr, "/hello?x=1").json()["q"], "x=1");
+}
+
+TEST(HttpServer, OversizedHeadersBodiesAndGarbageGetAnErrorAndAClose) {
+    http_server_options o;
+    o.header_limit = 1024;
+    o.body_limit = 16;
+    server_fixture f(o);
+    f.start();
+    struct probe {
+        std::string bytes;
+        std::string status_line;
+    };
+    std::vector<probe> probes = {
+        {"GET /hello HTTP/1.1\r\nX-Big: " + std::string(2000, 'a') + "\r\n\r\n",
+         "HTTP/1.1 431 Request Header Fields Too Large\r\n"},
+        {"POST /hello HTTP/1.1\r\nContent-Length: 17\r\n\r\n" + std::string(17, 'b'),
+         "HTTP/1.1 413 Payload Too Large\r\n"},
+        {"\x16\x03\x01 garbage\r\n\r\n", "HTTP/1.1 400 Bad Request\r\n"},
+    };
+    for (auto& p : probes) {
+        raw_conn c;
+        ASSERT_TRUE(c.connect(f.addr));
+        ASSERT_TRUE(c.send(p.bytes));
+        ASSERT_TRUE(c.wait_closed(3s)) << p.status_line;
+        EXPECT_EQ(c.received().rfind(p.status_line, 0), 0u) << c.received();
+        EXPECT_NE(c.received().find("Connection: close\r\n"), std::string::npos);
+    }
+    // A body within the limit is read and handed over.
+    auto ok = test::http_request(f.addr, http::verb::post, "/hello", "sixteen bytes!!!");
+    EXPECT_EQ(ok.status, 200);
+    EXPECT_EQ(ok.body, "sixteen bytes!!!");
+    EXPECT_EQ(
+        f.counter_value("imgate_http_rejected_total", {{"server", "t"}, {"reason", "limits"}}), 3u);
+}
+
+TEST(HttpServer, IdleAndTricklingConnectionsAreClosedAtTheReadDeadline) {
+    http_server_options o;
+    o.read_timeout = 300ms;
+    server_fixture f(o);
+    f.start();
+    raw_conn idle, trickle;
+    ASSERT_TRUE(idle.connect(f.addr));
+    ASSERT_TRUE(trickle.connect(f.addr));
+    auto t0 = std::chrono::steady_clock::now();
+    ASSERT_TRUE(trickle.send("GET /hello HTTP/1.1\r\n"));
+    // The deadline covers the whole request: header lines arriving every 50 ms do not extend it.
+    bool closed = false;
+    for (int i = 0; i < 40 && !closed; ++i) {
+        trickle.send("X-" + std::to_string(i) + ": y\r\n");
+        closed = trickle.wait_closed(50ms);
+    }
+    auto took = std::chrono::steady_clock::now() - t0;
+    EXPECT_TRUE(closed);
+    EXPECT_GE(took, 300ms);
+    EXPECT_LT(took, 1500ms);  // deadline + sweep period, with slack for a loaded machine
+    EXPECT_TRUE(idle.wait_closed(2s));
+    EXPECT_EQ(trickle.received(), "");  // no answer to a request that never completed
+    EXPECT_EQ(f.counter_value("imgate_http_read_timeouts_total", {{"server", "t"}}), 2u);
+    // The server still answers.
+    EXPECT_EQ(test::http_get(f.addr, "/hello").status, 200);
+}
+
+TEST(HttpServer, AReaderThatStopsReadingIsClosedAtTheWriteDeadline) {
+    http_server_options o;
+    o.write_timeout = 300ms;
+    server_fixture f(o);
+    f.start();
+    raw_conn c;
+    ASSERT_TRUE(c.connect(f.addr, 4096));
+    ASSERT_TRUE(c.send("GET /big HTTP/1.1\r\n\r\n"));  // 32 MiB that we never read
+    EXPECT_TRUE(imgate::test::eventually(
+        [&] {
+            return f.counter_value("imgate_http_write_timeouts_total", {{"server", "t"}}) == 1;
+        },
+        3s, 10ms));
+    EXPECT_TRUE(imgate::test::eventually([&] { return f.srv->connections() == 0; }, 2s, 5ms));
+    EXPECT_EQ(test::http_get(f.addr, "/hello").status, 200);
+}
+
+TEST(HttpServer, AsyncHandlersAnswerAndAThrowingHandlerGives500) {
+    server_fixture f;
+    f.start();
+    auto later = test::http_get(f.addr, "/later");
+    EXPECT_EQ(later.status, 202);
+    auto bad = test::http_get(f.addr, "/throws");
+    EXPECT_EQ(bad.status, 500);
+    EXPECT_EQ(bad.json()["error"], "internal_error");
+    EXPECT_EQ(test::http_get(f.addr, "/hello").status, 200);
+}
+
+TEST(HttpServer, ConnectionsPastTheCapGet503AndClose) {
+    http_server_options o;
+    o.max_connections = 2;
+    server_fixture f(o);
+    f.start();
+    raw_conn a, b, c;
+    ASSERT_TRUE(a.connect(f.addr));
+    ASSERT_TRUE(b.connect(f.addr));
+    ASSERT_TRUE(imgate::test::eventually([&] { return f.srv->connections() == 2; }, 2s, 1ms));
+    ASSERT_TRUE(c.connect(f.addr));
+    ASSERT_TRUE(c.wait_closed(3s));
+    EXPECT_EQ(c.received().rfind("HTTP/1.1 503 Service Unavailable\r\n", 0), 0u) << c.received();
+    EXPECT_EQ(f.counter_value("imgate_http_rejected_total",
+                              {{"server", "t"}, {"reason", "max_connections"}}),
+              1u);
+    // The admitted ones are still served.
+    ASSERT_TRUE(a.send("GET /hello HTTP/1.1\r\n\r\n"));
+    EXPECT_TRUE(receive_until(a, [](const std::string& r) { return r.find("200 OK") != r.npos; }));
+}
+
+TEST(HttpServer, StopClosesOpenConnections) {
+    server_fixture f;
+    f.start();
+    raw_conn a;
+    ASSERT_TRUE(a.connect(f.addr));
+    ASSERT_TRUE(a.send("GET /hello HTTP/1.1\r\n\r\n"));
+    ASSERT_TRUE(receive_until(a, [](const std::string& r) { return r.find("200 OK") != r.npos; }));
+    f.srv->stop();
+    EXPECT_TRUE(a.wait_closed(2s));
+}
+
+// Many keep-alive clients against four io threads: every request gets its own answer. Under
+// TSan (make test-tsan) this is the race check of the strand-free connection chain + sweep.
+TEST(HttpServer, ManyClientsOnSeveralThreadsAllAnswered) {
+    http_server_options o;
+    o.read_timeout = 2s;
+    server_fixture f(o);
+    f.start(4);
+    constexpr int clients = 16, per_client = 50;
+    std::vector<std::thread> ts;
+    std::atomic<int> ok{0};
+    for (int i = 0; i < clients; ++i) {
+        ts.emplace_back([&, i] {
+            raw_conn c;
+            if (!c.connect(f.addr)) return;
+            for (int k = 0; k < per_client; ++k) {
+                std::string tag = std::to_string(i) + "-" + std::to_string(k);
+                if (!c.send("GET /hello?" + tag + " HTTP/1.1\r\n\r\n")) return;
+                std::string want = "{\"q\":\"" + tag + "\"}";
+                if (!receive_until(c, [&](const std::string& r) { return r.find(want) != r.npos; }))
+                    return;
+                ++ok;
+            }
+        });
+    }
+    for (auto& t : ts) t.join();
+    EXPECT_EQ(ok.load(), clients * per_client);
+}
+
+}  // namespace

@@ -485,15 +485,30 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
                 co_await t.async_wait(use_tuple);
                 continue;
             }
+            if (handshaking.size() >= cfg.max_handshakes) {
+                // Unauthenticated connections are bounded in number as well as in time.
+                auth_failure("inbound", "too_many_handshakes").inc();
+                if (!handshake_cap_logged) {
+                    spdlog::warn(
+                        "cluster rpc: {} inbound handshakes in progress (cluster_rpc."
+                        "max_handshakes); closing new connections until they finish",
+                        handshaking.size());
+                    handshake_cap_logged = true;
+                }
+                error_code cec;
+                s.close(cec);
+                continue;
+            }
+            handshake_cap_logged = false;
             auto c = std::make_shared<conn>(strand, cfg.max_queue_bytes);
             c->sock = std::move(s);
+            handshaking.insert(c);
             imgate::spawn(strand, serve_inbound(c), "rpc inbound");
         }
     }
 
     asio::awaitable<void> serve_inbound(std::shared_ptr<conn> c) {
         auto keep = shared_from_this();
-        handshaking.insert(c);
         error_code nec;
         c->sock.set_option(tcp::no_delay(true), nec);
         asio::steady_timer guard(strand);
@@ -849,6 +864,7 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
     std::map<std::string, std::shared_ptr<link>> links;
     std::map<std::string, std::shared_ptr<conn>> inbound;  // authenticated, by peer id
     std::set<std::shared_ptr<conn>> handshaking;
+    bool handshake_cap_logged = false;
     bool stopped = false;
     std::atomic<bool> stopping{false};  // set at once by stop(), before the strand sees it
     std::mt19937_64 rng;

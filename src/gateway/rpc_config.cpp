@@ -14,6 +14,8 @@ rpc_config parse_rpc_config(yaml_map m) {
         static_cast<uint32_t>(m.integer("max_in_flight", c.max_in_flight, 1, 1000000));
     c.max_queue_bytes =
         static_cast<uint64_t>(m.integer("max_queue_bytes", c.max_queue_bytes, 65536, 1LL << 32));
+    c.max_handshakes =
+        static_cast<uint32_t>(m.integer("max_handshakes", c.max_handshakes, 1, 100000));
     if (c.call_timeout.count() <= 0) m.fail("call_timeout", "must be positive");
     if (c.ping_interval.count() <= 0) m.fail("ping_interval", "must be positive");
     if (c.connect_timeout.count() <= 0) m.fail("connect_timeout", "must be positive");

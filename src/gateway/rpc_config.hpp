@@ -16,6 +16,9 @@ struct rpc_config {
     std::chrono::milliseconds backoff_max{5000};
     uint32_t max_in_flight = 10000;              // per peer; beyond: fail fast (unavailable)
     uint64_t max_queue_bytes = 8 * 1024 * 1024;  // per peer outbound queue bound
+    // Inbound connections still in their handshake; more are closed at accept. Bounds what
+    // anyone who can reach the RPC port (no secret needed) can hold open.
+    uint32_t max_handshakes = 64;
 };
 
 // Parses the `cluster_rpc:` mapping (absent: defaults). Throws config_error.

@@ -105,7 +105,8 @@ TEST(FaultDispatcher, ConnectionFloodPastMaxRefusedKeepAliveServed) {
     for (auto& c : fill) ASSERT_TRUE(c.connect(f.public_addr()));
     ASSERT_TRUE(eventually([&] {
         return metric(f.disp_admin(), "imgate_http_connections{server=\"public\"") >= 40;
-    })) << "metric: " << metric(f.disp_admin(), "imgate_http_connections{server=\"public\"");
+    })) << "metric: "
+        << metric(f.disp_admin(), "imgate_http_connections{server=\"public\"");
     for (auto& c : flood) ASSERT_TRUE(c.connect(f.public_addr()));
     int refused = 0;
     for (auto& c : flood)
@@ -134,8 +135,8 @@ TEST(FaultDispatcher, SighupWithInvalidYamlUnderLoadZeroFailures) {
             for (int i = 0; i < 5000 && !stop; ++i) {
                 auto r = http_get(f.public_addr(),
                                   "/get-tcp-ip?uid=u" + std::to_string(w * 10000 + i), 2s);
-                bool good = r.status == 200 && r.json().is_object() &&
-                            r.json()["alternates"].size() == 2;
+                bool good =
+                    r.status == 200 && r.json().is_object() && r.json()["alternates"].size() == 2;
                 (good ? ok : failed)++;
             }
         });
@@ -146,7 +147,8 @@ TEST(FaultDispatcher, SighupWithInvalidYamlUnderLoadZeroFailures) {
                "alternates: 0\npoll: {interval: [\n");
     f.dispatcher().signal(SIGHUP);
     EXPECT_TRUE(eventually([&] {
-        return metric(f.disp_admin(), "imgate_dispatcher_reload_failures_total") > std::max(0.0, before);
+        return metric(f.disp_admin(), "imgate_dispatcher_reload_failures_total") >
+               std::max(0.0, before);
     })) << f.dispatcher().log();
     int at = ok.load();
     EXPECT_TRUE(eventually([&] { return ok.load() > at + 100; }));
@@ -164,12 +166,16 @@ TEST(FaultCluster, GarbageAndWrongSecretOnRpcPortRefusedMeshUnaffected) {
     fleet f({.gateways = 2,
              .cluster = true,
              .gateway_yaml = "cluster_rpc: {connect_timeout: 1s, ping_interval: 500ms,\n"
-                             "  peer_timeout: 3s, backoff_min: 50ms, backoff_max: 500ms}\n"});
+                             "  peer_timeout: 3s, backoff_min: 50ms, backoff_max: 500ms,\n"
+                             "  max_handshakes: 1000}\n"});
     ASSERT_TRUE(f.start()) << f.gw("gw1").log();
-    ASSERT_TRUE(eventually([&] {
-        return f.gw_metric("gw1", "imgate_rpc_links_up") == 1 &&
-               f.gw_metric("gw2", "imgate_rpc_links_up") == 1;
-    }, 10s)) << f.gw("gw1").log();
+    ASSERT_TRUE(eventually(
+        [&] {
+            return f.gw_metric("gw1", "imgate_rpc_links_up") == 1 &&
+                   f.gw_metric("gw2", "imgate_rpc_links_up") == 1;
+        },
+        10s))
+        << f.gw("gw1").log();
     pid_t pid = f.gw("gw1").pid();
     size_t fds_before = open_fds(pid);
 
@@ -247,13 +253,61 @@ TEST(FaultCluster, GarbageAndWrongSecretOnRpcPortRefusedMeshUnaffected) {
     auto alice = f.client("gw1", "alice");
     auto bob = f.client("gw2", "bob");
     ASSERT_TRUE(alice && bob);
-    ASSERT_TRUE(eventually([&] {
-        static uint64_t id = 0;
-        if (!alice->send(proto::send_msg{proto::target_kind::user, "bob", ++id, "hi"})) return false;
-        auto r = alice->read<proto::send_result_msg>(2s);
-        return r && r->status == proto::code::ok && r->reached == 1;
-    }, 5s));
+    ASSERT_TRUE(eventually(
+        [&] {
+            static uint64_t id = 0;
+            if (!alice->send(proto::send_msg{proto::target_kind::user, "bob", ++id, "hi"}))
+                return false;
+            auto r = alice->read<proto::send_result_msg>(2s);
+            return r && r->status == proto::code::ok && r->reached == 1;
+        },
+        5s));
     EXPECT_TRUE(bob->read<proto::deliver_msg>(2s));
+}
+
+// Connections that never authenticate are bounded in number, not only in time: past
+// cluster_rpc.max_handshakes the RPC port closes new ones at once (counted), the ones within the
+// cap are closed at connect_timeout, descriptors come back, and the established link stays up.
+TEST(FaultCluster, HandshakesPastTheCapClosedAtOnceLinkStaysUp) {
+    fleet f({.gateways = 2,
+             .cluster = true,
+             .gateway_yaml = "cluster_rpc: {connect_timeout: 3s, ping_interval: 500ms,\n"
+                             "  peer_timeout: 5s, max_handshakes: 8}\n"});
+    ASSERT_TRUE(f.start()) << f.gw("gw1").log();
+    ASSERT_TRUE(eventually(
+        [&] {
+            return f.gw_metric("gw1", "imgate_rpc_links_up") == 1 &&
+                   f.gw_metric("gw2", "imgate_rpc_links_up") == 1;
+        },
+        10s))
+        << f.gw("gw1").log();
+    pid_t pid = f.gw("gw1").pid();
+    size_t fds_before = open_fds(pid);
+    const std::string series =
+        "imgate_rpc_auth_failures_total{direction=\"inbound\",reason=\"too_many_handshakes\"}";
+    // The kernel hands connections to accept() in arrival order: the first 8 take the slots.
+    std::vector<raw_conn> held(8), extra(20);
+    for (auto& c : held) ASSERT_TRUE(c.connect(f.rpc_addr("gw1")));
+    ASSERT_TRUE(eventually([&] { return open_fds(pid) >= fds_before + held.size(); }, 3s));
+    auto t0 = std::chrono::steady_clock::now();
+    for (auto& c : extra) ASSERT_TRUE(c.connect(f.rpc_addr("gw1")));
+    int closed_early = 0;
+    for (auto& c : extra)
+        if (c.wait_closed(2s)) ++closed_early;
+    auto took = std::chrono::steady_clock::now() - t0;
+    EXPECT_EQ(closed_early, int(extra.size()));
+    EXPECT_LT(took, 2500ms);  // well before the 3 s handshake deadline
+    EXPECT_TRUE(eventually([&] { return f.gw_metric("gw1", series) == double(extra.size()); }, 2s))
+        << f.gw_metric("gw1", series);
+    int still_open = 0;
+    for (auto& c : held)
+        if (!c.is_closed()) ++still_open;
+    EXPECT_EQ(still_open, int(held.size()));
+    // The slots are given back at the deadline.
+    for (auto& c : held) EXPECT_TRUE(c.wait_closed(5s));
+    EXPECT_TRUE(eventually([&] { return open_fds(pid) <= fds_before + 2; }, 5s));
+    EXPECT_EQ(f.gw_metric("gw1", "imgate_rpc_links_up"), 1);
+    EXPECT_EQ(f.gw_metric("gw2", "imgate_rpc_links_up"), 1);
 }
 
 // SIGTERM of a gateway while its clients ping: every client gets a KICK(shutdown) or REDIRECT,
@@ -273,7 +327,8 @@ TEST(FaultFleet, SigtermUnderLoadClientsReconnectThroughDispatcher) {
         ASSERT_EQ(r.status, 200);
         if (r.json()["id"] != "gw1") continue;
         auto c = std::make_unique<client_t>();
-        ASSERT_TRUE(c->connect(r.json()["host"].get<std::string>(), r.json()["port"].get<uint16_t>()));
+        ASSERT_TRUE(
+            c->connect(r.json()["host"].get<std::string>(), r.json()["port"].get<uint16_t>()));
         ASSERT_TRUE(c->login(token(user)));
         on_gw1.push_back(std::move(c));
     }
@@ -300,7 +355,8 @@ TEST(FaultFleet, SigtermUnderLoadClientsReconnectThroughDispatcher) {
         }
         if (got) ++told;
         // Back through the dispatcher, excluding the gateway that sent us away.
-        auto r = http_get(f.public_addr(), "/get-tcp-ip?uid=u" + std::to_string(i) + "&exclude=gw1");
+        auto r =
+            http_get(f.public_addr(), "/get-tcp-ip?uid=u" + std::to_string(i) + "&exclude=gw1");
         if (r.status != 200 || r.json()["id"] != "gw2") continue;
         client_t again;
         if (again.connect(r.json()["host"].get<std::string>(), r.json()["port"].get<uint16_t>()) &&
@@ -313,10 +369,12 @@ TEST(FaultFleet, SigtermUnderLoadClientsReconnectThroughDispatcher) {
     ASSERT_TRUE(st.has_value());
     EXPECT_EQ(f.gw("gw1").exit_code(), 0);
     // The dispatcher stops handing out the stopped gateway without being told to.
-    EXPECT_TRUE(eventually([&] {
-        auto r = http_get(f.public_addr(), "/get-tcp-ip?uid=x");
-        return r.status == 200 && r.json()["id"] == "gw2";
-    }, 5s));
+    EXPECT_TRUE(eventually(
+        [&] {
+            auto r = http_get(f.public_addr(), "/get-tcp-ip?uid=x");
+            return r.status == 200 && r.json()["id"] == "gw2";
+        },
+        5s));
 }
 
 // Rotating the cluster secret: the file is rewritten and both gateways get SIGHUP. The
@@ -329,10 +387,12 @@ TEST(FaultCluster, ClusterSecretRotationOnSighupKeepsLinksRefusesOldSecret) {
                              "  peer_timeout: 3s, backoff_min: 50ms, backoff_max: 200ms}\n"});
     ASSERT_TRUE(f.start()) << f.gw("gw1").log();
     auto mesh = [&](double n) {
-        return eventually([&] {
-            return f.gw_metric("gw1", "imgate_rpc_links_up") == n &&
-                   f.gw_metric("gw2", "imgate_rpc_links_up") == n;
-        }, 10s);
+        return eventually(
+            [&] {
+                return f.gw_metric("gw1", "imgate_rpc_links_up") == n &&
+                       f.gw_metric("gw2", "imgate_rpc_links_up") == n;
+            },
+            10s);
     };
     ASSERT_TRUE(mesh(1)) << f.gw("gw1").log();
     double connects = f.gw_metric("gw1", "imgate_rpc_link_connects_total");
@@ -351,13 +411,15 @@ TEST(FaultCluster, ClusterSecretRotationOnSighupKeepsLinksRefusesOldSecret) {
         auto alice = f.client("gw1", "alice");
         auto bob = f.client("gw2", "bob");
         ASSERT_TRUE(alice && bob);
-        EXPECT_TRUE(eventually([&] {
-            static uint64_t id = 0;
-            if (!alice->send(proto::send_msg{proto::target_kind::user, "bob", ++id, "x"}))
-                return false;
-            auto r = alice->read<proto::send_result_msg>(2s);
-            return r && r->reached == 1;
-        }, 5s));
+        EXPECT_TRUE(eventually(
+            [&] {
+                static uint64_t id = 0;
+                if (!alice->send(proto::send_msg{proto::target_kind::user, "bob", ++id, "x"}))
+                    return false;
+                auto r = alice->read<proto::send_result_msg>(2s);
+                return r && r->reached == 1;
+            },
+            5s));
     }
 
     // gw2 comes back with the old secret (its own copy of the fleet file points at it).
@@ -375,9 +437,9 @@ TEST(FaultCluster, ClusterSecretRotationOnSighupKeepsLinksRefusesOldSecret) {
     daemon_process old_gw2("gw2-old", binary_path("imgate-gateway"),
                            {"--config", f.dir().file("gateway-old.yaml"), "--id", "gw2"}, f.dir());
     ASSERT_TRUE(old_gw2.wait_ready()) << old_gw2.log();
-    EXPECT_TRUE(eventually([&] {
-        return f.gw_metric("gw1", "imgate_rpc_auth_failures_total") > refused;
-    }, 5s)) << f.gw("gw1").log();
+    EXPECT_TRUE(eventually(
+        [&] { return f.gw_metric("gw1", "imgate_rpc_auth_failures_total") > refused; }, 5s))
+        << f.gw("gw1").log();
     EXPECT_EQ(metric(old_gw2.addr("admin"), "imgate_rpc_links_up"), 0);
     EXPECT_EQ(f.gw_metric("gw1", "imgate_rpc_links_up"), 0);
 }

@@ -4,14 +4,17 @@
 #      the same run, against nginx (one worker) returning a static JSON body of the same size;
 #      keep-alive and "Connection: close"; prints both and the ratio.
 #   2. kill -9 of a gateway under traffic: time until the dispatcher last hands it out.
-# Usage: bench/dispatcher.sh [build-dir]   (env: DURATION=10s CONNECTIONS=32 KILL_RUNS=3)
+# Usage: bench/dispatcher.sh [build-dir]
+#   env: DURATION=5s (per wrk run) ROUNDS=3 (runs per server and mode; medians reported)
+#        CONNECTIONS=32 KILL_RUNS=3
 # Needs wrk, nginx (nginx-light) and python3. Uses the fixed ports of config/local (8080-8081,
 # 9001-9203) plus 18080 for nginx: stop a running local fleet first.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-build}
 bin="$root/$build/src"
-duration=${DURATION:-10s}
+duration=${DURATION:-5s}
+rounds=${ROUNDS:-3}
 conns=${CONNECTIONS:-32}
 kill_runs=${KILL_RUNS:-3}
 nginx_port=18080
@@ -87,41 +90,57 @@ for _ in $(seq 1 50); do curl -fsS "http://127.0.0.1:$nginx_port/get-tcp-ip" >/d
 rps() { awk '/Requests\/sec/ {print $2}'; }
 total_requests() { awk '/requests in/ {print $1}'; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-run_wrk() {  # url extra-args... -> prints wrk output
-    wrk -t1 -c"$conns" -d"$duration" --latency "$@"
-}
-# CPU microseconds per request of process $1 over a wrk run (robust on a busy machine, where
-# req/s also depends on what else runs).
+# One wrk run against pid $1; appends "req/s cpu-us-per-request" to $work/$2 and prints wrk's
+# latency lines. CPU per request (utime+stime of the server over the run) is the steadier
+# number on a shared machine; req/s also depends on what else runs.
 measure() {  # pid label wrk-args...
     local pid=$1 label=$2; shift 2
-    local t0 t1 out n
+    local t0 t1 out n r us
     t0=$(cpu_ticks "$pid")
-    out=$(run_wrk "$@")
+    out=$(wrk -t1 -c"$conns" -d"$duration" --latency "$@")
     t1=$(cpu_ticks "$pid")
-    echo "$out" | grep -E "Latency|50%|90%|99%|Requests/sec|Non-2xx|Socket errors" || true
     n=$(echo "$out" | total_requests)
-    result[$label]=$(echo "$out" | rps)
-    result[${label}_us]=$(python3 -c "print(f'{($t1-$t0)/$(getconf CLK_TCK)*1e6/$n:.1f}')")
-    echo "    CPU per request: ${result[${label}_us]} us"
+    r=$(echo "$out" | rps)
+    us=$(python3 -c "print(f'{($t1-$t0)/$(getconf CLK_TCK)*1e6/$n:.1f}')")
+    echo "$r $us" >>"$work/$label"
+    printf '    %-10s %9.0f req/s  %5.1f us CPU/req  p50 %s  p99 %s\n' "$label" "$r" "$us" \
+        "$(echo "$out" | awk '$1=="50%" {print $2}')" "$(echo "$out" | awk '$1=="99%" {print $2}')"
+    echo "$out" | grep -E "Non-2xx|Socket errors" | sed 's/^/      /' || true
 }
 echo "body: ${#body} bytes: $body"
-echo "machine: $(nproc) cores, $(uname -sr); wrk -t1 -c$conns -d$duration"
-declare -A result
+echo "machine: $(nproc) cores, $(uname -sr); wrk -t1 -c$conns -d$duration, $rounds rounds per mode"
 nginx_worker=$(pgrep -P "$(cat "$work/nginx.pid")" | head -1)
+disp_url="http://127.0.0.1:8080/get-tcp-ip?uid=bench"
+nginx_url="http://127.0.0.1:$nginx_port/get-tcp-ip?uid=bench"
+# Rounds alternate which server goes first, so a drift in background load hits both alike; the
+# report uses the median of the rounds.
 for mode in keepalive close; do
     hdr=()
     [ "$mode" = close ] && hdr=(-H "Connection: close")
     echo
-    echo "== dispatcher, $mode"
-    measure "$disp_pid" "disp_$mode" "${hdr[@]}" "http://127.0.0.1:8080/get-tcp-ip?uid=bench"
-    echo "== nginx (1 worker, static body), $mode"
-    measure "$nginx_worker" "nginx_$mode" "${hdr[@]}" "http://127.0.0.1:$nginx_port/get-tcp-ip?uid=bench"
+    echo "== $mode"
+    for round in $(seq 1 "$rounds"); do
+        if [ $((round % 2)) = 1 ]; then
+            measure "$disp_pid" "disp_$mode" "${hdr[@]}" "$disp_url"
+            measure "$nginx_worker" "nginx_$mode" "${hdr[@]}" "$nginx_url"
+        else
+            measure "$nginx_worker" "nginx_$mode" "${hdr[@]}" "$nginx_url"
+            measure "$disp_pid" "disp_$mode" "${hdr[@]}" "$disp_url"
+        fi
+    done
 done
 echo
 for mode in keepalive close; do
-    d_us=${result[disp_${mode}_us]}
-    n_us=${result[nginx_${mode}_us]}
-    python3 -c "d=${result[disp_$mode]}; n=${result[nginx_$mode]}; print(f'$mode: dispatcher {d:.0f} req/s ($d_us us CPU/req), nginx {n:.0f} req/s ($n_us us CPU/req), ratio {d/n:.2f}')"
+    python3 - "$work/disp_$mode" "$work/nginx_$mode" "$mode" <<'PY'
+import statistics, sys
+def load(p):
+    rows = [tuple(map(float, l.split())) for l in open(p) if l.strip()]
+    return statistics.median(r for r, _ in rows), statistics.median(u for _, u in rows), [r for r, _ in rows]
+d, du, dr = load(sys.argv[1]); n, nu, nr = load(sys.argv[2])
+ratios = " ".join(f"{a / b:.2f}" for a, b in zip(dr, nr))
+print(f"{sys.argv[3]}: dispatcher {d:.0f} req/s ({du:.1f} us CPU/req), nginx {n:.0f} req/s "
+      f"({nu:.1f} us CPU/req), ratio {d / n:.2f} (medians; per round: {ratios})")
+PY
 done
 echo "picks per gateway during the run:"
 curl -fsS http://127.0.0.1:8081/status | python3 -c '

@@ -99,6 +99,7 @@ class http_server : public std::enable_shared_from_this<http_server> {
     };
 
     asio::awaitable<void> accept_loop();
+    void admit(socket_type sock, const asio::ip::tcp::endpoint& peer);
     void start_sweep();
     void sweep();
     const route_entry* find_route(std::string_view path, http::verb method,

@@ -61,11 +61,20 @@ std::variant<tcp_ip_query, query_error> parse_tcp_ip_query(std::string_view quer
 std::string render_pick(const std::vector<pick_target>& targets) {
     // Built by hand: this is the hot path of the public API, and ids are [A-Za-z0-9._-] while
     // hosts are escaped anyway. Keys in the same order nlohmann::json would print them.
-    auto target = [](std::string& out, const pick_target& t) {
+    auto escaped = [](std::string& out, std::string_view s) {
+        bool plain = std::all_of(s.begin(), s.end(), [](unsigned char c) {
+            return c >= 0x20 && c != '"' && c != '\\' && c < 0x7f;
+        });
+        if (plain)
+            out += s;  // the normal case: no temporary string
+        else
+            out += json_escape(s);
+    };
+    auto target = [&escaped](std::string& out, const pick_target& t) {
         out += "\"host\":\"";
-        out += json_escape(t.client.host);
+        escaped(out, t.client.host);
         out += "\",\"id\":\"";
-        out += json_escape(t.id);
+        escaped(out, t.id);
         out += "\",\"port\":";
         out += std::to_string(t.client.port);
     };

@@ -243,6 +243,7 @@ TEST(HttpServer, IdleAndTricklingConnectionsAreClosedAtTheReadDeadline) {
     EXPECT_LT(took, 1500ms);  // deadline + sweep period, with slack for a loaded machine
     EXPECT_TRUE(idle.wait_closed(2s));
     EXPECT_EQ(trickle.received(), "");  // no answer to a request that never completed
+    // Counted before the socket is shut down, so a client that saw the close sees the count.
     EXPECT_EQ(f.counter_value("imgate_http_read_timeouts_total", {{"server", "t"}}), 2u);
     // The server still answers.
     EXPECT_EQ(test::http_get(f.addr, "/hello").status, 200);

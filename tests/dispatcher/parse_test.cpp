@@ -2,6 +2,8 @@
 // table and dispatcher.yaml.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <boost/asio/ip/address.hpp>
 #include <filesystem>
 #include <fstream>
@@ -99,6 +101,15 @@ TEST(TcpIpQuery, RendersPickWithAlternates) {
     EXPECT_EQ(
         render_pick(t),
         R"({"alternates":[{"host":"10.0.0.2","id":"gw2","port":9002}],"host":"10.0.0.1","id":"gw1","port":9001})");
+}
+
+// The rendered body is valid JSON whatever the host string holds (escaped, not passed through).
+TEST(TcpIpQuery, RenderedPickEscapesHostsThatNeedIt) {
+    std::vector<pick_target> t{{"gw1", {"h\"o\\st\n", 1}}, {"gw2", {"plain.example", 2}}};
+    auto j = nlohmann::json::parse(render_pick(t), nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << render_pick(t);
+    EXPECT_EQ(j["host"], "h\"o\\st\n");
+    EXPECT_EQ(j["alternates"][0]["host"], "plain.example");
 }
 
 TEST(RegionTable, LongestPrefixWinsAndDefaultCoversTheRest) {

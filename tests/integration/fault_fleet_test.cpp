@@ -288,7 +288,6 @@ TEST(FaultCluster, HandshakesPastTheCapClosedAtOnceLinkStaysUp) {
     // The kernel hands connections to accept() in arrival order: the first 8 take the slots.
     std::vector<raw_conn> held(8), extra(20);
     for (auto& c : held) ASSERT_TRUE(c.connect(f.rpc_addr("gw1")));
-    ASSERT_TRUE(eventually([&] { return open_fds(pid) >= fds_before + held.size(); }, 3s));
     auto t0 = std::chrono::steady_clock::now();
     for (auto& c : extra) ASSERT_TRUE(c.connect(f.rpc_addr("gw1")));
     int closed_early = 0;

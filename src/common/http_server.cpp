@@ -264,7 +264,12 @@ struct http_server::conn : std::enable_shared_from_this<http_server::conn> {
         }
         // Keep the buffer of a connection that had a large response from pinning memory.
         if (out.capacity() > 64 * 1024) std::string().swap(out);
-        read_next(now);
+        if (buf.size() > 0) return read_next(now);  // a pipelined request is already here
+        // The client sends its next request only once this response reached it. Starting the
+        // read after the other ready handlers makes asio's immediate recv() usually find it;
+        // started right here it fails with EAGAIN almost every time (a wasted syscall).
+        asio::post(socket.get_executor(),
+                   [self = shared_from_this(), now] { self->read_next(now); });
     }
 
     void finish() {

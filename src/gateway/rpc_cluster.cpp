@@ -383,6 +383,32 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
         }
     }
 
+    // Where a handshake ended: its last step and why the frame reader stopped.
+    struct handshake_outcome {
+        rpc::hs_step last;
+        read_end end{};
+        const char* failure_reason(bool timed_out) const {
+            return last.st == rpc::hs_step::state::failed ? rpc::to_string(last.error)
+                   : end == read_end::bad_frame           ? "bad_frame"
+                   : timed_out                            ? "timeout"
+                                                          : "closed";
+        }
+    };
+
+    // Feeds frames to either side's socket-free handshake and sends what it answers, until it
+    // succeeds, fails or the connection ends (the caller's guard timer bounds it in time).
+    template <class Handshake>
+    asio::awaitable<handshake_outcome> run_handshake(std::shared_ptr<conn> c, Handshake& hs) {
+        handshake_outcome out;
+        std::function<verdict(frame&)> h = [&hs, &out, c](frame& f) {
+            out.last = hs.on_frame(f);
+            c->send(out.last.out);
+            return out.last.st == rpc::hs_step::state::pending ? verdict::more : verdict::stop;
+        };
+        out.end = co_await read_frames(c, h);
+        co_return out;
+    }
+
     // Connects and authenticates within connect_timeout (each of the two phases).
     asio::awaitable<bool> dial(std::shared_ptr<link> l, std::shared_ptr<conn> c) {
         asio::steady_timer guard(strand);
@@ -420,21 +446,13 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
         imgate::spawn(strand, writer(c), "rpc writer");
         rpc::connector_handshake hs(self_id, l->spec.id, secret, random_nonce());
         c->send(hs.hello());
-        rpc::hs_step last;
-        std::function<verdict(frame&)> h = [&hs, &last, c](frame& f) {
-            last = hs.on_frame(f);
-            c->send(last.out);
-            return last.st == rpc::hs_step::state::pending ? verdict::more : verdict::stop;
-        };
-        auto end = co_await read_frames(c, h);
+        auto out = co_await run_handshake(c, hs);
         guard.cancel();
-        if (last.st == rpc::hs_step::state::ok && !c->closed) co_return true;
-        const char* reason = last.st == rpc::hs_step::state::failed ? rpc::to_string(last.error)
-                             : end == read_end::bad_frame           ? "bad_frame"
-                                                                    : "closed";
+        if (out.last.st == rpc::hs_step::state::ok && !c->closed) co_return true;
+        const char* reason = out.failure_reason(false);
         auth_failure("outbound", reason).inc();
         // A refused or unreachable peer is retried with backoff; log the first failures only.
-        if (l->bo.attempts() < 3 || last.st == rpc::hs_step::state::failed)
+        if (l->bo.attempts() < 3 || out.last.st == rpc::hs_step::state::failed)
             spdlog::warn("cluster rpc: handshake {} -> {} failed: {}", self_id, l->spec.id, reason);
         c->close();
         co_return false;
@@ -528,20 +546,11 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
         imgate::spawn(strand, writer(c), "rpc writer");
         auto is_member = [this](std::string_view id) { return members.count(std::string(id)) > 0; };
         rpc::acceptor_handshake hs(self_id, secret, is_member, random_nonce());
-        rpc::hs_step last;
-        std::function<verdict(frame&)> h = [&hs, &last, c](frame& f) {
-            last = hs.on_frame(f);
-            c->send(last.out);
-            return last.st == rpc::hs_step::state::pending ? verdict::more : verdict::stop;
-        };
-        auto end = co_await read_frames(c, h);
+        auto out = co_await run_handshake(c, hs);
         guard.cancel();
         handshaking.erase(c);
-        if (last.st != rpc::hs_step::state::ok || c->closed || stopped) {
-            const char* reason = last.st == rpc::hs_step::state::failed ? rpc::to_string(last.error)
-                                 : end == read_end::bad_frame           ? "bad_frame"
-                                 : timed_out                            ? "timeout"
-                                                                        : "closed";
+        if (out.last.st != rpc::hs_step::state::ok || c->closed || stopped) {
+            const char* reason = out.failure_reason(timed_out);
             if (!timed_out) auth_failure("inbound", reason).inc();
             spdlog::warn("cluster rpc: refused inbound link from {} ({}): {}", from,
                          hs.peer_id().empty() ? "no id" : hs.peer_id(), reason);
@@ -561,7 +570,7 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
         std::function<verdict(frame&)> serve = [this, &peer, c](frame& f) {
             return on_inbound_frame(peer, *c, f);
         };
-        end = co_await read_frames(c, serve);
+        auto end = co_await read_frames(c, serve);
         if (end == read_end::bad_frame || end == read_end::rejected)
             metrics
                 .get_counter("imgate_rpc_protocol_errors_total",

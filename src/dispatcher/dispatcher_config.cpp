@@ -24,6 +24,9 @@ dispatcher_config parse_dispatcher_config(yaml_map root, bool load_fleet_file) {
     if (c.poll.timeout < std::chrono::milliseconds(1)) poll.fail("timeout", "must be at least 1ms");
     if (c.poll.timeout > c.poll.interval)
         poll.fail("timeout", "must not exceed poll.interval (pulls would pile up)");
+    c.poll.fast_interval = poll.duration("fast_interval", c.poll.fast_interval);
+    if (c.poll.fast_interval < std::chrono::milliseconds(10))
+        poll.fail("fast_interval", "must be at least 10ms");
     c.poll.jitter = poll.number("jitter", c.poll.jitter, 0.0, 0.5);
     c.poll.rise = static_cast<uint32_t>(poll.integer("rise", c.poll.rise, 1, 100));
     c.poll.fall = static_cast<uint32_t>(poll.integer("fall", c.poll.fall, 1, 100));

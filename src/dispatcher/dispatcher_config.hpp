@@ -13,6 +13,10 @@ namespace imgate::disp {
 struct poll_settings {
     std::chrono::milliseconds interval{500};
     std::chrono::milliseconds timeout{300};
+    // While a gateway is between states (some good pulls of `rise`, or some failed of `fall`),
+    // the next pull comes after this instead of `interval` (HAProxy's fastinter): a dead gateway
+    // leaves and a new one joins sooner, with the same rise/fall evidence. Capped at interval.
+    std::chrono::milliseconds fast_interval{100};
     double jitter = 0.1;  // each wait is interval × (1 ± jitter), so dispatchers do not align
     uint32_t rise = 2;    // consecutive good pulls before a down gateway is up
     uint32_t fall = 2;    // consecutive failed pulls before an up gateway is down

@@ -156,6 +156,12 @@ void fleet_state::pull_succeeded(const std::string& id, uint64_t token, const ga
     after_event(*e, "pull");
 }
 
+bool fleet_state::in_transition(const std::string& id) const {
+    std::lock_guard lk(mu_);
+    auto* e = find(id);
+    return e && e->health.in_transition();
+}
+
 void fleet_state::pull_failed(const std::string& id, uint64_t token, const std::string& error,
                               double latency_ms) {
     std::lock_guard lk(mu_);

@@ -57,6 +57,8 @@ class fleet_state {
     // Poller hooks. pull_started returns a token to pass back, so that a result for an older
     // incarnation of the gateway (removed/changed by a reload meanwhile) is ignored.
     uint64_t pull_started(const std::string& id);
+    // Whether the gateway is between states, so the poller pulls it again after fast_interval.
+    bool in_transition(const std::string& id) const;
     void pull_succeeded(const std::string& id, uint64_t token, const gateway_status& s,
                         double latency_ms);
     void pull_failed(const std::string& id, uint64_t token, const std::string& error,

@@ -45,6 +45,8 @@ class gateway_health {
     bool ever_up() const { return ever_up_; }
     bool overloaded() const { return overloaded_; }
     bool draining() const { return status_ && status_->state != "serving"; }
+    // Some pulls counted towards the next state change but not yet enough (rise or fall).
+    bool in_transition() const { return alive_ ? bad_in_row_ > 0 : ok_in_row_ > 0; }
     uint32_t good_in_row() const { return ok_in_row_; }
     uint32_t bad_in_row() const { return bad_in_row_; }
     const std::optional<gateway_status>& status() const { return status_; }

@@ -55,6 +55,7 @@ poller::~poller() {
 
 void poller::set_settings(const poll_settings& s) {
     interval_ms_ = s.interval.count();
+    fast_interval_ms_ = std::min(s.fast_interval, s.interval).count();
     timeout_ms_ = s.timeout.count();
     jitter_ = s.jitter;
 }
@@ -182,9 +183,10 @@ asio::awaitable<void> poller::run(std::shared_ptr<loop> l) {
         // (and the gateways of one dispatcher) do not pull in lock-step.
         double j = jitter_.load();
         double factor = std::uniform_real_distribution<double>(1.0 - j, 1.0 + j)(l->rng);
-        auto wait = std::chrono::milliseconds(
-                        static_cast<int64_t>(static_cast<double>(interval_ms_.load()) * factor)) -
-                    (std::chrono::steady_clock::now() - started);
+        auto base = fleet_.in_transition(id) ? fast_interval_ms_.load() : interval_ms_.load();
+        auto wait =
+            std::chrono::milliseconds(static_cast<int64_t>(static_cast<double>(base) * factor)) -
+            (std::chrono::steady_clock::now() - started);
         l->timer.expires_after(wait);
         co_await l->timer.async_wait(use_tuple);
     }

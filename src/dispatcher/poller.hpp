@@ -40,6 +40,7 @@ class poller {
     fleet_state& fleet_;
     histogram* latency_;
     std::atomic<int64_t> interval_ms_{500};
+    std::atomic<int64_t> fast_interval_ms_{100};
     std::atomic<int64_t> timeout_ms_{300};
     std::atomic<double> jitter_{0.1};
     std::mutex mu_;

@@ -42,6 +42,33 @@ TEST(Health, StartsDownAndNeedsRiseGoodPulls) {
     EXPECT_EQ(h.state(100), gw_state::up);
 }
 
+// in_transition drives the poller's fast_interval: true only while some pulls have counted
+// towards rise (from down) or fall (from up) but not enough yet.
+TEST(Health, InTransitionOnlyBetweenStates) {
+    manual_clock clk;
+    gateway_health h(false);
+    auto p = params();                // rise 2, fall 3
+    EXPECT_FALSE(h.in_transition());  // down, nothing good seen
+    h.pull_failed("refused", clk.now(), p);
+    EXPECT_FALSE(h.in_transition());  // down and failing: the normal interval
+    h.pull_ok(serving(), clk.now(), p);
+    EXPECT_TRUE(h.in_transition());  // 1 of 2 towards up
+    h.pull_ok(serving(), clk.now(), p);
+    EXPECT_EQ(h.state(100), gw_state::up);
+    EXPECT_FALSE(h.in_transition());
+    h.pull_failed("timeout", clk.now(), p);
+    EXPECT_TRUE(h.in_transition());  // 1 of 3 towards down
+    h.pull_failed("timeout", clk.now(), p);
+    EXPECT_TRUE(h.in_transition());
+    h.pull_failed("timeout", clk.now(), p);
+    EXPECT_EQ(h.state(100), gw_state::down);
+    EXPECT_FALSE(h.in_transition());
+    h.pull_ok(serving(), clk.now(), p);
+    EXPECT_TRUE(h.in_transition());
+    h.pull_failed("timeout", clk.now(), p);
+    EXPECT_FALSE(h.in_transition());  // the rise progress is reset by a failure
+}
+
 TEST(Health, FailureResetsRiseProgress) {
     manual_clock clk;
     gateway_health h(false);

@@ -167,6 +167,7 @@ TEST(DispatcherConfig, DefaultsAndRelativeFleetPath) {
     EXPECT_EQ(c.poll.timeout, std::chrono::milliseconds(300));
     EXPECT_EQ(c.poll.rise, 2u);
     EXPECT_EQ(c.poll.fall, 2u);
+    EXPECT_EQ(c.poll.fast_interval, std::chrono::milliseconds(100));
     EXPECT_EQ(c.http.header_limit, 8192u);
     EXPECT_EQ(c.alternates, 2u);
 }
@@ -187,6 +188,8 @@ TEST(DispatcherConfig, ErrorsNameFileLineAndKey) {
                  "dispatcher.yaml:3:3: poll.intervall: unknown key");
     expect_error("fleet: fleet.yaml\npoll: {interval: 100ms, timeout: 200ms}\n",
                  "poll.timeout: must not exceed poll.interval");
+    expect_error("fleet: fleet.yaml\npoll: {fast_interval: 5ms}\n",
+                 "poll.fast_interval: must be at least 10ms");
     expect_error("fleet: fleet.yaml\noverload: {high_water: 0.5, low_water: 0.6}\n",
                  "overload.low_water: must be below");
     expect_error("fleet: fleet.yaml\nregions:\n  table:\n    - {cidr: 10.0.0.1/8, region: a}\n",

@@ -125,7 +125,7 @@ class DispatcherFakeFleet : public ::testing::Test {
         defs_ = defs;
         for (auto& d : defs) gws_[d.id] = std::make_unique<fake_gateway>(d.id);
         write_file(dir_.file("fleet.yaml"), fleet_yaml(defs, gws_));
-        write_file(dir_.file("dispatcher.yaml"), dispatcher_yaml + extra_yaml);
+        write_file(dir_.file("dispatcher.yaml"), yaml_ + extra_yaml);
         disp_ = std::make_unique<daemon_process>(
             "dispatcher", binary_path("imgate-dispatcher"),
             std::vector<std::string>{"--config", dir_.file("dispatcher.yaml")}, dir_);
@@ -164,6 +164,7 @@ class DispatcherFakeFleet : public ::testing::Test {
         return std::stod(body.substr(pos + series.size() + 2));
     }
 
+    std::string yaml_ = dispatcher_yaml;  // a test may edit it before start()
     temp_dir dir_;
     std::vector<gw_def> defs_;
     std::map<std::string, std::unique_ptr<fake_gateway>> gws_;
@@ -280,6 +281,32 @@ TEST_F(DispatcherFakeFleet, SilentGatewayGoesDownAfterFallAndReturnsAfterRise) {
     ASSERT_TRUE(wait_state("gw2", "down"));
     EXPECT_NE(status()["gateways"][1]["last_error"].get<std::string>().find("HTTP 500"),
               std::string::npos);
+}
+
+// poll.fast_interval: between states, the next pull comes after 50 ms instead of the 2 s
+// interval. Without it, rise 2 would need a second regular pull (>= 1.8 s with jitter) before a
+// new gateway is handed out, and fall 2 a second one after the first failure.
+TEST_F(DispatcherFakeFleet, FastIntervalBetweenStatesJoinsAndLeavesSooner) {
+    const std::string from = "poll: {interval: 50ms,";
+    yaml_.replace(yaml_.find(from), from.size(), "poll: {interval: 2s, fast_interval: 50ms,");
+    auto t0 = std::chrono::steady_clock::now();
+    start({{"gw1", 100}});
+    ASSERT_TRUE(wait_state("gw1", "up", 5s)) << disp_->log();
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 1500ms);
+    EXPECT_EQ(picks(5)["gw1"], 5);
+
+    gws_["gw1"]->set_mode(fake_gateway::mode::error);
+    // The first failed pull shows as last_error while the gateway is still up (fall 2).
+    auto first_failure = [&] {
+        auto s = status();
+        if (!s.is_object()) return false;
+        auto& e = s["gateways"][0]["last_error"];
+        return e.is_string() && !e.get<std::string>().empty();
+    };
+    ASSERT_TRUE(eventually(first_failure, 5s, 5ms)) << disp_->log();
+    auto t1 = std::chrono::steady_clock::now();
+    ASSERT_TRUE(wait_state("gw1", "down", 5s)) << disp_->log();
+    EXPECT_LT(std::chrono::steady_clock::now() - t1, 1000ms);
 }
 
 TEST_F(DispatcherFakeFleet, WrongIdOrBadStatusIsAFailedPull) {

@@ -192,6 +192,18 @@ class fleet {
     const temp_dir& dir() const { return dir_; }
     const std::vector<std::string>& ids() const { return ids_; }
 
+    // Waits until every gateway has an authenticated outbound link to every other one.
+    bool mesh_up(std::chrono::milliseconds timeout = 10s) {
+        return eventually(
+            [&] {
+                for (auto& id : ids_)
+                    if (gw_metric(id, "imgate_rpc_links_up") != double(ids_.size() - 1))
+                        return false;
+                return true;
+            },
+            timeout);
+    }
+
     std::unique_ptr<testing::test_client> client(const std::string& id, const std::string& user,
                                                  const std::string& device = "d1") {
         auto c = std::make_unique<testing::test_client>();

@@ -169,13 +169,7 @@ TEST(FaultCluster, GarbageAndWrongSecretOnRpcPortRefusedMeshUnaffected) {
                              "  peer_timeout: 3s, backoff_min: 50ms, backoff_max: 500ms,\n"
                              "  max_handshakes: 1000}\n"});
     ASSERT_TRUE(f.start()) << f.gw("gw1").log();
-    ASSERT_TRUE(eventually(
-        [&] {
-            return f.gw_metric("gw1", "imgate_rpc_links_up") == 1 &&
-                   f.gw_metric("gw2", "imgate_rpc_links_up") == 1;
-        },
-        10s))
-        << f.gw("gw1").log();
+    ASSERT_TRUE(f.mesh_up()) << f.gw("gw1").log();
     pid_t pid = f.gw("gw1").pid();
     size_t fds_before = open_fds(pid);
 
@@ -274,13 +268,7 @@ TEST(FaultCluster, HandshakesPastTheCapClosedAtOnceLinkStaysUp) {
              .gateway_yaml = "cluster_rpc: {connect_timeout: 3s, ping_interval: 500ms,\n"
                              "  peer_timeout: 5s, max_handshakes: 8}\n"});
     ASSERT_TRUE(f.start()) << f.gw("gw1").log();
-    ASSERT_TRUE(eventually(
-        [&] {
-            return f.gw_metric("gw1", "imgate_rpc_links_up") == 1 &&
-                   f.gw_metric("gw2", "imgate_rpc_links_up") == 1;
-        },
-        10s))
-        << f.gw("gw1").log();
+    ASSERT_TRUE(f.mesh_up()) << f.gw("gw1").log();
     pid_t pid = f.gw("gw1").pid();
     size_t fds_before = open_fds(pid);
     const std::string series =

@@ -331,6 +331,9 @@ http_server::http_server(asio::io_context& io, http_server_options opts, metrics
     bad_headers_ = &metrics_.get_counter(
         "imgate_http_bad_response_headers_total",
         "Response headers dropped because a handler gave an invalid name or value", l);
+    accept_errors_ = &metrics_.get_counter(
+        "imgate_http_accept_errors_total",
+        "accept() failures on the listener (out of descriptors or memory: backs off 100 ms)", l);
     latency_ = &metrics_.get_histogram("imgate_http_request_duration_seconds",
                                        "Time from a complete request to its response",
                                        metrics_registry::latency_buckets_seconds(), l);
@@ -478,13 +481,18 @@ asio::awaitable<void> http_server::accept_loop() {
             if (ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor)
                 co_return;
             if (ec) {
-                wait = false;  // the pending connection will not signal again
-                if (is_fd_exhaustion(ec)) {
-                    spdlog::warn("{} listener: accept failed ({}); backing off 100ms", opts_.name,
-                                 ec.message());
-                    backoff.expires_after(std::chrono::milliseconds(100));
-                    co_await backoff.async_wait(use_tuple);
-                }
+                accept_errors_->inc();
+                // That peer reset before we took it: nothing wrong here, take the next one.
+                if (ec == asio::error::connection_aborted || ec == asio::error::connection_reset)
+                    continue;
+                // Out of descriptors (or anything persistent): pause instead of spinning, then
+                // retry without waiting for readiness: the connections still queued have
+                // already signalled, and we do not rely on the kernel signalling them again.
+                spdlog::warn("{} listener: accept failed ({}); backing off 100ms", opts_.name,
+                             ec.message());
+                wait = false;
+                backoff.expires_after(std::chrono::milliseconds(100));
+                co_await backoff.async_wait(use_tuple);
                 break;
             }
             if (n == 127) wait = false;

@@ -155,6 +155,7 @@ class http_server : public std::enable_shared_from_this<http_server> {
     counter* read_timeouts_;
     counter* write_timeouts_;
     counter* bad_headers_;
+    counter* accept_errors_;
     histogram* latency_;
     std::array<std::atomic<counter*>, 600> by_status_{};
 };

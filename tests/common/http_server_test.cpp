@@ -5,10 +5,13 @@
 
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/resource.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+
 #include <thread>
 
 #include "../support/raw_conn.hpp"
@@ -295,6 +298,53 @@ TEST(HttpServer, ConnectionsPastTheCapGet503AndClose) {
     // The admitted ones are still served.
     ASSERT_TRUE(a.send("GET /hello HTTP/1.1\r\n\r\n"));
     EXPECT_TRUE(receive_until(a, [](const std::string& r) { return r.find("200 OK") != r.npos; }));
+}
+
+// Out of descriptors: accept() fails with EMFILE while connections wait in the backlog. The
+// listener must back off instead of spinning, and must take the waiting connections once
+// descriptors are free again.
+TEST(HttpServer, DescriptorExhaustionBacksOffWithoutSpinningAndRecovers) {
+    server_fixture f;
+    f.start();
+    rlimit old{};
+    ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old), 0);
+    rlimit low = old;
+    low.rlim_cur = std::min<rlim_t>(old.rlim_cur, 512);
+    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
+    // The client sockets exist before the process runs out: connecting them needs no
+    // descriptor, accepting them does.
+    std::vector<raw_conn> waiting(4);
+    for (auto& c : waiting) ASSERT_TRUE(c.open());
+    std::vector<int> filler;
+    for (int fd; (fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;) filler.push_back(fd);
+    ASSERT_EQ(errno, EMFILE);
+    for (auto& c : waiting) {
+        ASSERT_TRUE(c.connect(f.addr));
+        ASSERT_TRUE(c.send("GET /hello?waited HTTP/1.1\r\n\r\n"));
+    }
+    const auto accept_errors = [&] {
+        return f.counter_value("imgate_http_accept_errors_total", {{"server", "t"}});
+    };
+    ASSERT_TRUE(imgate::test::eventually([&] { return accept_errors() >= 1; }, 3s, 5ms));
+    auto cpu = [] {
+        rusage u{};
+        ::getrusage(RUSAGE_SELF, &u);
+        auto sec = [](timeval t) { return double(t.tv_sec) + double(t.tv_usec) / 1e6; };
+        return sec(u.ru_utime) + sec(u.ru_stime);
+    };
+    double cpu0 = cpu();
+    std::this_thread::sleep_for(500ms);  // the window being measured, not a synchronisation
+    double used = cpu() - cpu0;
+    uint64_t tries = accept_errors();
+    EXPECT_LT(used, 0.25) << "a busy accept loop would burn the whole 0.5 s";
+    EXPECT_LE(tries, 20u) << "one attempt per 100 ms back-off";
+    for (int fd : filler) ::close(fd);
+    ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &old), 0);
+
+    for (auto& c : waiting)
+        EXPECT_TRUE(receive_until(c, [](const std::string& r) {
+            return r.find("waited") != r.npos;
+        })) << c.received();
 }
 
 TEST(HttpServer, StopClosesOpenConnections) {

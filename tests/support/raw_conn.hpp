@@ -38,10 +38,17 @@ class raw_conn {
 
     // Connects (blocking, loopback is immediate). rcvbuf > 0 shrinks the receive buffer first,
     // source binds a specific local address such as 127.0.0.2.
+    // Creates the socket ahead of connect(), for tests that must not need a descriptor later
+    // (e.g. while the process is out of them).
+    bool open() {
+        if (fd_ < 0) fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        return fd_ >= 0;
+    }
+
+    // Connects (blocking, loopback is immediate), on the socket from open() if there is one.
     bool connect(const std::string& hostport, int rcvbuf = 0, const std::string& source = "") {
         auto [host, port] = split_hostport(hostport);
-        fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd_ < 0) return false;
+        if (!open()) return false;
         if (rcvbuf > 0) ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
         if (!source.empty()) {
             sockaddr_in src{};

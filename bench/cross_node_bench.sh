@@ -22,18 +22,10 @@ room_members=${ROOM_MEMBERS:-1000}
 window=${WINDOW:-200}
 payload=${PAYLOAD:-64}
 workers=${WORKERS:-1}
-work=$(mktemp -d /tmp/imgate-bench-xnode.XXXXXX)
-pids=()
-
-cleanup() {
-    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
 
 [ -x "$bin/imgate-gateway" ] || { echo "build imgate-gateway first ($bin)" >&2; exit 1; }
 . "$root/bench/lib.sh"
+bench_init xnode
 bench_compile "$root/bench/cross_node_bench.cpp" "$work/cross_node_bench" "$root/$build/src/libimgate_common.a"
 
 head -c 32 /dev/urandom | base64 > "$work/token.secret"
@@ -68,15 +60,12 @@ YAML
 
 declare -A client_addr pid_of
 for id in gw1 gw2 gw3; do
-    "$bin/imgate-gateway" --config "$work/gateway.yaml" --id "$id" \
-        --ready-file "$work/$id.ready" >"$work/$id.log" 2>&1 &
-    pid_of[$id]=$!
-    pids+=($!)
+    bench_start_gateway "$id"
+    pid_of[$id]=$started_pid
 done
 for id in gw1 gw2 gw3; do
-    for _ in $(seq 1 200); do [ -s "$work/$id.ready" ] && break; sleep 0.05; done
-    [ -s "$work/$id.ready" ] || { echo "$id did not start:"; cat "$work/$id.log"; exit 1; }
-    client_addr[$id]=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["client"])' "$work/$id.ready")
+    bench_wait_ready "$id"
+    client_addr[$id]=$(ready_field "$id" client)
 done
 
 echo "== 1:1 cross-node: $messages messages, senders on gw1, $receivers receivers on gw2, window $window, payload $payload B, workers $workers"

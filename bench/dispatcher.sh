@@ -18,14 +18,11 @@ rounds=${ROUNDS:-3}
 conns=${CONNECTIONS:-32}
 kill_runs=${KILL_RUNS:-3}
 nginx_port=18080
-work=$(mktemp -d /tmp/imgate-bench-disp.XXXXXX)
-pids=()
-
+. "$root/bench/lib.sh"
+bench_init disp
 cleanup() {
-    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
     [ -f "$work/nginx.pid" ] && kill -TERM "$(cat "$work/nginx.pid")" 2>/dev/null || true
-    wait 2>/dev/null || true
-    rm -rf "$work"
+    bench_cleanup
 }
 trap cleanup EXIT
 
@@ -39,13 +36,11 @@ for port in 8080 8081 9001 9002 9003 9101 9102 9103 $nginx_port; do
     fi
 done
 
-start_gateway() {  # id -> pid in $gw_pid
-    "$bin/imgate-gateway" --config "$root/config/local/gateway.yaml" --id "$1" \
-        --ready-file "$work/$1.ready" >"$work/$1.log" 2>&1 &
-    gw_pid=$!
-    pids+=("$gw_pid")
-    for _ in $(seq 1 100); do [ -f "$work/$1.ready" ] && return 0; sleep 0.05; done
-    echo "gateway $1 did not start" >&2; cat "$work/$1.log" >&2; exit 1
+gw_config="$root/config/local/gateway.yaml"
+start_gateway() {  # id -> pid in $gw_pid, once ready
+    bench_start_gateway "$1"
+    gw_pid=$started_pid
+    bench_wait_ready "$1"
 }
 
 declare -A gw_pids

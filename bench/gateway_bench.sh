@@ -21,29 +21,14 @@ room_members=${ROOM_MEMBERS:-1000}
 window=${WINDOW:-200}
 payload=${PAYLOAD:-64}
 workers=${WORKERS:-1}
-work=$(mktemp -d /tmp/imgate-bench-gw.XXXXXX)
-gw_pid=
-
-cleanup() {
-    [ -n "$gw_pid" ] && kill -TERM "$gw_pid" 2>/dev/null || true
-    wait 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
 
 [ -x "$bin/imgate-gateway" ] || { echo "build imgate-gateway first ($bin)" >&2; exit 1; }
 . "$root/bench/lib.sh"
+bench_init gw
 client="$root/$build/bench/gateway_bench_client"
 bench_compile "$root/bench/cross_node_bench.cpp" "$client" "$root/$build/src/libimgate_common.a"
 
-head -c 32 /dev/urandom | base64 > "$work/token.secret"
-cat > "$work/fleet.yaml" <<YAML
-gateways:
-  - id: gw1
-    client: 127.0.0.1:0
-    admin: 127.0.0.1:0
-    rpc: 127.0.0.1:0
-YAML
+bench_single_gateway_fleet
 cat > "$work/gateway.yaml" <<YAML
 fleet: fleet.yaml
 workers: $workers
@@ -58,13 +43,12 @@ log:
   level: warn
 YAML
 
-${GW_WRAPPER:-} "$bin/imgate-gateway" --config "$work/gateway.yaml" --id gw1 --ready-file "$work/gw1.ready" \
-    >"$work/gw1.log" 2>&1 &
-gw_pid=$!
-for _ in $(seq 1 200); do [ -s "$work/gw1.ready" ] && break; sleep 0.05; done
-[ -s "$work/gw1.ready" ] || { echo "gateway did not start:"; cat "$work/gw1.log"; exit 1; }
-addr=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["client"])' "$work/gw1.ready")
-admin=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["admin"])' "$work/gw1.ready")
+# shellcheck disable=SC2086 # GW_WRAPPER is a command line
+bench_start_gateway gw1 ${GW_WRAPPER:-}
+gw_pid=$started_pid
+bench_wait_ready gw1
+addr=$(ready_field gw1 client)
+admin=$(ready_field gw1 admin)
 # Frames per gathered socket write so far (the batching the writer achieved).
 # utime and stime of the gateway in clock ticks.
 cpu_ticks() { awk '{print $14, $15}' "/proc/$gw_pid/stat"; }

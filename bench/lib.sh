@@ -17,3 +17,54 @@ bench_compile() {
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
+
+# bench_init NAME: a fresh work dir in $work, an empty $pids and an EXIT trap that stops every
+# process in $pids (SIGTERM, then waits) and removes the work dir.
+bench_init() {
+    work=$(mktemp -d "/tmp/imgate-bench-$1.XXXXXX")
+    pids=()
+    trap bench_cleanup EXIT
+}
+bench_cleanup() {
+    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$work"
+}
+
+# bench_start_gateway ID [WRAPPER...]: starts imgate-gateway ID with ${gw_config:-$work/gateway.yaml},
+# its ready file and log in $work, optionally under WRAPPER (e.g. perf record ... --); sets
+# started_pid and adds it to $pids. Does not wait: see bench_wait_ready.
+bench_start_gateway() {
+    local id=$1
+    shift
+    "$@" "$bin/imgate-gateway" --config "${gw_config:-$work/gateway.yaml}" --id "$id" \
+        --ready-file "$work/$id.ready" >"$work/$id.log" 2>&1 &
+    started_pid=$!
+    pids+=("$started_pid")
+}
+
+# bench_wait_ready NAME: waits up to 10 s for $work/NAME.ready, else prints NAME's log and exits.
+bench_wait_ready() {
+    for _ in $(seq 1 200); do [ -s "$work/$1.ready" ] && return 0; sleep 0.05; done
+    echo "$1 did not start:" >&2
+    cat "$work/$1.log" >&2
+    exit 1
+}
+
+# ready_field NAME KEY: one field of NAME's ready file (client, admin, public, pid, ...).
+ready_field() {
+    python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$work/$1.ready" "$2"
+}
+
+# bench_single_gateway_fleet: $work/fleet.yaml with one gateway gw1 on port 0 everywhere, and a
+# random $work/token.secret.
+bench_single_gateway_fleet() {
+    head -c 32 /dev/urandom | base64 >"$work/token.secret"
+    cat >"$work/fleet.yaml" <<YAML
+gateways:
+  - id: gw1
+    client: 127.0.0.1:0
+    admin: 127.0.0.1:0
+    rpc: 127.0.0.1:0
+YAML
+}

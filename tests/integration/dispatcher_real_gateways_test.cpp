@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <regex>
 
+#include "../support/local_fleet.hpp"
 #include "../support/process.hpp"
 
 namespace {
@@ -18,33 +19,9 @@ using json = nlohmann::json;
 class DispatcherRealGateways : public ::testing::Test {
   protected:
     void SetUp() override {
-        for (auto* f : {"token.secret", "admin.token", "cluster.secret"})
-            write_file(dir_.file(f), read_file(source_path(std::string("config/local/") + f)));
-        auto gw_yaml = read_file(source_path("config/local/gateway.yaml"));
-        gw_yaml = std::regex_replace(gw_yaml, std::regex("workers: 0"), "workers: 1");
-        write_file(dir_.file("gateway.yaml"), gw_yaml);
-        std::string fleet = "cluster:\n  secret_file: cluster.secret\ngateways:\n";
-        for (auto* id : {"gw1", "gw2", "gw3"}) {
-            fleet += std::string("  - id: ") + id + "\n";
-            fleet += "    client: 127.0.0.1:" + std::to_string(free_port()) + "\n";
-            fleet += "    admin: 127.0.0.1:" + std::to_string(free_port()) + "\n";
-            fleet += "    rpc: 127.0.0.1:" + std::to_string(free_port()) + "\n";
-        }
-        write_file(dir_.file("fleet.yaml"), fleet);
-        write_file(dir_.file("dispatcher.yaml"),
-                   "fleet: fleet.yaml\nlisten: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\n"
-                   "poll: {interval: 100ms, timeout: 80ms, rise: 2, fall: 2, slow_start: 0ms}\n"
-                   "log: {level: info}\n");
-        for (auto* id : {"gw1", "gw2", "gw3"}) {
-            gws_[id] = std::make_unique<daemon_process>(
-                id, binary_path("imgate-gateway"),
-                std::vector<std::string>{"--config", dir_.file("gateway.yaml"), "--id", id}, dir_);
-        }
-        for (auto& [id, p] : gws_) ASSERT_TRUE(p->wait_ready()) << p->log();
-        disp_ = std::make_unique<daemon_process>(
-            "dispatcher", binary_path("imgate-dispatcher"),
-            std::vector<std::string>{"--config", dir_.file("dispatcher.yaml")}, dir_);
-        ASSERT_TRUE(disp_->wait_ready()) << disp_->log();
+        std::string why;
+        ASSERT_TRUE(fleet_.start(&why)) << why;
+        disp_ = &fleet_.dispatcher();
         pub_ = disp_->addr("public");
         admin_ = disp_->addr("admin");
         for (auto* id : {"gw1", "gw2", "gw3"})
@@ -70,9 +47,9 @@ class DispatcherRealGateways : public ::testing::Test {
         return c;
     }
 
-    temp_dir dir_;
-    std::map<std::string, std::unique_ptr<daemon_process>> gws_;
-    std::unique_ptr<daemon_process> disp_;
+    local_fleet fleet_{{.ids = {"gw1", "gw2", "gw3"}}};
+    std::map<std::string, std::unique_ptr<daemon_process>>& gws_ = fleet_.gateways();
+    daemon_process* disp_ = nullptr;
     std::string pub_, admin_;
 };
 

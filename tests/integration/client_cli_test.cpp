@@ -12,7 +12,6 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
-#include <regex>
 
 #include "../support/local_fleet.hpp"
 #include "../support/process.hpp"

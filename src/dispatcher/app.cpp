@@ -249,7 +249,7 @@ std::string dispatcher_app::status_body() const {
         j["fleet_file"] = cfg_.fleet_file;
         j["poll_interval_ms"] = cfg_.poll.interval.count();
         j["poll_timeout_ms"] = cfg_.poll.timeout.count();
-        j["poll_fast_interval_ms"] = cfg_.poll.fast_interval.count();
+        j["poll_fast_interval_ms"] = std::min(cfg_.poll.fast_interval, cfg_.poll.interval).count();
         j["rise"] = cfg_.poll.rise;
         j["fall"] = cfg_.poll.fall;
         j["slow_start_ms"] = cfg_.poll.slow_start.count();

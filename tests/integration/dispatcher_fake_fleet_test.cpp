@@ -198,7 +198,7 @@ TEST_F(DispatcherFakeFleet, HandsOutByWeightWithAlternates) {
     auto s = status();
     EXPECT_EQ(s["id"], "test-disp");
     EXPECT_EQ(s["poll_interval_ms"], 50);
-    EXPECT_EQ(s["poll_fast_interval_ms"], 100);  // the default; the poller caps it at interval
+    EXPECT_EQ(s["poll_fast_interval_ms"], 50);  // 100 ms by default, capped at the interval
     int total = 0;
     for (auto& g : s["gateways"]) total += g["picks"].get<int>();
     EXPECT_EQ(total, 501);

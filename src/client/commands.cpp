@@ -107,6 +107,26 @@ target_or_error make_target(const session_args& a) {
     return out;
 }
 
+// The token and the target of a session command; nullopt once the reason has been printed.
+struct session_setup {
+    std::string token;
+    target_spec target;
+};
+std::optional<session_setup> prepare_session(session_args& a) {
+    std::string err;
+    auto token = session_token(a, &err);
+    if (!token) {
+        err_line(err);
+        return std::nullopt;
+    }
+    auto t = make_target(a);
+    if (!t.target) {
+        err_line(t.error);
+        return std::nullopt;
+    }
+    return session_setup{std::move(*token), std::move(*t.target)};
+}
+
 std::string default_device(const char* what) {
     return std::string(what) + "-" + std::to_string(::getpid());
 }
@@ -362,17 +382,8 @@ struct listener {
 };
 
 int run_listener(listen_args a, std::function<void(listener&)> setup) {
-    std::string err;
-    auto token = session_token(a.s, &err);
-    if (!token) {
-        err_line(err);
-        return 1;
-    }
-    auto t = make_target(a.s);
-    if (!t.target) {
-        err_line(t.error);
-        return 1;
-    }
+    auto session = prepare_session(a.s);
+    if (!session) return 1;
     std::optional<milliseconds> timeout;
     if (!a.timeout.empty()) {
         timeout = parse_duration(a.timeout);
@@ -382,7 +393,7 @@ int run_listener(listen_args a, std::function<void(listener&)> setup) {
         }
     }
     return run_main([&](asio::io_context& io) -> asio::awaitable<int> {
-        auto l = std::make_shared<listener>(io, a, *token, *t.target);
+        auto l = std::make_shared<listener>(io, a, session->token, session->target);
         if (timeout) l->deadline = clock::now() + *timeout;
         if (setup) setup(*l);
         asio::signal_set signals(io, SIGINT, SIGTERM);
@@ -420,17 +431,8 @@ int run_send(send_args a) {
         return 1;
     }
     if (a.s.device.empty()) a.s.device = default_device("send");
-    std::string err;
-    auto token = session_token(a.s, &err);
-    if (!token) {
-        err_line(err);
-        return 1;
-    }
-    auto t = make_target(a.s);
-    if (!t.target) {
-        err_line(t.error);
-        return 1;
-    }
+    auto session = prepare_session(a.s);
+    if (!session) return 1;
     auto timeout = parse_duration(a.timeout);
     if (!timeout || timeout->count() == 0) {
         err_line("--timeout: expected a duration like 15s");
@@ -449,11 +451,11 @@ int run_send(send_args a) {
     return run_main([&](asio::io_context& io) -> asio::awaitable<int> {
         session_options so;
         if (auto ct = parse_duration(a.s.connect_timeout)) so.connect_timeout = *ct;
-        connector conn(io.get_executor(), *t.target, so, std::random_device{}(),
+        connector conn(io.get_executor(), session->target, so, std::random_device{}(),
                        [](const std::string& m) { err_line(m); });
         conn.max_rounds = 2;
         auto deadline = clock::now() + *timeout;
-        auto r = co_await conn.connect(a.s.user, *token, deadline);
+        auto r = co_await conn.connect(a.s.user, session->token, deadline);
         if (!r.session) {
             err_line(r.error);
             co_return 1;

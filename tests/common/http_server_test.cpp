@@ -14,6 +14,7 @@
 
 #include <thread>
 
+#include "../support/loopback_http.hpp"
 #include "../support/raw_conn.hpp"
 
 namespace {
@@ -56,18 +57,17 @@ TEST(HttpSerialize, HeadersWithInvalidNamesOrValuesAreDropped) {
     EXPECT_EQ(out.rfind("HTTP/1.1 503 Service Unavailable\r\n", 0), 0u);
 }
 
-// One server on 127.0.0.1:0 with its own io_context and threads. metrics outlives io, whose
-// destruction frees the server (pending handlers hold it).
+// One server on 127.0.0.1:0 with its own io_context and threads (tests/support/loopback_http).
 struct server_fixture {
-    metrics_registry metrics;
-    asio::io_context io;
-    std::shared_ptr<http_server> srv;
-    std::vector<std::thread> threads;
+    static http_server_options named(http_server_options o) {
+        o.name = "t";
+        return o;
+    }
+    test::loopback_http http;
+    http_server* srv;
     std::string addr;
 
-    explicit server_fixture(http_server_options o = {}) {
-        o.name = "t";
-        srv = std::make_shared<http_server>(io, o, metrics);
+    explicit server_fixture(http_server_options o = {}) : http(named(o)), srv(&http.server()) {
         srv->route(http::verb::get, "/hello", http_sync_handler([](const http_request_ctx& c) {
                        return http_response::json(http::status::ok,
                                                   "{\"q\":\"" + std::string(c.query) + "\"}");
@@ -92,18 +92,11 @@ struct server_fixture {
                    }));
     }
     void start(int nthreads = 1) {
-        srv->listen({"127.0.0.1", 0});
-        addr = "127.0.0.1:" + std::to_string(srv->local_endpoint().port());
-        for (int i = 0; i < nthreads; ++i) threads.emplace_back([this] { io.run(); });
-    }
-    ~server_fixture() {
-        srv->stop();
-        io.stop();
-        for (auto& t : threads) t.join();
-        srv.reset();
+        http.start(nthreads);
+        addr = http.addr();
     }
     uint64_t counter_value(const std::string& name, label_set labels) {
-        return metrics.get_counter(name, "", std::move(labels)).value();
+        return http.metrics().get_counter(name, "", std::move(labels)).value();
     }
 };
 

@@ -5,7 +5,6 @@
 
 #include <atomic>
 #include <boost/asio/as_tuple.hpp>
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -14,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "../support/loopback_http.hpp"
 #include "../support/process.hpp"
 #include "common/http_server.hpp"
 #include "common/metrics.hpp"
@@ -35,9 +35,6 @@ class fake_gateway {
                    {"sessions", 0},     {"full", false},
                    {"load", 0.0},       {"pid", 4242},
                    {"version", "fake"}, {"uptime_s", 100.0}};
-        http_server_options o;
-        o.name = "fake-" + id_;
-        server_ = std::make_shared<http_server>(io_, o, metrics_);
         http_handler h = [this](http_request_ctx) -> asio::awaitable<http_response> {
             auto m = mode_.load();
             if (m == mode::hang) {
@@ -52,19 +49,10 @@ class fake_gateway {
             std::lock_guard lk(mu_);
             co_return http_response::json(http::status::ok, status_.dump());
         };
-        server_->route(http::verb::get, "/status", h);
-        server_->listen(endpoint{"127.0.0.1", 0});
-        thread_ = std::thread([this] { io_.run(); });
+        http_.server().route(http::verb::get, "/status", h);
+        http_.start();
     }
-    ~fake_gateway() {
-        asio::post(io_, [s = server_] { s->stop(); });
-        work_.reset();
-        io_.stop();
-        thread_.join();
-    }
-    std::string admin() const {
-        return "127.0.0.1:" + std::to_string(server_->local_endpoint().port());
-    }
+    std::string admin() const { return http_.addr(); }
     void set(const std::string& key, json v) {
         std::lock_guard lk(mu_);
         status_[key] = std::move(v);
@@ -73,14 +61,15 @@ class fake_gateway {
 
   private:
     std::string id_;
-    asio::io_context io_;
-    asio::executor_work_guard<asio::io_context::executor_type> work_{io_.get_executor()};
-    metrics_registry metrics_;
-    std::shared_ptr<http_server> server_;
-    std::thread thread_;
     std::mutex mu_;
     json status_;
     std::atomic<mode> mode_{mode::normal};
+    // Last: destroyed (stopped and joined) before the state its handlers use.
+    loopback_http http_{[this] {
+        http_server_options o;
+        o.name = "fake-" + id_;
+        return o;
+    }()};
 };
 
 struct gw_def {

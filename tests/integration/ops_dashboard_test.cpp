@@ -3,12 +3,12 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
 
+#include "../support/loopback_http.hpp"
 #include "../support/process.hpp"
 #include "common/config.hpp"
 #include "common/http_server.hpp"
@@ -32,29 +32,19 @@ std::string random_id(const std::string& prefix) {
 class fake_dispatcher {
   public:
     explicit fake_dispatcher(std::string page) : page_(std::move(page)) {
-        http_server_options o;
-        o.name = "ops-test";
-        server_ = std::make_shared<http_server>(io_, o, metrics_);
-        server_->route(http::verb::get, "/", http_sync_handler([this](const http_request_ctx&) {
-                           return http_response::text(page_, "text/html; charset=utf-8");
-                       }));
-        server_->route(http::verb::get, "/status",
-                       http_sync_handler([this](const http_request_ctx&) {
-                           int n = ++status_calls_;
-                           if (n <= fail_first_.load())
-                               return http_response::error(http::status::service_unavailable,
-                                                           "unavailable", "scripted failure");
-                           std::lock_guard lk(mu_);
-                           return http_response::json(http::status::ok, status_.dump());
-                       }));
-        server_->listen(endpoint{"127.0.0.1", 0});
-        thread_ = std::thread([this] { io_.run(); });
-    }
-    ~fake_dispatcher() {
-        asio::post(io_, [s = server_] { s->stop(); });
-        work_.reset();
-        io_.stop();
-        thread_.join();
+        auto& server = http_.server();
+        server.route(http::verb::get, "/", http_sync_handler([this](const http_request_ctx&) {
+                         return http_response::text(page_, "text/html; charset=utf-8");
+                     }));
+        server.route(http::verb::get, "/status", http_sync_handler([this](const http_request_ctx&) {
+                         int n = ++status_calls_;
+                         if (n <= fail_first_.load())
+                             return http_response::error(http::status::service_unavailable,
+                                                         "unavailable", "scripted failure");
+                         std::lock_guard lk(mu_);
+                         return http_response::json(http::status::ok, status_.dump());
+                     }));
+        http_.start();
     }
     void set_status(json j) {
         std::lock_guard lk(mu_);
@@ -62,21 +52,20 @@ class fake_dispatcher {
     }
     void fail_first(int n) { fail_first_ = n; }
     int status_calls() const { return status_calls_.load(); }
-    std::string url() const {
-        return "http://127.0.0.1:" + std::to_string(server_->local_endpoint().port()) + "/";
-    }
+    std::string url() const { return "http://" + http_.addr() + "/"; }
 
   private:
     std::string page_;
-    asio::io_context io_;
-    asio::executor_work_guard<asio::io_context::executor_type> work_{io_.get_executor()};
-    metrics_registry metrics_;
-    std::shared_ptr<http_server> server_;
-    std::thread thread_;
     std::mutex mu_;
     json status_ = json::object();
     std::atomic<int> fail_first_{0};
     std::atomic<int> status_calls_{0};
+    // Last: destroyed (stopped and joined) before the state its handlers use.
+    loopback_http http_{[] {
+        http_server_options o;
+        o.name = "ops-test";
+        return o;
+    }()};
 };
 
 json gateway(const std::string& id, const std::string& state, int weight, int eff,

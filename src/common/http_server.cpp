@@ -149,6 +149,13 @@ struct http_server::conn : std::enable_shared_from_this<http_server::conn> {
         ::shutdown(socket.native_handle(), SHUT_RDWR);
     }
 
+    // Publishes the deadline of the read or write about to start, for the sweep; which of the
+    // two it is decides the timeout metric.
+    void arm(bool for_write, int64_t at_ns) {
+        writing.store(for_write, std::memory_order_relaxed);
+        deadline.store(at_ns, std::memory_order_release);
+    }
+
     // `now` comes from the caller where it has just been read: two clock reads per request.
     void read_next(int64_t now) {
         if (srv->stopped_.load(std::memory_order_relaxed)) return finish();
@@ -156,9 +163,7 @@ struct http_server::conn : std::enable_shared_from_this<http_server::conn> {
         parser.emplace();
         parser->header_limit(lim.header_limit);
         parser->body_limit(lim.body_limit);
-        writing.store(false, std::memory_order_relaxed);
-        deadline.store(now + std::chrono::nanoseconds(lim.read_timeout).count(),
-                       std::memory_order_release);
+        arm(false, now + std::chrono::nanoseconds(lim.read_timeout).count());
         http::async_read(socket, buf, *parser,
                          [self = shared_from_this()](boost::system::error_code ec, size_t) {
                              self->on_read(ec);
@@ -226,9 +231,7 @@ struct http_server::conn : std::enable_shared_from_this<http_server::conn> {
                           srv->opts_.name, dropped);
         }
         srv->requests_counter(static_cast<unsigned>(r.status)).inc();
-        writing.store(true, std::memory_order_relaxed);
-        deadline.store(now + std::chrono::nanoseconds(lim.write_timeout).count(),
-                       std::memory_order_release);
+        arm(true, now + std::chrono::nanoseconds(lim.write_timeout).count());
         // A response almost always fits the socket buffer: try it in place (the socket is
         // non-blocking) and fall back to an async write for what is left. Saves a reactor
         // operation and a trip through the scheduler per request.
@@ -250,10 +253,7 @@ struct http_server::conn : std::enable_shared_from_this<http_server::conn> {
         auto now = now_ns();
         if (started_ns) srv->latency_->observe(static_cast<double>(now - started_ns) / 1e9);
         started_ns = 0;
-        if (ec) {
-            return finish();
-        }
-        if (!keep) return finish();
+        if (ec || !keep) return finish();
         if (!nodelay) {
             // Only a connection that is kept alive can have a response queued behind an unacked
             // one (pipelining), where Nagle would hold it back; one-shot connections skip the

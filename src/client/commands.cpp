@@ -25,6 +25,7 @@
 #include "client/session.hpp"
 #include "common/config.hpp"
 #include "common/daemon.hpp"
+#include "common/ids.hpp"
 #include "common/jwt.hpp"
 
 namespace imgate::client {
@@ -168,12 +169,12 @@ std::optional<std::string> session_token(session_args& a, std::string* err) {
         *err = "--user is required (or give --token)";
         return std::nullopt;
     }
-    if (!valid_id(a.user)) {
-        *err = "--user: \"" + a.user + "\" is not a valid id ([A-Za-z0-9._-]{1,64})";
+    if (auto e = ids::check(a.user); e != ids::id_error::none) {
+        *err = "--user: \"" + a.user + "\" is not a valid id: " + ids::to_string(e);
         return std::nullopt;
     }
-    if (!a.device.empty() && !valid_id(a.device)) {
-        *err = "--device: \"" + a.device + "\" is not a valid id ([A-Za-z0-9._-]{1,64})";
+    if (auto e = ids::check(a.device); !a.device.empty() && e != ids::id_error::none) {
+        *err = "--device: \"" + a.device + "\" is not a valid id: " + ids::to_string(e);
         return std::nullopt;
     }
     auto file = default_secret_file(a.secret_file);

@@ -5,6 +5,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/ids.hpp"
+
 namespace imgate {
 
 std::string endpoint::to_string() const {
@@ -39,10 +41,9 @@ yaml_map::yaml_map(YAML::Node node, std::string file, std::string path)
     : node_(node), file_(std::move(file)), path_(std::move(path)) {
     if (node_.IsDefined() && !node_.IsNull() && !node_.IsMap()) {
         auto m = node_.Mark();
-        throw config_error(file_ + ":" + std::to_string(m.line + 1) + ":" +
-                           std::to_string(m.column + 1) + ": " +
-                           (path_.empty() ? std::string("top level") : path_) +
-                           ": expected a mapping");
+        throw config_error(
+            file_ + ":" + std::to_string(m.line + 1) + ":" + std::to_string(m.column + 1) + ": " +
+            (path_.empty() ? std::string("top level") : path_) + ": expected a mapping");
     }
 }
 
@@ -232,8 +233,7 @@ void yaml_map::finish() const {
         if (!used_.count(k)) {
             auto m = it->first.Mark();
             throw config_error(file_ + ":" + std::to_string(m.line + 1) + ":" +
-                               std::to_string(m.column + 1) + ": " + key_path(k) +
-                               ": unknown key");
+                               std::to_string(m.column + 1) + ": " + key_path(k) + ": unknown key");
         }
     }
 }
@@ -272,7 +272,7 @@ std::string read_secret_file(const std::string& path) {
 log_config parse_log_config(yaml_map m) {
     log_config c;
     c.level = m.str("level", c.level);
-    static const std::set<std::string> levels{"trace", "debug", "info",    "warn",
+    static const std::set<std::string> levels{"trace", "debug",    "info", "warn",
                                               "error", "critical", "off"};
     if (!levels.count(c.level))
         m.fail("level", "expected one of trace, debug, info, warn, error, critical, off");
@@ -282,12 +282,15 @@ log_config parse_log_config(yaml_map m) {
     return c;
 }
 
-bool valid_id(std::string_view id) {
-    if (id.empty() || id.size() > 64) return false;
-    for (char c : id)
-        if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-'))
-            return false;
-    return true;
+uint16_t default_node_number(std::string_view gateway_id) {
+    // Stable across builds and platforms (std::hash is not): every gateway and the dispatcher
+    // must compute the same number from the same fleet file.
+    uint32_t h = 2166136261u;
+    for (unsigned char c : gateway_id) {
+        h ^= c;
+        h *= 16777619u;
+    }
+    return static_cast<uint16_t>((((h >> 16) ^ (h & 0xffff)) % 0xffff) + 1);
 }
 
 const gateway_spec* fleet_config::find(const std::string& id) const {
@@ -305,12 +308,13 @@ fleet_config parse_fleet(yaml_map root) {
     cluster.finish();
     std::set<std::string> ids;
     std::set<std::string> addrs;
+    std::map<uint16_t, std::string> nodes;  // node number -> the gateway that has it
     auto gws = root.maps("gateways");
     if (gws.empty()) root.fail("gateways", "at least one gateway is required");
     for (auto& g : gws) {
         gateway_spec s;
         s.id = g.str("id");
-        if (!valid_id(s.id)) g.fail("id", "must be 1-64 characters of [A-Za-z0-9._-]");
+        if (!ids::valid_node_id(s.id)) g.fail("id", "must be 1-64 characters of [A-Za-z0-9._-]");
         if (!ids.insert(s.id).second) g.fail("id", "duplicate gateway id \"" + s.id + "\"");
         s.client = g.address("client");
         s.client_listen = g.address_opt("client_listen").value_or(s.client);
@@ -323,8 +327,20 @@ fleet_config parse_fleet(yaml_map root) {
         }
         s.weight = static_cast<uint32_t>(g.integer("weight", 100, 0, 1000000));
         s.region = g.str("region", "default");
-        if (!valid_id(s.region)) g.fail("region", "must be 1-64 characters of [A-Za-z0-9._-]");
+        if (!ids::valid_node_id(s.region))
+            g.fail("region", "must be 1-64 characters of [A-Za-z0-9._-]");
         s.labels = g.string_map("labels");
+        bool explicit_node = g.has("node");
+        s.node = explicit_node ? static_cast<uint16_t>(g.integer("node", 0, 1, 65535))
+                               : default_node_number(s.id);
+        // Two gateways with one node number would issue the same server_msg_ids, and a receiver
+        // would drop a real message as a duplicate: refuse the file instead.
+        if (auto [it, fresh] = nodes.emplace(s.node, s.id); !fresh)
+            g.fail(explicit_node ? "node" : "id",
+                   "gateways \"" + it->second + "\" and \"" + s.id + "\" would share node number " +
+                       std::to_string(s.node) + (explicit_node ? "" : " (derived from the id)") +
+                       " and so server_msg_ids; give one of them an explicit, unique `node:` "
+                       "(1-65535)");
         g.finish();
         f.gateways.push_back(std::move(s));
     }

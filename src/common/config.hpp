@@ -16,7 +16,7 @@ namespace imgate {
 
 // Raised at start-up or reload for any invalid configuration; what() is "file:line:col: key: why".
 class config_error : public std::runtime_error {
-public:
+  public:
     using std::runtime_error::runtime_error;
 };
 
@@ -33,7 +33,7 @@ std::optional<endpoint> parse_endpoint(std::string_view s);
 // One YAML mapping read strictly: every key read is remembered so that finish() can reject the
 // rest as unknown. Children share the file name and extend the key path for messages.
 class yaml_map {
-public:
+  public:
     yaml_map(YAML::Node node, std::string file, std::string path = "");
 
     bool has(const std::string& key) const;
@@ -60,7 +60,7 @@ public:
     std::string where(const std::string& key) const;  // file:line:col of key (or of the map)
     std::string key_path(const std::string& key) const;
 
-private:
+  private:
     YAML::Node get(const std::string& key);
     template <class T>
     T as(const YAML::Node& n, const std::string& key, const char* what);
@@ -96,6 +96,9 @@ struct gateway_spec {
     uint32_t weight = 100;   // 0: no new clients
     std::string region = "default";
     std::map<std::string, std::string> labels;
+    // The high 16 bits of every server_msg_id the gateway issues: `node:` in the fleet file, or
+    // default_node_number(id). The fleet file is refused when two gateways would share one.
+    uint16_t node = 0;
     bool operator==(const gateway_spec&) const = default;
 };
 
@@ -109,8 +112,8 @@ struct fleet_config {
 };
 
 fleet_config load_fleet(const std::string& path);
+// A stable 16-bit hash of a gateway id (FNV-1a folded), never 0.
+uint16_t default_node_number(std::string_view gateway_id);
 fleet_config parse_fleet(yaml_map root);
-
-bool valid_id(std::string_view id);  // [A-Za-z0-9._-]{1,64}
 
 }  // namespace imgate

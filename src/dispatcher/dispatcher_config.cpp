@@ -2,13 +2,15 @@
 
 #include <set>
 
+#include "common/ids.hpp"
+
 namespace imgate::disp {
 
 dispatcher_config parse_dispatcher_config(yaml_map root, bool load_fleet_file) {
     dispatcher_config c;
     c.file = root.file();
     c.id = root.str("id", c.id);
-    if (!valid_id(c.id)) root.fail("id", "must be 1-64 characters of [A-Za-z0-9._-]");
+    if (!ids::valid_node_id(c.id)) root.fail("id", "must be 1-64 characters of [A-Za-z0-9._-]");
     c.fleet_file = resolve_path(root.file(), root.str("fleet"));
     if (auto e = root.address_opt("listen")) c.listen = *e;
     if (auto e = root.address_opt("admin_listen")) c.admin_listen = *e;
@@ -42,12 +44,13 @@ dispatcher_config parse_dispatcher_config(yaml_map root, bool load_fleet_file) {
 
     auto regions = root.map("regions");
     c.regions.set_default(regions.str("default", "default"));
-    if (!valid_id(c.regions.default_region()))
+    if (!ids::valid_node_id(c.regions.default_region()))
         regions.fail("default", "must be 1-64 characters of [A-Za-z0-9._-]");
     for (auto& e : regions.maps("table")) {
         auto cidr = e.str("cidr");
         auto region = e.str("region");
-        if (!valid_id(region)) e.fail("region", "must be 1-64 characters of [A-Za-z0-9._-]");
+        if (!ids::valid_node_id(region))
+            e.fail("region", "must be 1-64 characters of [A-Za-z0-9._-]");
         if (auto err = c.regions.add(cidr, region)) e.fail("cidr", *err);
         e.finish();
     }

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/http_server.hpp"
+#include "common/ids.hpp"
 #include "common/logging.hpp"
 
 namespace imgate::disp {
@@ -28,7 +29,7 @@ std::variant<tcp_ip_query, query_error> parse_tcp_ip_query(std::string_view quer
             while (!rest.empty()) {
                 auto comma = rest.find(',');
                 auto id = rest.substr(0, comma);
-                if (!valid_id(id))
+                if (!ids::valid_node_id(id))
                     return query_error{"bad_exclude",
                                        "exclude must be a comma-separated list of gateway ids"};
                 if (q.exclude.size() >= limits.max_exclude)
@@ -41,7 +42,7 @@ std::variant<tcp_ip_query, query_error> parse_tcp_ip_query(std::string_view quer
                 if (rest.empty()) return query_error{"bad_exclude", "exclude ends with a comma"};
             }
         } else if (k == "region") {
-            if (!valid_id(v))
+            if (!ids::valid_node_id(v))
                 return query_error{"bad_region",
                                    "region must be 1-64 characters of [A-Za-z0-9._-]"};
             q.region = v;

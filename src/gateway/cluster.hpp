@@ -22,35 +22,40 @@ struct outbound_message {
     std::string from_device;
     uint64_t ts_ms = 0;
     std::string payload;
-    bool is_push = false;         // backend push (POST /push): delivered as a PUSH frame, no receipt
-    std::string origin_gateway;   // where the sender session lives (for receipts)
+    bool is_push = false;        // backend push (POST /push): delivered as a PUSH frame, no receipt
+    std::string origin_gateway;  // where the sender session lives (for receipts)
     uint64_t origin_session = 0;  // sender session id on the origin gateway; 0: no receipts
     uint64_t client_msg_id = 0;
 };
 
 struct forward_result {
-    proto::code status = proto::code::offline;  // ok when reached > 0; unavailable/timeout on failure
-    uint32_t reached = 0;                        // sessions reached on other gateways
+    proto::code status =
+        proto::code::offline;  // ok when reached > 0; unavailable/timeout on failure
+    uint32_t reached = 0;      // sessions reached on other gateways
 };
 
 // Implemented by the gateway core. Called by the cluster for traffic arriving from peers; may be
 // called from any thread.
 class local_delivery {
-public:
+  public:
     virtual ~local_delivery() = default;
     // Delivers to this gateway's sessions of msg.target (user or room members); returns how many
-    // sessions it reached. Duplicate server_msg_id from a retried forward must not be delivered twice.
+    // sessions it reached. Duplicate server_msg_id from a retried forward must not be delivered
+    // twice.
     virtual uint32_t deliver_local(const outbound_message& msg) = 0;
     // A recipient elsewhere acked a message whose sender is the local session origin_session.
     virtual void receipt_local(uint64_t origin_session, const proto::receipt_msg& r) = 0;
     // Snapshots used to (re)announce this gateway's presence and room interest to a peer.
     virtual std::vector<std::string> local_users() const = 0;
     virtual std::vector<std::string> local_rooms() const = 0;
+    // The same user+device logged in on a peer: this gateway's sessions of it are older and are
+    // replaced (KICK replaced), as a second login on this gateway would replace them.
+    virtual void device_claimed(const std::string& user, const std::string& device) = 0;
 };
 
 // Implemented by the cluster layer. All methods are thread-safe.
 class cluster {
-public:
+  public:
     virtual ~cluster() = default;
     // Sends msg to every other gateway that may hold recipients (precise directory for users,
     // room interest for rooms). `done` is called exactly once, possibly on another thread, at
@@ -64,6 +69,9 @@ public:
     virtual void user_online(const std::string& user) = 0;
     virtual void user_offline(const std::string& user) = 0;
     virtual void room_interest(const std::string& room, bool interested) = 0;
+    // A session of user+device logged in here: tells the peers holding the user, so an older
+    // session of the same device on another gateway is replaced fleet-wide.
+    virtual void device_login(const std::string& user, const std::string& device) = 0;
     // SIGHUP: new fleet membership and secret.
     virtual void reload(const fleet_config& fleet) = 0;
     virtual void stop() = 0;

@@ -1,6 +1,8 @@
 #include "gateway/gateway_config.hpp"
 
 #include "common/frame.hpp"
+#include "common/ids.hpp"
+#include "gateway/rpc_wire.hpp"
 
 namespace imgate::gw {
 
@@ -21,11 +23,17 @@ gateway_limits parse_limits(yaml_map m, yaml_map t, yaml_map d) {
         uint64_t(m.integer("max_outbound_bytes", int64_t(l.max_outbound_bytes), 1024, 1LL << 32));
     l.max_rooms_per_session =
         uint32_t(m.integer("max_rooms_per_session", l.max_rooms_per_session, 0, 100000));
-    l.max_id_length = uint32_t(m.integer("max_id_length", l.max_id_length, 1, 1024));
+    l.max_id_length =
+        uint32_t(m.integer("max_id_length", l.max_id_length, 1, int64_t(ids::max_bytes)));
     l.max_pending_acks = uint32_t(m.integer("max_pending_acks", l.max_pending_acks, 0, 100000000));
     l.dedupe_window = uint32_t(m.integer("dedupe_window", l.dedupe_window, 1024, 100000000));
     if (l.max_payload_bytes > l.max_frame_bytes)
         m.fail("max_payload_bytes", "must not exceed max_frame_bytes");
+    // A message to a user on another gateway travels in one RPC FORWARD frame: a payload the
+    // RPC cannot carry would be accepted here and then fail on every cross-node send.
+    if (l.max_payload_bytes > rpc::max_forward_payload)
+        m.fail("max_payload_bytes", "must not exceed " + std::to_string(rpc::max_forward_payload) +
+                                        " (the largest payload a cross-gateway FORWARD carries)");
     m.finish();
 
     auto positive = [&](const char* key, std::chrono::milliseconds def) {

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "common/config.hpp"
+#include "common/ids.hpp"
 #include "gateway/rpc_config.hpp"
 
 namespace imgate::gw {
@@ -21,7 +22,7 @@ struct gateway_limits {
     double send_burst = 100;
     uint64_t max_outbound_bytes = 1 << 20;  // queued per session; past it: slow consumer
     uint32_t max_rooms_per_session = 64;
-    uint32_t max_id_length = 64;  // user, device and room ids
+    uint32_t max_id_length = uint32_t(ids::default_max_bytes);  // user, device, room ids (bytes)
     std::chrono::milliseconds login_timeout{10000};
     std::chrono::milliseconds heartbeat_interval{30000};
     std::chrono::milliseconds idle_timeout{90000};

@@ -26,13 +26,16 @@ std::optional<ack_origin> pending_acks::on_ack(uint64_t server_msg_id, uint64_t 
     if (it == map_.end()) return std::nullopt;
     auto& e = it->second;
     if (e.expires <= now || e.origin.recipient != user) return std::nullopt;
-    size_t known = std::min<size_t>(e.acked, e.acked_by.size());
-    if (std::find(e.acked_by.begin(), e.acked_by.begin() + known, sid) !=
-        e.acked_by.begin() + known)
-        return std::nullopt;
-    if (e.acked < e.acked_by.size()) e.acked_by[e.acked] = sid;
-    ++e.acked;
-    if (e.acked >= e.expected) {
+    if (!e.known) {
+        // The frame reached the session before the delivery finished registering recipients.
+        if (std::find(e.early.begin(), e.early.end(), sid) != e.early.end()) return std::nullopt;
+        e.early.push_back(sid);
+        return e.origin;
+    }
+    auto w = std::find(e.waiting.begin(), e.waiting.end(), sid);
+    if (w == e.waiting.end()) return std::nullopt;  // not reached, or acked already
+    e.waiting.erase(w);
+    if (e.waiting.empty()) {
         // Everyone acked: free the entry now (its slot in order_ is skipped when it expires).
         auto origin = std::move(e.origin);
         map_.erase(it);
@@ -41,15 +44,19 @@ std::optional<ack_origin> pending_acks::on_ack(uint64_t server_msg_id, uint64_t 
     return e.origin;
 }
 
-void pending_acks::set_expected(uint64_t server_msg_id, uint32_t sessions) {
+void pending_acks::set_recipients(uint64_t server_msg_id, const session_ids& reached) {
     std::lock_guard lk(mu_);
     auto it = map_.find(server_msg_id);
     if (it == map_.end()) return;
-    if (sessions == 0 || it->second.acked >= sessions) {
-        map_.erase(it);
-        return;
-    }
-    it->second.expected = sessions;
+    auto& e = it->second;
+    e.known = true;
+    e.waiting.clear();
+    for (uint64_t sid : reached)
+        if (std::find(e.early.begin(), e.early.end(), sid) == e.early.end())
+            e.waiting.push_back(sid);
+    e.early.clear();
+    e.early.shrink_to_fit();
+    if (e.waiting.empty()) map_.erase(it);
 }
 
 size_t pending_acks::trim_locked(steady_time now) {
@@ -103,18 +110,8 @@ size_t recent_ids::size() const {
     return set_.size();
 }
 
-uint16_t msg_id_source::gateway_hash(const std::string& gateway_id) {
-    // FNV-1a folded to 16 bits: stable across builds and platforms (std::hash is not).
-    uint32_t h = 2166136261u;
-    for (unsigned char c : gateway_id) {
-        h ^= c;
-        h *= 16777619u;
-    }
-    return static_cast<uint16_t>((h >> 16) ^ (h & 0xffff));
-}
-
-msg_id_source::msg_id_source(const std::string& gateway_id, uint64_t now_ms_since_epoch)
-    : prefix_(uint64_t(gateway_hash(gateway_id)) << 48) {
+msg_id_source::msg_id_source(uint16_t node, uint64_t now_ms_since_epoch)
+    : prefix_(uint64_t(node) << 48) {
     constexpr uint64_t epoch_2025_ms = 1735689600000ull;
     uint64_t ms = now_ms_since_epoch > epoch_2025_ms ? now_ms_since_epoch - epoch_2025_ms : 0;
     counter_.store(((ms << 10) & mask48) | 1, std::memory_order_relaxed);

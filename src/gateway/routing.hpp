@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <boost/container/small_vector.hpp>
 #include <chrono>
 #include <climits>
 #include <cstdint>
@@ -65,6 +66,8 @@ struct ack_origin {
 // evicted first) and in time (entries older than ttl are dropped). Thread-safe.
 class pending_acks {
   public:
+    using session_ids = boost::container::small_vector<uint64_t, 2>;
+
     pending_acks(size_t max_entries, std::chrono::milliseconds ttl) : max_(max_entries), ttl_(ttl) {
         map_.reserve(std::min<size_t>(max_entries, 65536));  // no rehash storms under load
     }
@@ -73,12 +76,13 @@ class pending_acks {
     // stay within bounds (a metric).
     size_t add(uint64_t server_msg_id, ack_origin origin, steady_time now);
 
-    // How many sessions the delivery reached: 0 drops the entry at once; the entry is dropped
-    // when that many distinct sessions acked.
-    void set_expected(uint64_t server_msg_id, uint32_t sessions);
+    // The sessions the delivery reached: each may ack once; none left (or none reached) drops
+    // the entry. Acks that came before this call (the frame was written first) count already.
+    void set_recipients(uint64_t server_msg_id, const session_ids& reached);
 
-    // An ack from session `sid` of `user`: the origin to send a receipt to, once per session.
-    // nullopt when unknown, expired, acked by someone who was not a recipient, or repeated.
+    // An ack from session `sid` of `user`: the origin to send a receipt to, once per reached
+    // session whatever their number. nullopt when unknown, expired, acked by a session the
+    // delivery did not reach, or repeated.
     std::optional<ack_origin> on_ack(uint64_t server_msg_id, uint64_t sid, const std::string& user,
                                      steady_time now);
 
@@ -90,9 +94,9 @@ class pending_acks {
     struct entry {
         ack_origin origin;
         steady_time expires;
-        uint32_t expected = UINT32_MAX;  // sessions reached; unknown until set_expected
-        uint32_t acked = 0;
-        std::array<uint64_t, 4> acked_by{};  // dedupe of repeated acks (first 4 sessions)
+        bool known = false;   // set_recipients was called
+        session_ids waiting;  // reached sessions that have not acked (once known)
+        session_ids early;    // sessions that acked before the recipients were known
     };
     size_t trim_locked(steady_time now);
 
@@ -118,17 +122,17 @@ class recent_ids {
     std::deque<uint64_t> order_;
 };
 
-// Fleet-unique server message ids: a 16-bit hash of the gateway id in the high bits and a 48-bit
-// counter seeded from the start time (1024 ids per millisecond of uptime before a restart could
-// reuse an id, and ids of one gateway never repeat within ~8 years of wall time).
+// Fleet-unique server message ids: the gateway's 16-bit node number (from the fleet file, which
+// refuses two gateways sharing one) in the high bits and a 48-bit counter seeded from the start
+// time (1024 ids per millisecond of uptime before a restart could reuse an id, and ids of one
+// gateway never repeat within ~8 years of wall time).
 class msg_id_source {
   public:
-    msg_id_source(const std::string& gateway_id, uint64_t now_ms_since_epoch);
+    msg_id_source(uint16_t node, uint64_t now_ms_since_epoch);
     uint64_t next() {
         uint64_t c = counter_.fetch_add(1, std::memory_order_relaxed);
         return prefix_ | (c & mask48);
     }
-    static uint16_t gateway_hash(const std::string& gateway_id);
     static constexpr uint64_t mask48 = (uint64_t(1) << 48) - 1;
 
   private:

@@ -62,6 +62,8 @@ struct conn {
     bool read_seen = false;
     bool write_seen = false;
     clock::time_point last_read, last_write, write_started;
+    clock::time_point last_ping{};
+    bool skipped_logged = false;  // one warning per connection for refused entries
 
     // Queues whole frames; past the bound the peer is a slow consumer and the link is closed
     // (its calls then fail with unavailable; a reconnect resynchronises with a snapshot).
@@ -229,6 +231,7 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
     // ---- start / stop / reload (on the strand) ----
 
     void bind() {
+        register_entry_metrics();
         const gateway_spec* me = fleet.find(self_id);
         if (!me) throw std::runtime_error("gateway " + self_id + " is not in the fleet");
         tcp::resolver res(io);
@@ -600,12 +603,45 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
         c->close();
     }
 
+    // Entries a peer sent that this gateway cannot use (an id outside the id rule — a peer
+    // running another version, or a bug): skipped and counted, never a reason to drop the link
+    // and with it everything the peer announced.
+    void skipped_entry(const std::string& peer, conn& c, rpc::op o, uint32_t n) {
+        entries_skipped.at(static_cast<uint8_t>(o))->inc(n);
+        if (!std::exchange(c.skipped_logged, true))
+            spdlog::warn(
+                "cluster rpc: skipped {} {} entr{} from {} with an id outside the id rule "
+                "(further ones on this link are only counted in "
+                "imgate_rpc_entries_skipped_total)",
+                n, rpc::to_string(o), n == 1 ? "y" : "ies", peer);
+    }
+
+    void register_entry_metrics() {
+        for (auto o : {rpc::op::forward, rpc::op::receipt, rpc::op::presence,
+                       rpc::op::room_interest, rpc::op::device_claim})
+            entries_skipped[static_cast<uint8_t>(o)] = &metrics.get_counter(
+                "imgate_rpc_entries_skipped_total",
+                "Entries from peers skipped because an id breaks the id rule (link kept)",
+                {{"op", rpc::to_string(o)}});
+        claims_received = &metrics.get_counter(
+            "imgate_rpc_device_claims_received_total",
+            "DEVICE_CLAIMs from peers (a user+device logged in there; older sessions here kicked)");
+        claims_sent = &metrics.get_counter("imgate_rpc_device_claims_sent_total",
+                                           "DEVICE_CLAIMs sent to peers holding the user");
+    }
+
     verdict on_inbound_frame(const std::string& peer, conn& c, frame& f) {
         switch (static_cast<rpc::op>(f.op)) {
             case rpc::op::forward: {
                 rpc::forward_msg m;
                 if (!rpc::read_body(f.body, m)) return verdict::reject;
                 forwards_received->inc();
+                if (!rpc::usable(m.m)) {
+                    // Answered, so the sender's call completes now instead of at its deadline.
+                    skipped_entry(peer, c, rpc::op::forward, 1);
+                    c.send_msg(rpc::forward_result_msg{proto::code::bad_request, 0}, f.corr);
+                    return verdict::more;
+                }
                 uint32_t n = stopping.load() ? 0 : local.deliver_local(m.m);
                 c.send_msg(
                     rpc::forward_result_msg{n > 0 ? proto::code::ok : proto::code::offline, n},
@@ -615,12 +651,17 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
             case rpc::op::receipt: {
                 auto m = rpc::decode<rpc::receipt_msg>(f);
                 if (!m) return verdict::reject;
+                if (!rpc::usable(m->r)) {
+                    skipped_entry(peer, c, rpc::op::receipt, 1);
+                    return verdict::more;
+                }
                 if (!stopping.load()) local.receipt_local(m->origin_session, m->r);
                 return verdict::more;
             }
             case rpc::op::presence: {
                 auto m = rpc::decode<rpc::presence_msg>(f);
                 if (!m) return verdict::reject;
+                if (m->skipped) skipped_entry(peer, c, rpc::op::presence, m->skipped);
                 dir->apply_presence(peer, m->reset, m->changes);
                 update_directory_gauges();
                 return verdict::more;
@@ -628,8 +669,20 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
             case rpc::op::room_interest: {
                 auto m = rpc::decode<rpc::room_interest_msg>(f);
                 if (!m) return verdict::reject;
+                if (m->skipped) skipped_entry(peer, c, rpc::op::room_interest, m->skipped);
                 dir->apply_rooms(peer, m->reset, m->changes);
                 update_directory_gauges();
+                return verdict::more;
+            }
+            case rpc::op::device_claim: {
+                auto m = rpc::decode<rpc::device_claim_msg>(f);
+                if (!m) return verdict::reject;
+                if (!rpc::usable(*m)) {
+                    skipped_entry(peer, c, rpc::op::device_claim, 1);
+                    return verdict::more;
+                }
+                claims_received->inc();
+                if (!stopping.load()) local.device_claimed(m->user, m->device);
                 return verdict::more;
             }
             case rpc::op::ping:
@@ -718,9 +771,15 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
                 c->close();
                 break;
             }
-            if (pinger && now - c->last_write >= cfg.ping_interval) {
+            // The dialler proves the link alive whenever either direction has been quiet for
+            // ping_interval. Idle *writes* alone are not enough: a dialler that only announces
+            // (PRESENCE, ROOM_INTEREST, RECEIPT, DEVICE_CLAIM: frames nobody answers) writes all
+            // the time but reads nothing, and its read deadline would close a healthy link.
+            bool quiet =
+                now - c->last_read >= cfg.ping_interval || now - c->last_write >= cfg.ping_interval;
+            if (pinger && quiet && now - c->last_ping >= cfg.ping_interval) {
                 c->send_msg(rpc::ping_msg{});
-                c->last_write = now;
+                c->last_ping = c->last_write = now;
                 c->write_seen = false;
             }
         }
@@ -845,6 +904,29 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
         it->second->c->send_msg(m);
     }
 
+    // A user+device logged in here: peers that hold sessions of the user kick that device's
+    // older session (KICK replaced). Only peers the directory lists can hold one.
+    void do_device_login(const std::string& user, const std::string& device) {
+        if (stopped) return;
+        auto self = shared_from_this();
+        auto on_peers = [self, user, device](const peer_list& peers) {
+            if (peers.empty()) return;
+            std::string bytes = rpc::encode(rpc::device_claim_msg{user, device});
+            for (const auto& p : peers)
+                if (link* l = self->usable(p)) {
+                    self->claims_sent->inc();
+                    l->c->send(bytes);
+                }
+        };
+        if (local_dir) {
+            peers_scratch.clear();
+            local_dir->peers(proto::target_kind::user, user, peers_scratch);
+            on_peers(peers_scratch);
+            return;
+        }
+        dir->resolve(proto::target_kind::user, user, std::move(on_peers));
+    }
+
     template <class M>
     void announce(const std::string& key, bool on) {
         if (stopped) return;
@@ -879,6 +961,9 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
     std::mt19937_64 rng;
 
     counter* forward_results[4];
+    std::map<uint8_t, counter*> entries_skipped;
+    counter* claims_received = nullptr;
+    counter* claims_sent = nullptr;
     counter* forward_frames;
     counter* forwards_received;
     counter* receipts_dropped;
@@ -932,6 +1017,11 @@ void rpc_cluster::send_receipt(const std::string& origin_gateway, uint64_t origi
 void rpc_cluster::user_online(const std::string& user) {
     auto i = impl_;
     asio::post(i->strand, [i, user] { i->announce<rpc::presence_msg>(user, true); });
+}
+
+void rpc_cluster::device_login(const std::string& user, const std::string& device) {
+    auto i = impl_;
+    asio::post(i->strand, [i, user, device] { i->do_device_login(user, device); });
 }
 
 void rpc_cluster::user_offline(const std::string& user) {

@@ -31,6 +31,7 @@ class rpc_cluster final : public cluster {
                       const proto::receipt_msg& r) override;
     void user_online(const std::string& user) override;
     void user_offline(const std::string& user) override;
+    void device_login(const std::string& user, const std::string& device) override;
     void room_interest(const std::string& room, bool interested) override;
     void reload(const fleet_config& fleet) override;
     void stop() override;

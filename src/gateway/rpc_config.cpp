@@ -19,7 +19,11 @@ rpc_config parse_rpc_config(yaml_map m) {
     if (c.call_timeout.count() <= 0) m.fail("call_timeout", "must be positive");
     if (c.ping_interval.count() <= 0) m.fail("ping_interval", "must be positive");
     if (c.connect_timeout.count() <= 0) m.fail("connect_timeout", "must be positive");
-    if (c.peer_timeout <= c.ping_interval) m.fail("peer_timeout", "must exceed ping_interval");
+    // A ping goes out once a link has been quiet for ping_interval (noticed within half of it)
+    // and its PONG must be read before peer_timeout: less than twice the interval leaves no
+    // room for the round trip, and healthy links would be closed.
+    if (c.peer_timeout < 2 * c.ping_interval)
+        m.fail("peer_timeout", "must be at least twice ping_interval");
     if (c.backoff_min.count() <= 0) m.fail("backoff_min", "must be positive");
     if (c.backoff_min > c.backoff_max) m.fail("backoff_min", "must not exceed backoff_max");
     m.finish();

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "common/ids.hpp"
+
 namespace imgate::gw::rpc {
 
 const char* to_string(op o) {
@@ -30,6 +32,8 @@ const char* to_string(op o) {
             return "PRESENCE";
         case op::room_interest:
             return "ROOM_INTEREST";
+        case op::device_claim:
+            return "DEVICE_CLAIM";
     }
     return "UNKNOWN";
 }
@@ -48,6 +52,7 @@ bool is_known_op(uint8_t o) {
         case op::receipt:
         case op::presence:
         case op::room_interest:
+        case op::device_claim:
             return true;
     }
     return false;
@@ -69,7 +74,7 @@ void write_deltas(byte_writer& w, bool reset, const std::vector<delta>& d) {
     }
 }
 
-bool read_deltas(std::string_view b, bool& reset, std::vector<delta>& d) {
+bool read_deltas(std::string_view b, bool& reset, std::vector<delta>& d, uint32_t& skipped) {
     byte_reader r(b);
     uint8_t flags = r.u8();
     uint32_t n = r.u32();
@@ -79,10 +84,15 @@ bool read_deltas(std::string_view b, bool& reset, std::vector<delta>& d) {
     if (n > b.size() / 3) return false;
     d.clear();
     d.reserve(n);
+    skipped = 0;
     for (uint32_t i = 0; i < n; ++i) {
         uint8_t on = r.u8();
         auto key = r.str16();
-        if (!r.ok() || on > 1 || !valid_id(key)) return false;
+        if (!r.ok() || on > 1) return false;
+        if (!ids::valid(key)) {
+            ++skipped;
+            continue;
+        }
         d.push_back(delta{on == 1, std::string(key)});
     }
     return r.done();
@@ -155,18 +165,22 @@ void write_body(byte_writer& w, const presence_msg& m) {
 void write_body(byte_writer& w, const room_interest_msg& m) {
     write_deltas(w, m.reset, m.changes);
 }
+void write_body(byte_writer& w, const device_claim_msg& m) {
+    w.str16(m.user);
+    w.str16(m.device);
+}
 
 bool read_body(std::string_view b, hello_msg& m) {
     byte_reader r(b);
     m.gateway_id = r.str16();
     m.nonce = r.str16();
-    return r.done() && valid_id(m.gateway_id) && m.nonce.size() == nonce_size;
+    return r.done() && ids::valid_node_id(m.gateway_id) && m.nonce.size() == nonce_size;
 }
 bool read_body(std::string_view b, challenge_msg& m) {
     byte_reader r(b);
     m.gateway_id = r.str16();
     m.nonce = r.str16();
-    return r.done() && valid_id(m.gateway_id) && m.nonce.size() == nonce_size;
+    return r.done() && ids::valid_node_id(m.gateway_id) && m.nonce.size() == nonce_size;
 }
 bool read_body(std::string_view b, auth_msg& m) {
     byte_reader r(b);
@@ -208,9 +222,9 @@ bool read_body(std::string_view b, forward_msg& f) {
     if (kind != static_cast<uint8_t>(proto::target_kind::user) &&
         kind != static_cast<uint8_t>(proto::target_kind::room))
         return false;
-    if (push > 1 || !valid_id(m.target)) return false;
+    if (push > 1) return false;
     // A receipt needs somewhere to go back to.
-    if (m.origin_session != 0 && !valid_id(m.origin_gateway)) return false;
+    if (m.origin_session != 0 && !ids::valid_node_id(m.origin_gateway)) return false;
     m.kind = static_cast<proto::target_kind>(kind);
     m.is_push = push == 1;
     return true;
@@ -233,10 +247,33 @@ bool read_body(std::string_view b, receipt_msg& m) {
     return r.done() && m.origin_session != 0;
 }
 bool read_body(std::string_view b, presence_msg& m) {
-    return read_deltas(b, m.reset, m.changes);
+    return read_deltas(b, m.reset, m.changes, m.skipped);
 }
 bool read_body(std::string_view b, room_interest_msg& m) {
-    return read_deltas(b, m.reset, m.changes);
+    return read_deltas(b, m.reset, m.changes, m.skipped);
+}
+bool read_body(std::string_view b, device_claim_msg& m) {
+    byte_reader r(b);
+    m.user = r.str16();
+    m.device = r.str16();
+    return r.done();
+}
+
+namespace {
+// Sender fields are empty for a backend push.
+bool empty_or_valid(std::string_view id) {
+    return id.empty() || ids::valid(id);
+}
+}  // namespace
+
+bool usable(const outbound_message& m) {
+    return ids::valid(m.target) && empty_or_valid(m.from_user) && empty_or_valid(m.from_device);
+}
+bool usable(const proto::receipt_msg& r) {
+    return ids::valid(r.user) && empty_or_valid(r.device);
+}
+bool usable(const device_claim_msg& m) {
+    return ids::valid(m.user) && ids::valid(m.device);
 }
 
 }  // namespace imgate::gw::rpc

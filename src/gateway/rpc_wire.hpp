@@ -26,6 +26,7 @@ enum class op : uint8_t {
     receipt = 0x12,
     presence = 0x20,
     room_interest = 0x21,
+    device_claim = 0x22,  // a user+device logged in on the sender: older sessions of it must go
 };
 
 const char* to_string(op o);
@@ -33,10 +34,15 @@ bool is_known_op(uint8_t o);
 
 // Largest RPC frame body: a forwarded payload plus ids, or one chunk of a snapshot.
 inline constexpr uint32_t max_body = 1024 * 1024;
+// Largest payload a FORWARD carries: max_body less its other fields (three client ids of at most
+// ids::max_bytes, a gateway id, fixed fields). Gateway config refuses a larger max_payload_bytes.
+inline constexpr uint32_t max_forward_payload = max_body - 4096;
 inline constexpr size_t nonce_size = 16;
 inline constexpr size_t proof_size = 32;  // HMAC-SHA256
-// Snapshot chunks keep every frame far below max_body however many users a gateway holds.
+// Snapshot chunks keep every frame far below max_body however many users a gateway holds and
+// however long their ids: a chunk ends at snapshot_chunk entries or snapshot_chunk_bytes of keys.
 inline constexpr size_t snapshot_chunk = 2000;
+inline constexpr size_t snapshot_chunk_bytes = 256 * 1024;
 
 struct hello_msg {
     static constexpr op opcode = op::hello;
@@ -87,15 +93,24 @@ struct delta {
     bool operator==(const delta&) const = default;
 };
 // reset: the receiver drops everything it knows from this sender first (start of a snapshot).
+// An entry whose key is not a valid client id is left out of `changes` and counted in `skipped`
+// (decoding only): one bad entry must not cost the receiver the sender's whole directory.
 struct presence_msg {
     static constexpr op opcode = op::presence;
     bool reset = false;
     std::vector<delta> changes;
+    uint32_t skipped = 0;
 };
 struct room_interest_msg {
     static constexpr op opcode = op::room_interest;
     bool reset = false;
     std::vector<delta> changes;
+    uint32_t skipped = 0;
+};
+struct device_claim_msg {
+    static constexpr op opcode = op::device_claim;
+    std::string user;
+    std::string device;
 };
 
 void write_body(byte_writer& w, const hello_msg& m);
@@ -110,8 +125,12 @@ void write_body(byte_writer& w, const forward_result_msg& m);
 void write_body(byte_writer& w, const receipt_msg& m);
 void write_body(byte_writer& w, const presence_msg& m);
 void write_body(byte_writer& w, const room_interest_msg& m);
+void write_body(byte_writer& w, const device_claim_msg& m);
 
-// Fail on a missing field, trailing bytes, an out-of-range enum or an invalid id.
+// Fail on a missing field, trailing bytes, an out-of-range enum or an invalid gateway id or
+// nonce/proof size: structural faults, which close the link. Client ids (users, devices, rooms)
+// are not checked here except in PRESENCE/ROOM_INTEREST entries (skipped): the receiver checks
+// them with usable() and refuses just that message.
 bool read_body(std::string_view b, hello_msg& m);
 bool read_body(std::string_view b, challenge_msg& m);
 bool read_body(std::string_view b, auth_msg& m);
@@ -124,6 +143,12 @@ bool read_body(std::string_view b, forward_result_msg& m);
 bool read_body(std::string_view b, receipt_msg& m);
 bool read_body(std::string_view b, presence_msg& m);
 bool read_body(std::string_view b, room_interest_msg& m);
+bool read_body(std::string_view b, device_claim_msg& m);
+
+// Whether every client id of a decoded message passes the id rule (ids::valid).
+bool usable(const outbound_message& m);
+bool usable(const proto::receipt_msg& r);
+bool usable(const device_claim_msg& m);
 
 template <class M>
 void encode(std::string& out, const M& m, uint32_t corr = 0) {
@@ -161,9 +186,15 @@ void encode_snapshot(std::string& out, const std::vector<std::string>& keys) {
         M m;
         m.reset = first;
         first = false;
-        size_t end = std::min(keys.size(), i + snapshot_chunk);
-        m.changes.reserve(end - i);
-        for (; i < end; ++i) m.changes.push_back(delta{true, keys[i]});
+        size_t bytes = 0;
+        while (i < keys.size() && m.changes.size() < snapshot_chunk &&
+               bytes + keys[i].size() + 3 <= snapshot_chunk_bytes) {
+            bytes += keys[i].size() + 3;
+            m.changes.push_back(delta{true, keys[i++]});
+        }
+        // A single key longer than a chunk cannot come from a session (ids are bounded far
+        // below it); skip it rather than loop forever.
+        if (m.changes.empty() && i < keys.size()) ++i;
         encode(out, m);
     } while (i < keys.size());
 }

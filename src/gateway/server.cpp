@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/daemon.hpp"
+#include "common/ids.hpp"
 #include "common/logging.hpp"
 #include "gateway/session.hpp"
 
@@ -74,7 +75,7 @@ gateway_server::gateway_server(asio::io_context& io, gateway_config cfg, metrics
       acceptor_(asio::make_strand(io)),
       acks_(cfg_.limits.max_pending_acks, cfg_.limits.ack_timeout),
       seen_(cfg_.limits.dedupe_window),
-      ids_(cfg_.id, now_ms()),
+      ids_(cfg_.fleet.find(cfg_.id)->node, now_ms()),
       started_(std::chrono::steady_clock::now()) {
     limits_ = std::make_shared<const gateway_limits>(cfg_.limits);
     secrets_ = cfg_.token_secrets;
@@ -276,6 +277,7 @@ bool gateway_server::on_login(const std::shared_ptr<session>& s) {
         for (auto& room : r.replaced_rooms_emptied) cluster_->room_interest(room, false);
     }
     if (r.first_of_user) cluster_->user_online(s->user());
+    cluster_->device_login(s->user(), s->device());
     return true;
 }
 
@@ -340,8 +342,14 @@ uint32_t gateway_server::deliver_to_sessions(const outbound_message& msg, uint64
             msg.server_msg_id,
             ack_origin{msg.origin_gateway, msg.origin_session, msg.client_msg_id, msg.target}, now);
         if (ev) ack_evictions_->inc(ev);
-        hub_.for_user(msg.target, push);
-        acks_.set_expected(msg.server_msg_id, reached);
+        pending_acks::session_ids sids;
+        auto push_tracked = [&](session_sink& s) {
+            if (!s.push_frame(f)) return;
+            ++reached;
+            sids.push_back(s.session_id());
+        };
+        hub_.for_user(msg.target, push_tracked);
+        acks_.set_recipients(msg.server_msg_id, sids);
     } else if (msg.kind == proto::target_kind::user) {
         hub_.for_user(msg.target, push);
     } else {
@@ -449,6 +457,24 @@ std::vector<std::string> gateway_server::local_users() const {
 }
 std::vector<std::string> gateway_server::local_rooms() const {
     return hub_.rooms();
+}
+
+void gateway_server::device_claimed(const std::string& user, const std::string& device) {
+    // Collected first: the hub's visit runs under its lock, and a finishing session calls back
+    // into the hub when it closes.
+    std::vector<uint64_t> older;
+    hub_.for_user(user, [&](session_sink& s) {
+        if (s.device() == device) older.push_back(s.session_id());
+    });
+    for (uint64_t sid : older) {
+        auto s = hub_.find(sid);
+        if (!s) continue;
+        spdlog::debug("session {} ({} / {}): the same device logged in on another gateway", sid,
+                      user, device);
+        count_kick(proto::kick_reason::replaced);
+        static_cast<session&>(*s).finish(
+            proto::encode(proto::kick_msg{proto::kick_reason::replaced, 0, "logged in elsewhere"}));
+    }
 }
 
 void gateway_server::count_error(proto::code c) {
@@ -635,6 +661,11 @@ void gateway_server::apply(const gateway_config& c) {
          old_spec->rpc != new_spec->rpc))
         spdlog::warn("reload: listen addresses of {} changed in the fleet; restart to apply",
                      cfg_.id);
+    if (old_spec && new_spec && old_spec->node != new_spec->node)
+        spdlog::warn(
+            "reload: node number of {} changed in the fleet ({} -> {}); its "
+            "server_msg_ids keep the old one until a restart",
+            cfg_.id, old_spec->node, new_spec->node);
     {
         std::lock_guard lk(cfg_mu_);
         limits_ = std::make_shared<const gateway_limits>(c.limits);
@@ -724,9 +755,9 @@ asio::awaitable<http_response> gateway_server::handle_push(http_request_ctx ctx)
     uint64_t g;
     auto lim = limits(g);
     msg.target = t.get<std::string>();
-    if (msg.target.empty() || msg.target.size() > lim->max_id_length)
+    if (auto e = ids::check(msg.target, lim->max_id_length); e != ids::id_error::none)
         co_return http_response::error(http::status::bad_request, "bad_request",
-                                       "target id is empty or too long");
+                                       std::string("target id is ") + ids::to_string(e));
     msg.payload = j["payload"].get<std::string>();
     if (msg.payload.size() > lim->max_payload_bytes)
         co_return http_response::error(http::status::payload_too_large, "payload_too_large",

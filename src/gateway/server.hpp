@@ -87,6 +87,7 @@ class gateway_server final : public local_delivery {
     void receipt_local(uint64_t origin_session, const proto::receipt_msg& r) override;
     std::vector<std::string> local_users() const override;
     std::vector<std::string> local_rooms() const override;
+    void device_claimed(const std::string& user, const std::string& device) override;
 
     // Routes msg: local sessions (except exclude_sid) first, then the cluster; done(status,
     // reached) exactly once, possibly on another thread.

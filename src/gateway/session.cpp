@@ -9,6 +9,7 @@
 #include <boost/asio/write.hpp>
 
 #include "common/daemon.hpp"
+#include "common/ids.hpp"
 #include "gateway/server.hpp"
 
 namespace imgate::gw {
@@ -157,10 +158,7 @@ void session::handle_frame(const frame& f) {
 }
 
 bool session::valid_ident(std::string_view s) const {
-    if (s.empty() || s.size() > limits_->max_id_length) return false;
-    for (unsigned char c : s)
-        if (c < 0x21 || c == 0x7f) return false;  // printable, no spaces or controls
-    return true;
+    return ids::valid(s, limits_->max_id_length);
 }
 
 void session::handle_login(const frame& f) {
@@ -194,7 +192,8 @@ void session::handle_login(const frame& f) {
     if (!valid_ident(r.c.sub) || (!r.c.dev.empty() && !valid_ident(r.c.dev))) {
         srv_.count_login("bad_identity");
         send_error(proto::code::auth_failed,
-                   "user or device id is empty, too long or not printable");
+                   "user or device id is empty, too long, not UTF-8 or has a control, "
+                   "whitespace or invisible formatting character");
         return finish("");
     }
     user_ = std::move(r.c.sub);

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "common/config.hpp"
 
@@ -99,4 +100,45 @@ TEST(Config, Endpoints) {
     EXPECT_FALSE(parse_endpoint("host:99999"));
     EXPECT_FALSE(parse_endpoint("host:"));
     EXPECT_EQ(parse_endpoint("[::1]:9000")->to_string(), "[::1]:9000");
+}
+
+namespace {
+std::string two_gateways(const std::string& a, const std::string& b,
+                         const std::string& extra_a = "", const std::string& extra_b = "") {
+    return "gateways:\n"
+           "  - {id: " +
+           a + ", client: 127.0.0.1:1, admin: 127.0.0.1:2, rpc: 127.0.0.1:3" + extra_a +
+           "}\n"
+           "  - {id: " +
+           b + ", client: 127.0.0.1:4, admin: 127.0.0.1:5, rpc: 127.0.0.1:6" + extra_b + "}\n";
+}
+}  // namespace
+
+// Issue 11: server_msg_id prefixes came from a 16-bit hash of the id, so gw102/gw399 and
+// gw211/gw326 issued the same ids and a receiver dropped real messages as duplicates.
+TEST(Config, GatewaysThatWouldShareAMessageIdPrefixAreRefused) {
+    auto e = error_of(write_tmp("node-clash.yaml", two_gateways("gw102", "gw399")));
+    EXPECT_NE(e.find("\"gw102\" and \"gw399\" would share node number"), std::string::npos) << e;
+    EXPECT_NE(e.find("node:"), std::string::npos) << e;
+    e = error_of(write_tmp("node-clash2.yaml", two_gateways("gw211", "gw326")));
+    EXPECT_NE(e.find("would share node number"), std::string::npos) << e;
+    // An explicit node number resolves it.
+    auto f = load_fleet(write_tmp("node-ok.yaml", two_gateways("gw102", "gw399", "", ", node: 7")));
+    EXPECT_EQ(f.find("gw399")->node, 7);
+    EXPECT_EQ(f.find("gw102")->node, default_node_number("gw102"));
+    // Two explicit equal numbers are refused too, naming the key.
+    e = error_of(write_tmp("node-dup.yaml", two_gateways("a", "b", ", node: 9", ", node: 9")));
+    EXPECT_NE(e.find("node"), std::string::npos) << e;
+    EXPECT_NE(e.find("\"a\" and \"b\""), std::string::npos) << e;
+    e = error_of(write_tmp("node-range.yaml", two_gateways("a", "b", ", node: 0")));
+    EXPECT_NE(e.find("node"), std::string::npos) << e;
+}
+
+TEST(Config, LocalFleetNodeNumbersAreDistinctAndNonZero) {
+    auto f = load_fleet(std::string(IMGATE_SOURCE_DIR) + "/config/local/fleet.yaml");
+    std::set<uint16_t> nodes;
+    for (auto& g : f.gateways) {
+        EXPECT_NE(g.node, 0);
+        EXPECT_TRUE(nodes.insert(g.node).second) << g.id;
+    }
 }

@@ -10,6 +10,7 @@
 #include <cmath>
 
 #include "common/config.hpp"
+#include "common/ids.hpp"
 #include "dispatcher/gateway_status.hpp"
 #include "dispatcher/query.hpp"
 #include "fuzz_support.hpp"
@@ -34,7 +35,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         FUZZ_CHECK(q.uid.size() <= limits.max_uid_length);
         for (unsigned char c : q.uid) FUZZ_CHECK(c >= 0x20 && c != 0x7f);
         FUZZ_CHECK(q.exclude.size() <= limits.max_exclude);
-        for (auto& id : q.exclude) FUZZ_CHECK(valid_id(id));
+        for (auto& id : q.exclude) FUZZ_CHECK(ids::valid_node_id(id));
     } else {
         auto r = disp::parse_gateway_status(text);
         if (auto* s = std::get_if<disp::gateway_status>(&r)) {

@@ -7,8 +7,9 @@
 #include <set>
 
 #include "common/config.hpp"
-#include "fuzz_support.hpp"
+#include "common/ids.hpp"
 #include "dispatcher/dispatcher_config.hpp"
+#include "fuzz_support.hpp"
 #include "gateway/rpc_config.hpp"
 
 using namespace imgate;
@@ -40,7 +41,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         FUZZ_CHECK(!fleet.gateways.empty());
         std::set<std::string> ids;
         for (auto& g : fleet.gateways) {
-            FUZZ_CHECK(valid_id(g.id));
+            FUZZ_CHECK(ids::valid_node_id(g.id));
             FUZZ_CHECK(ids.insert(g.id).second);
             FUZZ_CHECK(g.weight <= 1000000);
             FUZZ_CHECK(fleet.find(g.id) != nullptr);

@@ -16,8 +16,8 @@
 #include <sstream>
 #include <thread>
 
-#include "gateway/rpc_cluster.hpp"
 #include "../support/process.hpp"
+#include "gateway/rpc_cluster.hpp"
 
 using namespace imgate;
 using namespace imgate::gw;
@@ -77,6 +77,10 @@ class fake_local final : public local_delivery {
         for (auto& [r, n] : rooms) v.push_back(r);
         return v;
     }
+    void device_claimed(const std::string& user, const std::string& device) override {
+        std::lock_guard lk(mu);
+        claims.emplace_back(user, device);
+    }
     size_t delivered_count() const {
         std::lock_guard lk(mu);
         return delivered.size();
@@ -91,6 +95,7 @@ class fake_local final : public local_delivery {
     std::map<std::string, uint32_t> rooms;
     std::vector<outbound_message> delivered;
     std::vector<std::pair<uint64_t, proto::receipt_msg>> receipts;
+    std::vector<std::pair<std::string, std::string>> claims;
     std::function<void()> on_deliver;
 };
 
@@ -435,4 +440,78 @@ TEST(ClusterRpc, GarbageAndClientProtocolOnTheRpcPortAreRefused) {
                    "imgate_rpc_auth_failures_total{direction=\"inbound\",reason=\"bad_frame\"}") ==
                2;
     }));
+}
+
+// Issue 11: a dialler that only announces (frames nobody answers) writes all the time but reads
+// nothing; it used to ping only when it had written nothing, so its own read deadline closed a
+// healthy link every peer_timeout and the peer forgot all its users each time.
+TEST(ClusterRpc, OneWayAnnouncementsForManyPeerTimeoutsKeepTheLink) {
+    std::map<std::string, uint16_t> ports{{"gw1", free_port()}, {"gw2", free_port()}};
+    auto fleet = make_fleet(ports);
+    auto cfg = fast_config();
+    cfg.ping_interval = 100ms;
+    cfg.peer_timeout = 300ms;
+    node a(fleet, "gw1", secret, cfg);
+    node b(fleet, "gw2", secret, cfg);
+    ASSERT_TRUE(
+        eventually([&] { return a.cluster->links_up() == 1 && b.cluster->links_up() == 1; }));
+    // gw1 announces a presence change every 20 ms for 2 s (nearly 7 peer timeouts); gw2 starts
+    // nothing on its own link, so the only frames gw1 could read are PONGs.
+    const auto until = std::chrono::steady_clock::now() + 2s;
+    int n = 0;
+    while (std::chrono::steady_clock::now() < until && n < 1000) {
+        if (n % 2 == 0)
+            a.cluster->user_online("carol@example.com");
+        else
+            a.cluster->user_offline("carol@example.com");
+        ++n;
+        std::this_thread::sleep_for(20ms);  // pacing the traffic, not waiting for an event
+    }
+    a.cluster->user_online("carol@example.com");
+    EXPECT_TRUE(eventually([&] { return b.cluster->directory_users() == 1; }));
+    EXPECT_EQ(a.counter_value("imgate_rpc_links_closed_total"), 0u);
+    EXPECT_EQ(b.counter_value("imgate_rpc_links_closed_total"), 0u);
+    EXPECT_EQ(a.cluster->connects("gw2"), 1u);
+    EXPECT_EQ(b.cluster->connects("gw1"), 1u);
+}
+
+// An entry with an id outside the id rule costs that entry, not the link and the directory.
+TEST_F(ThreeNodes, UnusableEntriesAreSkippedAndCountedLinkAndDirectoryStay) {
+    n("gw1").cluster->user_online("carol@example.com");
+    n("gw1").cluster->user_online("has space");        // not an id: skipped by each peer
+    n("gw1").cluster->room_interest("bad\xff", true);  // not UTF-8: skipped
+    n("gw1").cluster->user_online("王伟");
+    ASSERT_TRUE(eventually([&] { return n("gw2").cluster->directory_users() == 2; }));
+    ASSERT_TRUE(eventually([&] {
+        return n("gw2").counter_value("imgate_rpc_entries_skipped_total{op=\"PRESENCE\"}") == 1 &&
+               n("gw2").counter_value("imgate_rpc_entries_skipped_total{op=\"ROOM_INTEREST\"}") ==
+                   1;
+    }));
+    EXPECT_EQ(n("gw2").cluster->lookup(proto::target_kind::user, "王伟"), peer_list{"gw1"});
+    // The link was never replaced and nothing counted as a protocol error.
+    EXPECT_EQ(n("gw1").cluster->connects("gw2"), 1u);
+    EXPECT_EQ(n("gw2").counter_value("imgate_rpc_protocol_errors_total"), 0u);
+    EXPECT_EQ(n("gw1").forward_sync(to_user("nobody")).status, proto::code::offline);
+    // The non-ASCII user is routed to gw1, which holds it (the fake reaches 0 sessions).
+    EXPECT_EQ(n("gw2").forward_sync(to_user("王伟")).status, proto::code::offline);
+    EXPECT_EQ(n("gw1").local.delivered_count(), 1u);
+}
+
+// A login of user+device on one gateway tells the peers holding the user, and only them.
+TEST_F(ThreeNodes, DeviceLoginIsClaimedOnlyWhereTheUserIs) {
+    n("gw1").cluster->user_online("Zoë");
+    ASSERT_TRUE(eventually([&] { return n("gw2").cluster->directory_users() == 1; }));
+    n("gw2").cluster->device_login("Zoë", "phone");
+    n("gw2").cluster->device_login("nobody-here", "phone");
+    ASSERT_TRUE(eventually([&] {
+        std::lock_guard lk(n("gw1").local.mu);
+        return n("gw1").local.claims.size() == 1;
+    }));
+    {
+        std::lock_guard lk(n("gw1").local.mu);
+        EXPECT_EQ(n("gw1").local.claims[0], (std::pair<std::string, std::string>{"Zoë", "phone"}));
+    }
+    EXPECT_EQ(n("gw2").counter_value("imgate_rpc_device_claims_sent_total"), 1u);
+    std::lock_guard lk(n("gw3").local.mu);
+    EXPECT_TRUE(n("gw3").local.claims.empty());
 }

@@ -76,17 +76,16 @@ TEST(RecentIds, DedupesWithinWindowOnly) {
 
 TEST(MsgIdSource, UniqueAcrossGatewaysAndRestarts) {
     const uint64_t now = 1795000000000ull;  // 2026-11
-    msg_id_source a("gw1", now), b("gw2", now);
-    EXPECT_NE(msg_id_source::gateway_hash("gw1"), msg_id_source::gateway_hash("gw2"));
+    msg_id_source a(1, now), b(2, now);
     std::set<uint64_t> seen;
     for (int i = 0; i < 1000; ++i) {
         EXPECT_TRUE(seen.insert(a.next()).second);
         EXPECT_TRUE(seen.insert(b.next()).second);
     }
     // A restart one second later starts past everything issued at <= 1024 ids/ms.
-    msg_id_source a2("gw1", now + 1000);
+    msg_id_source a2(1, now + 1000);
     uint64_t first = a2.next();
-    EXPECT_EQ(first >> 48, uint64_t(msg_id_source::gateway_hash("gw1")));
+    EXPECT_EQ(first >> 48, 1u);
     EXPECT_GT(first & msg_id_source::mask48, (*std::prev(seen.end()) & msg_id_source::mask48));
     EXPECT_NE(first, 0u);
 }
@@ -95,7 +94,7 @@ TEST(PendingAcks, EntryLeavesOnceEveryReachedSessionAcked) {
     steady_time t0{};
     pending_acks p(10, 5s);
     p.add(1, {"g", 1, 11, "bob"}, t0);
-    p.set_expected(1, 2);
+    p.set_recipients(1, {100, 101});
     EXPECT_TRUE(p.on_ack(1, 100, "bob", t0));
     EXPECT_EQ(p.size(), 1u);
     EXPECT_TRUE(p.on_ack(1, 101, "bob", t0));
@@ -103,7 +102,7 @@ TEST(PendingAcks, EntryLeavesOnceEveryReachedSessionAcked) {
     EXPECT_FALSE(p.on_ack(1, 102, "bob", t0));
     // Nobody reached: nothing is kept.
     p.add(2, {"g", 1, 12, "bob"}, t0);
-    p.set_expected(2, 0);
+    p.set_recipients(2, {});
     EXPECT_EQ(p.size(), 0u);
 }
 
@@ -112,8 +111,49 @@ TEST(PendingAcks, EarlyAckedIdsDoNotCountAsEvictions) {
     pending_acks p(2, 5s);
     for (uint64_t i = 1; i <= 50; ++i) {
         EXPECT_EQ(p.add(i, {"g", 1, i, "u"}, t0), 0u) << i;
-        p.set_expected(i, 1);
+        p.set_recipients(i, {7});
         EXPECT_TRUE(p.on_ack(i, 7, "u", t0));
     }
+    EXPECT_EQ(p.size(), 0u);
+}
+
+// Issue 11: with a fixed table of four acking sessions, the fifth device's repeated ack produced
+// a second receipt. Every reached session now acks exactly once, however many there are.
+TEST(PendingAcks, OneReceiptPerReachedSessionForAnyNumberOfDevices) {
+    steady_time t0{};
+    pending_acks p(10, 5s);
+    p.add(9, {"g", 1, 99, "carol@example.com"}, t0);
+    pending_acks::session_ids reached;
+    for (uint64_t sid = 1; sid <= 8; ++sid) reached.push_back(sid);
+    p.set_recipients(9, reached);
+    for (uint64_t sid = 1; sid <= 8; ++sid) {
+        EXPECT_TRUE(p.on_ack(9, sid, "carol@example.com", t0)) << sid;
+        EXPECT_FALSE(p.on_ack(9, sid, "carol@example.com", t0)) << "repeat of " << sid;
+    }
+    EXPECT_EQ(p.size(), 0u);
+}
+
+// Sessions of the recipient that the delivery did not reach (logged in later) get no receipt.
+TEST(PendingAcks, SessionNotReachedCannotAck) {
+    steady_time t0{};
+    pending_acks p(10, 5s);
+    p.add(5, {"g", 1, 55, "bob"}, t0);
+    p.set_recipients(5, {10, 11});
+    EXPECT_FALSE(p.on_ack(5, 12, "bob", t0));
+    EXPECT_TRUE(p.on_ack(5, 10, "bob", t0));
+    EXPECT_EQ(p.size(), 1u);
+}
+
+// A session may ack before the delivery has registered its recipients (the frame is written on
+// another thread): that ack counts, once, and is not expected again.
+TEST(PendingAcks, AckBeforeRecipientsAreKnownCountsOnce) {
+    steady_time t0{};
+    pending_acks p(10, 5s);
+    p.add(6, {"g", 1, 66, "Zoë"}, t0);
+    EXPECT_TRUE(p.on_ack(6, 20, "Zoë", t0));
+    EXPECT_FALSE(p.on_ack(6, 20, "Zoë", t0));
+    p.set_recipients(6, {20, 21});
+    EXPECT_FALSE(p.on_ack(6, 20, "Zoë", t0));
+    EXPECT_TRUE(p.on_ack(6, 21, "Zoë", t0));
     EXPECT_EQ(p.size(), 0u);
 }

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "common/ids.hpp"
+
 using namespace imgate;
 using namespace imgate::gw;
 
@@ -78,19 +80,105 @@ TEST(RpcWire, EveryTruncationOfAForwardIsRejected) {
     EXPECT_FALSE(rpc::read_body(body + "x", m));  // trailing bytes
 }
 
-TEST(RpcWire, ForwardWithBadKindOrTargetIsRejected) {
+TEST(RpcWire, ForwardWithBadKindIsRejectedBadTargetIsNotUsable) {
     auto m = sample();
     auto body = rpc::encode(rpc::forward_msg{m}).substr(frame_header_size);
     body[8] = 3;  // kind
     rpc::forward_msg out;
     EXPECT_FALSE(rpc::read_body(body, out));
+    // An id outside the rule is not a structural fault (the link stays): the receiver answers
+    // that one forward bad_request.
     m.target = "bad id with spaces";
     body = rpc::encode(rpc::forward_msg{m}).substr(frame_header_size);
-    EXPECT_FALSE(rpc::read_body(body, out));
+    ASSERT_TRUE(rpc::read_body(body, out));
+    EXPECT_FALSE(rpc::usable(out.m));
     m = sample();
     m.origin_gateway.clear();  // a receipt would have nowhere to go
     body = rpc::encode(rpc::forward_msg{m}).substr(frame_header_size);
     EXPECT_FALSE(rpc::read_body(body, out));
+}
+
+// Issue 11: the RPC refused ids every client may log in with, and with them the whole frame.
+TEST(RpcWire, EveryClientIdCrossesTheRpc) {
+    for (std::string id : {std::string("carol@example.com"), std::string("x#y"), std::string("Zoë"),
+                           std::string("王伟"), std::string("😀party"), std::string("a+b/c=d"),
+                           std::string(ids::max_bytes, 'q')}) {
+        auto m = sample();
+        m.target = id;
+        m.from_user = id;
+        m.from_device = id;
+        auto d = rpc::decode<rpc::forward_msg>(one_frame(rpc::encode(rpc::forward_msg{m}, 3)));
+        ASSERT_TRUE(d) << id;
+        EXPECT_TRUE(rpc::usable(d->m)) << id;
+        EXPECT_EQ(d->m.target, id);
+        auto p = rpc::decode<rpc::presence_msg>(
+            one_frame(rpc::encode(rpc::presence_msg{false, {{true, id}}})));
+        ASSERT_TRUE(p) << id;
+        ASSERT_EQ(p->changes.size(), 1u) << id;
+        EXPECT_EQ(p->changes[0].key, id);
+        EXPECT_EQ(p->skipped, 0u);
+        auto c = rpc::decode<rpc::device_claim_msg>(
+            one_frame(rpc::encode(rpc::device_claim_msg{id, "phone"})));
+        ASSERT_TRUE(c) << id;
+        EXPECT_TRUE(rpc::usable(*c));
+        EXPECT_EQ(c->user, id);
+    }
+}
+
+// One unusable entry is skipped and counted; the others in the same frame still apply.
+TEST(RpcWire, PresenceEntryOutsideTheIdRuleIsSkippedNotFatal) {
+    rpc::presence_msg p{true,
+                        {{true, "alice"},
+                         {true, "has space"},
+                         {true, std::string("\xff\xfe", 2)},
+                         {true, std::string(ids::max_bytes + 1, 'l')},
+                         {false, "bob@example.com"}}};
+    auto d = rpc::decode<rpc::presence_msg>(one_frame(rpc::encode(p)));
+    ASSERT_TRUE(d);
+    EXPECT_TRUE(d->reset);
+    EXPECT_EQ(d->skipped, 3u);
+    ASSERT_EQ(d->changes.size(), 2u);
+    EXPECT_EQ(d->changes[0], (rpc::delta{true, "alice"}));
+    EXPECT_EQ(d->changes[1], (rpc::delta{false, "bob@example.com"}));
+}
+
+// Snapshot chunks stay within max_body however long the ids are (2000 ids of 1 KiB would not).
+TEST(RpcWire, SnapshotOfLongIdsStaysWithinTheFrameLimit) {
+    std::vector<std::string> keys;
+    for (int i = 0; i < 3000; ++i) {
+        auto k = std::to_string(i) + "@";
+        keys.push_back(k + std::string(ids::max_bytes - k.size(), 'x'));
+    }
+    std::string out;
+    rpc::encode_snapshot<rpc::presence_msg>(out, keys);
+    frame_decoder dec(rpc::max_body, rpc_protocol_version);
+    dec.feed(out);
+    size_t n = 0;
+    int frames = 0;
+    while (auto f = dec.next()) {
+        auto m = rpc::decode<rpc::presence_msg>(*f);
+        ASSERT_TRUE(m);
+        EXPECT_EQ(m->reset, frames == 0);
+        n += m->changes.size();
+        ++frames;
+    }
+    EXPECT_EQ(dec.error(), frame_error::none);
+    EXPECT_EQ(n, keys.size());
+    EXPECT_GT(frames, 3);
+}
+
+TEST(RpcWire, ForwardOfTheLargestPayloadFitsAFrame) {
+    auto m = sample();
+    m.target = m.from_user = m.from_device = std::string(ids::max_bytes, 'x');
+    m.origin_gateway = std::string(ids::max_node_id_bytes, 'g');
+    m.payload.assign(rpc::max_forward_payload, 'p');
+    auto bytes = rpc::encode(rpc::forward_msg{m}, 1);
+    EXPECT_LE(bytes.size() - frame_header_size, rpc::max_body);
+    frame_decoder dec(rpc::max_body, rpc_protocol_version);
+    dec.feed(bytes);
+    auto f = dec.next();
+    ASSERT_TRUE(f);
+    EXPECT_TRUE(rpc::decode<rpc::forward_msg>(*f));
 }
 
 TEST(RpcWire, ForwardResultRejectsUnknownStatus) {

@@ -8,6 +8,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <thread>
 
 #include "../support/process.hpp"
 #include "../support/test_client.hpp"
@@ -26,7 +27,12 @@ const std::string admin_token = "cluster-test-admin-token";
 // A fleet of N gateways sharing one fleet.yaml in a temp dir; each gateway is a real process.
 class fleet_under_test {
   public:
-    explicit fleet_under_test(std::vector<std::string> ids, const std::string& rpc_extra = "")
+    static constexpr const char* default_timers =
+        "  call_timeout: 1s\n  connect_timeout: 500ms\n  ping_interval: 500ms\n"
+        "  peer_timeout: 2s\n  backoff_min: 50ms\n  backoff_max: 500ms\n";
+
+    explicit fleet_under_test(std::vector<std::string> ids, const std::string& rpc_extra = "",
+                              const std::string& rpc_timers = default_timers)
         : ids_(std::move(ids)) {
         write_file(dir_.file("token.secret"), token_secret + "\n");
         write_file(dir_.file("cluster.secret"), cluster_secret + "\n");
@@ -47,10 +53,8 @@ class fleet_under_test {
                            "limits:\n  max_connections: 1000\n  send_rate: 100000\n"
                            "  send_burst: 100000\n"
                            "log:\n  level: info\n"
-                           "cluster_rpc:\n  call_timeout: 1s\n  connect_timeout: 500ms\n"
-                           "  ping_interval: 500ms\n  peer_timeout: 2s\n  backoff_min: 50ms\n"
-                           "  backoff_max: 500ms\n" +
-                           rpc_extra);
+                           "cluster_rpc:\n" +
+                           rpc_timers + rpc_extra);
         }
     }
 
@@ -133,6 +137,13 @@ class fleet_under_test {
         if (!c->connect(proc(gw).addr("client"))) return nullptr;
         if (!c->login(imgate::test::make_token(token_secret, user, device))) return nullptr;
         return c;
+    }
+    // Sum over the peer links of every running gateway: handshakes, and closes by reason.
+    double fleet_sum(const std::string& series) {
+        double sum = 0;
+        for (auto& [id, p] : procs_)
+            if (p->running()) sum += std::max(0.0, metric(id, series));
+        return sum;
     }
 
   private:
@@ -406,4 +417,211 @@ TEST(ClusterFleet, SighupAddsAndRemovesAPeerWithoutDroppingClients) {
     EXPECT_EQ(r->status, proto::code::ok);
     EXPECT_EQ(drain_delivers(*carol), std::vector<std::string>{"still connected"});
     EXPECT_EQ(f.metric("gw1", "imgate_rpc_link_connects_total{peer=\"gw2\"}"), 1);
+}
+
+// ---- Issue 11: cross-node delivery that never lies ----
+
+namespace {
+
+// Peer timers short enough that several peer timeouts pass within a few seconds.
+const std::string short_timers =
+    "  call_timeout: 1s\n  connect_timeout: 500ms\n  ping_interval: 200ms\n"
+    "  peer_timeout: 600ms\n  backoff_min: 50ms\n  backoff_max: 500ms\n";
+
+// Reads frames until one of type M arrives; returns it, or nullopt at the deadline.
+template <class M>
+std::optional<M> read_type(testing_client& c, std::chrono::milliseconds timeout = 3000ms) {
+    return c.read<M>(timeout);
+}
+
+}  // namespace
+
+// A link whose dialler only announces (PRESENCE, ROOM_INTEREST, RECEIPT: frames nobody answers)
+// used to be closed by the dialler's own read deadline after peer_timeout, because it pinged only
+// when it had written nothing; each close failed calls in flight and made the peer forget the
+// dialler's users, so senders were told `offline` for users who were online.
+TEST(ClusterFleet, OneWayTrafficForManyPeerTimeoutsKeepsEveryLinkAndEveryAnswerTrue) {
+    fleet_under_test f({"gw1", "gw2", "gw3"}, "", short_timers);
+    ASSERT_TRUE(f.start_all());
+    ASSERT_TRUE(f.mesh_up(2));
+    const double connects_before = f.fleet_sum("imgate_rpc_link_connects_total");
+    ASSERT_EQ(connects_before, 6);
+
+    // carol on gw1 receives 1:1 from 王伟 on gw3 and acks: RECEIPTs are all gw1's link to gw3
+    // ever carries. Zoë logs in and out on gw2 (PRESENCE only); a member on gw3 joins and leaves
+    // a room (ROOM_INTEREST only).
+    auto carol = f.client("gw1", "carol@example.com", "phone");
+    auto wang = f.client("gw3", "王伟", "android");
+    auto member = f.client("gw3", "x#y", "web");
+    ASSERT_TRUE(carol && wang && member);
+    ASSERT_TRUE(f.wait_metric("gw3", "imgate_rpc_directory_user_locations", 1));
+
+    // Several peer timeouts (600 ms) of traffic, about 100 sends a second, bounded in count as
+    // well as in time.
+    const auto until = std::chrono::steady_clock::now() + 4s;
+    uint64_t sent = 0, delivered = 0, receipts = 0, logins = 0, room_ops = 0;
+    while (std::chrono::steady_clock::now() < until && sent < 1000) {
+        std::this_thread::sleep_for(10ms);  // pacing the traffic, not waiting for an event
+        ++sent;
+        auto r = send_to(*wang, proto::target_kind::user, "carol@example.com", sent,
+                         "你好 carol " + std::to_string(sent));
+        ASSERT_TRUE(r) << "no SEND_RESULT for send " << sent;
+        ASSERT_EQ(r->status, proto::code::ok)
+            << "send " << sent << " to an online user answered " << proto::to_string(r->status);
+        ASSERT_EQ(r->reached, 1u);
+        ++delivered;
+        auto d = read_type<proto::deliver_msg>(*carol);
+        ASSERT_TRUE(d);
+        ASSERT_EQ(d->server_msg_id, r->server_msg_id);
+        ASSERT_TRUE(carol->send(proto::ack_msg{d->server_msg_id}));
+        auto rc = read_type<proto::receipt_msg>(*wang);
+        ASSERT_TRUE(rc) << "no receipt for send " << sent;
+        EXPECT_EQ(rc->client_msg_id, sent);
+        ++receipts;
+        if (sent % 8 == 0) {
+            auto zoe = f.client("gw2", "Zoë", "tablet");
+            ASSERT_TRUE(zoe);
+            ++logins;
+            zoe->close();
+        }
+        if (sent % 8 == 4) {
+            ASSERT_TRUE(member->send(proto::join_msg{"café☕"}));
+            auto j = read_type<proto::room_result_msg>(*member);
+            ASSERT_TRUE(j && j->status == proto::code::ok);
+            ASSERT_TRUE(member->send(proto::leave_msg{"café☕"}));
+            auto l = read_type<proto::room_result_msg>(*member);
+            ASSERT_TRUE(l && l->status == proto::code::ok);
+            room_ops += 2;
+        }
+    }
+    EXPECT_GT(sent, 20u) << "too little traffic to mean anything";
+    EXPECT_EQ(delivered, sent);
+    EXPECT_EQ(receipts, sent);
+    EXPECT_GT(logins, 0u);
+    EXPECT_GT(room_ops, 0u);
+    // No link was closed or re-established, and no directory was dropped meanwhile.
+    EXPECT_EQ(f.fleet_sum("imgate_rpc_links_closed_total"), 0);
+    EXPECT_EQ(f.fleet_sum("imgate_rpc_link_connects_total"), connects_before);
+    EXPECT_EQ(f.fleet_sum("imgate_rpc_protocol_errors_total"), 0);
+}
+
+// Ids an app really uses — e-mail addresses, '#', non-ASCII names — used to make the peer refuse
+// the whole RPC frame and cut the link (and with it every user of the sending gateway).
+TEST(ClusterFleet, RealWorldIdsCrossGatewaysWithoutCuttingTheMesh) {
+    fleet_under_test f({"gw1", "gw2", "gw3"});
+    ASSERT_TRUE(f.start_all());
+    ASSERT_TRUE(f.mesh_up(2));
+    auto carol = f.client("gw1", "carol@example.com", "iPhone-15");
+    auto wang = f.client("gw2", "王伟", "华为");
+    auto zoe = f.client("gw3", "Zoë", "tablet#2");
+    ASSERT_TRUE(carol && wang && zoe);
+    for (auto* c : {carol.get(), wang.get(), zoe.get()}) {
+        ASSERT_TRUE(c->send(proto::join_msg{"x#y"}));
+        auto rr = c->read<proto::room_result_msg>();
+        ASSERT_TRUE(rr && rr->status == proto::code::ok);
+    }
+    ASSERT_TRUE(f.wait_metric("gw1", "imgate_rpc_directory_user_locations", 2));
+    ASSERT_TRUE(f.wait_metric("gw1", "imgate_rpc_directory_room_locations", 2));
+
+    auto r = send_to(*carol, proto::target_kind::user, "王伟", 1, "hi 王伟");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, proto::code::ok);
+    auto d = wang->read<proto::deliver_msg>();
+    ASSERT_TRUE(d);
+    EXPECT_EQ(d->from_user, "carol@example.com");
+    EXPECT_EQ(d->from_device, "iPhone-15");
+    ASSERT_TRUE(wang->send(proto::ack_msg{d->server_msg_id}));
+    auto rc = carol->read<proto::receipt_msg>();
+    ASSERT_TRUE(rc);
+    EXPECT_EQ(rc->user, "王伟");
+    EXPECT_EQ(rc->device, "华为");
+
+    r = send_to(*zoe, proto::target_kind::room, "x#y", 2, "à tous");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, proto::code::ok);
+    EXPECT_EQ(r->reached, 2u);
+    for (auto* c : {carol.get(), wang.get()}) {
+        auto rd = c->read<proto::deliver_msg>();
+        ASSERT_TRUE(rd);
+        EXPECT_EQ(rd->room, "x#y");
+        EXPECT_EQ(rd->from_user, "Zoë");
+    }
+    // The mesh stayed up all along: one handshake per link, nothing refused or skipped.
+    EXPECT_EQ(f.fleet_sum("imgate_rpc_link_connects_total"), 6);
+    EXPECT_EQ(f.fleet_sum("imgate_rpc_protocol_errors_total"), 0);
+    EXPECT_EQ(f.fleet_sum("imgate_rpc_entries_skipped_total"), 0);
+}
+
+// The same user+device logging in on another gateway (the normal case after a reconnect through
+// the dispatcher) replaces the old session fleet-wide, as protocol.md promises.
+TEST(ClusterFleet, SameDeviceOnAnotherGatewayReplacesTheOldSession) {
+    fleet_under_test f({"gw1", "gw2", "gw3"});
+    ASSERT_TRUE(f.start_all());
+    ASSERT_TRUE(f.mesh_up(2));
+    auto old_phone = f.client("gw1", "alice@example.com", "phone");
+    auto tablet = f.client("gw3", "alice@example.com", "tablet");
+    auto bob = f.client("gw3", "bob");
+    ASSERT_TRUE(old_phone && tablet && bob);
+    ASSERT_TRUE(f.wait_metric("gw2", "imgate_rpc_directory_user_locations", 3));
+
+    auto new_phone = f.client("gw2", "alice@example.com", "phone");
+    ASSERT_TRUE(new_phone);
+    auto k = old_phone->read<proto::kick_msg>();
+    ASSERT_TRUE(k) << "the old session on gw1 was not kicked";
+    EXPECT_EQ(k->reason, proto::kick_reason::replaced);
+    EXPECT_EQ(k->message, "logged in elsewhere");
+    EXPECT_TRUE(old_phone->wait_closed());
+    EXPECT_EQ(f.metric("gw1", "imgate_gateway_kicks_total{reason=\"replaced\"}"), 1);
+
+    // Only the new phone and the tablet receive, once each; the tablet was not touched.
+    ASSERT_TRUE(f.wait_metric("gw3", "imgate_rpc_directory_user_locations", 1));
+    auto r = send_to(*bob, proto::target_kind::user, "alice@example.com", 1, "still there?");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, proto::code::ok);
+    EXPECT_EQ(r->reached, 2u);
+    EXPECT_EQ(drain_delivers(*new_phone), std::vector<std::string>{"still there?"});
+    EXPECT_EQ(drain_delivers(*tablet), std::vector<std::string>{"still there?"});
+}
+
+// Each reached session acks exactly once and the sender gets exactly one receipt per acking
+// device, however many devices (a fixed table of four used to lose and duplicate receipts).
+TEST(ClusterFleet, SixDevicesAckTwiceSenderGetsOneReceiptPerDevice) {
+    fleet_under_test f({"gw1", "gw2"});
+    ASSERT_TRUE(f.start_all());
+    ASSERT_TRUE(f.mesh_up(1));
+    auto alice = f.client("gw1", "alice");
+    std::vector<std::unique_ptr<testing_client>> devices;
+    std::set<std::string> names;
+    for (int i = 1; i <= 6; ++i) {
+        std::string dev = "device-" + std::to_string(i);
+        devices.push_back(f.client("gw2", "bob@example.com", dev));
+        ASSERT_TRUE(devices.back()) << dev;
+        names.insert(dev);
+    }
+    ASSERT_TRUE(f.wait_metric("gw1", "imgate_rpc_directory_user_locations", 1));
+    auto r = send_to(*alice, proto::target_kind::user, "bob@example.com", 77, "hello all");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, proto::code::ok);
+    EXPECT_EQ(r->reached, 6u);
+    for (auto& d : devices) {
+        auto del = d->read<proto::deliver_msg>();
+        ASSERT_TRUE(del);
+        ASSERT_TRUE(d->send(proto::ack_msg{del->server_msg_id}));
+        ASSERT_TRUE(d->send(proto::ack_msg{del->server_msg_id}));  // a retried ack
+    }
+    std::multiset<std::string> got;
+    while (auto rc = alice->read<proto::receipt_msg>(500ms)) {
+        EXPECT_EQ(rc->client_msg_id, 77u);
+        got.insert(rc->device);
+    }
+    EXPECT_EQ(got, std::multiset<std::string>(names.begin(), names.end()));
+}
+
+// server_msg_id prefixes came from a 16-bit hash of the gateway id: gw102 and gw399 issued the
+// same ids, and a receiver dropped real messages as duplicates. Such a fleet file is refused.
+TEST(ClusterFleet, GatewaysThatWouldShareMessageIdsAreRefusedAtStart) {
+    fleet_under_test f({"gw102", "gw399"});
+    EXPECT_FALSE(f.start("gw102"));
+    EXPECT_NE(f.proc("gw102").log().find("would share node number"), std::string::npos)
+        << f.proc("gw102").log();
 }

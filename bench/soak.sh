@@ -5,7 +5,7 @@
 # room churn, acks, heartbeats), which judges every SEND against the sessions it holds and
 # compares the gateways' RPC counters before and after; prints a summary and a PASS/FAIL verdict
 # and exits non-zero on FAIL. Every gateway is stopped on exit or interruption (Ctrl-C reports
-# what was seen so far).
+# what was seen so far, and so does SIGTERM to this script).
 # Usage: [env] bench/soak.sh [soak options, e.g. --ids ascii|realistic --users 200 --rate 20]
 # Env: DURATION (10m), BUILD_DIR (build); the fleet's cluster_rpc timers PING (ping_interval),
 #      PEER_TIMEOUT, CALL_TIMEOUT, CONNECT_TIMEOUT, BACKOFF_MIN, BACKOFF_MAX (unset: product
@@ -72,17 +72,29 @@ YAML
 [ -n "$rpc" ] && printf 'cluster_rpc:\n%s' "$rpc" >>"$work/gateway.yaml"
 
 clients=() admins=()
-for id in gw1 gw2 gw3; do bench_start_gateway "$id"; done
+# In their own sessions: a Ctrl-C on the terminal reaches only this script and the soak (which
+# then drains and reports), not the gateways it is measuring; the EXIT trap stops them.
+for id in gw1 gw2 gw3; do bench_start_gateway "$id" setsid; done
 for id in gw1 gw2 gw3; do
     bench_wait_ready "$id"
     clients+=("$(ready_field "$id" client)")
     admins+=("$(ready_field "$id" admin)")
 done
 echo "== soak: 3 gateways (${clients[*]}), duration $duration, cluster_rpc:${shown:- product defaults}"
-rc=0
 "$root/$build/bench/soak" --clients "$(IFS=,; echo "${clients[*]}")" \
     --admins "$(IFS=,; echo "${admins[*]}")" --secret-file "$work/token.secret" \
-    --duration "$duration" --call-timeout "${CALL_TIMEOUT:-2s}" "$@" || rc=$?
+    --duration "$duration" --call-timeout "${CALL_TIMEOUT:-2s}" "$@" &
+soak_pid=$!
+pids+=("$soak_pid")
+# Run in the background so that INT/TERM to this script are handled at once: the soak is told to
+# end its traffic, drain and report; a signal interrupts `wait`, so wait again for its status.
+trap 'kill -INT "$soak_pid" 2>/dev/null || true' INT TERM
+rc=0
+wait "$soak_pid" || rc=$?
+while kill -0 "$soak_pid" 2>/dev/null; do
+    rc=0
+    wait "$soak_pid" || rc=$?
+done
 # What the gateways said about their links (first lines of each kind), to tell causes apart.
 for id in gw1 gw2 gw3; do
     n=$(grep -c -i "cluster rpc" "$work/$id.log" || true)

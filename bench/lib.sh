@@ -68,3 +68,22 @@ gateways:
     rpc: 127.0.0.1:0
 YAML
 }
+
+# bench_compile_libs SRC OUT LIB...: bench_compile for a program that needs several of the build's
+# libraries (in link order, e.g. libimgate_client.a before libimgate_common.a). Rebuilds when OUT
+# is missing or older than SRC or any LIB, so OUT may live in the build dir across runs.
+bench_compile_libs() {
+    local src=$1 out=$2 lib stale=0
+    shift 2
+    for lib in "$@"; do
+        [ -f "$lib" ] || { echo "missing $lib: build first" >&2; return 1; }
+        [ "$lib" -nt "$out" ] && stale=1
+    done
+    mkdir -p "$(dirname "$out")"
+    if [ ! -x "$out" ] || [ "$src" -nt "$out" ] || [ "$stale" = 1 ]; then
+        echo "compiling $(basename "$src") ..." >&2
+        g++ -std=c++20 -O2 -DBOOST_ASIO_SEPARATE_COMPILATION -DBOOST_BEAST_SEPARATE_COMPILATION \
+            -DBOOST_ASIO_NO_DEPRECATED -I"$root/src" -I"$root" "$src" "$@" \
+            -lssl -lcrypto -lspdlog -lfmt -lyaml-cpp -lsystemd -pthread -o "$out"
+    fi
+}

@@ -65,7 +65,7 @@ member_pid() {
     local p cmdline
     p=$(cat "$run/$1.pid" 2>/dev/null) || return 1
     [ -n "$p" ] && kill -0 "$p" 2>/dev/null || return 1
-    cmdline=$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null) || return 1
+    cmdline=$(tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline") || return 1
     case "$1" in
         dispatcher) [[ "$cmdline" == *imgate-dispatcher* ]] || return 1 ;;
         *) [[ "$cmdline" == *imgate-gateway*" --id $1 "* ]] || return 1 ;;
@@ -77,7 +77,7 @@ fleet_pid() {
     local p
     p=$(cat "$run/fleet.pid" 2>/dev/null) || return 1
     [ -n "$p" ] && kill -0 "$p" 2>/dev/null || return 1
-    tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -q 'run-fleet' || return 1
+    tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | grep -q 'run-fleet' || return 1
     echo "$p"
 }
 
@@ -243,7 +243,10 @@ runners=()
 start_follower() {
     tail -s 1 --pid=$$ -f /dev/null &
     keeper=$!
-    (cd "$run" && exec tail -n +1 -F -s 0.1 --pid="$keeper" gw1.log gw2.log gw3.log dispatcher.log) &
+    # A subshell does not keep the SIGINT ignore of background commands: set it again, so the
+    # logs of the shutdown a Ctrl-C starts are still shown.
+    (cd "$run" && trap '' INT QUIT && exec tail -n +1 -F -s 0.1 --pid="$keeper" \
+        gw1.log gw2.log gw3.log dispatcher.log) &
     follower=$!
 }
 

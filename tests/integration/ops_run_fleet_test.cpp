@@ -227,6 +227,11 @@ class OpsRunFleet : public ::testing::Test {
             EXPECT_NE(log.find("] stopped"), std::string::npos) << m << ":\n" << log;
         }
         EXPECT_NE(out.find("run-fleet: fleet stopped"), std::string::npos) << out;
+        // The members' logs of the shutdown are still shown: the signal did not end the tail.
+        auto stopping = out.find("run-fleet: stopping the fleet");
+        ASSERT_NE(stopping, std::string::npos) << out;
+        EXPECT_EQ(count(out.substr(stopping), "SIGTERM: stopping gracefully"), pid_.size())
+            << out.substr(stopping);
         EXPECT_TRUE(eventually([&] { return group_members(script_->pid()).empty(); }, 5000ms))
             << "left in the script's process group: " << group_members(script_->pid()).size();
         for (auto& m : kMembers) EXPECT_FALSE(fs::exists(script_->file(m + ".pid"))) << m;

@@ -261,7 +261,7 @@ stop_follower() {
 }
 
 stop_fleet() {
-    local rc=${1:-0} m sweep
+    local rc=${1:-0} m
     local -a signalled
     trap - EXIT
     trap 'say "already stopping (each member has up to ${stop_timeout} s)"' INT TERM HUP
@@ -271,7 +271,7 @@ stop_fleet() {
     echo
     say "stopping the fleet: one SIGTERM to each member"
     # A second sweep catches a member a concurrent `restart` started meanwhile.
-    for sweep in 1 2; do
+    for _ in 1 2; do
         signalled=()
         for m in "${members[@]}"; do
             if member_pid "$m"; then

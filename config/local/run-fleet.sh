@@ -1,77 +1,421 @@
 #!/usr/bin/env bash
-# Starts the local fleet (1 dispatcher + 3 gateways on loopback) in the foreground.
-# Ctrl-C or SIGTERM stops all four; if any of them dies, the others are stopped too.
+# The local fleet: 1 dispatcher + gw1..gw3 on loopback (docs/operations.md, "The local fleet").
+#
+#   run-fleet.sh                  start all four and stay in the foreground, showing their logs;
+#                                 a member that exits is reported, the others keep running;
+#                                 Ctrl-C, SIGTERM or SIGHUP stops every member (one SIGTERM each)
+#   run-fleet.sh status           which members run, with their pids (exit 3: no fleet running)
+#   run-fleet.sh stop MEMBER      stop one member gracefully (MEMBER: gw1, gw2, gw3, dispatcher)
+#   run-fleet.sh restart MEMBER   stop it if it runs, start it again with the same config
+#
+# Each member runs in its own session (setsid), so a terminal's Ctrl-C reaches only this script,
+# which then sends each member exactly one SIGTERM. A member's stdout+stderr go to RUN/MEMBER.log.
+# State of the running fleet, all in RUN (the repo's run/, git-ignored):
+#   fleet.pid  this script's pid          fleet.env  config and binary directories in use
+#   M.pid      member M's daemon pid      M.ready    its ready file (JSON: addresses, pid)
+#   M.exit     "pid status" of its last exit          M.log  its log (appended across restarts)
+# Environment: BUILD_DIR (default build; relative to the repo or absolute), IMGATE_FLEET_CONFIG
+# (directory with dispatcher.yaml, gateway.yaml and what they name; default config/local),
+# IMGATE_FLEET_RUN (state directory; default run/ in the repo). status/stop/restart read the
+# config and binary directories from RUN/fleet.env, so they only need IMGATE_FLEET_RUN.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+self="$here/$(basename "$0")"
 root=$(cd "$here/../.." && pwd)
-bin="$root/${BUILD_DIR:-build}/src"
-run="$root/run"   # ready files and nothing else; git-ignored
-mkdir -p "$run"
-rm -f "$run"/*.ready
-pids=()
+run="${IMGATE_FLEET_RUN:-$root/run}"
+members=(gw1 gw2 gw3 dispatcher)
+stop_timeout=20   # seconds a member gets after SIGTERM (gateway shutdown_grace is 10 s)
+ready_timeout=10  # seconds a starting member gets to write its ready file
 
-stop_all() {
-    trap - INT TERM EXIT
-    echo
-    echo "stopping the fleet..."
-    for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
-    wait 2>/dev/null
-    echo "fleet stopped"
+# How to call this script from another terminal, as the tips and messages print it.
+show_run=$run
+if [ "$PWD" = "$root" ]; then
+    show_self="config/local/run-fleet.sh"
+    [ "$run" = "$root/run" ] && show_run=run
+else
+    show_self="$self"
+fi
+[ -n "${IMGATE_FLEET_RUN:-}" ] && show_self="IMGATE_FLEET_RUN=$run $show_self"
+
+say() { echo "run-fleet: $*"; }
+die() { echo "run-fleet: error: $*" >&2; exit 1; }
+
+is_member() {
+    local m
+    for m in "${members[@]}"; do [ "$m" = "$1" ] && return 0; done
+    return 1
 }
-trap 'stop_all; exit 0' INT TERM
-trap stop_all EXIT
 
-for id in gw1 gw2 gw3; do
-    "$bin/imgate-gateway" --config "$here/gateway.yaml" --id "$id" --ready-file "$run/$id.ready" &
-    pids+=($!)
-done
-"$bin/imgate-dispatcher" --config "$here/dispatcher.yaml" --ready-file "$run/dispatcher.ready" &
-pids+=($!)
+# The value of "key":"value" in a flat JSON ready file.
+json_str() { sed -n "s/.*\"$2\":\"\([^\"]*\)\".*/\1/p" "$1" 2>/dev/null; }
 
-# Wait until all four report they are listening, or one of them exits (e.g. a port in use).
-for _ in $(seq 1 100); do
-    ready=$(ls "$run"/*.ready 2>/dev/null | wc -l)
-    [ "$ready" -eq 4 ] && break
-    for p in "${pids[@]}"; do
-        if ! kill -0 "$p" 2>/dev/null; then
-            echo "error: a fleet process exited during start-up (see its log above;" \
-                 "are ports 8080-8081, 9001-9003, 9101-9103, 9201-9203 free?)" >&2
-            exit 1
+# "status 0" / "killed by SIGKILL" from a wait status as bash reports it.
+describe_status() {
+    if [ "$1" -gt 128 ] 2>/dev/null; then
+        echo "killed by SIG$(kill -l $(($1 - 128)) 2>/dev/null || echo "?")"
+    else
+        echo "status $1"
+    fi
+}
+
+# The pid of a running member in $pid; false if it does not run. The pid must still be the
+# member's daemon (its command line names the binary and the member), not a reused pid.
+member_pid() {
+    pid=""
+    local p cmdline
+    p=$(cat "$run/$1.pid" 2>/dev/null) || return 1
+    [ -n "$p" ] && kill -0 "$p" 2>/dev/null || return 1
+    cmdline=$(tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline") || return 1
+    case "$1" in
+        dispatcher) [[ "$cmdline" == *imgate-dispatcher* ]] || return 1 ;;
+        *) [[ "$cmdline" == *imgate-gateway*" --id $1 "* ]] || return 1 ;;
+    esac
+    pid=$p
+}
+
+fleet_pid() {
+    local p
+    p=$(cat "$run/fleet.pid" 2>/dev/null) || return 1
+    [ -n "$p" ] && kill -0 "$p" 2>/dev/null || return 1
+    tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline" | grep -q 'run-fleet' || return 1
+    echo "$p"
+}
+
+load_env() {
+    config="" bin=""
+    local k v
+    while IFS='=' read -r k v; do
+        case "$k" in config) config=$v ;; bin) bin=$v ;; esac
+    done <"$run/fleet.env"
+    [ -n "$config" ] && [ -n "$bin" ] || die "$run/fleet.env is incomplete"
+}
+
+# Internal (run as `setsid run-fleet.sh __member M`): runs member M's daemon as a child, records
+# its pid, waits for it and records how it exited. Runs in its own session, so no terminal
+# signal reaches it or the daemon.
+member_main() {
+    local m=$1 p rc
+    local -a argv
+    load_env
+    if [ "$m" = dispatcher ]; then
+        argv=("$bin/imgate-dispatcher" --config "$config/dispatcher.yaml"
+              --ready-file "$run/dispatcher.ready")
+    else
+        argv=("$bin/imgate-gateway" --config "$config/gateway.yaml" --id "$m"
+              --ready-file "$run/$m.ready")
+    fi
+    "${argv[@]}" </dev/null >>"$run/$m.log" 2>&1 &
+    p=$!
+    echo "$p" >"$run/$m.pid.tmp" && mv -f "$run/$m.pid.tmp" "$run/$m.pid"
+    wait "$p" 2>/dev/null  # (no "Killed" job message in the log: the fleet reports it)
+    rc=$?
+    rm -f "$run/$m.ready" "$run/$m.pid"
+    echo "$p $rc" >"$run/$m.exit.tmp" && mv -f "$run/$m.exit.tmp" "$run/$m.exit"
+}
+
+# Starts member M in its own session; its log is appended to RUN/M.log.
+launch() {
+    rm -f "$run/$1.ready" "$run/$1.pid" "$run/$1.exit" "$run/$1.stop-requested"
+    setsid "$self" __member "$1" </dev/null >>"$run/$1.log" 2>&1 9>&- &
+    launched=$!
+}
+
+# Waits until every member named has written its ready file, or one of them exited, or
+# ready_timeout passed. False (naming the culprit) unless all are ready.
+wait_ready() {
+    local i m missing
+    for ((i = 0; i < ready_timeout * 10; i++)); do
+        missing=0
+        for m in "$@"; do
+            if [ -f "$run/$m.exit" ]; then
+                echo "run-fleet: error: $m exited during start-up ($(describe_status \
+                    "$(cut -d' ' -f2 "$run/$m.exit")")); the end of $run/$m.log:" >&2
+                tail -n 5 "$run/$m.log" >&2
+                return 1
+            fi
+            [ -f "$run/$m.ready" ] && [ -f "$run/$m.pid" ] || missing=1
+        done
+        [ "$missing" -eq 0 ] && return 0
+        sleep 0.1
+    done
+    echo "run-fleet: error: not ready within ${ready_timeout} s:" \
+        "$(for m in "$@"; do [ -f "$run/$m.ready" ] || printf '%s ' "$m"; done)" >&2
+    return 1
+}
+
+# Waits (bounded by stop_timeout) until every member named has exited, then SIGKILLs any that
+# still run. Prints one line per member. Returns 1 if one needed SIGKILL.
+wait_stopped() {
+    local i m left rc=0
+    for ((i = 0; i < stop_timeout * 10; i++)); do
+        left=0
+        for m in "$@"; do member_pid "$m" && left=1; done
+        [ "$left" -eq 0 ] && break
+        sleep 0.1
+    done
+    for m in "$@"; do
+        if member_pid "$m"; then
+            say "$m (pid $pid) still runs ${stop_timeout} s after SIGTERM: sending SIGKILL"
+            kill -KILL "$pid" 2>/dev/null
+            rc=1
         fi
     done
-    sleep 0.1
-done
-if [ "$(ls "$run"/*.ready 2>/dev/null | wc -l)" -ne 4 ]; then
-    echo "error: the fleet did not become ready within 10 s" >&2
-    exit 1
-fi
+    for m in "$@"; do
+        # The member's runner writes M.exit right after reaping the daemon.
+        for ((i = 0; i < 20; i++)); do [ -f "$run/$m.exit" ] && break; sleep 0.1; done
+        if [ -f "$run/$m.exit" ]; then
+            say "$m stopped ($(describe_status "$(cut -d' ' -f2 "$run/$m.exit")"))"
+        else
+            say "$m stopped (exit status unknown)"
+        fi
+    done
+    return "$rc"
+}
 
-# The dispatcher hands out a gateway once it has seen `rise` good pulls of it (about 1 s).
-for _ in $(seq 1 50); do
-    curl -fsS -o /dev/null 'http://127.0.0.1:8080/get-tcp-ip?uid=run-fleet' 2>/dev/null && break
-    sleep 0.1
-done
+# ---- status / stop / restart (from another terminal) ----
 
-secret="$here/token.secret"
-cat <<TIPS
+cmd_status() {
+    local fp m line p rc
+    if ! fp=$(fleet_pid); then
+        echo "no local fleet is running (state directory $run)"
+        return 3
+    fi
+    echo "local fleet running: run-fleet.sh pid $fp, state and logs in $run"
+    for m in "${members[@]}"; do
+        if member_pid "$m"; then
+            if [ "$m" = dispatcher ]; then
+                line="public $(json_str "$run/$m.ready" public)  admin $(json_str "$run/$m.ready" admin)"
+            else
+                line="client $(json_str "$run/$m.ready" client)  admin $(json_str "$run/$m.ready" admin)"
+            fi
+            printf '  %-10s running  pid %-7s %s\n' "$m" "$pid" "$line"
+        elif [ -f "$run/$m.exit" ]; then
+            read -r p rc <"$run/$m.exit"
+            printf '  %-10s not running (pid %s exited: %s)\n' "$m" "$p" "$(describe_status "$rc")"
+        else
+            printf '  %-10s not running\n' "$m"
+        fi
+    done
+}
+
+# One member at a time: concurrent stop/restart of the same member wait for each other.
+lock_member() {
+    exec 9>"$run/$1.lock"
+    flock -w 60 9 || die "another stop/restart of $1 is still running"
+}
+
+stop_member() {
+    if member_pid "$1"; then
+        say "stopping $1 (pid $pid) with SIGTERM"
+        touch "$run/$1.stop-requested"
+        kill -TERM "$pid"
+        wait_stopped "$1"
+        return
+    fi
+    say "$1 is not running"
+}
+
+cmd_stop() {
+    fleet_pid >/dev/null || die "no local fleet is running (state directory $run)"
+    lock_member "$1"
+    stop_member "$1"
+}
+
+cmd_restart() {
+    fleet_pid >/dev/null || die "no local fleet is running (start it with make run; state directory $run)"
+    load_env
+    lock_member "$1"
+    stop_member "$1" || true
+    launch "$1"
+    wait_ready "$1" || exit 1
+    member_pid "$1"
+    say "$1 is running again (pid $pid); its log: $run/$1.log"
+}
+
+# ---- the fleet in the foreground ----
+
+follower="" keeper="" tick=""
+runners=()
+
+# Shows every member's log in this terminal: tail -F follows the files across restarts. It ends
+# on its own, after printing what is left, once the keeper is gone; the keeper ends when this
+# script does (even if it is SIGKILLed) or when stop_follower ends it.
+start_follower() {
+    tail -s 1 --pid=$$ -f /dev/null &
+    keeper=$!
+    # A subshell does not keep the SIGINT ignore of background commands: set it again, so the
+    # logs of the shutdown a Ctrl-C starts are still shown.
+    (cd "$run" && trap '' INT QUIT && exec tail -n +1 -F -s 0.1 --pid="$keeper" \
+        gw1.log gw2.log gw3.log dispatcher.log) &
+    follower=$!
+}
+
+stop_follower() {
+    local i
+    [ -n "$keeper" ] && kill -TERM "$keeper" 2>/dev/null && wait "$keeper" 2>/dev/null
+    if [ -n "$follower" ]; then
+        for ((i = 0; i < 30; i++)); do kill -0 "$follower" 2>/dev/null || break; sleep 0.1; done
+        kill -TERM "$follower" 2>/dev/null
+        wait "$follower" 2>/dev/null
+    fi
+}
+
+stop_fleet() {
+    local rc=${1:-0} m
+    local -a signalled
+    trap - EXIT
+    trap 'say "already stopping (each member has up to ${stop_timeout} s)"' INT TERM HUP
+    [ -n "$tick" ] && kill -TERM "$tick" 2>/dev/null
+    # Removed first, so a `restart` from another terminal refuses from now on.
+    rm -f "$run/fleet.pid"
+    echo
+    say "stopping the fleet: one SIGTERM to each member"
+    # A second sweep catches a member a concurrent `restart` started meanwhile.
+    for _ in 1 2; do
+        signalled=()
+        for m in "${members[@]}"; do
+            if member_pid "$m"; then
+                kill -TERM "$pid" 2>/dev/null
+                signalled+=("$m")
+            fi
+        done
+        [ "${#signalled[@]}" -eq 0 ] && break
+        wait_stopped "${signalled[@]}" || rc=1
+    done
+    for m in "${runners[@]}"; do wait "$m" 2>/dev/null; done  # runners this script started
+    stop_follower
+    rm -f "$run"/*.ready "$run"/*.pid "$run"/*.stop-requested "$run"/*.lock "$run/fleet.env"
+    say "fleet stopped"
+    exit "$rc"
+}
+
+# One line per member exit or restart seen since the last check.
+declare -A seen_exit seen_pid
+check_members() {
+    local m line p rc how hint
+    for m in "${members[@]}"; do
+        if [ -f "$run/$m.exit" ]; then
+            line=$(cat "$run/$m.exit" 2>/dev/null) || continue
+            if [ -n "$line" ] && [ "${seen_exit[$m]:-}" != "$line" ]; then
+                seen_exit[$m]=$line
+                read -r p rc <<<"$line"
+                how=$(describe_status "$rc")
+                if [ -f "$run/$m.stop-requested" ]; then
+                    say "$m (pid $p) stopped on request ($how); start it again: $show_self restart $m"
+                    continue
+                fi
+                if [ "$m" = dispatcher ]; then
+                    hint="the gateways keep running but nothing hands them out"
+                else
+                    hint="the rest of the fleet keeps running and the dispatcher stops handing $m out"
+                fi
+                say "$m (pid $p) exited ($how); $hint. Restart it: $show_self restart $m"
+            fi
+        elif member_pid "$m" && [ "${seen_pid[$m]:-}" != "$pid" ]; then
+            [ -n "${seen_pid[$m]:-}${seen_exit[$m]:-}" ] && say "$m is running again (pid $pid)"
+            seen_pid[$m]=$pid
+        fi
+    done
+}
+
+cmd_run() {
+    local fp m pub adm i
+    if fp=$(fleet_pid); then
+        die "a local fleet is already running (pid $fp; $show_self status)"
+    fi
+    config=$(cd "${IMGATE_FLEET_CONFIG:-$here}" && pwd) || die "no config directory"
+    case "${BUILD_DIR:-build}" in
+        /*) bin="${BUILD_DIR}/src" ;;
+        *) bin="$root/${BUILD_DIR:-build}/src" ;;
+    esac
+    for m in imgate-dispatcher imgate-gateway imgate; do
+        [ -x "$bin/$m" ] || die "$bin/$m is missing: run make build (or make run)"
+    done
+    mkdir -p "$run"
+    # Members of an earlier fleet whose script was SIGKILLed still hold the ports.
+    local stale=""
+    for m in "${members[@]}"; do member_pid "$m" && stale+=" $pid"; done
+    [ -z "$stale" ] || die "members of an earlier fleet still run; stop them first: kill$stale"
+    rm -f "$run"/*.ready "$run"/*.pid "$run"/*.exit "$run"/*.stop-requested "$run"/*.lock
+    printf 'config=%s\nbin=%s\n' "$config" "$bin" >"$run/fleet.env"
+    echo "$$" >"$run/fleet.pid"
+    for m in "${members[@]}"; do : >"$run/$m.log"; done
+
+    trap 'stop_fleet 0' INT TERM HUP
+    trap 'stop_fleet 1' EXIT
+    start_follower
+    # Gateways first, so the dispatcher's first pulls find them listening.
+    for m in "${members[@]}"; do
+        [ "$m" = dispatcher ] && continue
+        launch "$m"
+        runners+=("$launched")
+    done
+    local ok=0
+    if wait_ready gw1 gw2 gw3; then
+        launch dispatcher
+        runners+=("$launched")
+        wait_ready dispatcher && ok=1
+    fi
+    if [ "$ok" -ne 1 ]; then
+        echo "run-fleet: are the fleet's ports free (config/local: 8080-8081, 9001-9003," \
+            "9101-9103, 9201-9203)?" >&2
+        stop_fleet 1
+    fi
+    pub=$(json_str "$run/dispatcher.ready" public)
+    adm=$(json_str "$run/dispatcher.ready" admin)
+
+    # The dispatcher hands out a gateway once it has seen `rise` good pulls of it.
+    for ((i = 0; i < 50; i++)); do
+        curl -fsS -o /dev/null "http://$pub/get-tcp-ip?uid=run-fleet" 2>/dev/null && break
+        sleep 0.1
+    done
+
+    # Before the tips: a member killed right after them is still reported as exited.
+    for m in "${members[@]}"; do member_pid "$m" && seen_pid[$m]=$pid; done
+    local secret="$config/token.secret"
+    local gws=""
+    for m in gw1 gw2 gw3; do gws+="$m $(json_str "$run/$m.ready" client)   "; done
+    cat <<TIPS
 
 imgate local fleet is running:
-  dispatcher  public http://127.0.0.1:8080   admin + dashboard http://127.0.0.1:8081/
-  gateways    gw1 127.0.0.1:9001   gw2 127.0.0.1:9002   gw3 127.0.0.1:9003   (admin 9101-9103)
+  dispatcher  public http://$pub   admin + dashboard http://$adm/
+  gateways    $gws(admin $(json_str "$run/gw1.ready" admin), $(json_str "$run/gw2.ready" admin), $(json_str "$run/gw3.ready" admin))
+  logs        $show_run/<member>.log, shown below as they are written
 
 Try, in other terminals:
-  curl -s 'http://127.0.0.1:8080/get-tcp-ip?uid=alice'
+  curl -s 'http://$pub/get-tcp-ip?uid=alice'
   $bin/imgate listen --secret-file $secret --user bob --room lobby
   $bin/imgate send   --secret-file $secret --user alice --to bob --wait-receipt 5s "hello bob"
   $bin/imgate send   --secret-file $secret --user alice --room lobby "hello room"
-  $bin/imgate push   --admin 127.0.0.1:9102 --admin-token-file $here/admin.token --user bob "from the backend"
+  $bin/imgate push   --admin $(json_str "$run/gw2.ready" admin) --admin-token-file $config/admin.token --user bob "from the backend"
   $bin/imgate chat   --secret-file $secret --user carol --to bob      # each line typed is sent
   $bin/imgate load   --secret-file $secret --clients 200 --rate 500 --duration 5s
-  open http://127.0.0.1:8081/ for the fleet dashboard;  curl -s http://127.0.0.1:8081/status
+  open http://$adm/ for the fleet dashboard;  curl -s http://$adm/status
+
+Kill a gateway and watch the dispatcher route around it (the rest keeps running):
+  kill -9 \$(cat $show_run/gw2.pid)     # the dashboard shows gw2 down within a second
+  curl -s 'http://$pub/get-tcp-ip?uid=alice'   # gw2 is no longer handed out
+  $show_self restart gw2   # back; also: stop gw2, status
 
 Ctrl-C stops all four processes.
 TIPS
 
-# Exit (and stop the rest) as soon as any member of the fleet exits.
-wait -n "${pids[@]}"
-echo "a fleet process exited; stopping the others" >&2
+    # Until Ctrl-C, SIGTERM or SIGHUP (the traps above end the script): report exits and restarts.
+    while :; do
+        check_members
+        sleep 0.2 &
+        tick=$!
+        wait "$tick"
+        tick=""
+    done
+}
+
+case "${1:-}" in
+    "") cmd_run ;;
+    status) cmd_status ;;
+    stop | restart)
+        [ $# -eq 2 ] && is_member "$2" || die "usage: $0 $1 gw1|gw2|gw3|dispatcher"
+        "cmd_$1" "$2" ;;
+    __member) member_main "$2" ;;
+    *) die "usage: $0 [status | stop MEMBER | restart MEMBER]  (MEMBER: gw1 gw2 gw3 dispatcher)" ;;
+esac

@@ -49,22 +49,26 @@ std::vector<std::string> alert_exprs(const std::string& yaml) {
     return out;
 }
 
+using label_values = std::vector<std::pair<std::string, std::string>>;
+
 struct selector {
     std::string name;
-    std::vector<std::pair<std::string, std::string>> must_have;  // label, value
+    label_values must_have;  // every series checked must carry all of these
+    label_values each_of;    // and for each of these, one series must carry it too
     std::string text;
 };
 
 // The imgate_* selectors of one expression. Label matchers become requirements when they name
 // values the daemons export: `=` matchers, and `=~` matchers that are a plain alternation
-// (a|b: each alternative must exist). `job` and `instance` come from Prometheus, not from us.
+// of names (a|b: each alternative must exist); any other regex only requires the name. `job` and
+// `instance` come from Prometheus, not from us.
 std::vector<selector> selectors(const std::string& expr) {
     std::vector<selector> out;
     std::regex sel(R"((imgate_[a-z0-9_]+)(\{([^}]*)\})?)");
     std::regex matcher(R"re(\s*([a-z_]+)\s*(=~|!~|!=|=)\s*"([^"]*)"\s*,?)re");
-    std::regex plain_alternation(R"([A-Za-z0-9_.]+(\|[A-Za-z0-9_.]+)*)");
+    std::regex plain_alternation(R"([A-Za-z0-9_]+(\|[A-Za-z0-9_]+)*)");
     for (std::sregex_iterator it(expr.begin(), expr.end(), sel), end; it != end; ++it) {
-        selector s{(*it)[1].str(), {}, it->str()};
+        selector s{(*it)[1].str(), {}, {}, it->str()};
         std::string labels = (*it)[3].str();
         for (std::sregex_iterator m(labels.begin(), labels.end(), matcher); m != end; ++m) {
             std::string key = (*m)[1], op = (*m)[2], value = (*m)[3];
@@ -73,7 +77,7 @@ std::vector<selector> selectors(const std::string& expr) {
             if (op == "=~" && std::regex_match(value, plain_alternation)) {
                 std::istringstream alts(value);
                 std::string a;
-                while (std::getline(alts, a, '|')) s.must_have.emplace_back(key, a);
+                while (std::getline(alts, a, '|')) s.each_of.emplace_back(key, a);
             }
         }
         out.push_back(std::move(s));
@@ -94,15 +98,29 @@ std::multimap<std::string, std::string> series_by_name(const std::string& exposi
     return out;
 }
 
-bool has_series(const std::multimap<std::string, std::string>& all, const selector& s) {
-    auto [from, to] = all.equal_range(s.name);
+bool has_series(const std::multimap<std::string, std::string>& all, const std::string& name,
+                const label_values& labels) {
+    auto [from, to] = all.equal_range(name);
     for (auto it = from; it != to; ++it) {
         bool ok = true;
-        for (auto& [k, v] : s.must_have)
+        for (auto& [k, v] : labels)
             if (it->second.find(k + "=\"" + v + "\"") == std::string::npos) ok = false;
         if (ok) return true;
     }
     return false;
+}
+
+// Empty when every series the selector needs exists, else what is missing.
+std::string missing(const std::multimap<std::string, std::string>& all, const selector& s) {
+    if (s.each_of.empty()) return has_series(all, s.name, s.must_have) ? "" : s.text;
+    std::string out;
+    for (auto& one : s.each_of) {
+        auto labels = s.must_have;
+        labels.push_back(one);
+        if (!has_series(all, s.name, labels))
+            out += s.name + " with " + one.first + "=\"" + one.second + "\" ";
+    }
+    return out;
 }
 
 TEST(MetricsAtZero, EverySeriesAnAlertSelectsExistsRightAfterStartUp) {
@@ -125,8 +143,7 @@ TEST(MetricsAtZero, EverySeriesAnAlertSelectsExistsRightAfterStartUp) {
     for (auto& e : exprs) {
         for (auto& s : selectors(e)) {
             ++checked;
-            EXPECT_TRUE(has_series(all, s))
-                << "no series for " << s.text << " (alert expression: " << e << ")";
+            EXPECT_EQ(missing(all, s), "") << "in alert expression: " << e;
         }
     }
     EXPECT_GE(checked, 20u);
@@ -142,12 +159,19 @@ TEST(MetricsAtZero, SelectorParserReadsLabelsAndAlternations) {
     auto s = selectors(exprs[0]);
     ASSERT_EQ(s.size(), 2u);
     EXPECT_EQ(s[0].name, "imgate_x_total");
-    EXPECT_EQ(s[0].must_have,
-              (std::vector<std::pair<std::string, std::string>>{{"result", "a"}, {"result", "b"}}));
-    EXPECT_EQ(s[1].must_have, (std::vector<std::pair<std::string, std::string>>{{"reason", "r"}}));
+    EXPECT_TRUE(s[0].must_have.empty());
+    EXPECT_EQ(s[0].each_of, (label_values{{"result", "a"}, {"result", "b"}}));
+    EXPECT_EQ(s[1].must_have, (label_values{{"reason", "r"}}));
     auto z = selectors(exprs[1]);
     ASSERT_EQ(z.size(), 1u);
     EXPECT_TRUE(z[0].must_have.empty());  // a real regex: only the name is required
+    EXPECT_TRUE(z[0].each_of.empty());
+    // Both alternatives must exist, each on a series of its own.
+    std::multimap<std::string, std::string> all{
+        {"imgate_x_total", "imgate_x_total{result=\"a\"} 0"}};
+    EXPECT_NE(missing(all, s[0]), "");
+    all.emplace("imgate_x_total", "imgate_x_total{result=\"b\"} 0");
+    EXPECT_EQ(missing(all, s[0]), "");
 }
 
 }  // namespace

@@ -41,7 +41,8 @@ std::vector<std::string> example_blocks(const std::string& md) {
 }
 
 TEST(ProtocolDoc, WorkedExamplesAreTheCodecsBytes) {
-    auto blocks = example_blocks(read_file(imgate::test::source_path("docs/protocol.md")));
+    auto blocks =
+        example_blocks(imgate::test::read_file(imgate::test::source_path("docs/protocol.md")));
     const uint64_t smid = 0x0001000000000005;
     std::vector<std::pair<const char*, std::string>> want{
         {"LOGIN", proto::encode(proto::login_msg{"eyJ.x.y"}, 1)},

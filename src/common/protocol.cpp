@@ -131,14 +131,31 @@ void write_body(byte_writer& w, const send_msg& m) {
     w.u64(m.client_msg_id);
     w.blob32(m.payload);
 }
-bool read_body(std::string_view b, send_msg& m) {
+namespace {
+// The SEND layout without the kind check; returns the raw kind byte through k.
+bool read_send_fields(std::string_view b, send_msg& m, uint8_t& k) {
     byte_reader r(b);
-    uint8_t k = r.u8();
+    k = r.u8();
     m.kind = static_cast<target_kind>(k);
     m.target = r.str16();
     m.client_msg_id = r.u64();
     m.payload = r.blob32();
-    return r.done() && valid_kind(k);
+    return r.done();
+}
+}  // namespace
+
+bool read_body(std::string_view b, send_msg& m) {
+    uint8_t k = 0;
+    return read_send_fields(b, m, k) && valid_kind(k);
+}
+
+std::optional<send_decoded> decode_send(const frame& f) {
+    if (f.op != static_cast<uint8_t>(op::send)) return std::nullopt;
+    send_decoded d;
+    uint8_t k = 0;
+    if (!read_send_fields(f.body, d.msg, k)) return std::nullopt;
+    d.kind_valid = valid_kind(k);
+    return d;
 }
 
 void write_body(byte_writer& w, const send_result_msg& m) {

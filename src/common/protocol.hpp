@@ -65,6 +65,12 @@ enum class kick_reason : uint8_t {
 
 enum class target_kind : uint8_t { user = 1, room = 2 };
 
+// The one text of KICK `replaced` (docs/protocol.md shows its bytes), for a replacement on this
+// gateway and on another one alike.
+inline constexpr std::string_view kick_replaced_message = "logged in elsewhere";
+// The device of a session whose token has no `dev` claim (or an empty one).
+inline constexpr std::string_view default_device = "default";
+
 const char* to_string(op o);
 const char* to_string(code c);
 const char* to_string(kick_reason r);
@@ -198,6 +204,15 @@ bool read_body(std::string_view b, push_msg& m);
 bool read_body(std::string_view b, kick_msg& m);
 bool read_body(std::string_view b, redirect_msg& m);
 bool read_body(std::string_view b, error_msg& m);
+
+// A SEND whose body parses but whose kind byte is not a target_kind: still a SEND, because the
+// client waits for the SEND_RESULT of its client_msg_id, so the gateway must be able to answer
+// it (bad_request) instead of refusing the frame as malformed.
+struct send_decoded {
+    send_msg msg;
+    bool kind_valid = false;
+};
+std::optional<send_decoded> decode_send(const frame& f);
 
 // Appends a whole client frame for m to out.
 template <class M>

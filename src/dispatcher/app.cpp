@@ -105,6 +105,16 @@ std::shared_ptr<const dispatcher_app::runtime> dispatcher_app::rt() const {
 void dispatcher_app::start() {
     public_ = std::make_shared<http_server>(io_, public_options(cfg_), metrics_);
     admin_ = std::make_shared<http_server>(io_, admin_options(cfg_), metrics_);
+    // The answers of the public API that alerts divide by each other exist at 0 from start-up
+    // (a rate over a series born with its first 5xx misses that 5xx). Same name, labels and help
+    // as the server's own per-status counter and the 400 counter of get_tcp_ip.
+    for (const char* code : {"200", "400", "404", "405", "413", "431", "500", "503"})
+        metrics_.get_counter("imgate_http_requests_total", "HTTP requests answered, by status",
+                             {{"server", "public"}, {"code", code}});
+    for (const char* reason : {"bad_query", "bad_uid", "bad_exclude", "bad_region",
+                               "unknown_parameter", "unknown_region"})
+        metrics_.get_counter("imgate_dispatcher_bad_requests_total",
+                             "GET /get-tcp-ip refused with 400, by reason", {{"reason", reason}});
 
     http_sync_handler tcp_ip = [this](const http_request_ctx& ctx) { return get_tcp_ip(ctx); };
     public_->route(http::verb::get, "/get-tcp-ip", tcp_ip);

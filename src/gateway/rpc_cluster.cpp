@@ -215,6 +215,25 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
                                    "(user, peer gateway) pairs in the directory");
         g_room_locs = &m.get_gauge("imgate_rpc_directory_room_locations",
                                    "(room, peer gateway) pairs in the directory");
+        // Every label value the code below can count exists at 0 from start-up: an increase()
+        // alert (docs/prometheus-alerts.yml) cannot fire on a series' first sample, so a series
+        // born with its first event would hide that event. New reasons belong in these lists.
+        for (const char* r :
+             {"bad_frame", "unknown_peer", "bad_proof", "refused", "timeout", "closed"})
+            auth_failure("outbound", r);
+        for (const char* r :
+             {"bad_frame", "unknown_peer", "bad_proof", "timeout", "closed", "too_many_handshakes"})
+            auth_failure("inbound", r);
+        for (const char* r : {"slow_consumer", "read_timeout", "write_stall"}) closed_for(r);
+        for (const char* d : {"inbound", "outbound"})
+            m.get_counter("imgate_rpc_protocol_errors_total",
+                          "Malformed or unexpected frames from authenticated peers",
+                          {{"direction", d}});
+        for (auto& g : fleet.gateways)
+            if (g.id != self_id)
+                m.get_counter("imgate_rpc_link_connects_total",
+                              "Successful handshakes on the outbound link to a peer",
+                              {{"peer", g.id}});
     }
 
     counter& auth_failure(const char* direction, const char* reason) {

@@ -3,12 +3,14 @@
 #include <spdlog/spdlog.h>
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "common/daemon.hpp"
 #include "common/ids.hpp"
@@ -28,6 +30,28 @@ uint64_t now_ms() {
     return uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
                         std::chrono::system_clock::now().time_since_epoch())
                         .count());
+}
+
+// Standard base64 (RFC 4648 section 4, with padding) for /push "payload_b64". Strict: OpenSSL's
+// decoder skips surrounding whitespace and accepts '=' in odd places, so the alphabet and the
+// padding are checked here first and a sloppy backend hears about it instead of pushing garbage.
+std::optional<std::string> decode_base64(std::string_view in) {
+    if (in.size() % 4 != 0) return std::nullopt;
+    size_t pad = 0;
+    while (pad < 2 && pad < in.size() && in[in.size() - 1 - pad] == '=') ++pad;
+    for (size_t i = 0; i < in.size() - pad; ++i) {
+        char c = in[i];
+        bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                  c == '+' || c == '/';
+        if (!ok) return std::nullopt;
+    }
+    std::string out(in.size() / 4 * 3, '\0');
+    if (in.empty()) return out;
+    int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                            reinterpret_cast<const unsigned char*>(in.data()), int(in.size()));
+    if (n < 0 || size_t(n) < pad) return std::nullopt;
+    out.resize(size_t(n) - pad);  // EVP_DecodeBlock counts the padding as zero bytes
+    return out;
 }
 
 constexpr proto::code all_codes[] = {
@@ -210,7 +234,9 @@ asio::awaitable<void> gateway_server::accept_loop() {
         }
         // Type-erase the strand executor; the socket keeps running on its strand.
         asio::ip::tcp::socket sock(std::move(strand_sock));
-        if (state_.load() != gateway_state::serving) {
+        // Accepted in the moment between a drain and the listener's close: served like any
+        // connection opened before the drain (its LOGIN gets ERROR draining, docs/protocol.md).
+        if (state_.load() == gateway_state::stopping) {
             boost::system::error_code ignored;
             sock.close(ignored);
             continue;
@@ -267,13 +293,18 @@ jwt::verify_result gateway_server::verify_token(std::string_view token) const {
 }
 
 bool gateway_server::on_login(const std::shared_ptr<session>& s) {
-    if (state_.load() == gateway_state::stopping) return false;
-    auto r = hub_.add(s);
+    hub::add_result r;
+    {
+        std::lock_guard lk(login_mu_);
+        if (state_.load() != gateway_state::serving) return false;
+        r = hub_.add(s);
+        s->set_logged_in();
+    }
     if (r.replaced) {
         count_kick(proto::kick_reason::replaced);
         auto old = std::static_pointer_cast<session>(r.replaced);
         old->finish(proto::encode(proto::kick_msg{proto::kick_reason::replaced, 0,
-                                                  "a newer login of this user and device"}));
+                                                  std::string(proto::kick_replaced_message)}));
         for (auto& room : r.replaced_rooms_emptied) cluster_->room_interest(room, false);
     }
     if (r.first_of_user) cluster_->user_online(s->user());
@@ -369,7 +400,7 @@ void gateway_server::route(const outbound_message& msg, uint64_t exclude_sid,
     });
 }
 
-void gateway_server::on_send(session& s, proto::send_msg& m) {
+void gateway_server::on_send(session& s, proto::send_msg& m, uint32_t corr) {
     outbound_message msg;
     msg.server_msg_id = ids_.next();
     msg.kind = m.kind;
@@ -388,6 +419,7 @@ void gateway_server::on_send(session& s, proto::send_msg& m) {
         gateway_server* srv;
         std::shared_ptr<session> self;
         uint64_t cid, sid;
+        uint32_t corr;
         uint32_t local;
         proto::target_kind kind;
         void operator()(forward_result fr) const {
@@ -395,11 +427,11 @@ void gateway_server::on_send(session& s, proto::send_msg& m) {
             proto::code c = combine_results(local, fr, total);
             srv->count_message(kind, false, c);
             if (c != proto::code::ok && c != proto::code::offline) srv->count_error(c);
-            self->push_owned(proto::encode(proto::send_result_msg{cid, sid, c, total}));
+            self->push_owned(proto::encode(proto::send_result_msg{cid, sid, c, total}, corr));
         }
     };
     cluster_->forward(msg, result_cb{this, s.shared_from_this(), msg.client_msg_id,
-                                     msg.server_msg_id, local, msg.kind});
+                                     msg.server_msg_id, corr, local, msg.kind});
 }
 
 void gateway_server::on_ack(session& s, uint64_t server_msg_id) {
@@ -472,8 +504,8 @@ void gateway_server::device_claimed(const std::string& user, const std::string& 
         spdlog::debug("session {} ({} / {}): the same device logged in on another gateway", sid,
                       user, device);
         count_kick(proto::kick_reason::replaced);
-        static_cast<session&>(*s).finish(
-            proto::encode(proto::kick_msg{proto::kick_reason::replaced, 0, "logged in elsewhere"}));
+        static_cast<session&>(*s).finish(proto::encode(proto::kick_msg{
+            proto::kick_reason::replaced, 0, std::string(proto::kick_replaced_message)}));
     }
 }
 
@@ -545,8 +577,11 @@ asio::awaitable<void> gateway_server::housekeeping() {
 }
 
 void gateway_server::drain() {
-    auto expected = gateway_state::serving;
-    if (!state_.compare_exchange_strong(expected, gateway_state::draining)) return;
+    {
+        std::lock_guard lk(login_mu_);
+        auto expected = gateway_state::serving;
+        if (!state_.compare_exchange_strong(expected, gateway_state::draining)) return;
+    }
     spdlog::info("drain: no new clients; redirecting existing sessions to the dispatcher");
     daemon_control::notify_status("draining");
     close_acceptor();
@@ -563,7 +598,10 @@ asio::awaitable<void> gateway_server::drain_loop() {
         {
             std::lock_guard lk(conns_mu_);
             for (auto& [id, w] : conns_)
-                if (auto s = w.lock(); s && !s->finishing()) all.push_back(std::move(s));
+                // Connections without a session are left alone: their LOGIN is refused with
+                // ERROR draining, or the login timeout closes them.
+                if (auto s = w.lock(); s && s->logged_in() && !s->finishing())
+                    all.push_back(std::move(s));
         }
         if (all.empty()) {
             spdlog::info("drain: every session redirected");
@@ -586,7 +624,10 @@ asio::awaitable<void> gateway_server::drain_loop() {
 }
 
 void gateway_server::stop(std::function<void()> done) {
-    state_.store(gateway_state::stopping);
+    {
+        std::lock_guard lk(login_mu_);
+        state_.store(gateway_state::stopping);
+    }
     daemon_control::notify_stopping();
     close_acceptor();
     spawn(io_, stop_loop(std::move(done)), "gateway stop");
@@ -749,16 +790,32 @@ asio::awaitable<http_response> gateway_server::handle_push(http_request_ctx ctx)
         co_return http_response::error(http::status::bad_request, "bad_request",
                                        "give exactly one of \"user\" or \"room\"");
     auto& t = has_user ? j["user"] : j["room"];
-    if (!t.is_string() || !j.contains("payload") || !j["payload"].is_string())
+    bool has_text = j.contains("payload"), has_b64 = j.contains("payload_b64");
+    if (has_text == has_b64)
         co_return http_response::error(http::status::bad_request, "bad_request",
-                                       "\"user\"/\"room\" and \"payload\" must be strings");
+                                       "give exactly one of \"payload\" or \"payload_b64\"");
+    auto& p = has_text ? j["payload"] : j["payload_b64"];
+    if (!t.is_string() || !p.is_string())
+        co_return http_response::error(
+            http::status::bad_request, "bad_request",
+            "\"user\"/\"room\" and \"payload\"/\"payload_b64\" must be strings");
     uint64_t g;
     auto lim = limits(g);
     msg.target = t.get<std::string>();
     if (auto e = ids::check(msg.target, lim->max_id_length); e != ids::id_error::none)
         co_return http_response::error(http::status::bad_request, "bad_request",
                                        std::string("target id is ") + ids::to_string(e));
-    msg.payload = j["payload"].get<std::string>();
+    if (has_text) {
+        msg.payload = p.get<std::string>();
+    } else {
+        auto bytes = decode_base64(p.get_ref<const std::string&>());
+        if (!bytes)
+            co_return http_response::error(
+                http::status::bad_request, "bad_request",
+                "\"payload_b64\" is not standard base64 (A-Z a-z 0-9 + /, '=' padding to a "
+                "multiple of 4 characters)");
+        msg.payload = std::move(*bytes);
+    }
     if (msg.payload.size() > lim->max_payload_bytes)
         co_return http_response::error(http::status::payload_too_large, "payload_too_large",
                                        "payload exceeds max_payload_bytes");

@@ -62,11 +62,12 @@ class gateway_server final : public local_delivery {
     jwt::verify_result verify_token(std::string_view token) const;
     // Per-source-address LOGIN rate (limits.login_rate/login_burst); false: refuse this attempt.
     bool allow_login(const asio::ip::address& remote);
-    // Registers a logged-in session (replacing one with the same user+device). False when the
-    // gateway is no longer serving.
+    // Registers a logged-in session (replacing one with the same user+device) and marks it logged
+    // in. False when the gateway is no longer serving (draining or stopping).
     bool on_login(const std::shared_ptr<session>& s);
     void on_closed(session& s);
-    void on_send(session& s, proto::send_msg& m);  // moves the target and payload out of m
+    // Moves the target and payload out of m; the SEND_RESULT echoes corr.
+    void on_send(session& s, proto::send_msg& m, uint32_t corr);
     void on_ack(session& s, uint64_t server_msg_id);
     proto::code on_join(session& s, const std::string& room);
     proto::code on_leave(session& s, const std::string& room);
@@ -135,6 +136,9 @@ class gateway_server final : public local_delivery {
     login_limiter login_limiter_{0, 1};
 
     std::atomic<gateway_state> state_{gateway_state::serving};
+    // Orders state changes against on_login: once drain() returns, every session is either
+    // logged in (and will be redirected) or will be refused.
+    std::mutex login_mu_;
     std::atomic<size_t> connections_{0};
     std::atomic<uint64_t> next_session_id_{1};
     std::mutex conns_mu_;

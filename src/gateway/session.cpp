@@ -93,9 +93,10 @@ void session::on_readable(const boost::system::error_code& wec) {
         }
         if (dec_.error() != frame_error::none && !closing_.load()) {
             auto e = dec_.error();
+            // corr 0: the header that failed is not trusted enough to echo any of its fields.
             send_error(e == frame_error::too_large ? proto::code::frame_too_large
                                                    : proto::code::unsupported_version,
-                       std::string(to_string(e)));
+                       std::string(to_string(e)), 0);
             finish("");
         }
         // Keep reading until the socket is empty: frames that arrived while this batch was
@@ -117,7 +118,7 @@ void session::handle_frame(const frame& f) {
     if (!logged_in_.load(std::memory_order_relaxed)) {
         if (f.op != static_cast<uint8_t>(op::login)) {
             srv_.count_login("login_required");
-            send_error(proto::code::login_required, "the first frame must be LOGIN");
+            send_error(proto::code::login_required, "the first frame must be LOGIN", f.corr);
             finish("");
             return;
         }
@@ -126,17 +127,20 @@ void session::handle_frame(const frame& f) {
     }
     switch (static_cast<op>(f.op)) {
         case op::ping: {
+            // PING's body is empty; anything else is malformed like any other bad body.
+            if (!f.body.empty())
+                return send_error(proto::code::bad_frame, "PING must have an empty body", f.corr);
             push_owned(proto::encode(proto::pong_msg{}, f.corr));
             return;
         }
         case op::send: {
-            auto m = proto::decode<proto::send_msg>(f);
-            if (!m) return send_error(proto::code::bad_frame, "malformed SEND");
-            return handle_send(*m);
+            auto m = proto::decode_send(f);
+            if (!m) return send_error(proto::code::bad_frame, "malformed SEND", f.corr);
+            return handle_send(m->msg, m->kind_valid, f.corr);
         }
         case op::ack: {
             auto m = proto::decode<proto::ack_msg>(f);
-            if (!m) return send_error(proto::code::bad_frame, "malformed ACK");
+            if (!m) return send_error(proto::code::bad_frame, "malformed ACK", f.corr);
             srv_.on_ack(*this, m->server_msg_id);
             return;
         }
@@ -145,15 +149,17 @@ void session::handle_frame(const frame& f) {
         case op::leave:
             return handle_room(f, false);
         case op::login:
-            return send_error(proto::code::already_logged_in, "already logged in");
+            return send_error(proto::code::already_logged_in, "already logged in", f.corr);
         case op::pong:
             return;  // a client answering a ping is activity, nothing more
         default:
             if (proto::is_known_op(f.op))
-                return send_error(proto::code::bad_request,
-                                  std::string("a client may not send ") +
-                                      proto::to_string(static_cast<op>(f.op)));
-            return send_error(proto::code::unknown_op, "unknown op " + std::to_string(f.op));
+                return send_error(
+                    proto::code::bad_request,
+                    std::string("a client may not send ") + proto::to_string(static_cast<op>(f.op)),
+                    f.corr);
+            return send_error(proto::code::unknown_op, "unknown op " + std::to_string(f.op),
+                              f.corr);
     }
 }
 
@@ -165,12 +171,13 @@ void session::handle_login(const frame& f) {
     auto m = proto::decode<proto::login_msg>(f);
     if (!m) {
         srv_.count_login("bad_frame");
-        send_error(proto::code::bad_frame, "malformed LOGIN");
+        send_error(proto::code::bad_frame, "malformed LOGIN", f.corr);
         return finish("");
     }
     if (srv_.state() != gateway_state::serving) {
         srv_.count_login("draining");
-        send_error(proto::code::draining, "gateway is draining; reconnect through the dispatcher");
+        send_error(proto::code::draining, "gateway is draining; reconnect through the dispatcher",
+                   f.corr);
         return finish("");
     }
     // Before any HMAC work: one address flooding LOGINs is refused, others are unaffected.
@@ -178,7 +185,8 @@ void session::handle_login(const frame& f) {
     auto remote = sock_.remote_endpoint(rec);
     if (!rec && !srv_.allow_login(remote.address())) {
         srv_.count_login("rate_limited");
-        send_error(proto::code::rate_limited, "too many logins from this address; retry later");
+        send_error(proto::code::rate_limited, "too many logins from this address; retry later",
+                   f.corr);
         return finish("");
     }
     auto r = srv_.verify_token(m->token);
@@ -186,23 +194,24 @@ void session::handle_login(const frame& f) {
         bool expired = r.error == jwt::verify_error::expired;
         srv_.count_login(expired ? "token_expired" : "auth_failed");
         send_error(expired ? proto::code::token_expired : proto::code::auth_failed,
-                   jwt::to_string(r.error));
+                   jwt::to_string(r.error), f.corr);
         return finish("");
     }
     if (!valid_ident(r.c.sub) || (!r.c.dev.empty() && !valid_ident(r.c.dev))) {
         srv_.count_login("bad_identity");
         send_error(proto::code::auth_failed,
                    "user or device id is empty, too long, not UTF-8 or has a control, "
-                   "whitespace or invisible formatting character");
+                   "whitespace or invisible formatting character",
+                   f.corr);
         return finish("");
     }
     user_ = std::move(r.c.sub);
-    device_ = std::move(r.c.dev);
-    logged_in_.store(true, std::memory_order_release);
+    device_ = r.c.dev.empty() ? std::string(proto::default_device) : std::move(r.c.dev);
     if (!srv_.on_login(shared_from_this())) {
-        logged_in_ = false;
+        // The gateway started draining (or stopping) while this token was checked.
         srv_.count_login("draining");
-        send_error(proto::code::draining, "gateway is stopping");
+        send_error(proto::code::draining, "gateway is draining; reconnect through the dispatcher",
+                   f.corr);
         return finish("");
     }
     srv_.count_login("ok");
@@ -219,27 +228,28 @@ void session::handle_login(const frame& f) {
     if (dec_.buffered() == 0) dec_ = frame_decoder(limits_->max_frame_bytes);
 }
 
-void session::handle_send(proto::send_msg& m) {
+void session::handle_send(proto::send_msg& m, bool kind_valid, uint32_t corr) {
     auto reply = [&](proto::code c) {
         srv_.count_error(c);
-        srv_.count_message(m.kind, false, c);
-        push_owned(proto::encode(proto::send_result_msg{m.client_msg_id, 0, c, 0}));
+        // A message of no known kind is not counted under either kind.
+        if (kind_valid) srv_.count_message(m.kind, false, c);
+        push_owned(proto::encode(proto::send_result_msg{m.client_msg_id, 0, c, 0}, corr));
     };
     if (!bucket_.take(std::chrono::steady_clock::now())) return reply(proto::code::rate_limited);
     if (m.payload.size() > limits_->max_payload_bytes) return reply(proto::code::payload_too_large);
-    if (!valid_ident(m.target)) return reply(proto::code::bad_request);
-    srv_.on_send(*this, m);
+    if (!kind_valid || !valid_ident(m.target)) return reply(proto::code::bad_request);
+    srv_.on_send(*this, m, corr);
 }
 
 void session::handle_room(const frame& f, bool join) {
     std::string room;
     if (join) {
         auto m = proto::decode<proto::join_msg>(f);
-        if (!m) return send_error(proto::code::bad_frame, "malformed JOIN");
+        if (!m) return send_error(proto::code::bad_frame, "malformed JOIN", f.corr);
         room = std::move(m->room);
     } else {
         auto m = proto::decode<proto::leave_msg>(f);
-        if (!m) return send_error(proto::code::bad_frame, "malformed LEAVE");
+        if (!m) return send_error(proto::code::bad_frame, "malformed LEAVE", f.corr);
         room = std::move(m->room);
     }
     proto::code c = proto::code::bad_request;
@@ -248,9 +258,9 @@ void session::handle_room(const frame& f, bool join) {
     push_owned(proto::encode(proto::room_result_msg{room, c}, f.corr));
 }
 
-void session::send_error(proto::code c, std::string message) {
+void session::send_error(proto::code c, std::string message, uint32_t corr) {
     srv_.count_error(c);
-    push_owned(proto::encode(proto::error_msg{c, std::move(message)}));
+    push_owned(proto::encode(proto::error_msg{c, std::move(message)}, corr));
 }
 
 bool session::push_frame(const shared_frame& f) {
@@ -402,7 +412,7 @@ void session::on_timer() {
     if (!logged_in_.load()) {
         if (now >= started_ + limits_->login_timeout) {
             srv_.count_login("login_timeout");
-            send_error(proto::code::login_timeout, "no LOGIN within the login timeout");
+            send_error(proto::code::login_timeout, "no LOGIN within the login timeout", 0);
             return finish("");
         }
         return arm_timer(started_ + limits_->login_timeout);

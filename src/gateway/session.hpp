@@ -44,6 +44,9 @@ class session final : public session_sink, public std::enable_shared_from_this<s
     asio::any_io_executor socket_executor() { return sock_.get_executor(); }
     bool finishing() const { return closing_.load(std::memory_order_relaxed); }
     bool logged_in() const { return logged_in_.load(std::memory_order_acquire); }
+    // Set by gateway_server::on_login in the same critical section as its state check, so a
+    // drain sees every session that got in and no session that was refused.
+    void set_logged_in() { logged_in_.store(true, std::memory_order_release); }
 
   private:
     struct out_item {
@@ -57,9 +60,10 @@ class session final : public session_sink, public std::enable_shared_from_this<s
     void on_read_end();
     void handle_frame(const frame& f);
     void handle_login(const frame& f);
-    void handle_send(proto::send_msg& m);
+    void handle_send(proto::send_msg& m, bool kind_valid, uint32_t corr);
     void handle_room(const frame& f, bool join);
-    void send_error(proto::code c, std::string message);
+    // corr: the request's for an answer, 0 for an error the server starts (login_timeout, framing).
+    void send_error(proto::code c, std::string message, uint32_t corr);
     bool push_item(out_item item, size_t size);
     void start_write();
     void on_write(const boost::system::error_code& ec);

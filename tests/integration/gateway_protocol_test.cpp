@@ -1,8 +1,10 @@
 // The gateway's client protocol against the real binary: login, heartbeats, replace, 1:1, rooms,
-// limits. Each test starts its own single-node gateway on free loopback ports.
+// limits, and (GatewayContract) docs/protocol.md checked byte for byte by a client built from it.
+// Each test starts its own single-node gateway on free loopback ports.
 #include <gtest/gtest.h>
 
 #include "gateway_fixture.hpp"
+#include "stranger_client.hpp"
 
 using namespace imgate;
 using namespace imgate::test;
@@ -375,4 +377,216 @@ TEST(GatewayLimits, IdLengthsAreEnforced) {
     EXPECT_EQ(rr->status, proto::code::bad_request);
     ASSERT_TRUE(a->send(proto::ping_msg{}));
     EXPECT_TRUE(a->read<proto::pong_msg>());
+}
+
+// ---- The contract of docs/protocol.md, checked byte for byte by a client written from it ----
+
+namespace {
+
+namespace w = imgate::test::wire;
+
+std::string login_frame(uint32_t corr, const std::string& token) {
+    return w::frame(w::op::login, corr, w::str16(token));
+}
+
+// A stranger's client logged in as user (token without `dev` when device is empty).
+std::unique_ptr<w::stranger> logged_in(gateway_under_test& gw, const std::string& user,
+                                       const std::string& device = "") {
+    auto s = std::make_unique<w::stranger>();
+    if (!s->connect(gw.client_addr())) return nullptr;
+    if (!s->send(login_frame(1, make_token(gw_token_secret, user, device)))) return nullptr;
+    auto f = s->next();
+    if (!f || f->op != w::op::login_result) return nullptr;
+    return s;
+}
+
+// An HS256 token with claims given as JSON, for claims make_token does not write (nbf).
+std::string token_with_claims(const std::string& payload_json) {
+    std::string input = jwt::base64url_encode(R"({"alg":"HS256","typ":"JWT"})") + "." +
+                        jwt::base64url_encode(payload_json);
+    return input + "." + jwt::base64url_encode(jwt::hmac_sha256(gw_token_secret, input));
+}
+
+std::string error_body(uint16_t code, const std::string& message) {
+    return w::u16(code) + w::str16(message);
+}
+
+}  // namespace
+
+TEST(GatewayContract, EveryAnswerEchoesTheRequestsCorr) {
+    gateway_under_test gw("  max_payload_bytes: 1000\n");
+    ASSERT_TRUE(gw.ready()) << gw.proc->log();
+    w::stranger c;
+    ASSERT_TRUE(c.connect(gw.client_addr()));
+    ASSERT_TRUE(
+        c.send(login_frame(0x0a0b0c0d, make_token(gw_token_secret, "carol@example.com", "phone"))));
+    auto f = c.next();
+    ASSERT_TRUE(f);
+    EXPECT_EQ(f->op, w::op::login_result);
+    EXPECT_EQ(f->corr, 0x0a0b0c0du);
+
+    struct request {
+        const char* what;
+        std::string bytes;
+        uint8_t want_op;
+        std::string want_body;  // exact
+    };
+    const uint64_t cid = 0x0102030405060708;
+    std::vector<request> reqs{
+        {"SEND to a user nobody is",
+         w::frame(w::op::send, 101,
+                  w::u8(1) + w::str16("dave@example.com") + w::u64(cid) + w::blob32("hi")),
+         w::op::send_result, ""},  // body checked below: server_msg_id is the gateway's
+        {"SEND over max_payload_bytes",
+         w::frame(w::op::send, 102,
+                  w::u8(1) + w::str16("dave@example.com") + w::u64(cid + 1) +
+                      w::blob32(std::string(1001, 'x'))),
+         w::op::send_result, w::u64(cid + 1) + w::u64(0) + w::u16(31) + w::u32(0)},
+        {"unknown op", w::frame(0x55, 103, ""), w::op::error, ""},
+        {"server-only op", w::frame(w::op::deliver, 104, ""), w::op::error, ""},
+        {"ACK with 7 bytes", w::frame(w::op::ack, 105, std::string(7, '\0')), w::op::error, ""},
+        {"JOIN with a short str16", w::frame(w::op::join, 106, w::u16(5) + "ab"), w::op::error, ""},
+        {"second LOGIN", login_frame(107, make_token(gw_token_secret, "carol@example.com")),
+         w::op::error, ""},
+        {"PING with a body", w::frame(w::op::ping, 108, "x"), w::op::error, ""},
+        {"PING", w::frame(w::op::ping, 109, ""), w::op::pong, ""},
+        {"JOIN", w::frame(w::op::join, 110, w::str16("王伟的房间")), w::op::room_result,
+         w::str16("王伟的房间") + w::u16(0)},
+    };
+    const std::vector<uint16_t> error_codes{12, 14, 10, 10, 24, 10};  // for the ERROR answers
+    size_t next_error = 0;
+    for (auto& r : reqs) {
+        ASSERT_TRUE(c.send(r.bytes)) << r.what;
+        auto a = c.next();
+        ASSERT_TRUE(a) << r.what << ": no answer";
+        EXPECT_EQ(a->op, r.want_op) << r.what;
+        EXPECT_EQ(a->corr, w::be32(r.bytes, 8)) << r.what << ": corr not echoed";
+        if (!r.want_body.empty()) EXPECT_EQ(a->body, r.want_body) << r.what;
+        if (a->op == w::op::error) {
+            ASSERT_GE(a->body.size(), 4u) << r.what;
+            ASSERT_LT(next_error, error_codes.size());
+            EXPECT_EQ(w::be16(a->body, 0), error_codes[next_error++]) << r.what;
+        }
+        if (a->op == w::op::send_result && r.want_body.empty()) {
+            ASSERT_EQ(a->body.size(), 22u);
+            EXPECT_EQ(w::be64(a->body, 0), cid);
+            EXPECT_NE(w::be64(a->body, 8), 0u);   // offline still gets a server_msg_id
+            EXPECT_EQ(w::be16(a->body, 16), 1u);  // offline
+            EXPECT_EQ(w::be32(a->body, 18), 0u);  // reached
+        }
+    }
+    EXPECT_EQ(next_error, error_codes.size());
+    EXPECT_GE(gw.metric(R"(imgate_gateway_errors_total{code="bad_frame"})"), 3);
+}
+
+TEST(GatewayContract, LoginErrorsEchoTheLoginCorrThenClose) {
+    gateway_under_test gw;
+    ASSERT_TRUE(gw.ready()) << gw.proc->log();
+    int64_t now = jwt::now_seconds();
+    struct case_t {
+        const char* what;
+        std::string first_frame;
+        std::string want;  // the whole ERROR frame
+    };
+    std::vector<case_t> cases{
+        // The worked example of §4, to the byte.
+        {"bad signature", login_frame(1, make_token("not-the-gateway-secret-0000", "Zoë")),
+         w::frame(w::op::error, 1, error_body(21, "bad signature"))},
+        {"nbf in the future",
+         login_frame(0x77, token_with_claims(R"({"sub":"Zoë","exp":)" + std::to_string(now + 7200) +
+                                             R"(,"nbf":)" + std::to_string(now + 3600) + "}")),
+         w::frame(w::op::error, 0x77, error_body(21, "token not yet valid"))},
+        {"expired", login_frame(0x78, jwt::sign({"Zoë", "", now - 10}, gw_token_secret, now - 100)),
+         w::frame(w::op::error, 0x78, error_body(22, "token expired"))},
+        {"first frame is not LOGIN", w::frame(w::op::ping, 0x79, ""),
+         w::frame(w::op::error, 0x79, error_body(20, "the first frame must be LOGIN"))},
+        {"LOGIN body does not parse", w::frame(w::op::login, 0x7a, w::u16(40) + "short"),
+         w::frame(w::op::error, 0x7a, error_body(10, "malformed LOGIN"))},
+    };
+    for (auto& tc : cases) {
+        w::stranger c;
+        ASSERT_TRUE(c.connect(gw.client_addr())) << tc.what;
+        ASSERT_TRUE(c.send(tc.first_frame)) << tc.what;
+        auto f = c.next();
+        ASSERT_TRUE(f) << tc.what;
+        EXPECT_EQ(f->bytes, tc.want) << tc.what;
+        EXPECT_TRUE(c.closed_after_last_frame()) << tc.what;
+    }
+}
+
+TEST(GatewayContract, SendWithAnUnknownKindGetsOneBadRequestResult) {
+    gateway_under_test gw;
+    ASSERT_TRUE(gw.ready()) << gw.proc->log();
+    auto zoe = logged_in(gw, "Zoë", "phone");
+    ASSERT_TRUE(zoe);
+    for (uint8_t kind : {uint8_t(0), uint8_t(3), uint8_t(0xff)}) {
+        const uint64_t cid = 0xfedcba9876543210 - kind;
+        ASSERT_TRUE(
+            zoe->send(w::frame(w::op::send, 500u + kind,
+                               w::u8(kind) + w::str16("王伟") + w::u64(cid) + w::blob32("你好"))));
+        auto f = zoe->next();
+        ASSERT_TRUE(f) << int(kind);
+        EXPECT_EQ(f->bytes, w::frame(w::op::send_result, 500u + kind,
+                                     w::u64(cid) + w::u64(0) + w::u16(14) + w::u32(0)))
+            << int(kind);
+    }
+    // Exactly one answer per SEND: the next frame is the answer to this PING.
+    ASSERT_TRUE(zoe->send(w::frame(w::op::ping, 9, "")));
+    auto f = zoe->next();
+    ASSERT_TRUE(f);
+    EXPECT_EQ(f->bytes, w::frame(w::op::pong, 9, ""));
+}
+
+TEST(GatewayContract, TokenWithoutDevIsDeviceDefault) {
+    gateway_under_test gw("", "  heartbeat_interval: 30s\n  idle_timeout: 90s\n");
+    ASSERT_TRUE(gw.ready()) << gw.proc->log();
+    w::stranger zoe;
+    ASSERT_TRUE(zoe.connect(gw.client_addr()));
+    ASSERT_TRUE(zoe.send(login_frame(3, make_token(gw_token_secret, "Zoë"))));
+    auto f = zoe.next();
+    ASSERT_TRUE(f);
+    EXPECT_EQ(f->bytes, w::frame(w::op::login_result, 3,
+                                 w::str16("Zoë") + w::str16("default") + w::str16("gwt") +
+                                     w::u32(30000) + w::u32(90000) + w::u32(65536)));
+    auto carol = logged_in(gw, "carol@example.com", "laptop");
+    ASSERT_TRUE(carol);
+    ASSERT_TRUE(zoe.send(
+        w::frame(w::op::send, 4,
+                 w::u8(1) + w::str16("carol@example.com") + w::u64(77) + w::blob32("hi carol"))));
+    auto d = carol->next();
+    ASSERT_TRUE(d);
+    ASSERT_EQ(d->op, w::op::deliver);
+    EXPECT_EQ(d->corr, 0u);  // server-initiated
+    // server_msg_id(8) kind(1) from_user from_device room ts(8) payload
+    std::string_view b = d->body;
+    size_t at = 9;
+    EXPECT_EQ(b.substr(at, 2 + 4), w::str16("Zoë"));
+    at += 2 + 4;
+    EXPECT_EQ(b.substr(at, 2 + 7), w::str16("default"));
+    auto r = zoe.next();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->op, w::op::send_result);
+    EXPECT_EQ(r->corr, 4u);
+}
+
+TEST(GatewayContract, ReplacedKickIsTheDocumentedBytes) {
+    gateway_under_test gw;
+    ASSERT_TRUE(gw.ready()) << gw.proc->log();
+    auto first = logged_in(gw, "王伟");  // no dev: both logins are device "default"
+    ASSERT_TRUE(first);
+    auto second = logged_in(gw, "王伟");
+    ASSERT_TRUE(second);
+    auto k = first->next();
+    ASSERT_TRUE(k);
+    // docs/protocol.md §4, "KICK replaced".
+    const std::string documented = w::u32(0x1a) + w::u8(1) + w::u8(0x40) + w::u16(0) + w::u32(0) +
+                                   w::u8(1) + w::u32(0) + w::str16("logged in elsewhere");
+    EXPECT_EQ(k->bytes, documented);
+    EXPECT_EQ(k->bytes, proto::encode(proto::kick_msg{proto::kick_reason::replaced, 0,
+                                                      std::string(proto::kick_replaced_message)}));
+    EXPECT_TRUE(first->closed_after_last_frame());
+    ASSERT_TRUE(second->send(w::frame(w::op::ping, 5, "")));
+    auto p = second->next();
+    ASSERT_TRUE(p);
+    EXPECT_EQ(p->bytes, w::frame(w::op::pong, 5, ""));
 }

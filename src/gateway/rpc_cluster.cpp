@@ -230,10 +230,14 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
                           "Malformed or unexpected frames from authenticated peers",
                           {{"direction", d}});
         for (auto& g : fleet.gateways)
-            if (g.id != self_id)
-                m.get_counter("imgate_rpc_link_connects_total",
-                              "Successful handshakes on the outbound link to a peer",
-                              {{"peer", g.id}});
+            if (g.id != self_id) connects_counter(g.id);
+    }
+
+    // Also called for a peer that a reload adds, so its series exists before its first connect.
+    counter& connects_counter(const std::string& peer) {
+        return metrics.get_counter("imgate_rpc_link_connects_total",
+                                   "Successful handshakes on the outbound link to a peer",
+                                   {{"peer", peer}});
     }
 
     counter& auth_failure(const char* direction, const char* reason) {
@@ -284,6 +288,7 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
         auto rnd = [this] { return std::uniform_real_distribution<double>(0, 1)(rng); };
         auto l = std::make_shared<link>(strand, g, cfg, rnd);
         links[g.id] = l;
+        connects_counter(g.id);
         imgate::spawn(strand, run_link(l), "rpc link " + g.id);
         imgate::spawn(strand, run_call_timer(l), "rpc call timer " + g.id);
     }
@@ -365,11 +370,7 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
                     std::lock_guard lk(obs_mu);
                     ++connects_by_peer[l->spec.id];
                 }
-                metrics
-                    .get_counter("imgate_rpc_link_connects_total",
-                                 "Successful handshakes on the outbound link to a peer",
-                                 {{"peer", l->spec.id}})
-                    .inc();
+                connects_counter(l->spec.id).inc();
                 spdlog::info("cluster rpc: link {} -> {} up", self_id, l->spec.id);
                 // The snapshot replaces whatever the peer knew of us; it may exceed the queue
                 // bound once, which is not a slow consumer.

@@ -28,20 +28,7 @@ workers=${WORKERS:-1}
 bench_init xnode
 bench_compile "$root/bench/cross_node_bench.cpp" "$work/cross_node_bench" "$root/$build/src/libimgate_common.a"
 
-head -c 32 /dev/urandom | base64 > "$work/token.secret"
-head -c 32 /dev/urandom | base64 > "$work/cluster.secret"
-head -c 32 /dev/urandom | base64 > "$work/admin.token"
-{
-    echo "cluster:"
-    echo "  secret_file: cluster.secret"
-    echo "gateways:"
-    for id in gw1 gw2 gw3; do
-        echo "  - id: $id"
-        echo "    client: 127.0.0.1:0"
-        echo "    admin: 127.0.0.1:0"
-        echo "    rpc: 127.0.0.1:$(free_port)"
-    done
-} > "$work/fleet.yaml"
+bench_three_gateway_fleet
 cat > "$work/gateway.yaml" <<YAML
 fleet: fleet.yaml
 workers: $workers

@@ -69,6 +69,25 @@ gateways:
 YAML
 }
 
+# bench_three_gateway_fleet: random $work/{token,cluster}.secret and admin.token, and
+# $work/fleet.yaml with gw1..gw3 on port 0 for clients and admin and free ports for the RPC mesh.
+bench_three_gateway_fleet() {
+    head -c 32 /dev/urandom | base64 >"$work/token.secret"
+    head -c 32 /dev/urandom | base64 >"$work/cluster.secret"
+    head -c 32 /dev/urandom | base64 >"$work/admin.token"
+    {
+        echo "cluster:"
+        echo "  secret_file: cluster.secret"
+        echo "gateways:"
+        for id in gw1 gw2 gw3; do
+            echo "  - id: $id"
+            echo "    client: 127.0.0.1:0"
+            echo "    admin: 127.0.0.1:0"
+            echo "    rpc: 127.0.0.1:$(free_port)"
+        done
+    } >"$work/fleet.yaml"
+}
+
 # bench_compile_libs SRC OUT LIB...: bench_compile for a program that needs several of the build's
 # libraries (in link order, e.g. libimgate_client.a before libimgate_common.a). Rebuilds when OUT
 # is missing or older than SRC or any LIB, so OUT may live in the build dir across runs.

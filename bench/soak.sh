@@ -33,20 +33,7 @@ keep_logs() {
 }
 trap keep_logs EXIT
 
-head -c 32 /dev/urandom | base64 >"$work/token.secret"
-head -c 32 /dev/urandom | base64 >"$work/cluster.secret"
-head -c 32 /dev/urandom | base64 >"$work/admin.token"
-{
-    echo "cluster:"
-    echo "  secret_file: cluster.secret"
-    echo "gateways:"
-    for id in gw1 gw2 gw3; do
-        echo "  - id: $id"
-        echo "    client: 127.0.0.1:0"
-        echo "    admin: 127.0.0.1:0"
-        echo "    rpc: 127.0.0.1:$(free_port)"
-    done
-} >"$work/fleet.yaml"
+bench_three_gateway_fleet
 # Only the timers that were asked for are written: the rest keep the product's defaults.
 rpc="" shown=""
 for kv in "ping_interval=${PING:-}" "peer_timeout=${PEER_TIMEOUT:-}" \

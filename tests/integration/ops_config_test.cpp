@@ -83,3 +83,25 @@ TEST(OpsConfig, MaintainerScriptsAreValidShell) {
 }
 
 }  // namespace
+
+// Issue 11: max_payload_bytes could be configured up to 16 MiB while an RPC frame stops at 1 MiB,
+// so a large message to a user on another gateway failed every time. Such a file is refused.
+TEST(OpsConfig, GatewayRefusesAPayloadLimitThatCannotCrossToAPeer) {
+    temp_dir etc;
+    install_etc(etc);
+    std::string yaml = read_file(etc.file("gateway.yaml"));
+    for (auto [key, value] : {std::pair<std::string, std::string>{"max_frame_bytes:", "4194304"},
+                              {"max_payload_bytes:", "2097152"}}) {
+        auto at = yaml.find(key);
+        ASSERT_NE(at, std::string::npos) << key;
+        auto end = yaml.find_first_of("#\n", at);
+        yaml.replace(at, end - at, key + " " + value + " ");
+    }
+    write_file(etc.file("gateway.yaml"), yaml);
+    auto id = load_fleet(etc.file("fleet.yaml")).gateways[0].id;
+    auto [rc, out] =
+        check({binary_path("imgate-gateway"), "--config", etc.file("gateway.yaml"), "--id", id});
+    EXPECT_NE(rc, 0) << out;
+    EXPECT_NE(out.find("max_payload_bytes"), std::string::npos) << out;
+    EXPECT_NE(out.find("1044480"), std::string::npos) << out;
+}

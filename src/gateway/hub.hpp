@@ -15,7 +15,8 @@ namespace imgate::gw {
 // An encoded frame shared by every recipient of one message (encoded once).
 using shared_frame = std::shared_ptr<const std::string>;
 
-// What the hub needs of a session: identity and a thread-safe way to queue an outbound frame.
+// What the hub and the router need of a session: identity, thread-safe ways to queue outbound
+// frames, and a way to end it. Tests implement it with fakes; nothing casts it back to a session.
 class session_sink {
   public:
     virtual ~session_sink() = default;
@@ -25,6 +26,11 @@ class session_sink {
     // Queues a frame for writing; returns false when the session refused it (closing, or it
     // crossed its outbound bound and is being closed as a slow consumer).
     virtual bool push_frame(const shared_frame& f) = 0;
+    // Queues a frame encoded for this session alone (SEND_RESULT, RECEIPT); same answer as
+    // push_frame.
+    virtual bool push_owned(std::string bytes) = 0;
+    // Queues a last frame (KICK, REDIRECT), flushes, then closes the session.
+    virtual void finish(std::string last_frame) = 0;
 };
 
 struct string_hash {

@@ -11,7 +11,7 @@ void login_limiter::set_limits(double rate, double burst) {
     std::lock_guard lk(mu_);
     rate_ = rate;
     burst_ = std::max(1.0, burst);
-    for (auto& [addr, b] : buckets_) b.tokens = std::min(b.tokens, burst_);
+    for (auto& [addr, b] : buckets_) b.set_limits(rate_, burst_);
 }
 
 bool login_limiter::allow(const std::string& addr, clock::time_point now) {
@@ -24,17 +24,9 @@ bool login_limiter::allow(const std::string& addr, clock::time_point now) {
             ++untracked_;
             return true;
         }
-        it = buckets_.emplace(addr, bucket{burst_, now}).first;
+        it = buckets_.emplace(addr, token_bucket(rate_, burst_, now)).first;
     }
-    auto& b = it->second;
-    if (now > b.last) {
-        double elapsed = std::chrono::duration<double>(now - b.last).count();
-        b.tokens = std::min(burst_, b.tokens + elapsed * rate_);
-        b.last = now;
-    }
-    if (b.tokens < 1) return false;
-    b.tokens -= 1;
-    return true;
+    return it->second.take(now);
 }
 
 void login_limiter::prune(clock::time_point now) {
@@ -42,8 +34,7 @@ void login_limiter::prune(clock::time_point now) {
     if (last_prune_ != clock::time_point{} && now - last_prune_ < std::chrono::seconds(1)) return;
     last_prune_ = now;
     for (auto it = buckets_.begin(); it != buckets_.end();) {
-        double elapsed = std::chrono::duration<double>(now - it->second.last).count();
-        if (it->second.tokens + elapsed * rate_ >= burst_)
+        if (it->second.full_at(now))
             it = buckets_.erase(it);
         else
             ++it;

@@ -8,6 +8,8 @@
 #include <string>
 #include <unordered_map>
 
+#include "common/token_bucket.hpp"
+
 namespace imgate::gw {
 
 // Owns the bucket table. Memory is bounded by max_entries: buckets that have refilled are pruned
@@ -15,7 +17,7 @@ namespace imgate::gw {
 // uncounted rather than refused (failing open keeps a many-address flood from locking out
 // everyone; the per-address limit still holds for the addresses already tracked). Thread-safe.
 class login_limiter {
-public:
+  public:
     using clock = std::chrono::steady_clock;
 
     // rate: attempts per second per address (0 disables the limiter); burst: bucket size.
@@ -27,17 +29,13 @@ public:
     size_t tracked() const;
     uint64_t untracked() const;  // attempts let through because the table was full
 
-private:
-    struct bucket {
-        double tokens;
-        clock::time_point last;
-    };
+  private:
     void prune(clock::time_point now);
 
     mutable std::mutex mu_;
     double rate_, burst_;
     size_t max_entries_;
-    std::unordered_map<std::string, bucket> buckets_;
+    std::unordered_map<std::string, token_bucket> buckets_;
     clock::time_point last_prune_{};
     uint64_t untracked_ = 0;
 };

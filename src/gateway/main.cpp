@@ -3,28 +3,13 @@
 #include <spdlog/spdlog.h>
 #include <CLI/CLI.hpp>
 
-#include <boost/asio/io_context.hpp>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
-#include <nlohmann/json.hpp>
-#include <thread>
-#include <vector>
+#include <string>
 
 #include "common/daemon.hpp"
 #include "common/logging.hpp"
-#include "common/metrics.hpp"
+#include "gateway/app.hpp"
 #include "gateway/gateway_config.hpp"
-#include "gateway/server.hpp"
-
-namespace {
-
-
-std::string hostport(const boost::asio::ip::tcp::endpoint& ep) {
-    return ep.address().to_string() + ":" + std::to_string(ep.port());
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
     CLI::App cli{"imgate-gateway: long-connection IM gateway"};
@@ -63,44 +48,15 @@ int main(int argc, char** argv) {
     }
 
     imgate::setup_logging(cfg.log, "gateway");
-    unsigned workers =
-        cfg.workers ? cfg.workers : std::max(1u, std::thread::hardware_concurrency());
     try {
-        boost::asio::io_context io(static_cast<int>(workers));
-        imgate::metrics_registry metrics;
-        imgate::gw::gateway_server server(io, cfg, metrics);
-        server.start();
-
-        imgate::daemon_control control(
-            io,
-            [&] {
-                server.stop([&] {
-                    spdlog::info("stopped");
-                    io.stop();
-                });
-            },
-            [&] { server.reload(); });
-        control.start();
-
-        if (!ready_file.empty()) {
-            nlohmann::json j{{"id", cfg.id},
-                             {"client", hostport(server.client_endpoint())},
-                             {"admin", hostport(server.admin_endpoint())},
-                             {"rpc", server.rpc_endpoint()},
-                             {"pid", ::getpid()}};
-            if (!imgate::write_ready_file(ready_file, j.dump())) {
-                spdlog::critical("cannot write the ready file {}", ready_file);
-                return 1;
-            }
+        imgate::gw::gateway_app app(std::move(cfg));
+        app.start();
+        if (!ready_file.empty() && !imgate::write_ready_file(ready_file, app.ready_json())) {
+            spdlog::critical("cannot write the ready file {}", ready_file);
+            return 1;
         }
         imgate::daemon_control::notify_ready("serving");
-        spdlog::info("gateway {} ready with {} worker threads", cfg.id, workers);
-
-        std::vector<std::thread> threads;
-        for (unsigned i = 1; i < workers; ++i) threads.emplace_back([&io] { io.run(); });
-        io.run();
-        for (auto& t : threads) t.join();
-        control.stop_watching();
+        app.run();
     } catch (const std::exception& e) {
         spdlog::critical("start-up failed: {}", e.what());
         return 1;

@@ -36,10 +36,10 @@ class session final : public session_sink, public std::enable_shared_from_this<s
     const std::string& user() const override { return user_; }
     const std::string& device() const override { return device_; }
     bool push_frame(const shared_frame& f) override;
-    bool push_owned(std::string bytes);
+    bool push_owned(std::string bytes) override;
 
     // Queues a final frame (kick/redirect/error), flushes the queue, then closes.
-    void finish(std::string last_frame);
+    void finish(std::string last_frame) override;
     void close_now();
     asio::any_io_executor socket_executor() { return sock_.get_executor(); }
     bool finishing() const { return closing_.load(std::memory_order_relaxed); }

@@ -1,7 +1,7 @@
 #include <gtest/gtest.h>
 
 #include "common/protocol.hpp"
-#include "gateway/server.hpp"
+#include "gateway/router.hpp"
 
 using namespace imgate;
 using namespace imgate::gw;

@@ -2,32 +2,14 @@
 
 #include <algorithm>
 
+#include "fake_session_sink.hpp"
 #include "gateway/hub.hpp"
 
 using namespace imgate::gw;
 
 namespace {
 
-// A session stand-in that records what it was sent.
-class fake_session : public session_sink {
-  public:
-    fake_session(uint64_t id, std::string user, std::string device, bool accept = true)
-        : id_(id), user_(std::move(user)), device_(std::move(device)), accept_(accept) {}
-    uint64_t session_id() const override { return id_; }
-    const std::string& user() const override { return user_; }
-    const std::string& device() const override { return device_; }
-    bool push_frame(const shared_frame& f) override {
-        if (!accept_) return false;
-        frames.push_back(f);
-        return true;
-    }
-    std::vector<shared_frame> frames;
-
-  private:
-    uint64_t id_;
-    std::string user_, device_;
-    bool accept_;
-};
+using fakes::fake_session;
 
 std::shared_ptr<fake_session> mk(uint64_t id, std::string u, std::string d = "") {
     return std::make_shared<fake_session>(id, std::move(u), std::move(d));

@@ -1,51 +1,25 @@
 #include <gtest/gtest.h>
 
-#include <boost/asio/io_context.hpp>
-
+#include "common/frame.hpp"
 #include "common/metrics.hpp"
-#include "gateway/server.hpp"
+#include "fake_session_sink.hpp"
+#include "gateway/router.hpp"
 
 using namespace imgate;
 using namespace imgate::gw;
 
 namespace {
-
-class fake_session : public session_sink {
-  public:
-    fake_session(uint64_t id, std::string user) : id_(id), user_(std::move(user)) {}
-    uint64_t session_id() const override { return id_; }
-    const std::string& user() const override { return user_; }
-    const std::string& device() const override { return device_; }
-    bool push_frame(const shared_frame& f) override {
-        frames.push_back(f);
-        return true;
-    }
-    std::vector<shared_frame> frames;
-
-  private:
-    uint64_t id_;
-    std::string user_, device_;
-};
-
-gateway_config test_config() {
-    gateway_config c;
-    c.id = "gw1";
-    c.fleet.gateways.push_back(gateway_spec{
-        "gw1", {"127.0.0.1", 0}, {"127.0.0.1", 0}, {"127.0.0.1", 0}, {"127.0.0.1", 0}});
-    c.token_secrets = {"0123456789abcdef0123"};
-    return c;
-}
-
+using fakes::fake_session;
 }  // namespace
 
 // Traffic from peers (the cluster calling deliver_local): a retried forward with the same
 // server_msg_id must never reach a session twice.
 TEST(LocalDelivery, RetriedForwardIsDeliveredOnce) {
-    boost::asio::io_context io;
     metrics_registry metrics;
-    gateway_server srv(io, test_config(), metrics);
+    gateway_metrics gm(metrics);
+    message_router srv("gw1", 1, gateway_limits{}, gm);
     auto bob = std::make_shared<fake_session>(7, "bob");
-    srv.sessions_hub().add(bob);
+    srv.sessions().add(bob);
 
     outbound_message m;
     m.server_msg_id = 1234;
@@ -79,11 +53,11 @@ TEST(LocalDelivery, RetriedForwardIsDeliveredOnce) {
 }
 
 TEST(LocalDelivery, SnapshotsForPeers) {
-    boost::asio::io_context io;
     metrics_registry metrics;
-    gateway_server srv(io, test_config(), metrics);
-    srv.sessions_hub().add(std::make_shared<fake_session>(1, "bob"));
-    srv.sessions_hub().join(1, "lobby", 4);
+    gateway_metrics gm(metrics);
+    message_router srv("gw1", 1, gateway_limits{}, gm);
+    srv.sessions().add(std::make_shared<fake_session>(1, "bob"));
+    srv.sessions().join(1, "lobby", 4);
     EXPECT_EQ(srv.local_users(), std::vector<std::string>{"bob"});
     EXPECT_EQ(srv.local_rooms(), std::vector<std::string>{"lobby"});
 }

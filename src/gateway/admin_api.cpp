@@ -1,0 +1,220 @@
+#include "gateway/admin_api.hpp"
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <unistd.h>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <nlohmann/json.hpp>
+#include <optional>
+
+#include "common/ids.hpp"
+#include "gateway/gateway_metrics.hpp"
+#include "gateway/router.hpp"
+#include "gateway/server.hpp"
+
+#ifndef IMGATE_VERSION
+#define IMGATE_VERSION "dev"
+#endif
+
+namespace imgate::gw {
+
+namespace {
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+// Standard base64 (RFC 4648 section 4, with padding) for /push "payload_b64". Strict: OpenSSL's
+// decoder skips surrounding whitespace and accepts '=' in odd places, so the alphabet and the
+// padding are checked here first and a sloppy backend hears about it instead of pushing garbage.
+std::optional<std::string> decode_base64(std::string_view in) {
+    if (in.size() % 4 != 0) return std::nullopt;
+    size_t pad = 0;
+    while (pad < 2 && pad < in.size() && in[in.size() - 1 - pad] == '=') ++pad;
+    for (size_t i = 0; i < in.size() - pad; ++i) {
+        char c = in[i];
+        bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                  c == '+' || c == '/';
+        if (!ok) return std::nullopt;
+    }
+    std::string out(in.size() / 4 * 3, '\0');
+    if (in.empty()) return out;
+    int n = EVP_DecodeBlock(reinterpret_cast<unsigned char*>(out.data()),
+                            reinterpret_cast<const unsigned char*>(in.data()), int(in.size()));
+    if (n < 0 || size_t(n) < pad) return std::nullopt;
+    out.resize(size_t(n) - pad);  // EVP_DecodeBlock counts the padding as zero bytes
+    return out;
+}
+
+http_response unauthorized() {
+    return http_response::error(http::status::unauthorized, "unauthorized",
+                                "missing or wrong admin bearer token");
+}
+
+std::string hostport(const asio::ip::tcp::endpoint& ep) {
+    return ep.address().to_string() + ":" + std::to_string(ep.port());
+}
+}  // namespace
+
+admin_api::admin_api(asio::io_context& io, gateway_server& gw, message_router& router,
+                     gateway_metrics& metrics, metrics_registry& registry)
+    : gw_(gw), router_(router), metrics_(metrics), registry_(registry) {
+    http_server_options o;
+    o.name = "admin";
+    o.body_limit = 1 << 20;
+    http_ = std::make_shared<http_server>(io, o, registry_);
+    http_->route(http::verb::get, "/status",
+                 http_sync_handler([this](const http_request_ctx&) { return status(); }));
+    http_->route(http::verb::get, "/metrics", http_sync_handler([this](const http_request_ctx&) {
+                     return http_response::text(registry_.render(), "text/plain; version=0.0.4");
+                 }));
+    http_->route(http::verb::get, "/healthz", http_sync_handler([this](const http_request_ctx&) {
+                     nlohmann::json j{{"status", "ok"}, {"state", to_string(gw_.state())}};
+                     return http_response::json(http::status::ok, j.dump());
+                 }));
+    http_->route(http::verb::post, "/drain",
+                 http_sync_handler([this](const http_request_ctx& ctx) { return drain(ctx); }));
+    http_->route(http::verb::post, "/push",
+                 http_handler([this](http_request_ctx ctx) { return push(std::move(ctx)); }));
+}
+
+void admin_api::listen(const endpoint& at) {
+    http_->listen(at);
+}
+asio::ip::tcp::endpoint admin_api::local_endpoint() const {
+    return http_->local_endpoint();
+}
+void admin_api::stop() {
+    http_->stop();
+}
+
+bool admin_api::authorized(const http_request_ctx& ctx) {
+    std::string token = gw_.admin_token();
+    auto it = ctx.req.find(http::field::authorization);
+    bool ok = false;
+    if (!token.empty() && it != ctx.req.end()) {
+        std::string_view v(it->value().data(), it->value().size());
+        constexpr std::string_view bearer = "Bearer ";
+        if (v.size() == bearer.size() + token.size() && v.substr(0, bearer.size()) == bearer)
+            ok = CRYPTO_memcmp(v.data() + bearer.size(), token.data(), token.size()) == 0;
+    }
+    if (!ok) metrics_.admin_unauthorized->inc();
+    return ok;
+}
+
+http_response admin_api::status() {
+    uint64_t g;
+    auto lim = gw_.limits(g);
+    size_t conns = gw_.connections();
+    const hub& h = router_.sessions();
+    nlohmann::json j;
+    j["id"] = gw_.id();
+    j["state"] = to_string(gw_.state());
+    j["connections"] = conns;
+    j["max_connections"] = lim->max_connections;
+    j["sessions"] = h.session_count();
+    j["users"] = h.user_count();
+    j["rooms"] = h.room_count();
+    j["full"] = conns >= lim->max_connections;
+    j["load"] = gw_.load();
+    j["event_loop_lag_ms"] = gw_.lag_ms();
+    j["pending_acks"] = router_.pending_ack_count();
+    j["pid"] = ::getpid();
+    j["version"] = IMGATE_VERSION;
+    j["uptime_s"] = gw_.uptime_s();
+    j["client"] = hostport(gw_.client_endpoint());
+    return http_response::json(http::status::ok, j.dump());
+}
+
+http_response admin_api::drain(const http_request_ctx& ctx) {
+    if (!authorized(ctx)) return unauthorized();
+    gw_.drain();
+    nlohmann::json j{{"state", to_string(gw_.state())}, {"connections", gw_.connections()}};
+    return http_response::json(http::status::ok, j.dump());
+}
+
+asio::awaitable<http_response> admin_api::push(http_request_ctx ctx) {
+    if (!authorized(ctx)) co_return unauthorized();
+    auto j = nlohmann::json::parse(ctx.req.body(), nullptr, false);
+    if (j.is_discarded() || !j.is_object())
+        co_return http_response::error(http::status::bad_request, "bad_request",
+                                       "body must be a JSON object");
+    outbound_message msg;
+    bool has_user = j.contains("user"), has_room = j.contains("room");
+    if (has_user == has_room)
+        co_return http_response::error(http::status::bad_request, "bad_request",
+                                       "give exactly one of \"user\" or \"room\"");
+    auto& t = has_user ? j["user"] : j["room"];
+    bool has_text = j.contains("payload"), has_b64 = j.contains("payload_b64");
+    if (has_text == has_b64)
+        co_return http_response::error(http::status::bad_request, "bad_request",
+                                       "give exactly one of \"payload\" or \"payload_b64\"");
+    auto& p = has_text ? j["payload"] : j["payload_b64"];
+    if (!t.is_string() || !p.is_string())
+        co_return http_response::error(
+            http::status::bad_request, "bad_request",
+            "\"user\"/\"room\" and \"payload\"/\"payload_b64\" must be strings");
+    uint64_t g;
+    auto lim = gw_.limits(g);
+    msg.target = t.get<std::string>();
+    if (auto e = ids::check(msg.target, lim->max_id_length); e != ids::id_error::none)
+        co_return http_response::error(http::status::bad_request, "bad_request",
+                                       std::string("target id is ") + ids::to_string(e));
+    if (has_text) {
+        msg.payload = p.get<std::string>();
+    } else {
+        auto bytes = decode_base64(p.get_ref<const std::string&>());
+        if (!bytes)
+            co_return http_response::error(
+                http::status::bad_request, "bad_request",
+                "\"payload_b64\" is not standard base64 (A-Z a-z 0-9 + /, '=' padding to a "
+                "multiple of 4 characters)");
+        msg.payload = std::move(*bytes);
+    }
+    if (msg.payload.size() > lim->max_payload_bytes)
+        co_return http_response::error(http::status::payload_too_large, "payload_too_large",
+                                       "payload exceeds max_payload_bytes");
+    msg.kind = has_user ? proto::target_kind::user : proto::target_kind::room;
+
+    // The cluster may answer on another thread: hand the result to this strand and wake up.
+    struct waiter {
+        asio::steady_timer timer;
+        bool done = false;
+        proto::code status = proto::code::internal;
+        uint32_t reached = 0;
+    };
+    auto ex = co_await asio::this_coro::executor;
+    auto w = std::make_shared<waiter>(waiter{asio::steady_timer(ex), false});
+    w->timer.expires_after(gw_.push_timeout());
+    auto on_done = [w, ex](proto::code c, uint32_t reached) {
+        asio::post(ex, [w, c, reached] {
+            w->done = true;
+            w->status = c;
+            w->reached = reached;
+            w->timer.cancel();
+        });
+    };
+    router_.push(msg, on_done);
+    if (!w->done) co_await w->timer.async_wait(use_tuple);
+    if (!w->done)
+        co_return http_response::error(http::status::gateway_timeout, "timeout",
+                                       "cluster did not answer");
+    metrics_.message(msg.kind, true, w->status);
+    nlohmann::json out;
+    out["server_msg_id"] = msg.server_msg_id;
+    out["reached"] = w->reached;
+    if (w->status == proto::code::ok)
+        out["status"] = "delivered";
+    else if (w->status == proto::code::offline)
+        out["status"] = "offline";
+    else {
+        out["status"] = "error";
+        out["error"] = proto::to_string(w->status);
+        co_return http_response::json(http::status::bad_gateway, out.dump());
+    }
+    co_return http_response::json(http::status::ok, out.dump());
+}
+
+}  // namespace imgate::gw

@@ -1,0 +1,60 @@
+#include "gateway/app.hpp"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <thread>
+#include <vector>
+
+namespace imgate::gw {
+
+namespace {
+unsigned worker_count(const gateway_config& c) {
+    return c.workers ? c.workers : std::max(1u, std::thread::hardware_concurrency());
+}
+
+std::string hostport(const asio::ip::tcp::endpoint& ep) {
+    return ep.address().to_string() + ":" + std::to_string(ep.port());
+}
+}  // namespace
+
+gateway_app::gateway_app(gateway_config cfg)
+    : workers_(worker_count(cfg)),
+      io_(static_cast<int>(workers_)),
+      server_(io_, std::move(cfg), metrics_),
+      control_(
+          io_, [this] { stop(); }, [this] { server_.reload(); }) {}
+
+void gateway_app::start() {
+    server_.start();
+    control_.start();
+}
+
+void gateway_app::stop() {
+    server_.stop([this] {
+        spdlog::info("stopped");
+        io_.stop();
+    });
+}
+
+void gateway_app::run() {
+    spdlog::info("gateway {} ready with {} worker threads", server_.id(), workers_);
+    std::vector<std::thread> threads;
+    for (unsigned i = 1; i < workers_; ++i) threads.emplace_back([this] { io_.run(); });
+    io_.run();
+    for (auto& t : threads) t.join();
+    control_.stop_watching();
+}
+
+std::string gateway_app::ready_json() const {
+    nlohmann::json j{{"id", server_.id()},
+                     {"client", hostport(server_.client_endpoint())},
+                     {"admin", hostport(server_.admin_endpoint())},
+                     {"rpc", server_.rpc_endpoint()},
+                     {"pid", ::getpid()}};
+    return j.dump();
+}
+
+}  // namespace imgate::gw

@@ -1,0 +1,68 @@
+#pragma once
+// Every metric of the gateway core (client listener, sessions, router, admin API, reload), declared
+// once here: names, help texts and labels live in gateway_metrics.cpp and nowhere else. The cluster
+// layer declares its own.
+#include <array>
+#include <functional>
+#include <map>
+#include <string>
+
+#include "common/metrics.hpp"
+#include "common/protocol.hpp"
+
+namespace imgate::gw {
+
+// Owns the counter handles of the gateway core, looked up once at start-up; every series exists
+// at 0 from then on (alerts divide rates of series that must not be born with their first event).
+class gateway_metrics {
+  public:
+    explicit gateway_metrics(metrics_registry& registry);
+
+    // What the gauges read when /metrics is rendered (any thread).
+    struct gauge_sources {
+        std::function<double()> connections, sessions, users, rooms, pending_acks,
+            event_loop_lag_seconds, max_connections;
+    };
+    void expose(gauge_sources g);
+
+    void error(proto::code c) {
+        if (auto* p = errors_[size_t(c) & 63]) p->inc();
+    }
+    void kick(proto::kick_reason r) {
+        if (auto* p = kicks_[size_t(r) & 7]) p->inc();
+    }
+    void login(const char* result) {
+        auto it = logins_.find(result);
+        if (it != logins_.end()) it->second->inc();
+    }
+    // One routed message by kind (user, room, or a backend push) and outcome.
+    void message(proto::target_kind kind, bool push, proto::code status);
+    void write(size_t frames) {
+        writes->inc();
+        frames_written->inc(frames);
+    }
+
+    counter* accepted;
+    counter* busy;
+    counter* slow;
+    counter* idle;
+    counter* dupes;
+    counter* receipts;
+    counter* deliveries;
+    counter* writes;
+    counter* frames_written;
+    counter* ack_evictions;
+    counter* admin_unauthorized;
+    counter* redirects;
+    counter* reload_ok;
+    counter* reload_failed;
+
+  private:
+    metrics_registry& registry_;
+    std::array<counter*, 64> errors_{};
+    std::array<counter*, 8> kicks_{};
+    std::map<std::string, counter*> logins_;  // filled in the constructor, read-only after
+    counter* msgs_[3][3] = {};                // [user|room|push][delivered|offline|error]
+};
+
+}  // namespace imgate::gw

@@ -87,19 +87,24 @@ class session_protocol {
     // A finishing session wrote its last byte.
     session_actions on_flushed(steady_time now);
     // The read side ended: the client closed (during linger, or at any time), or a read failed.
-    static session_actions on_read_end() { return {.close = close_cause::read_ended}; }
+    static session_actions on_read_end() { return closing(close_cause::read_ended); }
     // A frame would take the outbound queue over max_outbound_bytes: the client does not read fast
     // enough, and queuing more would grow without bound. Any thread.
     template <session_gateway G>
     static session_actions on_queue_overflow(G& gw) {
         gw.count_slow_consumer();
-        return {.close = close_cause::queue_over_bound};
+        return closing(close_cause::queue_over_bound);
     }
 
     bool logged_in() const { return logged_in_; }
     const gateway_limits& limits() const { return *limits_; }
 
   private:
+    static session_actions closing(close_cause why) {
+        session_actions a;
+        a.close = why;
+        return a;
+    }
     template <session_gateway G>
     session_actions on_login(const frame& f, G& gw);
     template <session_gateway G>

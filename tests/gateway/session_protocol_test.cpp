@@ -382,9 +382,9 @@ TEST(SessionProtocol, QueueOverItsBoundClosesAsSlowConsumer) {
 
 TEST(SessionProtocol, WriteStuckPastWriteTimeoutClosesAsSlowConsumer) {
     logged_in s;
+    s.p.on_frame(raw_frame(uint8_t(proto::op::pong), 0), t0 + 60s, s.gw);  // idle at 150 s
     s.p.on_write_started(t0 + 85s);
-    // The idle deadline fires while the write is 5 s old minus 1 ms: watched, not closed.
-    s.p.on_frame(raw_frame(uint8_t(proto::op::pong), 0), t0 + 60s, s.gw);
+    // The timer armed at login fires with the write 1 ms short of write_timeout: watched.
     auto a = s.p.on_deadline(t0 + 90s - 1ms, false, s.gw);
     EXPECT_EQ(a.close, close_cause::none);
     EXPECT_EQ(a.deadline, t0 + 90s);  // the write deadline comes before the idle one (150 s)

@@ -1,6 +1,7 @@
 #pragma once
-// One client connection: reads frames under a deadline, runs the login/heartbeat/send/room
-// protocol, and writes through one bounded outbound queue flushed by a single gathered write.
+// One client connection: the socket, its deadline timer, the decoder and one bounded outbound
+// queue flushed by a single gathered write. Every protocol decision is session_protocol's; this
+// file carries out the actions it returns.
 #include <atomic>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -16,6 +17,7 @@
 #include "common/protocol.hpp"
 #include "gateway/hub.hpp"
 #include "gateway/routing.hpp"
+#include "gateway/session_protocol.hpp"
 
 namespace imgate::gw {
 
@@ -23,8 +25,9 @@ namespace asio = boost::asio;
 class gateway_server;
 struct gateway_limits;
 
-// Owns the socket, the deadline timer, the decoder and the outbound queue of one connection.
-// Protocol handling runs on the socket's strand; push_frame may be called from any thread.
+// Owns the socket, the deadline timer, the decoder, the outbound queue and the protocol state of
+// one connection. Input and the protocol run on the socket's strand; push_frame, push_owned and
+// finish may be called from any thread.
 class session final : public session_sink, public std::enable_shared_from_this<session> {
   public:
     session(gateway_server& srv, asio::ip::tcp::socket sock, uint64_t id);
@@ -55,22 +58,18 @@ class session final : public session_sink, public std::enable_shared_from_this<s
         std::string_view view() const { return shared ? std::string_view(*shared) : own; }
     };
 
+    struct gateway_port;  // session_gateway over gateway_server, for this session
+
     void wait_readable();
     void on_readable(const boost::system::error_code& ec);
     void on_read_end();
-    void handle_frame(const frame& f);
-    void handle_login(const frame& f);
-    void handle_send(proto::send_msg& m, bool kind_valid, uint32_t corr);
-    void handle_room(const frame& f, bool join);
-    // corr: the request's for an answer, 0 for an error the server starts (login_timeout, framing).
-    void send_error(proto::code c, std::string message, uint32_t corr);
+    void carry_out(session_actions&& a);
     bool push_item(out_item item, size_t size);
     void start_write();
     void on_write(const boost::system::error_code& ec);
-    void arm_timer(std::chrono::steady_clock::time_point at);
+    void arm_timer(steady_time at);
     void on_timer();
-    void refresh_limits();
-    bool valid_ident(std::string_view s) const;
+    void refresh_limits(steady_time now);
 
     gateway_server& srv_;
     uint64_t id_;
@@ -81,14 +80,9 @@ class session final : public session_sink, public std::enable_shared_from_this<s
     std::string device_;
     std::atomic<bool> logged_in_{false};
 
-    uint64_t limits_gen_ = 0;  // declared before limits_: its initializer writes it
-    std::shared_ptr<const gateway_limits> limits_;  // strand only
-    std::atomic<uint64_t> max_outbound_{0};         // read by push_item on any thread
-    token_bucket bucket_;
-    std::chrono::steady_clock::time_point started_;
-    std::chrono::steady_clock::time_point last_rx_;
-    std::chrono::steady_clock::time_point write_started_{};
-    std::chrono::steady_clock::time_point linger_until_{};
+    uint64_t limits_gen_ = 0;                // declared before proto_: its initializer writes it
+    session_protocol proto_;                 // strand only
+    std::atomic<uint64_t> max_outbound_{0};  // read by push_item on any thread
 
     std::mutex qmu_;  // guards the outbound state below
     std::vector<out_item> queue_;
@@ -98,7 +92,6 @@ class session final : public session_sink, public std::enable_shared_from_this<s
     bool write_active_ = false;
     bool finish_after_flush_ = false;
     std::atomic<bool> closing_{false};  // no more input handled, no more frames accepted
-    bool shut_down_ = false;            // send side shut down (strand only)
 };
 
 }  // namespace imgate::gw

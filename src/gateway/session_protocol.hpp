@@ -1,0 +1,340 @@
+#pragma once
+// The client-session protocol without a socket (docs/protocol.md §3 "Session life cycle"): login,
+// heartbeat, the checks on SEND/JOIN/LEAVE and every deadline of one connection (login, idle,
+// write, linger). Events come in with the time; each answers a session_actions that the
+// connection (session.cpp) carries out. What needs the gateway (tokens, registration, routing,
+// metrics) is asked of a `session_gateway` passed to the event: session.cpp passes a thin
+// inlined adapter over gateway_server, tests a fake, and no frame pays a virtual call.
+#include <chrono>
+#include <concepts>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+
+#include "common/frame.hpp"
+#include "common/jwt.hpp"
+#include "common/protocol.hpp"
+#include "gateway/gateway_config.hpp"
+#include "gateway/routing.hpp"
+
+namespace imgate::gw {
+
+// After the last frame is flushed and the send side shut down, how long we wait for the client to
+// close before closing hard (closing at once could reset the connection and lose that frame).
+inline constexpr std::chrono::milliseconds session_linger{2000};
+
+// What the protocol asks of the gateway, for the one session it runs.
+template <class G>
+concept session_gateway = requires(G& g, std::string_view sv, std::string s, proto::send_msg& m,
+                                   const std::string& room, proto::code c, proto::target_kind k,
+                                   proto::kick_reason r) {
+    { g.serving() } -> std::convertible_to<bool>;      // not draining or stopping
+    { g.allow_login() } -> std::convertible_to<bool>;  // the source address's LOGIN rate
+    { g.verify_token(sv) } -> std::same_as<jwt::verify_result>;
+    // Registers the session as user/device (replacing the same device); false: no longer serving.
+    { g.register_session(std::move(s), std::move(s)) } -> std::convertible_to<bool>;
+    { g.gateway_id() } -> std::convertible_to<std::string_view>;
+    g.send(m, uint32_t{});  // routes m (its strings moved out); the SEND_RESULT echoes corr
+    g.ack(uint64_t{});
+    { g.join(room) } -> std::same_as<proto::code>;
+    { g.leave(room) } -> std::same_as<proto::code>;
+    g.count_error(c);
+    g.count_login("");
+    g.count_message(k, c);  // a SEND refused before routing
+    g.count_kick(r);
+    g.count_idle_close();
+    g.count_slow_consumer();
+};
+
+// Why the connection must close now; the session logs the slow-consumer ones.
+enum class close_cause : uint8_t { none, read_ended, linger_over, write_stalled, queue_over_bound };
+
+// What the connection does after an event, in this order. Default: nothing.
+struct session_actions {
+    std::string reply;                      // queue this frame (empty: none)
+    bool finish = false;                    // stop reading, flush the queue, then report on_flushed
+    std::string last_frame;                 // with finish: queued last, past the outbound bound
+    bool shutdown_send = false;             // everything is flushed: half-close
+    close_cause close = close_cause::none;  // close the socket now; anything queued is dropped
+    bool shrink_decoder = false;            // logged in: drop the buffer capacity the token needed
+    steady_time deadline{};  // (re-)arm the session's one timer here; epoch: leave it
+};
+
+// Owns the protocol state of one client session: its limits snapshot, send rate bucket, login
+// state and the instants its deadlines derive from. Not thread-safe: the session's strand only
+// (on_queue_overflow excepted: it touches no state).
+class session_protocol {
+  public:
+    session_protocol(std::shared_ptr<const gateway_limits> limits, steady_time now);
+
+    // The connection is accepted: the login deadline.
+    session_actions start() const;
+    // New limits (SIGHUP) apply from now on.
+    void set_limits(std::shared_ptr<const gateway_limits> limits, steady_time now);
+    // Bytes arrived, whole frames or not: the session is not idle.
+    void on_input(steady_time now) { last_rx_ = now; }
+    template <session_gateway G>
+    session_actions on_frame(const frame& f, steady_time now, G& gw);
+    // The decoder failed (over max_frame_bytes, wrong version).
+    template <session_gateway G>
+    session_actions on_framing_error(frame_error e, G& gw);
+    // The timer fired. finishing: the session is flushing its last frames (no input handled).
+    template <session_gateway G>
+    session_actions on_deadline(steady_time now, bool finishing, G& gw);
+    void on_write_started(steady_time now) { write_started_ = now; }
+    void on_write_done() { write_started_ = {}; }
+    // A finishing session wrote its last byte.
+    session_actions on_flushed(steady_time now);
+    // The read side ended: the client closed (during linger, or at any time), or a read failed.
+    static session_actions on_read_end() { return closing(close_cause::read_ended); }
+    // A frame would take the outbound queue over max_outbound_bytes: the client does not read fast
+    // enough, and queuing more would grow without bound. Any thread.
+    template <session_gateway G>
+    static session_actions on_queue_overflow(G& gw) {
+        gw.count_slow_consumer();
+        return closing(close_cause::queue_over_bound);
+    }
+
+    bool logged_in() const { return logged_in_; }
+    const gateway_limits& limits() const { return *limits_; }
+
+  private:
+    static session_actions closing(close_cause why) {
+        session_actions a;
+        a.close = why;
+        return a;
+    }
+    template <session_gateway G>
+    session_actions on_login(const frame& f, G& gw);
+    template <session_gateway G>
+    session_actions on_send(const frame& f, steady_time now, G& gw);
+    template <session_gateway G>
+    session_actions on_room(const frame& f, bool join, G& gw);
+    // corr: the request's for an answer, 0 for an error the server starts (timeout, framing).
+    template <session_gateway G>
+    static void error(session_actions& a, G& gw, proto::code c, std::string message,
+                      uint32_t corr) {
+        gw.count_error(c);
+        a.reply = proto::encode(proto::error_msg{c, std::move(message)}, corr);
+    }
+    // A login refusal: ERROR with the LOGIN's corr, then close after the flush.
+    template <session_gateway G>
+    static session_actions refuse_login(G& gw, const char* result, proto::code c,
+                                        std::string message, uint32_t corr) {
+        session_actions a;
+        gw.count_login(result);
+        error(a, gw, c, std::move(message), corr);
+        a.finish = true;
+        return a;
+    }
+    bool valid_id(std::string_view s) const;
+    proto::login_result_msg login_result(std::string user, std::string device,
+                                         std::string_view gateway_id) const;
+    steady_time login_deadline() const { return started_ + limits_->login_timeout; }
+
+    std::shared_ptr<const gateway_limits> limits_;
+    token_bucket bucket_;
+    steady_time started_;
+    steady_time last_rx_;
+    steady_time write_started_{};  // epoch: no write in progress
+    steady_time linger_until_{};
+    bool logged_in_ = false;
+    bool shut_down_ = false;  // send side shut down, lingering
+};
+
+template <session_gateway G>
+session_actions session_protocol::on_frame(const frame& f, steady_time now, G& gw) {
+    using proto::op;
+    last_rx_ = now;
+    if (!logged_in_) {
+        if (f.op == static_cast<uint8_t>(op::login)) return on_login(f, gw);
+        return refuse_login(gw, "login_required", proto::code::login_required,
+                            "the first frame must be LOGIN", f.corr);
+    }
+    session_actions a;
+    switch (static_cast<op>(f.op)) {
+        case op::ping:
+            // PING's body is empty; anything else is malformed like any other bad body.
+            if (!f.body.empty())
+                error(a, gw, proto::code::bad_frame, "PING must have an empty body", f.corr);
+            else
+                a.reply = proto::encode(proto::pong_msg{}, f.corr);
+            return a;
+        case op::send:
+            return on_send(f, now, gw);
+        case op::ack:
+            if (auto m = proto::decode<proto::ack_msg>(f))
+                gw.ack(m->server_msg_id);
+            else
+                error(a, gw, proto::code::bad_frame, "malformed ACK", f.corr);
+            return a;
+        case op::join:
+            return on_room(f, true, gw);
+        case op::leave:
+            return on_room(f, false, gw);
+        case op::login:
+            error(a, gw, proto::code::already_logged_in, "already logged in", f.corr);
+            return a;
+        case op::pong:
+            return a;  // a client answering a ping is activity, nothing more
+        default:
+            if (proto::is_known_op(f.op))
+                error(
+                    a, gw, proto::code::bad_request,
+                    std::string("a client may not send ") + proto::to_string(static_cast<op>(f.op)),
+                    f.corr);
+            else
+                error(a, gw, proto::code::unknown_op, "unknown op " + std::to_string(f.op), f.corr);
+            return a;
+    }
+}
+
+template <session_gateway G>
+session_actions session_protocol::on_login(const frame& f, G& gw) {
+    using proto::code;
+    auto m = proto::decode<proto::login_msg>(f);
+    if (!m) return refuse_login(gw, "bad_frame", code::bad_frame, "malformed LOGIN", f.corr);
+    static constexpr const char* draining_text =
+        "gateway is draining; reconnect through the dispatcher";
+    if (!gw.serving()) return refuse_login(gw, "draining", code::draining, draining_text, f.corr);
+    // Before any HMAC work: one address flooding LOGINs is refused, others are unaffected.
+    if (!gw.allow_login())
+        return refuse_login(gw, "rate_limited", code::rate_limited,
+                            "too many logins from this address; retry later", f.corr);
+    auto r = gw.verify_token(m->token);
+    if (!r) {
+        bool expired = r.error == jwt::verify_error::expired;
+        return refuse_login(gw, expired ? "token_expired" : "auth_failed",
+                            expired ? code::token_expired : code::auth_failed,
+                            jwt::to_string(r.error), f.corr);
+    }
+    if (!valid_id(r.c.sub) || (!r.c.dev.empty() && !valid_id(r.c.dev)))
+        return refuse_login(gw, "bad_identity", code::auth_failed,
+                            "user or device id is empty, too long, not UTF-8 or has a control, "
+                            "whitespace or invisible formatting character",
+                            f.corr);
+    std::string device = r.c.dev.empty() ? std::string(proto::default_device) : std::move(r.c.dev);
+    auto res = login_result(r.c.sub, device, gw.gateway_id());
+    // The gateway may have started draining (or stopping) while the token was checked.
+    if (!gw.register_session(std::move(r.c.sub), std::move(device)))
+        return refuse_login(gw, "draining", code::draining, draining_text, f.corr);
+    logged_in_ = true;
+    gw.count_login("ok");
+    session_actions a;
+    a.reply = proto::encode(res, f.corr);
+    a.deadline = last_rx_ + limits_->idle_timeout;  // the login deadline becomes the idle deadline
+    a.shrink_decoder = true;
+    return a;
+}
+
+template <session_gateway G>
+session_actions session_protocol::on_send(const frame& f, steady_time now, G& gw) {
+    session_actions a;
+    auto d = proto::decode_send(f);
+    if (!d) {
+        error(a, gw, proto::code::bad_frame, "malformed SEND", f.corr);
+        return a;
+    }
+    auto& m = d->msg;
+    // Refused before routing: exactly one SEND_RESULT, server_msg_id 0.
+    auto refuse = [&](proto::code c) {
+        gw.count_error(c);
+        // A message of no known kind is not counted under either kind.
+        if (d->kind_valid) gw.count_message(m.kind, c);
+        a.reply = proto::encode(proto::send_result_msg{m.client_msg_id, 0, c, 0}, f.corr);
+        return std::move(a);
+    };
+    if (!bucket_.take(now)) return refuse(proto::code::rate_limited);
+    if (m.payload.size() > limits_->max_payload_bytes)
+        return refuse(proto::code::payload_too_large);
+    if (!d->kind_valid || !valid_id(m.target)) return refuse(proto::code::bad_request);
+    gw.send(m, f.corr);
+    return a;
+}
+
+template <session_gateway G>
+session_actions session_protocol::on_room(const frame& f, bool join, G& gw) {
+    session_actions a;
+    std::string room;
+    if (join) {
+        auto m = proto::decode<proto::join_msg>(f);
+        if (!m) {
+            error(a, gw, proto::code::bad_frame, "malformed JOIN", f.corr);
+            return a;
+        }
+        room = std::move(m->room);
+    } else {
+        auto m = proto::decode<proto::leave_msg>(f);
+        if (!m) {
+            error(a, gw, proto::code::bad_frame, "malformed LEAVE", f.corr);
+            return a;
+        }
+        room = std::move(m->room);
+    }
+    proto::code c = proto::code::bad_request;
+    if (valid_id(room)) c = join ? gw.join(room) : gw.leave(room);
+    if (c != proto::code::ok) gw.count_error(c);
+    a.reply = proto::encode(proto::room_result_msg{std::move(room), c}, f.corr);
+    return a;
+}
+
+template <session_gateway G>
+session_actions session_protocol::on_framing_error(frame_error e, G& gw) {
+    session_actions a;
+    // corr 0: the header that failed is not trusted enough to echo any of its fields.
+    error(a, gw,
+          e == frame_error::too_large ? proto::code::frame_too_large
+                                      : proto::code::unsupported_version,
+          to_string(e), 0);
+    a.finish = true;
+    return a;
+}
+
+template <session_gateway G>
+session_actions session_protocol::on_deadline(steady_time now, bool finishing, G& gw) {
+    session_actions a;
+    if (shut_down_) {
+        if (now >= linger_until_)
+            a.close = close_cause::linger_over;
+        else
+            a.deadline = linger_until_;
+        return a;
+    }
+    // A stalled write is seen at the next deadline (login, idle or a finishing session's write
+    // deadline): writes arm no timer of their own, so a fast write costs no timer operation.
+    bool writing = write_started_ != steady_time{};
+    if (writing && now - write_started_ >= limits_->write_timeout) {
+        gw.count_slow_consumer();
+        a.close = close_cause::write_stalled;
+        return a;
+    }
+    if (finishing) {
+        // on_flushed arms the linger deadline; meanwhile only the write is watched.
+        if (writing) a.deadline = write_started_ + limits_->write_timeout;
+        return a;
+    }
+    if (!logged_in_) {
+        if (now < login_deadline()) {
+            a.deadline = login_deadline();
+            return a;
+        }
+        gw.count_login("login_timeout");
+        error(a, gw, proto::code::login_timeout, "no LOGIN within the login timeout", 0);
+        a.finish = true;
+        return a;
+    }
+    auto idle_at = last_rx_ + limits_->idle_timeout;
+    if (now >= idle_at) {
+        gw.count_idle_close();
+        gw.count_kick(proto::kick_reason::idle);
+        a.finish = true;
+        a.last_frame = proto::encode(
+            proto::kick_msg{proto::kick_reason::idle, 0, "no frame within the idle timeout"});
+        return a;
+    }
+    a.deadline = writing ? std::min(idle_at, write_started_ + limits_->write_timeout) : idle_at;
+    return a;
+}
+
+}  // namespace imgate::gw

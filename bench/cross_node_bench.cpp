@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "common/awaitable.hpp"
 #include "common/config.hpp"
 #include "tests/support/process.hpp"
 #include "common/daemon.hpp"
@@ -37,7 +38,6 @@
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 using namespace imgate;
-constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 namespace {
 

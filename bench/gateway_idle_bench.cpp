@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "common/awaitable.hpp"
 #include "common/config.hpp"
 #include "common/daemon.hpp"
 #include "common/frame.hpp"
@@ -27,7 +28,6 @@
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
 using namespace imgate;
-constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 namespace {
 
@@ -61,8 +61,8 @@ asio::awaitable<void> opener(std::vector<std::unique_ptr<tcp::socket>>& socks, s
             continue;
         }
         auto now = jwt::now_seconds();
-        std::string tok = jwt::sign({"idle" + std::to_string(i), "d", now + 3600}, secret, now);
-        std::string out = proto::encode(proto::login_msg{tok});
+        std::string use_tuple = jwt::sign({"idle" + std::to_string(i), "d", now + 3600}, secret, now);
+        std::string out = proto::encode(proto::login_msg{use_tuple});
         auto [wec, wn] = co_await asio::async_write(*s, asio::buffer(out), use_tuple);
         char hdr[frame_header_size];
         auto [rec, rn] = co_await asio::async_read(*s, asio::buffer(hdr), use_tuple);

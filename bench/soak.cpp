@@ -34,6 +34,7 @@
 #include "client/http_client.hpp"
 #include "client/logic.hpp"
 #include "client/session.hpp"
+#include "common/awaitable.hpp"
 #include "common/config.hpp"
 #include "common/daemon.hpp"
 #include "common/jwt.hpp"
@@ -43,7 +44,6 @@ namespace asio = boost::asio;
 using namespace imgate;
 using sclock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
-constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 namespace {
 

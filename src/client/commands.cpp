@@ -23,6 +23,7 @@
 #include "client/connector.hpp"
 #include "client/http_client.hpp"
 #include "client/session.hpp"
+#include "common/awaitable.hpp"
 #include "common/config.hpp"
 #include "common/daemon.hpp"
 #include "common/ids.hpp"
@@ -34,7 +35,6 @@ namespace asio = boost::asio;
 using json = nlohmann::json;
 using clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
-constexpr auto tok = asio::as_tuple(asio::use_awaitable);
 
 namespace {
 
@@ -348,7 +348,7 @@ struct listener {
             err_line("reconnecting in " + std::to_string(wait.count()) + " ms");
             asio::steady_timer t(io);
             t.expires_at(std::min(end_at, clock::now() + wait));
-            co_await t.async_wait(tok);
+            co_await t.async_wait(use_tuple);
             if (timed_out) co_return finish_code();
         }
         co_return 0;
@@ -597,7 +597,7 @@ int run_chat(listen_args a, std::string to, std::string room) {
             asio::posix::stream_descriptor in(lp->io, ::dup(STDIN_FILENO));
             asio::streambuf buf(64 * 1024);
             while (!lp->done && !lp->interrupted && !lp->timed_out) {
-                auto [ec, n] = co_await asio::async_read_until(in, buf, '\n', tok);
+                auto [ec, n] = co_await asio::async_read_until(in, buf, '\n', use_tuple);
                 if (ec) break;
                 std::string line(asio::buffers_begin(buf.data()),
                                  asio::buffers_begin(buf.data()) + n - 1);
@@ -616,10 +616,10 @@ int run_chat(listen_args a, std::string to, std::string room) {
             while (lp->current && lp->backlog.empty() && lp->current->queued_bytes() > 0 &&
                    std::chrono::steady_clock::now() < until) {
                 t.expires_after(milliseconds(10));
-                co_await t.async_wait(tok);
+                co_await t.async_wait(use_tuple);
             }
             t.expires_after(milliseconds(300));
-            co_await t.async_wait(tok);
+            co_await t.async_wait(use_tuple);
             lp->stop_all(false);
         };
         spawn(l.io, stdin_loop(&l), "imgate chat stdin");

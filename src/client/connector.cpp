@@ -4,10 +4,11 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "common/awaitable.hpp"
+
 namespace imgate::client {
 
 using clock = std::chrono::steady_clock;
-constexpr auto tok = asio::as_tuple(asio::use_awaitable);
 
 bool is_fatal_login_error(proto::code c) {
     switch (c) {
@@ -38,7 +39,7 @@ asio::awaitable<bool> connector::sleep_until(std::chrono::milliseconds d,
     if (until > deadline) until = deadline;
     asio::steady_timer t(ex_);
     t.expires_at(until);
-    co_await t.async_wait(tok);
+    co_await t.async_wait(use_tuple);
     co_return clock::now() < deadline;
 }
 

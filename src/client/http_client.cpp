@@ -8,13 +8,14 @@
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
+#include "common/awaitable.hpp"
+
 namespace imgate::client {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
-constexpr auto tok = asio::as_tuple(asio::use_awaitable);
 
 asio::awaitable<http_result> http_request(asio::any_io_executor ex, const std::string& method,
                                           const std::string& host, uint16_t port,
@@ -26,14 +27,14 @@ asio::awaitable<http_result> http_request(asio::any_io_executor ex, const std::s
                         (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
                         std::to_string(port);
     tcp::resolver resolver(ex);
-    auto [rec, results] = co_await resolver.async_resolve(host, std::to_string(port), tok);
+    auto [rec, results] = co_await resolver.async_resolve(host, std::to_string(port), use_tuple);
     if (rec) {
         out.error = "cannot resolve " + host + ": " + rec.message();
         co_return out;
     }
     beast::tcp_stream stream(ex);
     stream.expires_after(timeout);
-    auto [cec, ep] = co_await stream.async_connect(results, tok);
+    auto [cec, ep] = co_await stream.async_connect(results, use_tuple);
     if (cec) {
         out.error = "cannot connect to " + where + ": " +
                     (cec == beast::error::timeout ? std::string("timed out") : cec.message());
@@ -48,7 +49,7 @@ asio::awaitable<http_result> http_request(asio::any_io_executor ex, const std::s
         req.body() = std::move(body);
     }
     req.prepare_payload();
-    auto [wec, wn] = co_await http::async_write(stream, req, tok);
+    auto [wec, wn] = co_await http::async_write(stream, req, use_tuple);
     if (wec) {
         out.error = "request to " + where + target + " failed: " + wec.message();
         co_return out;
@@ -56,7 +57,7 @@ asio::awaitable<http_result> http_request(asio::any_io_executor ex, const std::s
     beast::flat_buffer buf;
     http::response_parser<http::string_body> parser;
     parser.body_limit(4 * 1024 * 1024);
-    auto [rec2, rn] = co_await http::async_read(stream, buf, parser, tok);
+    auto [rec2, rn] = co_await http::async_read(stream, buf, parser, use_tuple);
     if (rec2) {
         out.error = "no answer from " + where + target + ": " +
                     (rec2 == beast::error::timeout ? std::string("timed out") : rec2.message());

@@ -17,6 +17,7 @@
 
 #include "client/connector.hpp"
 #include "client/session.hpp"
+#include "common/awaitable.hpp"
 #include "common/config.hpp"
 #include "common/daemon.hpp"
 #include "common/jwt.hpp"
@@ -26,7 +27,6 @@ namespace imgate::client {
 namespace asio = boost::asio;
 using clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
-constexpr auto tok = asio::as_tuple(asio::use_awaitable);
 
 namespace {
 
@@ -187,7 +187,7 @@ struct load_run {
     asio::awaitable<void> sleep(milliseconds d) {
         asio::steady_timer t(io);
         t.expires_after(d);
-        co_await t.async_wait(tok);
+        co_await t.async_wait(use_tuple);
     }
 
     asio::awaitable<int> run(bool json) {

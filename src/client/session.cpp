@@ -5,6 +5,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include "common/awaitable.hpp"
 #include "common/daemon.hpp"
 
 namespace imgate::client {
@@ -12,7 +13,6 @@ namespace imgate::client {
 using boost::system::error_code;
 using tcp = asio::ip::tcp;
 using clock = std::chrono::steady_clock;
-constexpr auto tok = asio::as_tuple(asio::use_awaitable);
 
 const char* to_string(end_reason r) {
     switch (r) {
@@ -88,7 +88,7 @@ asio::awaitable<error_code> client_session::connect(std::string host, uint16_t p
                         std::to_string(port);
     remote_ = where;
     tcp::resolver resolver(ex_);
-    auto [rec, results] = co_await resolver.async_resolve(host, std::to_string(port), tok);
+    auto [rec, results] = co_await resolver.async_resolve(host, std::to_string(port), use_tuple);
     if (rec) {
         if (detail) *detail = "cannot resolve " + host + ": " + rec.message();
         co_return rec;
@@ -110,7 +110,7 @@ asio::awaitable<error_code> client_session::connect(std::string host, uint16_t p
             socket_.bind(tcp::endpoint(*opts_.source, 0), ec);
             if (ec) break;
         }
-        auto [cec] = co_await socket_.async_connect(entry.endpoint(), tok);
+        auto [cec] = co_await socket_.async_connect(entry.endpoint(), use_tuple);
         ec = cec;
         if (!ec || guard->fired) break;
     }
@@ -131,7 +131,7 @@ asio::awaitable<error_code> client_session::connect(std::string host, uint16_t p
 }
 
 asio::awaitable<error_code> client_session::read_more() {
-    auto [ec, n] = co_await socket_.async_read_some(asio::buffer(rbuf_), tok);
+    auto [ec, n] = co_await socket_.async_read_some(asio::buffer(rbuf_), use_tuple);
     if (!ec) {
         decoder_.feed(std::string_view(rbuf_, n));
         last_rx_ = clock::now();
@@ -151,7 +151,7 @@ asio::awaitable<login_outcome> client_session::login(std::string token) {
     timer.expires_after(opts_.login_timeout);
     timer.async_wait(deadline_handler(guard));
     std::string wire = proto::encode(proto::login_msg{std::move(token)}, next_corr_++);
-    auto [wec, wn] = co_await asio::async_write(socket_, asio::buffer(wire), tok);
+    auto [wec, wn] = co_await asio::async_write(socket_, asio::buffer(wire), use_tuple);
     error_code ec = wec;
     std::optional<frame> f;
     while (!ec) {
@@ -396,14 +396,14 @@ asio::awaitable<void> client_session::writer(std::shared_ptr<client_session> sel
                 co_return;
             }
             wake_.expires_at(clock::time_point::max());
-            co_await wake_.async_wait(tok);
+            co_await wake_.async_wait(use_tuple);
             continue;
         }
         inflight_.swap(pending_);
         pending_.clear();
         writing_ = true;
         write_started_ = clock::now();
-        auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(inflight_), tok);
+        auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(inflight_), use_tuple);
         writing_ = false;
         inflight_.clear();
         if (ec) {
@@ -421,7 +421,7 @@ asio::awaitable<void> client_session::ticker(std::shared_ptr<client_session> sel
     period = std::max(period, milliseconds(20));
     while (open_) {
         tick_.expires_after(period);
-        co_await tick_.async_wait(tok);
+        co_await tick_.async_wait(use_tuple);
         if (!open_) co_return;
         auto now = clock::now();
         if (now - last_rx_ > rt) {

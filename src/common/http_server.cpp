@@ -20,12 +20,12 @@
 #include <limits>
 #include <optional>
 
+#include "common/awaitable.hpp"
 #include "common/daemon.hpp"
 
 namespace imgate {
 
 namespace {
-constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 constexpr int64_t no_deadline = std::numeric_limits<int64_t>::max();
 
 int64_t now_ns() {

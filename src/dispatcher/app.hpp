@@ -12,7 +12,7 @@
 #include "common/daemon.hpp"
 #include "common/http_server.hpp"
 #include "common/metrics.hpp"
-#include "dispatcher/clock.hpp"
+#include "common/clock.hpp"
 #include "dispatcher/dispatcher_config.hpp"
 #include "dispatcher/fleet_state.hpp"
 #include "dispatcher/poller.hpp"

@@ -15,7 +15,7 @@
 
 #include "common/config.hpp"
 #include "common/metrics.hpp"
-#include "dispatcher/clock.hpp"
+#include "common/clock.hpp"
 #include "dispatcher/gateway_status.hpp"
 #include "dispatcher/health.hpp"
 #include "dispatcher/region_table.hpp"

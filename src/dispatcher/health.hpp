@@ -7,7 +7,7 @@
 #include <optional>
 #include <string>
 
-#include "dispatcher/clock.hpp"
+#include "common/clock.hpp"
 #include "dispatcher/gateway_status.hpp"
 
 namespace imgate::disp {

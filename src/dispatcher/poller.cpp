@@ -16,6 +16,7 @@
 #include <boost/beast/http/write.hpp>
 #include <random>
 
+#include "common/awaitable.hpp"
 #include "common/daemon.hpp"
 
 namespace imgate::disp {
@@ -26,7 +27,6 @@ namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
 namespace {
-constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 }
 
 struct poller::loop {

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "common/awaitable.hpp"
 #include "common/ids.hpp"
 #include "gateway/gateway_metrics.hpp"
 #include "gateway/router.hpp"
@@ -24,7 +25,6 @@
 namespace imgate::gw {
 
 namespace {
-constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 // Standard base64 (RFC 4648 section 4, with padding) for /push "payload_b64". Strict: OpenSSL's
 // decoder skips surrounding whitespace and accepts '=' in odd places, so the alphabet and the

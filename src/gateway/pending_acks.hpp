@@ -11,9 +11,10 @@
 #include <string>
 #include <unordered_map>
 
+#include "common/clock.hpp"
+
 namespace imgate::gw {
 
-using steady_time = std::chrono::steady_clock::time_point;
 
 // Where a receipt for a delivered 1:1 message must go.
 struct ack_origin {

@@ -8,6 +8,7 @@
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "common/awaitable.hpp"
 #include "common/daemon.hpp"
 #include "common/logging.hpp"
 #include "gateway/admin_api.hpp"
@@ -16,7 +17,6 @@
 namespace imgate::gw {
 
 namespace {
-constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 gateway_live live_of(const gateway_config& c) {
     return gateway_live{c.limits, c.token_secrets, c.token_leeway_s, c.admin_token};

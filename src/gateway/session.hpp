@@ -16,7 +16,6 @@
 #include "common/frame.hpp"
 #include "common/protocol.hpp"
 #include "gateway/hub.hpp"
-#include "gateway/routing.hpp"
 #include "gateway/session_protocol.hpp"
 
 namespace imgate::gw {

@@ -12,11 +12,12 @@
 #include <string_view>
 #include <utility>
 
+#include "common/clock.hpp"
 #include "common/frame.hpp"
 #include "common/jwt.hpp"
 #include "common/protocol.hpp"
+#include "common/token_bucket.hpp"
 #include "gateway/gateway_config.hpp"
-#include "gateway/routing.hpp"
 
 namespace imgate::gw {
 

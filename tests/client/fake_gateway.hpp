@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "common/awaitable.hpp"
 #include "common/daemon.hpp"
 #include "common/frame.hpp"
 #include "common/protocol.hpp"
@@ -67,9 +68,8 @@ class fake_gateway {
 
   private:
     asio::awaitable<void> accept_loop() {
-        constexpr auto tok = asio::as_tuple(asio::use_awaitable);
         while (true) {
-            auto [ec, sock] = co_await acc_.async_accept(tok);
+            auto [ec, sock] = co_await acc_.async_accept(use_tuple);
             if (ec) co_return;
             conn_ = std::make_shared<tcp::socket>(std::move(sock));
             co_await serve(conn_);
@@ -77,12 +77,11 @@ class fake_gateway {
     }
 
     asio::awaitable<void> serve(std::shared_ptr<tcp::socket> s) {
-        constexpr auto tok = asio::as_tuple(asio::use_awaitable);
         frame_decoder dec;
         char buf[4096];
         logged_in = false;
         while (true) {
-            auto [ec, n] = co_await s->async_read_some(asio::buffer(buf), tok);
+            auto [ec, n] = co_await s->async_read_some(asio::buffer(buf), use_tuple);
             if (ec) co_return;
             dec.feed(std::string_view(buf, n));
             while (auto f = dec.next()) {

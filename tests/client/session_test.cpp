@@ -6,16 +6,17 @@
 #include <nlohmann/json.hpp>
 
 #include "client/connector.hpp"
+#include "common/awaitable.hpp"
 #include "common/http_server.hpp"
 #include "common/metrics.hpp"
 #include "fake_gateway.hpp"
 
 using namespace imgate::client;
 using imgate::test::fake_gateway;
+using imgate::use_tuple;
 namespace proto = imgate::proto;
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
-constexpr auto tok = asio::as_tuple(asio::use_awaitable);
 
 namespace {
 
@@ -42,7 +43,7 @@ asio::awaitable<bool> until(P pred, std::chrono::milliseconds limit = 2000ms) {
     while (!pred()) {
         if (std::chrono::steady_clock::now() > end) co_return false;
         t.expires_after(2ms);
-        co_await t.async_wait(tok);
+        co_await t.async_wait(use_tuple);
     }
     co_return true;
 }

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+using namespace imgate;
 using namespace imgate::disp;
 using namespace std::chrono_literals;
 

@@ -5,6 +5,7 @@
 #include "gateway/message_ids.hpp"
 #include "gateway/pending_acks.hpp"
 
+using namespace imgate;
 using namespace imgate::gw;
 using namespace std::chrono_literals;
 

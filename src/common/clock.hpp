@@ -1,11 +1,12 @@
 #pragma once
-// Time as the dispatcher's logic sees it: a monotonic clock for decisions and a wall clock for
-// what is displayed. Injected so that the state machine and the balancer are tested without
-// sleeping.
+// Time as the daemons' logic sees it: a monotonic clock for decisions and a wall clock for what
+// is displayed or stamped on messages. The one injection style of the project: the dispatcher's
+// health machine and balancer, the gateway's router and session protocol take the time from
+// here (or as a plain `now` argument), so they are tested without sleeping.
 #include <chrono>
 #include <cstdint>
 
-namespace imgate::disp {
+namespace imgate {
 
 using steady_time = std::chrono::steady_clock::time_point;
 
@@ -42,4 +43,4 @@ class manual_clock final : public clock_source {
     int64_t wall0_;
 };
 
-}  // namespace imgate::disp
+}  // namespace imgate

@@ -9,7 +9,7 @@
 #include "common/frame.hpp"
 #include "common/jwt.hpp"
 #include "fuzz_support.hpp"
-#include "gateway/rpc_link.hpp"
+#include "gateway/rpc_handshake.hpp"
 #include "gateway/rpc_wire.hpp"
 #include "messages.hpp"
 

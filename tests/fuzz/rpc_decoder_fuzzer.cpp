@@ -14,7 +14,7 @@
 #include <tuple>
 
 #include "fuzz_support.hpp"
-#include "gateway/rpc_link.hpp"
+#include "gateway/rpc_handshake.hpp"
 #include "gateway/rpc_wire.hpp"
 
 using namespace imgate;

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include "rpc_frames.hpp"
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/read.hpp>
@@ -19,14 +21,7 @@ namespace {
 
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
-std::vector<frame> frames_of(const std::string& bytes) {
-    frame_decoder d(rpc::max_body, rpc_protocol_version);
-    d.feed(bytes);
-    std::vector<frame> out;
-    while (auto f = d.next()) out.push_back(*f);
-    EXPECT_EQ(d.error(), frame_error::none);
-    return out;
-}
+using imgate::gw::test::rpc_frames_of;
 
 // Connects a peer_conn to a plain socket on loopback and hands both to the test, then reads what
 // the peer_conn writes until it closes.
@@ -95,7 +90,7 @@ TEST(PeerConn, WriterSendsFramesInOrderWithPatchedCorrAndFlushesBeforeClosing) {
     lb.conn->close_when_flushed();
     EXPECT_FALSE(lb.conn->closed());  // not before the queue is written
 
-    auto frames = frames_of(lb.read_to_eof());
+    auto frames = rpc_frames_of(lb.read_to_eof());
     ASSERT_EQ(frames.size(), 4u);
     EXPECT_EQ(frames[0].op, static_cast<uint8_t>(rpc::op::ping));
     EXPECT_EQ(frames[1].corr, 41u);

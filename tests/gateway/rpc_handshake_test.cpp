@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include "rpc_frames.hpp"
+
 #include "gateway/rpc_wire.hpp"
 
 using namespace imgate;
@@ -12,14 +14,7 @@ namespace {
 
 const std::string secret = "0123456789abcdef-cluster";
 
-std::vector<frame> frames_of(const std::string& bytes) {
-    frame_decoder d(rpc::max_body, rpc_protocol_version);
-    d.feed(bytes);
-    std::vector<frame> out;
-    while (auto f = d.next()) out.push_back(*f);
-    EXPECT_EQ(d.error(), frame_error::none);
-    return out;
-}
+using imgate::gw::test::rpc_frames_of;
 
 bool fleet(std::string_view id) {
     return id == "gw1" || id == "gw2" || id == "gw3";
@@ -38,13 +33,13 @@ pair_result run(rpc::connector_handshake& c, rpc::acceptor_handshake& a) {
     std::string to_acceptor = c.hello();
     std::string to_connector;
     for (int round = 0; round < 4; ++round) {
-        for (auto& f : frames_of(std::exchange(to_acceptor, {}))) {
+        for (auto& f : rpc_frames_of(std::exchange(to_acceptor, {}))) {
             auto s = a.on_frame(f);
             to_connector += s.out;
             r.acceptor = s.st;
             r.acceptor_error = s.error;
         }
-        for (auto& f : frames_of(std::exchange(to_connector, {}))) {
+        for (auto& f : rpc_frames_of(std::exchange(to_connector, {}))) {
             auto s = c.on_frame(f);
             to_acceptor += s.out;
             r.connector = s.st;
@@ -81,13 +76,13 @@ TEST(RpcHandshake, ConnectorWithWrongSecretIsRefusedByTheAcceptor) {
 
 TEST(RpcHandshake, AcceptorWithWrongSecretIsRejectedByTheConnector) {
     rpc::connector_handshake c("gw1", "gw2", secret, nonce('a'));
-    auto ch = frames_of(rpc::encode(rpc::challenge_msg{"gw2", nonce('b')}));
+    auto ch = rpc_frames_of(rpc::encode(rpc::challenge_msg{"gw2", nonce('b')}));
     auto s = c.on_frame(ch[0]);
     EXPECT_EQ(s.st, rpc::hs_step::state::pending);
     // An impostor acceptor accepts anything, but cannot produce the acceptor proof.
     auto forged = rpc::handshake_proof("wrong-secret-wrong-secret", "acceptor", "gw1", "gw2",
                                        nonce('a'), nonce('b'));
-    s = c.on_frame(frames_of(rpc::encode(rpc::auth_ok_msg{forged}))[0]);
+    s = c.on_frame(rpc_frames_of(rpc::encode(rpc::auth_ok_msg{forged}))[0]);
     EXPECT_EQ(s.st, rpc::hs_step::state::failed);
     EXPECT_EQ(s.error, rpc::hs_error::bad_proof);
 }
@@ -96,23 +91,23 @@ TEST(RpcHandshake, ReflectingAProofDoesNotWork) {
     // The connector's own AUTH proof, reflected back as the acceptor's AUTH_OK proof, must fail:
     // the role is part of the MAC input.
     rpc::connector_handshake c("gw1", "gw2", secret, nonce('a'));
-    auto s = c.on_frame(frames_of(rpc::encode(rpc::challenge_msg{"gw2", nonce('b')}))[0]);
-    auto auth = rpc::decode<rpc::auth_msg>(frames_of(s.out)[0]);
+    auto s = c.on_frame(rpc_frames_of(rpc::encode(rpc::challenge_msg{"gw2", nonce('b')}))[0]);
+    auto auth = rpc::decode<rpc::auth_msg>(rpc_frames_of(s.out)[0]);
     ASSERT_TRUE(auth);
-    s = c.on_frame(frames_of(rpc::encode(rpc::auth_ok_msg{auth->proof}))[0]);
+    s = c.on_frame(rpc_frames_of(rpc::encode(rpc::auth_ok_msg{auth->proof}))[0]);
     EXPECT_EQ(s.st, rpc::hs_step::state::failed);
     EXPECT_EQ(s.error, rpc::hs_error::bad_proof);
 }
 
 TEST(RpcHandshake, UnknownPeerSelfAndGarbageAreRefused) {
     rpc::acceptor_handshake a("gw2", secret, fleet, nonce('b'));
-    auto s = a.on_frame(frames_of(rpc::encode(rpc::hello_msg{"gw9", nonce('a')}))[0]);
+    auto s = a.on_frame(rpc_frames_of(rpc::encode(rpc::hello_msg{"gw9", nonce('a')}))[0]);
     EXPECT_EQ(s.error, rpc::hs_error::unknown_peer);
     rpc::acceptor_handshake self("gw2", secret, fleet, nonce('b'));
-    s = self.on_frame(frames_of(rpc::encode(rpc::hello_msg{"gw2", nonce('a')}))[0]);
+    s = self.on_frame(rpc_frames_of(rpc::encode(rpc::hello_msg{"gw2", nonce('a')}))[0]);
     EXPECT_EQ(s.error, rpc::hs_error::unknown_peer);
     rpc::acceptor_handshake g("gw2", secret, fleet, nonce('b'));
-    s = g.on_frame(frames_of(rpc::encode(rpc::ping_msg{}))[0]);
+    s = g.on_frame(rpc_frames_of(rpc::encode(rpc::ping_msg{}))[0]);
     EXPECT_EQ(s.error, rpc::hs_error::bad_frame);
     EXPECT_FALSE(s.out.empty());
 }

@@ -66,7 +66,7 @@ class connector {
     std::mt19937_64 rng_;
     log_fn log_;
     failover_plan plan_;
-    backoff backoff_;
+    backoff backoff_{std::chrono::milliseconds(200), std::chrono::milliseconds(10000)};
 };
 
 }  // namespace imgate::client

@@ -245,15 +245,6 @@ void failover_plan::mark_failed(const gateway_addr& g) {
     exclude_.push_back(std::move(key));
 }
 
-milliseconds backoff::next(std::mt19937_64& rng, milliseconds floor) {
-    int64_t cap = initial_.count();
-    for (unsigned i = 0; i < attempt_ && cap < max_.count(); ++i) cap *= 2;
-    cap = std::min<int64_t>(cap, max_.count());
-    if (attempt_ < 64) ++attempt_;
-    std::uniform_int_distribution<int64_t> d(cap / 2, cap);
-    return std::max(milliseconds(d(rng)), floor);
-}
-
 void latency_stats::add(uint64_t us) {
     ++count_;
     sum_ += us;

@@ -1,6 +1,6 @@
 #pragma once
 // Socket-free pieces of the `imgate` tool: argument parsing and validation, the load generator's
-// address guard, the dispatcher answer and fail-over order, reconnect back-off, latency
+// address guard, the dispatcher answer and fail-over order, latency
 // statistics, and the text/JSON renderings of received messages. Unit-tested without a network.
 #include <chrono>
 #include <cstdint>
@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/backoff.hpp"
 #include "common/config.hpp"
 #include "common/protocol.hpp"
 
@@ -89,25 +90,9 @@ class failover_plan {
     std::vector<std::string> exclude_;  // ids only
 };
 
-// Exponential back-off with full jitter, the random source injected.
-class backoff {
-  public:
-    backoff(std::chrono::milliseconds initial = std::chrono::milliseconds(200),
-            std::chrono::milliseconds max = std::chrono::milliseconds(10000))
-        : initial_(initial), max_(max) {}
-    // Delay before attempt n (n = 0 for the first retry); in [cap/2, cap] where cap doubles per
-    // attempt up to max. floor: a server hint (Retry-After, reconnect_after_ms) that wins if
-    // longer.
-    std::chrono::milliseconds next(std::mt19937_64& rng,
-                                   std::chrono::milliseconds floor = std::chrono::milliseconds(0));
-    void reset() { attempt_ = 0; }
-    unsigned attempt() const { return attempt_; }
-
-  private:
-    std::chrono::milliseconds initial_;
-    std::chrono::milliseconds max_;
-    unsigned attempt_ = 0;
-};
+// Reconnect back-off: the one shared with the gateway's RPC links (common/backoff.hpp), driven
+// here by the caller's generator: next(rng, floor).
+using imgate::backoff;
 
 // Latency samples with bounded memory: exact up to `capacity` samples, reservoir-sampled beyond
 // (uniform, with the injected random source), so percentiles stay unbiased over long runs.

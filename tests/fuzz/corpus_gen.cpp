@@ -9,12 +9,14 @@
 #include "common/frame.hpp"
 #include "common/jwt.hpp"
 #include "fuzz_support.hpp"
-#include "gateway/rpc_link.hpp"
+#include "gateway/rpc_handshake.hpp"
 #include "gateway/rpc_wire.hpp"
 #include "messages.hpp"
 
 // The generator links no fuzz target; satisfy fuzz_support.hpp's declaration.
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t*, size_t) { return 0; }
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t*, size_t) {
+    return 0;
+}
 
 using namespace imgate;
 namespace fs = std::filesystem;
@@ -105,8 +107,8 @@ void message_bodies_seeds() {
     for (size_t i = 0; i < std::tuple_size_v<fuzz::all_messages>; ++i) {
         uint8_t op = fuzz::nth_op(i);
         for (int v = 0; v < 2; ++v) {
-            std::string name = std::string(proto::to_string(static_cast<proto::op>(op))) + "-" +
-                               std::to_string(v);
+            std::string name =
+                std::string(proto::to_string(static_cast<proto::op>(op))) + "-" + std::to_string(v);
             std::string seed(1, static_cast<char>(i));
             seed.append(body_of(op, v));
             put("message_bodies", name, seed);
@@ -124,8 +126,9 @@ void roundtrip_seeds() {
     }
     // Every type once, short strings: [chunk][ (type, corr(4), fields...) ]...
     std::string s(1, '\x05');
-    for (size_t i = 0; i < 16; ++i) s += std::string(1, char(i)) + "\x00\x00\x00\x07" + "\x03" + "abc" +
-                                          std::string(24, '\x01');
+    for (size_t i = 0; i < 16; ++i)
+        s +=
+            std::string(1, char(i)) + "\x00\x00\x00\x07" + "\x03" + "abc" + std::string(24, '\x01');
     put("roundtrip", "each-type", s);
 }
 
@@ -143,7 +146,8 @@ void jwt_seeds() {
     auto raw = [&](const std::string& h, const std::string& p, const std::string& sig) {
         return jwt::base64url_encode(h) + "." + jwt::base64url_encode(p) + "." + sig;
     };
-    mode0("alg-none", raw(R"({"alg":"none","typ":"JWT"})", R"({"sub":"root","exp":1900000000})", ""));
+    mode0("alg-none",
+          raw(R"({"alg":"none","typ":"JWT"})", R"({"sub":"root","exp":1900000000})", ""));
     mode0("alg-hs512", raw(R"({"alg":"HS512"})", R"({"sub":"x","exp":1900000000})", "AAAA"));
     mode0("two-parts", "abc.def");
     mode0("bad-base64", "a+b.c/d.e=f");
@@ -170,8 +174,19 @@ void jwt_seeds() {
     mode1("m1-alg-none", 0, R"({"alg":"none"})", R"({"sub":"alice","exp":1900000000})");
     mode1("m1-array", 0, "[]", "{}");
     // Mode 2: [sub str][dev str][exp delta u32].
-    put("jwt_verify", "m2-mint", std::string("\x02\x05" "alice" "\x02" "d1" "\x00\x00\x0e\x10", 14));
-    put("jwt_verify", "m2-expired", std::string("\x82\x03" "bob" "\x00" "\xff\xff\xff\xf0", 10));
+    put("jwt_verify", "m2-mint",
+        std::string("\x02\x05"
+                    "alice"
+                    "\x02"
+                    "d1"
+                    "\x00\x00\x0e\x10",
+                    14));
+    put("jwt_verify", "m2-expired",
+        std::string("\x82\x03"
+                    "bob"
+                    "\x00"
+                    "\xff\xff\xff\xf0",
+                    10));
 }
 
 void query_seeds() {
@@ -183,9 +198,10 @@ void query_seeds() {
     q("bad-percent", "uid=%zz&x=%4");
     q("repeated", "uid=a&uid=b");
     q("empty-key", "=v&&k=");
-    q("many", "a=1&b=2&c=3&d=4&e=5&f=6&g=7&h=8&i=9&j=10&k=11&l=12&m=13&n=14&o=15&p=16&q=17&"
-              "r=18&s=19&t=20&u=21&v=22&w=23&x=24&y=25&z=26&aa=27&ab=28&ac=29&ad=30&ae=31&af=32&"
-              "ag=33");
+    q("many",
+      "a=1&b=2&c=3&d=4&e=5&f=6&g=7&h=8&i=9&j=10&k=11&l=12&m=13&n=14&o=15&p=16&q=17&"
+      "r=18&s=19&t=20&u=21&v=22&w=23&x=24&y=25&z=26&aa=27&ab=28&ac=29&ad=30&ae=31&af=32&"
+      "ag=33");
     q("utf8", "uid=%E7%94%A8%E6%88%B7&region=%00");
 }
 
@@ -291,8 +307,9 @@ void dispatcher_seeds() {
     st("status-ok", R"({"id":"gw1","state":"serving","connections":10,"max_connections":100,)"
                     R"("sessions":9,"full":false,"load":0.1,"pid":42,"version":"0.1.0",)"
                     R"("uptime_s":12.5})");
-    st("status-bad-load", R"({"id":"gw1","state":"serving","connections":1,"max_connections":1,)"
-                          R"("sessions":1,"full":true,"load":1e309,"pid":1,"version":"x","uptime_s":-1})");
+    st("status-bad-load",
+       R"({"id":"gw1","state":"serving","connections":1,"max_connections":1,)"
+       R"("sessions":1,"full":true,"load":1e309,"pid":1,"version":"x","uptime_s":-1})");
     st("status-missing", R"({"id":"gw1"})");
     st("status-array", "[1,2,3]");
 }

@@ -14,7 +14,7 @@
 #include <tuple>
 
 #include "fuzz_support.hpp"
-#include "gateway/rpc_link.hpp"
+#include "gateway/rpc_handshake.hpp"
 #include "gateway/rpc_wire.hpp"
 
 using namespace imgate;
@@ -22,11 +22,10 @@ using namespace imgate::gw;
 
 namespace {
 
-using rpc_messages =
-    std::tuple<rpc::hello_msg, rpc::challenge_msg, rpc::auth_msg, rpc::auth_ok_msg,
-               rpc::auth_fail_msg, rpc::ping_msg, rpc::pong_msg, rpc::forward_msg,
-               rpc::forward_result_msg, rpc::receipt_msg, rpc::presence_msg,
-               rpc::room_interest_msg>;
+using rpc_messages = std::tuple<rpc::hello_msg, rpc::challenge_msg, rpc::auth_msg, rpc::auth_ok_msg,
+                                rpc::auth_fail_msg, rpc::ping_msg, rpc::pong_msg, rpc::forward_msg,
+                                rpc::forward_result_msg, rpc::receipt_msg, rpc::presence_msg,
+                                rpc::room_interest_msg>;
 
 template <size_t I = 0>
 void check_canonical(size_t which, std::string_view body) {
@@ -45,7 +44,9 @@ void check_canonical(size_t which, std::string_view body) {
 const std::string secret = "fuzz-cluster-secret-0123456789abcdef";
 const std::string nonce_a(rpc::nonce_size, 'A');
 const std::string nonce_c(rpc::nonce_size, 'C');
-bool is_member(std::string_view id) { return id == "gw1" || id == "gw2"; }
+bool is_member(std::string_view id) {
+    return id == "gw1" || id == "gw2";
+}
 
 bool decode_all(frame_decoder& d, std::string_view bytes, std::vector<frame>& out) {
     d.feed(bytes);

@@ -16,7 +16,6 @@
 #include <sstream>
 #include <thread>
 
-#include "../support/process.hpp"
 #include "gateway/rpc_cluster.hpp"
 
 using namespace imgate;
@@ -37,8 +36,6 @@ bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds lim
     }
     return cond();
 }
-
-using imgate::test::free_port;
 
 // Stands in for the gateway core: a set of local users (sessions per user) and rooms.
 class fake_local final : public local_delivery {
@@ -176,6 +173,17 @@ struct node {
     std::thread thread;
 };
 
+// The nodes were started with every rpc port 0, so each bound a port of its own choosing; the
+// fleet with those ports reaches every node as a reload would (SIGHUP), and their links come up.
+// No port is picked before it is bound, so none can be taken in between.
+fleet_config learn_ports(const std::map<std::string, node*>& nodes) {
+    std::map<std::string, uint16_t> ports;
+    for (auto& [id, nd] : nodes) ports[id] = nd->cluster->rpc_port();
+    auto fleet = make_fleet(ports);
+    for (auto& [id, nd] : nodes) nd->cluster->reload(fleet);
+    return fleet;
+}
+
 outbound_message to_user(const std::string& u, uint64_t id = 1) {
     outbound_message m;
     m.server_msg_id = id;
@@ -199,9 +207,11 @@ outbound_message to_room(const std::string& r, uint64_t id = 1) {
 class ThreeNodes : public ::testing::Test {
   protected:
     void SetUp() override {
-        ports = {{"gw1", free_port()}, {"gw2", free_port()}, {"gw3", free_port()}};
-        fleet = make_fleet(ports);
-        for (auto id : {"gw1", "gw2", "gw3"}) nodes[id] = std::make_unique<node>(fleet, id, secret);
+        auto unbound = make_fleet({{"gw1", 0}, {"gw2", 0}, {"gw3", 0}});
+        for (auto id : {"gw1", "gw2", "gw3"})
+            nodes[id] = std::make_unique<node>(unbound, id, secret);
+        fleet = learn_ports({{"gw1", &n("gw1")}, {"gw2", &n("gw2")}, {"gw3", &n("gw3")}});
+        for (auto& g : fleet.gateways) ports[g.id] = g.rpc.port;
         ASSERT_TRUE(eventually([&] {
             for (auto& [id, n] : nodes)
                 if (n->cluster->links_up() != 2 || n->cluster->inbound_up() != 2) return false;
@@ -401,10 +411,10 @@ TEST_F(ThreeNodes, ReloadRemovesAndAddsAPeerWithoutTouchingOthers) {
 }
 
 TEST(ClusterRpc, WrongSecretIsRefusedAndCounted) {
-    std::map<std::string, uint16_t> ports{{"gw1", free_port()}, {"gw2", free_port()}};
-    auto fleet = make_fleet(ports);
-    node a(fleet, "gw1", secret);
-    node b(fleet, "gw2", "a-different-secret-entirely");
+    auto unbound = make_fleet({{"gw1", 0}, {"gw2", 0}});
+    node a(unbound, "gw1", secret);
+    node b(unbound, "gw2", "a-different-secret-entirely");
+    learn_ports({{"gw1", &a}, {"gw2", &b}});
     EXPECT_TRUE(eventually([&] {
         return a.counter_value(
                    "imgate_rpc_auth_failures_total{direction=\"inbound\",reason=\"bad_proof\"}") >=
@@ -421,8 +431,8 @@ TEST(ClusterRpc, WrongSecretIsRefusedAndCounted) {
 }
 
 TEST(ClusterRpc, GarbageAndClientProtocolOnTheRpcPortAreRefused) {
-    std::map<std::string, uint16_t> ports{{"gw1", free_port()}, {"gw2", free_port()}};
-    node a(make_fleet(ports), "gw1", secret);
+    // gw2 never runs: gw1's link to it keeps failing to connect.
+    node a(make_fleet({{"gw1", 0}, {"gw2", 0}}), "gw1", secret);
     asio::io_context io;
     for (std::string junk : {std::string("GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
                              proto::encode(proto::login_msg{"token"})}) {
@@ -446,13 +456,13 @@ TEST(ClusterRpc, GarbageAndClientProtocolOnTheRpcPortAreRefused) {
 // nothing; it used to ping only when it had written nothing, so its own read deadline closed a
 // healthy link every peer_timeout and the peer forgot all its users each time.
 TEST(ClusterRpc, OneWayAnnouncementsForManyPeerTimeoutsKeepTheLink) {
-    std::map<std::string, uint16_t> ports{{"gw1", free_port()}, {"gw2", free_port()}};
-    auto fleet = make_fleet(ports);
+    auto unbound = make_fleet({{"gw1", 0}, {"gw2", 0}});
     auto cfg = fast_config();
     cfg.ping_interval = 100ms;
     cfg.peer_timeout = 300ms;
-    node a(fleet, "gw1", secret, cfg);
-    node b(fleet, "gw2", secret, cfg);
+    node a(unbound, "gw1", secret, cfg);
+    node b(unbound, "gw2", secret, cfg);
+    learn_ports({{"gw1", &a}, {"gw2", &b}});
     ASSERT_TRUE(
         eventually([&] { return a.cluster->links_up() == 1 && b.cluster->links_up() == 1; }));
     // gw1 announces a presence change every 20 ms for 2 s (nearly 7 peer timeouts); gw2 starts

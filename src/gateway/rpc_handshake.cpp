@@ -1,10 +1,11 @@
-#include "gateway/rpc_link.hpp"
+#include "gateway/rpc_handshake.hpp"
 
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 
-#include <algorithm>
-#include <cmath>
+#include <stdexcept>
 
+#include "common/bytes.hpp"
 #include "common/jwt.hpp"
 #include "gateway/rpc_wire.hpp"
 
@@ -24,6 +25,13 @@ const char* to_string(hs_error e) {
             return "refused";
     }
     return "unknown";
+}
+
+std::string random_nonce() {
+    std::string n(nonce_size, '\0');
+    if (RAND_bytes(reinterpret_cast<unsigned char*>(n.data()), static_cast<int>(n.size())) != 1)
+        throw std::runtime_error("RAND_bytes failed");
+    return n;
 }
 
 std::string handshake_proof(std::string_view secret, std::string_view role,
@@ -136,86 +144,6 @@ hs_step acceptor_handshake::on_frame(const frame& f) {
         return s;
     }
     return failed(hs_error::bad_frame);
-}
-
-uint32_t call_table::add(clock::time_point deadline, callback cb) {
-    if (calls_.size() >= max_) return 0;
-    do {
-        ++next_;
-    } while (next_ == 0 || calls_.count(next_));
-    calls_.emplace(next_, call{deadline, std::move(cb)});
-    deadlines_.emplace(deadline, next_);
-    return next_;
-}
-
-bool call_table::complete(uint32_t corr, forward_result r) {
-    auto it = calls_.find(corr);
-    if (it == calls_.end()) return false;
-    auto cb = std::move(it->second.cb);
-    calls_.erase(it);
-    if (calls_.empty()) deadlines_ = {};
-    cb(r);
-    return true;
-}
-
-size_t call_table::expire(clock::time_point now) {
-    std::vector<callback> due;
-    while (!deadlines_.empty() && deadlines_.top().first <= now) {
-        auto [deadline, corr] = deadlines_.top();
-        deadlines_.pop();
-        auto it = calls_.find(corr);
-        // The id may have been answered, or reused by a later call with a later deadline.
-        if (it == calls_.end() || it->second.deadline != deadline) continue;
-        due.push_back(std::move(it->second.cb));
-        calls_.erase(it);
-    }
-    for (auto& cb : due) cb(forward_result{proto::code::timeout, 0});
-    return due.size();
-}
-
-size_t call_table::fail_all(proto::code c) {
-    std::vector<callback> all;
-    all.reserve(calls_.size());
-    for (auto& [id, c2] : calls_) all.push_back(std::move(c2.cb));
-    calls_.clear();
-    deadlines_ = {};
-    for (auto& cb : all) cb(forward_result{c, 0});
-    return all.size();
-}
-
-std::optional<clock::time_point> call_table::next_deadline() {
-    while (!deadlines_.empty()) {
-        auto [deadline, corr] = deadlines_.top();
-        auto it = calls_.find(corr);
-        if (it != calls_.end() && it->second.deadline == deadline) return deadline;
-        deadlines_.pop();
-    }
-    return std::nullopt;
-}
-
-std::chrono::milliseconds backoff::next() {
-    double base = static_cast<double>(min_.count()) * std::pow(2.0, std::min(attempt_, 30u));
-    base = std::min(base, static_cast<double>(max_.count()));
-    ++attempt_;
-    double r = std::clamp(random01_(), 0.0, 1.0);
-    return std::chrono::milliseconds(static_cast<int64_t>(base / 2 + r * base / 2));
-}
-
-void result_combiner::add(const forward_result& r) {
-    if (r.status == proto::code::ok || r.status == proto::code::offline) {
-        reached_ += r.reached;
-    } else if (r.status == proto::code::timeout) {
-        timeout_ = true;
-    } else {
-        failed_ = true;
-    }
-}
-
-forward_result result_combiner::result() const {
-    if (reached_ > 0) return {proto::code::ok, reached_};
-    if (timeout_) return {proto::code::timeout, 0};
-    if (failed_) return {proto::code::unavailable, 0};
-    return {proto::code::offline, 0};
 }
 
 }  // namespace imgate::gw::rpc

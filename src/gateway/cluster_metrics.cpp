@@ -1,0 +1,127 @@
+#include "gateway/cluster_metrics.hpp"
+
+namespace imgate::gw {
+
+namespace {
+
+const char* const forwards_name = "imgate_rpc_forwards_total";
+const char* const auth_name = "imgate_rpc_auth_failures_total";
+const char* const auth_help = "RPC handshakes refused (wrong secret, unknown peer, garbage)";
+const char* const closed_name = "imgate_rpc_links_closed_total";
+const char* const closed_help = "Peer links closed by this gateway, by reason";
+const char* const protocol_name = "imgate_rpc_protocol_errors_total";
+const char* const protocol_help = "Malformed or unexpected frames from authenticated peers";
+const char* const connects_name = "imgate_rpc_link_connects_total";
+
+}  // namespace
+
+cluster_metrics::cluster_metrics(metrics_registry& m, const fleet_config& fleet,
+                                 const std::string& self_id)
+    : forward_frames(m.get_counter("imgate_rpc_forward_frames_total",
+                                   "FORWARD frames sent to peers (one per peer per message)")),
+      forwards_received(m.get_counter("imgate_rpc_forwards_received_total",
+                                      "FORWARD frames received from peers")),
+      receipts_dropped(
+          m.get_counter("imgate_rpc_receipts_dropped_total",
+                        "Receipts not sent because the link to the origin gateway was down")),
+      late_answers(m.get_counter("imgate_rpc_late_answers_total",
+                                 "FORWARD_RESULTs for calls already timed out")),
+      in_flight_full(
+          m.get_counter("imgate_rpc_in_flight_full_total",
+                        "Forwards failed fast because max_in_flight calls were pending")),
+      claims_received(m.get_counter("imgate_rpc_device_claims_received_total",
+                                    "DEVICE_CLAIMs from peers (a user+device logged in there; "
+                                    "older sessions here kicked)")),
+      claims_sent(m.get_counter("imgate_rpc_device_claims_sent_total",
+                                "DEVICE_CLAIMs sent to peers holding the user")),
+      links_up(m.get_gauge("imgate_rpc_links_up", "Authenticated outbound peer links")),
+      inbound_links(m.get_gauge("imgate_rpc_inbound_links", "Authenticated inbound peer links")),
+      directory_users(m.get_gauge("imgate_rpc_directory_users",
+                                  "Users known to be on other gateways (directory entries)")),
+      directory_rooms(m.get_gauge("imgate_rpc_directory_rooms",
+                                  "Rooms with members on other gateways (directory entries)")),
+      directory_user_locations(m.get_gauge("imgate_rpc_directory_user_locations",
+                                           "(user, peer gateway) pairs in the directory")),
+      directory_room_locations(m.get_gauge("imgate_rpc_directory_room_locations",
+                                           "(room, peer gateway) pairs in the directory")),
+      m_(m) {
+    const char* results[] = {"delivered", "offline", "unavailable", "timeout"};
+    for (int i = 0; i < 4; ++i)
+        forward_results_[i] = &m.get_counter(
+            forwards_name, "Cross-node forwards by combined result", {{"result", results[i]}});
+    for (const char* r : {"bad_frame", "unknown_peer", "bad_proof", "refused", "timeout", "closed"})
+        auth_failure("outbound", r);
+    for (const char* r :
+         {"bad_frame", "unknown_peer", "bad_proof", "timeout", "closed", "too_many_handshakes"})
+        auth_failure("inbound", r);
+    for (const char* r : {"slow_consumer", "read_timeout", "write_stall"}) closed_for(r);
+    for (const char* d : {"inbound", "outbound"}) protocol_error(d);
+    for (auto o : {rpc::op::forward, rpc::op::receipt, rpc::op::presence, rpc::op::room_interest,
+                   rpc::op::device_claim})
+        entries_skipped_[static_cast<uint8_t>(o)] = &m.get_counter(
+            "imgate_rpc_entries_skipped_total",
+            "Entries from peers skipped because an id breaks the id rule (link kept)",
+            {{"op", rpc::to_string(o)}});
+    for (auto& g : fleet.gateways)
+        if (g.id != self_id) connects(g.id);
+}
+
+counter& cluster_metrics::forward_result(proto::code c) {
+    switch (c) {
+        case proto::code::ok:
+            return *forward_results_[0];
+        case proto::code::offline:
+            return *forward_results_[1];
+        case proto::code::timeout:
+            return *forward_results_[3];
+        default:
+            return *forward_results_[2];
+    }
+}
+
+// The maps are filled by the constructor and then only read, on the cluster's strand; a label
+// value missing from the constructor's lists is still counted, just not pre-registered.
+template <class Register>
+counter& cluster_metrics::cached(by_label& m, const std::string& key, Register reg) {
+    auto it = m.find(key);
+    if (it != m.end()) return *it->second;
+    counter& c = reg();
+    m.emplace(key, &c);
+    return c;
+}
+
+counter& cluster_metrics::auth_failure(const char* direction, const char* reason) {
+    auto reg = [&]() -> counter& {
+        return m_.get_counter(auth_name, auth_help, {{"direction", direction}, {"reason", reason}});
+    };
+    return cached(auth_failures_, std::string(direction) + "/" + reason, reg);
+}
+
+counter& cluster_metrics::closed_for(const char* reason) {
+    auto reg = [&]() -> counter& {
+        return m_.get_counter(closed_name, closed_help, {{"reason", reason}});
+    };
+    return cached(closed_, reason, reg);
+}
+
+counter& cluster_metrics::protocol_error(const char* direction) {
+    auto reg = [&]() -> counter& {
+        return m_.get_counter(protocol_name, protocol_help, {{"direction", direction}});
+    };
+    return cached(protocol_errors_, direction, reg);
+}
+
+counter& cluster_metrics::entry_skipped(rpc::op o) {
+    return *entries_skipped_.at(static_cast<uint8_t>(o));
+}
+
+counter& cluster_metrics::connects(const std::string& peer) {
+    return m_.get_counter(connects_name, "Successful handshakes on the outbound link to a peer",
+                          {{"peer", peer}});
+}
+
+void cluster_metrics::forget_peer(const std::string& peer) {
+    m_.remove_series(connects_name, "peer", peer);
+}
+
+}  // namespace imgate::gw

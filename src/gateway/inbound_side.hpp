@@ -1,0 +1,59 @@
+#pragma once
+// The listening side of the mesh: the RPC acceptor, the unauthenticated connections still in
+// their handshake (bounded by max_handshakes as well as by connect_timeout), the authenticated
+// inbound connection of each peer, and the directory those peers' announcements build. The
+// acceptor's decisions are rpc::acceptor_handshake's; the frames of an authenticated peer are
+// peer_service's.
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+
+#include "gateway/cluster_context.hpp"
+#include "gateway/directory.hpp"
+#include "gateway/peer_conn.hpp"
+
+namespace imgate::gw {
+
+// Owns the acceptor, every inbound connection and the session directory. Lives on the strand.
+class inbound_side : public std::enable_shared_from_this<inbound_side> {
+  public:
+    // dir: null for the default announced_directory.
+    inbound_side(std::shared_ptr<cluster_context> ctx, std::unique_ptr<session_directory> dir);
+
+    // Binds and listens on the fleet's rpc address of this gateway (throws std::runtime_error);
+    // publishes the bound port to ctx.port.
+    void bind(const fleet_config& fleet);
+    // Starts the accept loop (on the strand). on_peer_up(peer): a peer has authenticated its
+    // inbound link (called on the strand).
+    void start(std::function<void(const std::string&)> on_peer_up);
+    // Closes the acceptor and every connection.
+    void stop();
+    // After a reload: closes the links of peers no longer in the fleet (their cleanup drops what
+    // they announced).
+    void close_non_members();
+
+    session_directory& directory() { return *dir_; }
+    // The directory, when it is the default in-memory one (answers inline).
+    announced_directory* announced() { return announced_; }
+
+  private:
+    static boost::asio::awaitable<void> accept_loop(std::shared_ptr<inbound_side> self);
+    static boost::asio::awaitable<void> serve(std::shared_ptr<inbound_side> self,
+                                              std::shared_ptr<peer_conn> c);
+    boost::asio::awaitable<void> guard_close(std::shared_ptr<peer_conn> c);
+
+    std::shared_ptr<cluster_context> ctx_;
+    std::unique_ptr<session_directory> dir_;
+    announced_directory* announced_;
+    std::function<void(const std::string&)> on_peer_up_;
+    boost::asio::ip::tcp::acceptor acceptor_;
+    std::map<std::string, std::shared_ptr<peer_conn>> inbound_;  // authenticated, by peer id
+    std::set<std::shared_ptr<peer_conn>> handshaking_;
+    bool handshake_cap_logged_ = false;
+};
+
+}  // namespace imgate::gw

@@ -6,6 +6,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "common/awaitable.hpp"
 #include "common/daemon.hpp"
 #include "gateway/peer_service.hpp"
 #include "gateway/rpc_handshake.hpp"
@@ -16,7 +17,6 @@ namespace {
 
 using tcp = asio::ip::tcp;
 using error_code = boost::system::error_code;
-constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 }  // namespace
 

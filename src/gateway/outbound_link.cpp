@@ -5,6 +5,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include "common/awaitable.hpp"
 #include "common/daemon.hpp"
 #include "gateway/rpc_handshake.hpp"
 
@@ -15,7 +16,6 @@ namespace {
 using tcp = asio::ip::tcp;
 using error_code = boost::system::error_code;
 using rpc::clock;
-constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 }  // namespace
 

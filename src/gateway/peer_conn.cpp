@@ -5,6 +5,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 
+#include "common/awaitable.hpp"
 #include "common/bytes.hpp"
 #include "common/daemon.hpp"
 
@@ -13,7 +14,6 @@ namespace imgate::gw {
 namespace {
 
 using error_code = boost::system::error_code;
-constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 }  // namespace
 

@@ -8,18 +8,18 @@
 
 #include "gateway/hub.hpp"
 
-namespace imgate::gw::fakes {
+namespace imgate::test {
 
 // Owns copies of what the hub or the router queued to it; `accept` false makes it refuse frames
 // like a session that is closing.
-class fake_session : public session_sink {
+class fake_session : public gw::session_sink {
   public:
     fake_session(uint64_t id, std::string user, std::string device = "", bool accept = true)
         : id_(id), user_(std::move(user)), device_(std::move(device)), accept_(accept) {}
     uint64_t session_id() const override { return id_; }
     const std::string& user() const override { return user_; }
     const std::string& device() const override { return device_; }
-    bool push_frame(const shared_frame& f) override {
+    bool push_frame(const gw::shared_frame& f) override {
         if (!accept_) return false;
         frames.push_back(f);
         return true;
@@ -34,7 +34,7 @@ class fake_session : public session_sink {
         last = std::move(last_frame);
     }
 
-    std::vector<shared_frame> frames;
+    std::vector<gw::shared_frame> frames;
     std::vector<std::string> owned;
     bool finished = false;
     std::string last;
@@ -45,4 +45,4 @@ class fake_session : public session_sink {
     bool accept_;
 };
 
-}  // namespace imgate::gw::fakes
+}  // namespace imgate::test

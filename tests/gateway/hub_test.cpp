@@ -9,7 +9,7 @@ using namespace imgate::gw;
 
 namespace {
 
-using fakes::fake_session;
+using imgate::test::fake_session;
 
 std::shared_ptr<fake_session> mk(uint64_t id, std::string u, std::string d = "") {
     return std::make_shared<fake_session>(id, std::move(u), std::move(d));

@@ -9,7 +9,7 @@ using namespace imgate;
 using namespace imgate::gw;
 
 namespace {
-using fakes::fake_session;
+using imgate::test::fake_session;
 }  // namespace
 
 // Traffic from peers (the cluster calling deliver_local): a retried forward with the same

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include "common/awaitable.hpp"
 #include "rpc_frames.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -19,9 +20,8 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
-constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
-using imgate::gw::test::rpc_frames_of;
+using imgate::test::rpc_frames_of;
 
 // Connects a peer_conn to a plain socket on loopback and hands both to the test, then reads what
 // the peer_conn writes until it closes.

@@ -10,7 +10,7 @@
 
 using namespace imgate;
 using namespace imgate::gw;
-using fakes::fake_session;
+using imgate::test::fake_session;
 
 namespace {
 

@@ -8,10 +8,10 @@
 #include "common/frame.hpp"
 #include "gateway/rpc_wire.hpp"
 
-namespace imgate::gw::test {
+namespace imgate::test {
 
 inline std::vector<frame> rpc_frames_of(const std::string& bytes) {
-    frame_decoder d(rpc::max_body, rpc_protocol_version);
+    frame_decoder d(gw::rpc::max_body, rpc_protocol_version);
     d.feed(bytes);
     std::vector<frame> out;
     while (auto f = d.next()) out.push_back(*f);
@@ -19,4 +19,4 @@ inline std::vector<frame> rpc_frames_of(const std::string& bytes) {
     return out;
 }
 
-}  // namespace imgate::gw::test
+}  // namespace imgate::test

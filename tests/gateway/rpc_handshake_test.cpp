@@ -14,7 +14,7 @@ namespace {
 
 const std::string secret = "0123456789abcdef-cluster";
 
-using imgate::gw::test::rpc_frames_of;
+using imgate::test::rpc_frames_of;
 
 bool fleet(std::string_view id) {
     return id == "gw1" || id == "gw2" || id == "gw3";

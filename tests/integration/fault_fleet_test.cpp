@@ -18,7 +18,7 @@ using namespace imgate::test;
 using namespace imgate::test::fault;
 using namespace std::chrono_literals;
 namespace proto = imgate::proto;
-using client_t = imgate::testing::test_client;
+using client_t = imgate::test::test_client;
 
 namespace {
 

@@ -127,7 +127,7 @@ TEST(FaultGateway, FourGiBFramesRejectedWithoutAllocation) {
 TEST(FaultGateway, ConnectionFloodPastMaxRefusedExistingUnaffected) {
     fleet f({.gateway_yaml = "limits: {max_connections: 50}\n"});
     ASSERT_TRUE(f.start()) << f.gw("gw1").log();
-    std::vector<std::unique_ptr<imgate::testing::test_client>> sessions;
+    std::vector<std::unique_ptr<imgate::test::test_client>> sessions;
     for (int i = 0; i < 10; ++i) {
         sessions.push_back(f.client("gw1", "user" + std::to_string(i)));
         ASSERT_TRUE(sessions.back());
@@ -163,7 +163,7 @@ TEST(FaultGateway, DescriptorExhaustionNoBusyLoopAndRecovery) {
              .gateway_wrapper = "/usr/bin/prlimit --nofile=96:96"});
     ASSERT_TRUE(f.start()) << f.gw("gw1").log();
     auto& gw = f.gw("gw1");
-    std::vector<std::unique_ptr<imgate::testing::test_client>> sessions;
+    std::vector<std::unique_ptr<imgate::test::test_client>> sessions;
     for (int i = 0; i < 5; ++i) {
         sessions.push_back(f.client("gw1", "user" + std::to_string(i)));
         ASSERT_TRUE(sessions.back());
@@ -220,7 +220,7 @@ TEST(FaultGateway, BadFirstFramesAndForgedTokensClosedWithCodes) {
          proto::code::login_required},
         {"http request", "GET / HTTP/1.1\r\nHost: x\r\n\r\n", proto::code::unsupported_version},
         {"malformed login", header(3) + "abc", proto::code::bad_frame},
-        {"forged", proto::encode(proto::login_msg{imgate::testing::make_token("guessed", "root")}),
+        {"forged", proto::encode(proto::login_msg{imgate::test::make_token("guessed", "root")}),
          proto::code::auth_failed},
         {"expired",
          proto::encode(proto::login_msg{jwt::sign(jwt::claims{"root", "", now - 5}, token_secret, now - 60)}),

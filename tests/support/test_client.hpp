@@ -16,7 +16,7 @@
 #include "common/jwt.hpp"
 #include "common/protocol.hpp"
 
-namespace imgate::testing {
+namespace imgate::test {
 
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
@@ -193,10 +193,4 @@ inline std::string make_token(const std::string& secret, const std::string& user
     return jwt::sign(jwt::claims{user, device, now + ttl.count()}, secret, now);
 }
 
-}  // namespace imgate::testing
-
-// The same helpers under the namespace of tests/support/process.hpp.
-namespace imgate::test {
-using testing::make_token;
-using testing::test_client;
 }  // namespace imgate::test

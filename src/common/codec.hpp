@@ -15,8 +15,9 @@
 //   std::vector<T>     u32 count + that many T
 //   a struct with its own fields()   its fields, inline
 // A message whose decoding needs more than its fields (a size, a cross-field rule, dropping
-// entries) adds `bool validate()`, run once after every field was read. The frame version comes
-// from frame_version(M::opcode), also found by ADL: one per protocol, next to its op enum.
+// entries) adds `bool validate()`, run once after every field was read (a nested field list's
+// own validate() is not run: the message that holds it checks what it needs). The frame version
+// comes from frame_version(M::opcode), also found by ADL: one per protocol, next to its op enum.
 #include <concepts>
 #include <cstddef>
 #include <cstdint>

@@ -5,6 +5,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/codec.hpp"
 #include "common/frame.hpp"
 
 namespace imgate::proto {
@@ -65,6 +66,19 @@ enum class kick_reason : uint8_t {
 
 enum class target_kind : uint8_t { user = 1, room = 2 };
 
+// What the codec (common/codec.hpp) asks of this protocol: its frame version and which enum
+// values a body may carry.
+constexpr uint8_t frame_version(op) {
+    return client_protocol_version;
+}
+bool wire_valid(code c);
+constexpr bool wire_valid(kick_reason r) {
+    return r >= kick_reason::replaced && r <= kick_reason::admin;
+}
+constexpr bool wire_valid(target_kind k) {
+    return k == target_kind::user || k == target_kind::room;
+}
+
 // The one text of KICK `replaced` (docs/protocol.md shows its bytes), for a replacement on this
 // gateway and on another one alike.
 inline constexpr std::string_view kick_replaced_message = "logged in elsewhere";
@@ -80,6 +94,8 @@ bool is_known_op(uint8_t o);
 struct login_msg {
     static constexpr op opcode = op::login;
     std::string token;
+    static auto fields(auto& m) { return codec::list(m.token); }
+    bool operator==(const login_msg&) const = default;
 };
 struct login_result_msg {
     static constexpr op opcode = op::login_result;
@@ -89,12 +105,21 @@ struct login_result_msg {
     uint32_t heartbeat_ms = 0;
     uint32_t idle_timeout_ms = 0;
     uint32_t max_frame = 0;
+    static auto fields(auto& m) {
+        return codec::list(m.user, m.device, m.gateway_id, m.heartbeat_ms, m.idle_timeout_ms,
+                           m.max_frame);
+    }
+    bool operator==(const login_result_msg&) const = default;
 };
 struct ping_msg {
     static constexpr op opcode = op::ping;
+    static auto fields(auto&) { return codec::list(); }
+    bool operator==(const ping_msg&) const = default;
 };
 struct pong_msg {
     static constexpr op opcode = op::pong;
+    static auto fields(auto&) { return codec::list(); }
+    bool operator==(const pong_msg&) const = default;
 };
 struct send_msg {
     static constexpr op opcode = op::send;
@@ -102,6 +127,10 @@ struct send_msg {
     std::string target;
     uint64_t client_msg_id = 0;
     std::string payload;
+    static auto fields(auto& m) {
+        return codec::list(m.kind, m.target, m.client_msg_id, codec::blob32(m.payload));
+    }
+    bool operator==(const send_msg&) const = default;
 };
 struct send_result_msg {
     static constexpr op opcode = op::send_result;
@@ -109,6 +138,10 @@ struct send_result_msg {
     uint64_t server_msg_id = 0;
     code status = code::ok;
     uint32_t reached = 0;  // sessions the message reached
+    static auto fields(auto& m) {
+        return codec::list(m.client_msg_id, m.server_msg_id, m.status, m.reached);
+    }
+    bool operator==(const send_result_msg&) const = default;
 };
 struct deliver_msg {
     static constexpr op opcode = op::deliver;
@@ -119,10 +152,17 @@ struct deliver_msg {
     std::string room;  // empty for 1:1
     uint64_t ts_ms = 0;
     std::string payload;
+    static auto fields(auto& m) {
+        return codec::list(m.server_msg_id, m.kind, m.from_user, m.from_device, m.room, m.ts_ms,
+                           codec::blob32(m.payload));
+    }
+    bool operator==(const deliver_msg&) const = default;
 };
 struct ack_msg {
     static constexpr op opcode = op::ack;
     uint64_t server_msg_id = 0;
+    static auto fields(auto& m) { return codec::list(m.server_msg_id); }
+    bool operator==(const ack_msg&) const = default;
 };
 struct receipt_msg {
     static constexpr op opcode = op::receipt;
@@ -130,19 +170,29 @@ struct receipt_msg {
     uint64_t server_msg_id = 0;
     std::string user;  // who acked
     std::string device;
+    static auto fields(auto& m) {
+        return codec::list(m.client_msg_id, m.server_msg_id, m.user, m.device);
+    }
+    bool operator==(const receipt_msg&) const = default;
 };
 struct join_msg {
     static constexpr op opcode = op::join;
     std::string room;
+    static auto fields(auto& m) { return codec::list(m.room); }
+    bool operator==(const join_msg&) const = default;
 };
 struct leave_msg {
     static constexpr op opcode = op::leave;
     std::string room;
+    static auto fields(auto& m) { return codec::list(m.room); }
+    bool operator==(const leave_msg&) const = default;
 };
 struct room_result_msg {
     static constexpr op opcode = op::room_result;
     std::string room;
     code status = code::ok;
+    static auto fields(auto& m) { return codec::list(m.room, m.status); }
+    bool operator==(const room_result_msg&) const = default;
 };
 struct push_msg {
     static constexpr op opcode = op::push;
@@ -150,12 +200,18 @@ struct push_msg {
     std::string room;  // empty: pushed to the user
     uint64_t ts_ms = 0;
     std::string payload;
+    static auto fields(auto& m) {
+        return codec::list(m.server_msg_id, m.room, m.ts_ms, codec::blob32(m.payload));
+    }
+    bool operator==(const push_msg&) const = default;
 };
 struct kick_msg {
     static constexpr op opcode = op::kick;
     kick_reason reason = kick_reason::admin;
     uint32_t reconnect_after_ms = 0;
     std::string message;
+    static auto fields(auto& m) { return codec::list(m.reason, m.reconnect_after_ms, m.message); }
+    bool operator==(const kick_msg&) const = default;
 };
 struct redirect_msg {
     static constexpr op opcode = op::redirect;
@@ -163,47 +219,25 @@ struct redirect_msg {
     std::string host;  // empty: ask the dispatcher
     uint16_t port = 0;
     std::string reason;
+    static auto fields(auto& m) {
+        return codec::list(m.reconnect_after_ms, m.host, m.port, m.reason);
+    }
+    bool operator==(const redirect_msg&) const = default;
 };
 struct error_msg {
     static constexpr op opcode = op::error;
     code status = code::internal;
     std::string message;
+    static auto fields(auto& m) { return codec::list(m.status, m.message); }
+    bool operator==(const error_msg&) const = default;
 };
 
-// Body codecs. read_body fails on a missing field, trailing bytes or an out-of-range enum.
-void write_body(byte_writer& w, const login_msg& m);
-void write_body(byte_writer& w, const login_result_msg& m);
-void write_body(byte_writer& w, const ping_msg& m);
-void write_body(byte_writer& w, const pong_msg& m);
-void write_body(byte_writer& w, const send_msg& m);
-void write_body(byte_writer& w, const send_result_msg& m);
-void write_body(byte_writer& w, const deliver_msg& m);
-void write_body(byte_writer& w, const ack_msg& m);
-void write_body(byte_writer& w, const receipt_msg& m);
-void write_body(byte_writer& w, const join_msg& m);
-void write_body(byte_writer& w, const leave_msg& m);
-void write_body(byte_writer& w, const room_result_msg& m);
-void write_body(byte_writer& w, const push_msg& m);
-void write_body(byte_writer& w, const kick_msg& m);
-void write_body(byte_writer& w, const redirect_msg& m);
-void write_body(byte_writer& w, const error_msg& m);
-
-bool read_body(std::string_view b, login_msg& m);
-bool read_body(std::string_view b, login_result_msg& m);
-bool read_body(std::string_view b, ping_msg& m);
-bool read_body(std::string_view b, pong_msg& m);
-bool read_body(std::string_view b, send_msg& m);
-bool read_body(std::string_view b, send_result_msg& m);
-bool read_body(std::string_view b, deliver_msg& m);
-bool read_body(std::string_view b, ack_msg& m);
-bool read_body(std::string_view b, receipt_msg& m);
-bool read_body(std::string_view b, join_msg& m);
-bool read_body(std::string_view b, leave_msg& m);
-bool read_body(std::string_view b, room_result_msg& m);
-bool read_body(std::string_view b, push_msg& m);
-bool read_body(std::string_view b, kick_msg& m);
-bool read_body(std::string_view b, redirect_msg& m);
-bool read_body(std::string_view b, error_msg& m);
+// The body codecs and whole-frame encode/decode: common/codec.hpp, driven by each message's
+// fields(). read_body fails on a missing field, trailing bytes or an out-of-range enum.
+using codec::decode;
+using codec::encode;
+using codec::read_body;
+using codec::write_body;
 
 // A SEND whose body parses but whose kind byte is not a target_kind: still a SEND, because the
 // client waits for the SEND_RESULT of its client_msg_id, so the gateway must be able to answer
@@ -213,30 +247,5 @@ struct send_decoded {
     bool kind_valid = false;
 };
 std::optional<send_decoded> decode_send(const frame& f);
-
-// Appends a whole client frame for m to out.
-template <class M>
-void encode(std::string& out, const M& m, uint32_t corr = 0) {
-    size_t start = begin_frame(out);
-    byte_writer w(out);
-    write_body(w, m);
-    finish_frame(out, start, client_protocol_version, static_cast<uint8_t>(M::opcode), corr);
-}
-
-template <class M>
-std::string encode(const M& m, uint32_t corr = 0) {
-    std::string out;
-    encode(out, m, corr);
-    return out;
-}
-
-// Decodes f's body as M; nullopt when the op differs or the body is malformed.
-template <class M>
-std::optional<M> decode(const frame& f) {
-    if (f.op != static_cast<uint8_t>(M::opcode)) return std::nullopt;
-    M m;
-    if (!read_body(f.body, m)) return std::nullopt;
-    return m;
-}
 
 }  // namespace imgate::proto

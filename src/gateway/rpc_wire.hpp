@@ -7,6 +7,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/codec.hpp"
 #include "common/frame.hpp"
 #include "common/protocol.hpp"
 #include "gateway/cluster.hpp"
@@ -31,6 +32,9 @@ enum class op : uint8_t {
 
 const char* to_string(op o);
 bool is_known_op(uint8_t o);
+constexpr uint8_t frame_version(op) {
+    return rpc_protocol_version;
+}
 
 // Largest RPC frame body: a forwarded payload plus ids, or one chunk of a snapshot.
 inline constexpr uint32_t max_body = 1024 * 1024;
@@ -48,50 +52,85 @@ struct hello_msg {
     static constexpr op opcode = op::hello;
     std::string gateway_id;
     std::string nonce;
+    static auto fields(auto& m) { return codec::list(m.gateway_id, m.nonce); }
+    bool validate() const;  // a valid node id and a nonce_size nonce
+    bool operator==(const hello_msg&) const = default;
 };
 struct challenge_msg {
     static constexpr op opcode = op::challenge;
     std::string gateway_id;
     std::string nonce;
+    static auto fields(auto& m) { return codec::list(m.gateway_id, m.nonce); }
+    bool validate() const;  // as hello_msg
+    bool operator==(const challenge_msg&) const = default;
 };
 struct auth_msg {
     static constexpr op opcode = op::auth;
     std::string proof;
+    static auto fields(auto& m) { return codec::list(m.proof); }
+    bool validate() const { return proof.size() == proof_size; }
+    bool operator==(const auth_msg&) const = default;
 };
 struct auth_ok_msg {
     static constexpr op opcode = op::auth_ok;
     std::string proof;
+    static auto fields(auto& m) { return codec::list(m.proof); }
+    bool validate() const { return proof.size() == proof_size; }
+    bool operator==(const auth_ok_msg&) const = default;
 };
 struct auth_fail_msg {
     static constexpr op opcode = op::auth_fail;
     std::string reason;
+    static auto fields(auto& m) { return codec::list(m.reason); }
+    bool operator==(const auth_fail_msg&) const = default;
 };
 struct ping_msg {
     static constexpr op opcode = op::ping;
+    static auto fields(auto&) { return codec::list(); }
+    bool operator==(const ping_msg&) const = default;
 };
 struct pong_msg {
     static constexpr op opcode = op::pong;
+    static auto fields(auto&) { return codec::list(); }
+    bool operator==(const pong_msg&) const = default;
 };
+// FORWARD's body in wire order, over an outbound_message (const or not): forward_msg and the
+// copy-free encode_forward share it.
+auto forward_fields(auto& m) {
+    return codec::list(m.server_msg_id, m.kind, m.is_push, m.target, m.from_user, m.from_device,
+                       m.ts_ms, m.origin_gateway, m.origin_session, m.client_msg_id,
+                       codec::blob32(m.payload));
+}
 struct forward_msg {
     static constexpr op opcode = op::forward;
     outbound_message m;
+    static auto fields(auto& f) { return forward_fields(f.m); }
+    bool validate() const;  // origin_session != 0 needs a valid origin_gateway
 };
 struct forward_result_msg {
     static constexpr op opcode = op::forward_result;
     proto::code status = proto::code::offline;
     uint32_t reached = 0;
+    static auto fields(auto& m) { return codec::list(m.status, m.reached); }
+    bool operator==(const forward_result_msg&) const = default;
 };
 struct receipt_msg {
     static constexpr op opcode = op::receipt;
     uint64_t origin_session = 0;
     proto::receipt_msg r;
+    static auto fields(auto& m) { return codec::list(m.origin_session, m.r); }
+    bool validate() const { return origin_session != 0; }
+    bool operator==(const receipt_msg&) const = default;
 };
 // One presence or room-interest change; a frame carries a batch of them.
 struct delta {
     bool on = false;
     std::string key;  // user id or room id
+    static auto fields(auto& d) { return codec::list(d.on, d.key); }
     bool operator==(const delta&) const = default;
 };
+// Drops the entries whose key is not a valid client id, counting them in skipped; never refuses.
+void skip_invalid_keys(std::vector<delta>& changes, uint32_t& skipped);
 // reset: the receiver drops everything it knows from this sender first (start of a snapshot).
 // An entry whose key is not a valid client id is left out of `changes` and counted in `skipped`
 // (decoding only): one bad entry must not cost the receiver the sender's whole directory.
@@ -100,78 +139,47 @@ struct presence_msg {
     bool reset = false;
     std::vector<delta> changes;
     uint32_t skipped = 0;
+    static auto fields(auto& m) { return codec::list(m.reset, m.changes); }
+    bool validate() {
+        skip_invalid_keys(changes, skipped);
+        return true;
+    }
+    bool operator==(const presence_msg&) const = default;
 };
 struct room_interest_msg {
     static constexpr op opcode = op::room_interest;
     bool reset = false;
     std::vector<delta> changes;
     uint32_t skipped = 0;
+    static auto fields(auto& m) { return codec::list(m.reset, m.changes); }
+    bool validate() {
+        skip_invalid_keys(changes, skipped);
+        return true;
+    }
+    bool operator==(const room_interest_msg&) const = default;
 };
 struct device_claim_msg {
     static constexpr op opcode = op::device_claim;
     std::string user;
     std::string device;
+    static auto fields(auto& m) { return codec::list(m.user, m.device); }
+    bool operator==(const device_claim_msg&) const = default;
 };
 
-void write_body(byte_writer& w, const hello_msg& m);
-void write_body(byte_writer& w, const challenge_msg& m);
-void write_body(byte_writer& w, const auth_msg& m);
-void write_body(byte_writer& w, const auth_ok_msg& m);
-void write_body(byte_writer& w, const auth_fail_msg& m);
-void write_body(byte_writer& w, const ping_msg& m);
-void write_body(byte_writer& w, const pong_msg& m);
-void write_body(byte_writer& w, const forward_msg& m);
-void write_body(byte_writer& w, const forward_result_msg& m);
-void write_body(byte_writer& w, const receipt_msg& m);
-void write_body(byte_writer& w, const presence_msg& m);
-void write_body(byte_writer& w, const room_interest_msg& m);
-void write_body(byte_writer& w, const device_claim_msg& m);
-
-// Fail on a missing field, trailing bytes, an out-of-range enum or an invalid gateway id or
-// nonce/proof size: structural faults, which close the link. Client ids (users, devices, rooms)
-// are not checked here except in PRESENCE/ROOM_INTEREST entries (skipped): the receiver checks
-// them with usable() and refuses just that message.
-bool read_body(std::string_view b, hello_msg& m);
-bool read_body(std::string_view b, challenge_msg& m);
-bool read_body(std::string_view b, auth_msg& m);
-bool read_body(std::string_view b, auth_ok_msg& m);
-bool read_body(std::string_view b, auth_fail_msg& m);
-bool read_body(std::string_view b, ping_msg& m);
-bool read_body(std::string_view b, pong_msg& m);
-bool read_body(std::string_view b, forward_msg& m);
-bool read_body(std::string_view b, forward_result_msg& m);
-bool read_body(std::string_view b, receipt_msg& m);
-bool read_body(std::string_view b, presence_msg& m);
-bool read_body(std::string_view b, room_interest_msg& m);
-bool read_body(std::string_view b, device_claim_msg& m);
+// The body codecs and whole-frame encode/decode: common/codec.hpp, driven by each message's
+// fields() and validate(). read_body fails on a missing field, trailing bytes, an out-of-range
+// enum or an invalid gateway id or nonce/proof size: structural faults, which close the link.
+// Client ids (users, devices, rooms) are not checked here except in PRESENCE/ROOM_INTEREST
+// entries (skipped): the receiver checks them with usable() and refuses just that message.
+using codec::decode;
+using codec::encode;
+using codec::read_body;
+using codec::write_body;
 
 // Whether every client id of a decoded message passes the id rule (ids::valid).
 bool usable(const outbound_message& m);
 bool usable(const proto::receipt_msg& r);
 bool usable(const device_claim_msg& m);
-
-template <class M>
-void encode(std::string& out, const M& m, uint32_t corr = 0) {
-    size_t start = begin_frame(out);
-    byte_writer w(out);
-    write_body(w, m);
-    finish_frame(out, start, rpc_protocol_version, static_cast<uint8_t>(M::opcode), corr);
-}
-
-template <class M>
-std::string encode(const M& m, uint32_t corr = 0) {
-    std::string out;
-    encode(out, m, corr);
-    return out;
-}
-
-template <class M>
-std::optional<M> decode(const frame& f) {
-    if (f.op != static_cast<uint8_t>(M::opcode)) return std::nullopt;
-    M m;
-    if (!read_body(f.body, m)) return std::nullopt;
-    return m;
-}
 
 // FORWARD straight from the message, without copying it into a forward_msg first.
 void encode_forward(std::string& out, const outbound_message& m, uint32_t corr);

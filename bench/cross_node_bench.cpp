@@ -29,11 +29,11 @@
 
 #include "common/awaitable.hpp"
 #include "common/config.hpp"
-#include "tests/support/process.hpp"
 #include "common/daemon.hpp"
 #include "common/frame.hpp"
 #include "common/jwt.hpp"
 #include "common/protocol.hpp"
+#include "tests/support/process.hpp"
 
 namespace asio = boost::asio;
 using tcp = asio::ip::tcp;
@@ -57,7 +57,9 @@ std::vector<std::string> split(const std::string& s) {
     return out;
 }
 
-double cpu_seconds(int pid) { return imgate::test::process_cpu_seconds(pid); }
+double cpu_seconds(int pid) {
+    return imgate::test::process_cpu_seconds(pid);
+}
 
 // One logged-in client connection.
 struct client {

@@ -61,7 +61,8 @@ asio::awaitable<void> opener(std::vector<std::unique_ptr<tcp::socket>>& socks, s
             continue;
         }
         auto now = jwt::now_seconds();
-        std::string use_tuple = jwt::sign({"idle" + std::to_string(i), "d", now + 3600}, secret, now);
+        std::string use_tuple =
+            jwt::sign({"idle" + std::to_string(i), "d", now + 3600}, secret, now);
         std::string out = proto::encode(proto::login_msg{use_tuple});
         auto [wec, wn] = co_await asio::async_write(*s, asio::buffer(out), use_tuple);
         char hdr[frame_header_size];

@@ -60,10 +60,10 @@ struct options {
     double rate = 20;             // mixed 1:1 sends per second (all senders together)
     double stream_rate = 10;      // one-way 1:1 stream, gw3 senders -> gw1 receivers
     double room_rate = 2;
-    double churn_rate = 0.5;       // logouts per second (each logs back in after 1-5 s)
-    double room_churn_rate = 1;    // joins/leaves per second
-    double move_share = 0.3;       // share of re-logins that land on another gateway
-    milliseconds stable{1500};     // how long a target must be unchanged before a send is judged
+    double churn_rate = 0.5;     // logouts per second (each logs back in after 1-5 s)
+    double room_churn_rate = 1;  // joins/leaves per second
+    double move_share = 0.3;     // share of re-logins that land on another gateway
+    milliseconds stable{1500};   // how long a target must be unchanged before a send is judged
     milliseconds deliver_wait{3000};
     milliseconds offline_min{1000}, offline_max{5000};
     milliseconds report_every{10000};
@@ -147,7 +147,7 @@ std::string label_of(const std::string& key, const std::string& label) {
 }
 
 class soak {
-public:
+  public:
     soak(asio::io_context& io, options o) : io_(io), o_(std::move(o)), rng_(o_.seed) {
         secret_ = read_secret_file(o_.secret_file);
         for (auto& c : o_.clients) {
@@ -181,7 +181,7 @@ public:
 
     int report();
 
-private:
+  private:
     static constexpr const char* gw_name[] = {"gw1", "gw2", "gw3"};
     const char* gname(int g) const { return g >= 0 && g < 3 ? gw_name[g] : "gw?"; }
 
@@ -281,7 +281,6 @@ private:
         s.sess.reset();
     }
 
-
     void logout(uint32_t si) {
         slot& s = slots_[si];
         auto sess = s.sess;
@@ -330,7 +329,8 @@ private:
                                               (ec ? detail : lo.detail));
             slots_[si].instance = 0;
             went_offline(si);
-            if (running_) imgate::spawn(io_, login_later(si, milliseconds(1000), -1), "soak relogin");
+            if (running_)
+                imgate::spawn(io_, login_later(si, milliseconds(1000), -1), "soak relogin");
             co_return;
         }
         slots_[si].st = slot::state::online;
@@ -627,7 +627,8 @@ private:
         const slot& s = slots_[*si];
         for (int i = 0; i < 64; ++i) {
             uint32_t u = uint32_t(rng_() % users_.size());
-            if (u != s.user && may_target(s.gw, u)) return do_send(*si, proto::target_kind::user, u, false);
+            if (u != s.user && may_target(s.gw, u))
+                return do_send(*si, proto::target_kind::user, u, false);
         }
     }
 
@@ -742,9 +743,9 @@ private:
             auto ep = parse_endpoint(a);
             metric_map m;
             if (ep) {
-                auto r = co_await client::http_request(io_.get_executor(), "GET", ep->host,
-                                                       ep->port, "/metrics", "", {},
-                                                       milliseconds(3000));
+                auto r =
+                    co_await client::http_request(io_.get_executor(), "GET", ep->host, ep->port,
+                                                  "/metrics", "", {}, milliseconds(3000));
                 if (r.ok && r.status == 200)
                     m = parse_metrics(r.body);
                 else
@@ -785,9 +786,10 @@ private:
         }
         for (int i = 0; i < 200 && !interrupted_ && online_count() < started; ++i)
             co_await sleep(milliseconds(100));
-        std::fprintf(stderr, "[soak] %zu of %zu sessions online (%zu users never log in), "
-                     "heartbeat %u ms\n", online_count(), started, slots_.size() - started,
-                     heartbeat_ms_);
+        std::fprintf(stderr,
+                     "[soak] %zu of %zu sessions online (%zu users never log in), "
+                     "heartbeat %u ms\n",
+                     online_count(), started, slots_.size() - started, heartbeat_ms_);
         if (online_count() < started) {
             std::fprintf(stderr, "[soak] not every session could log in\n");
             running_ = false;
@@ -871,8 +873,8 @@ private:
              delivers_unverifiable_ = 0;
     uint64_t receipts_expected_ = 0, receipts_judged_ = 0;
     uint64_t scrape_failures_ = 0;
-    std::map<std::string, uint64_t> status_counts_, judged_errors_, unexpected_ends_,
-        error_frames_, room_errors_;
+    std::map<std::string, uint64_t> status_counts_, judged_errors_, unexpected_ends_, error_frames_,
+        room_errors_;
     std::vector<std::string> false_offline_examples_, false_delivered_examples_,
         wrong_reached_examples_, missing_result_examples_, missing_deliver_examples_,
         login_failure_examples_;
@@ -881,49 +883,55 @@ private:
 int soak::report() {
     using ull = unsigned long long;
     auto run_s = std::chrono::duration<double>(t_traffic_end_ - t_traffic_).count();
-    std::printf("== soak summary: ids=%s traffic %.1f s%s, 3 gateways, %zu users, %zu sessions, "
-                "%zu rooms, seed %llu\n",
-                o_.ids.c_str(), setup_ok_ ? run_s : 0.0, interrupted_ ? " (interrupted)" : "",
-                users_.size(), slots_.size(), rooms_.size(), (ull)o_.seed);
-    std::printf("sends: %llu (1:1 mixed %llu, one-way stream %s->%s %llu, room %llu), "
-                "not queued %llu\n",
-                (ull)(sends_mixed_ + sends_stream_ + sends_room_), (ull)sends_mixed_,
-                gname(o_.stream_from), gname(o_.stream_to), (ull)sends_stream_, (ull)sends_room_,
-                (ull)not_queued_);
+    std::printf(
+        "== soak summary: ids=%s traffic %.1f s%s, 3 gateways, %zu users, %zu sessions, "
+        "%zu rooms, seed %llu\n",
+        o_.ids.c_str(), setup_ok_ ? run_s : 0.0, interrupted_ ? " (interrupted)" : "",
+        users_.size(), slots_.size(), rooms_.size(), (ull)o_.seed);
+    std::printf(
+        "sends: %llu (1:1 mixed %llu, one-way stream %s->%s %llu, room %llu), "
+        "not queued %llu\n",
+        (ull)(sends_mixed_ + sends_stream_ + sends_room_), (ull)sends_mixed_, gname(o_.stream_from),
+        gname(o_.stream_to), (ull)sends_stream_, (ull)sends_room_, (ull)not_queued_);
     std::string st;
     for (auto& [k, v] : status_counts_) st += " " + k + " " + std::to_string(v);
     std::printf("results by status:%s\n", st.empty() ? " none" : st.c_str());
-    std::printf("judged %llu (expected delivered %llu, expected offline %llu); ambiguous %llu "
-                "(target changed within %lld ms of the send)\n",
-                (ull)judged_, (ull)expected_delivered_, (ull)expected_offline_, (ull)ambiguous_,
-                (long long)o_.stable.count());
+    std::printf(
+        "judged %llu (expected delivered %llu, expected offline %llu); ambiguous %llu "
+        "(target changed within %lld ms of the send)\n",
+        (ull)judged_, (ull)expected_delivered_, (ull)expected_offline_, (ull)ambiguous_,
+        (long long)o_.stable.count());
     std::string je;
     for (auto& [k, v] : judged_errors_) je += " " + k + " " + std::to_string(v);
-    std::printf("false offline: %llu (of them one-way stream: %llu)   wrong reached: %llu   "
-                "false delivered: %llu   error statuses on judged sends:%s\n",
-                (ull)false_offline_, (ull)false_offline_stream_, (ull)wrong_reached_,
-                (ull)false_delivered_, je.empty() ? " none" : je.c_str());
-    std::printf("DELIVERs on judged delivered sends: %llu expected, %llu received, %llu missing "
-                "(%llu unverifiable: recipient left; %llu duplicates; %llu DELIVERs in all)\n",
-                (ull)delivers_expected_, (ull)delivers_ok_, (ull)missing_delivers_,
-                (ull)delivers_unverifiable_, (ull)duplicate_delivers_, (ull)deliveries_);
-    std::printf("missing results: %llu (deadline %.1f s; %llu more unanswered after their sender "
-                "logged out; %llu late or unknown results; %llu duplicates)\n",
-                (ull)missing_results_,
-                std::chrono::duration<double>(result_deadline()).count(), (ull)sender_left_,
-                (ull)late_results_, (ull)duplicate_results_);
-    std::printf("receipts: %llu of %llu expected on judged delivered 1:1 sends; %llu received in "
-                "all\n",
-                (ull)receipts_judged_, (ull)receipts_expected_, (ull)receipts_total_);
+    std::printf(
+        "false offline: %llu (of them one-way stream: %llu)   wrong reached: %llu   "
+        "false delivered: %llu   error statuses on judged sends:%s\n",
+        (ull)false_offline_, (ull)false_offline_stream_, (ull)wrong_reached_, (ull)false_delivered_,
+        je.empty() ? " none" : je.c_str());
+    std::printf(
+        "DELIVERs on judged delivered sends: %llu expected, %llu received, %llu missing "
+        "(%llu unverifiable: recipient left; %llu duplicates; %llu DELIVERs in all)\n",
+        (ull)delivers_expected_, (ull)delivers_ok_, (ull)missing_delivers_,
+        (ull)delivers_unverifiable_, (ull)duplicate_delivers_, (ull)deliveries_);
+    std::printf(
+        "missing results: %llu (deadline %.1f s; %llu more unanswered after their sender "
+        "logged out; %llu late or unknown results; %llu duplicates)\n",
+        (ull)missing_results_, std::chrono::duration<double>(result_deadline()).count(),
+        (ull)sender_left_, (ull)late_results_, (ull)duplicate_results_);
+    std::printf(
+        "receipts: %llu of %llu expected on judged delivered 1:1 sends; %llu received in "
+        "all\n",
+        (ull)receipts_judged_, (ull)receipts_expected_, (ull)receipts_total_);
     std::string ue, ef, re;
     for (auto& [k, v] : unexpected_ends_) ue += " [" + k + "] " + std::to_string(v);
     for (auto& [k, v] : error_frames_) ef += " " + k + " " + std::to_string(v);
     for (auto& [k, v] : room_errors_) re += " " + k + " " + std::to_string(v);
-    std::printf("sessions: logins %llu (failed %llu), churn logouts %llu, joins %llu, leaves "
-                "%llu, unexpected ends:%s, ERROR frames:%s, room errors:%s\n",
-                (ull)logins_, (ull)login_failures_, (ull)logouts_, (ull)joins_, (ull)leaves_,
-                ue.empty() ? " none" : ue.c_str(), ef.empty() ? " none" : ef.c_str(),
-                re.empty() ? " none" : re.c_str());
+    std::printf(
+        "sessions: logins %llu (failed %llu), churn logouts %llu, joins %llu, leaves "
+        "%llu, unexpected ends:%s, ERROR frames:%s, room errors:%s\n",
+        (ull)logins_, (ull)login_failures_, (ull)logouts_, (ull)joins_, (ull)leaves_,
+        ue.empty() ? " none" : ue.c_str(), ef.empty() ? " none" : ef.c_str(),
+        re.empty() ? " none" : re.c_str());
 
     // RPC counters over the whole run (from the meshed fleet before the logins to the end).
     double closes = 0, proto_errs = 0, reconnects = 0;
@@ -952,8 +960,10 @@ int soak::report() {
         proto_errs += gp;
         reconnects += gr;
         char buf[160];
-        std::snprintf(buf, sizeof buf, "%s%s: closes %.0f, protocol errors %.0f, reconnects %.0f, "
-                      "receipts dropped %.0f", g ? "; " : "", gname(int(g)), gc, gp, gr, gd);
+        std::snprintf(buf, sizeof buf,
+                      "%s%s: closes %.0f, protocol errors %.0f, reconnects %.0f, "
+                      "receipts dropped %.0f",
+                      g ? "; " : "", gname(int(g)), gc, gp, gr, gd);
         per_gw += buf;
     }
     if (scraped) {
@@ -1078,7 +1088,8 @@ bool parse_options(int argc, char** argv, options& o) {
     if (o.users < 8 || o.users > 5000 || o.rate > 1000 || o.stream_rate > 1000 ||
         o.room_rate > 200 || o.churn_rate > 50 || o.room_churn_rate > 100 ||
         o.duration > milliseconds(24LL * 3600 * 1000) || o.stream_receivers >= o.users) {
-        std::fprintf(stderr, "sizes or rates out of bounds (users 8-5000, rates <= 1000/s, "
+        std::fprintf(stderr,
+                     "sizes or rates out of bounds (users 8-5000, rates <= 1000/s, "
                      "duration <= 24h)\n");
         return false;
     }

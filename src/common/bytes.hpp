@@ -10,7 +10,7 @@ namespace imgate {
 // Appends big-endian fields to a caller-owned buffer; never fails (length checks are the
 // encoder's job, see byte_writer::str16 contract).
 class byte_writer {
-public:
+  public:
     explicit byte_writer(std::string& out) : out_(out) {}
 
     void u8(uint8_t v) { out_.push_back(static_cast<char>(v)); }
@@ -39,13 +39,13 @@ public:
     }
     void raw(std::string_view s) { out_.append(s); }
 
-private:
+  private:
     std::string& out_;
 };
 
 // Reads big-endian fields from a view; an overrun latches ok() to false and yields zeros.
 class byte_reader {
-public:
+  public:
     explicit byte_reader(std::string_view data) : data_(data) {}
 
     uint8_t u8() {
@@ -83,7 +83,7 @@ public:
     // True when every field was present and nothing trails: the check every decoder ends with.
     bool done() const { return ok_ && at_end(); }
 
-private:
+  private:
     bool need(size_t n) {
         if (!ok_ || data_.size() - pos_ < n) {
             ok_ = false;

@@ -94,7 +94,9 @@ void daemon_control::notify_reloading() {
     sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu", static_cast<unsigned long long>(usec));
 }
 
-void daemon_control::notify_stopping() { sd_notify(0, "STOPPING=1"); }
+void daemon_control::notify_stopping() {
+    sd_notify(0, "STOPPING=1");
+}
 
 void daemon_control::notify_status(const std::string& status) {
     sd_notifyf(0, "STATUS=%s", status.c_str());

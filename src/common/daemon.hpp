@@ -31,7 +31,7 @@ bool write_ready_file(const std::string& path, const std::string& json);
 
 // Owns the SIGTERM/SIGINT/SIGHUP handling and the systemd watchdog timer of one io_context.
 class daemon_control {
-public:
+  public:
     daemon_control(asio::io_context& io, std::function<void()> on_stop,
                    std::function<void()> on_reload);
     void start();
@@ -43,7 +43,7 @@ public:
     static void notify_stopping();
     static void notify_status(const std::string& status);
 
-private:
+  private:
     void wait_signal();
     void arm_watchdog();
 

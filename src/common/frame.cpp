@@ -4,9 +4,12 @@ namespace imgate {
 
 const char* to_string(frame_error e) {
     switch (e) {
-        case frame_error::none: return "none";
-        case frame_error::bad_version: return "unsupported protocol version";
-        case frame_error::too_large: return "frame too large";
+        case frame_error::none:
+            return "none";
+        case frame_error::bad_version:
+            return "unsupported protocol version";
+        case frame_error::too_large:
+            return "frame too large";
     }
     return "unknown";
 }

@@ -41,7 +41,7 @@ void finish_frame(std::string& out, size_t start, uint8_t version, uint8_t op, u
 // declares a body over max_body (or a wrong version) is an error as soon as its 12 bytes are in,
 // before anything of that size is buffered. After an error the decoder stays failed.
 class frame_decoder {
-public:
+  public:
     explicit frame_decoder(uint32_t max_body = default_max_frame_body,
                            uint8_t version = client_protocol_version)
         : max_body_(max_body), version_(version) {}
@@ -55,7 +55,7 @@ public:
     void set_max_body(uint32_t m) { max_body_ = m; }
     uint32_t max_body() const { return max_body_; }
 
-private:
+  private:
     std::string buf_;
     size_t pos_ = 0;
     uint32_t max_body_;

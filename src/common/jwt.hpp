@@ -12,12 +12,12 @@ namespace imgate::jwt {
 
 enum class verify_error {
     none,
-    malformed,          // not three base64url parts / bad JSON
-    bad_algorithm,      // alg missing, "none" or anything but HS256
-    bad_signature,      // no configured secret matches
-    expired,            // exp <= now
-    not_yet_valid,      // nbf > now
-    missing_claim,      // sub or exp missing / wrong type
+    malformed,      // not three base64url parts / bad JSON
+    bad_algorithm,  // alg missing, "none" or anything but HS256
+    bad_signature,  // no configured secret matches
+    expired,        // exp <= now
+    not_yet_valid,  // nbf > now
+    missing_claim,  // sub or exp missing / wrong type
 };
 
 const char* to_string(verify_error e);
@@ -35,8 +35,8 @@ struct verify_result {
 };
 
 // now_s: seconds since the epoch (injected so tests control expiry). leeway_s tolerates skew.
-verify_result verify(std::string_view token, const std::vector<std::string>& secrets,
-                     int64_t now_s, int64_t leeway_s = 0);
+verify_result verify(std::string_view token, const std::vector<std::string>& secrets, int64_t now_s,
+                     int64_t leeway_s = 0);
 
 std::string sign(const claims& c, const std::string& secret, int64_t iat_s);
 

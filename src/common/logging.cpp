@@ -9,7 +9,7 @@ namespace {
 
 // %* in a pattern: the message, JSON-escaped, so JSON-lines output stays valid whatever is logged.
 class json_message_flag : public spdlog::custom_flag_formatter {
-public:
+  public:
     void format(const spdlog::details::log_msg& msg, const std::tm&,
                 spdlog::memory_buf_t& dest) override {
         auto s = json_escape(std::string_view(msg.payload.data(), msg.payload.size()));
@@ -38,11 +38,21 @@ std::string json_escape(std::string_view s) {
     out.reserve(s.size() + 8);
     for (unsigned char c : s) {
         switch (c) {
-            case '"': out += "\\\""; break;
-            case '\\': out += "\\\\"; break;
-            case '\n': out += "\\n"; break;
-            case '\r': out += "\\r"; break;
-            case '\t': out += "\\t"; break;
+            case '"':
+                out += "\\\"";
+                break;
+            case '\\':
+                out += "\\\\";
+                break;
+            case '\n':
+                out += "\\n";
+                break;
+            case '\r':
+                out += "\\r";
+                break;
+            case '\t':
+                out += "\\t";
+                break;
             default:
                 if (c < 0x20) {
                     char buf[8];
@@ -57,8 +67,8 @@ std::string json_escape(std::string_view s) {
 }
 
 void setup_logging(const log_config& cfg, const std::string& name) {
-    auto logger = std::make_shared<spdlog::logger>(
-        name, std::make_shared<spdlog::sinks::stderr_sink_mt>());
+    auto logger =
+        std::make_shared<spdlog::logger>(name, std::make_shared<spdlog::sinks::stderr_sink_mt>());
     spdlog::set_default_logger(logger);
     apply_log_config(cfg);
 }

@@ -1,5 +1,6 @@
 #pragma once
-// Process-wide spdlog setup: level and format (text or JSON lines) from config, changeable on reload.
+// Process-wide spdlog setup: level and format (text or JSON lines) from config, changeable on
+// reload.
 #include <spdlog/spdlog.h>
 
 #include "common/config.hpp"

@@ -22,12 +22,12 @@ void histogram::observe(double v) {
 
 std::vector<double> metrics_registry::latency_buckets_seconds() {
     return {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-            0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,     10};
+            0.05,   0.1,     0.25,   0.5,   1,      2.5,   5,    10};
 }
 
 metrics_registry::series& metrics_registry::find_or_add(const std::string& name,
-                                                        const std::string& help,
-                                                        const char* type, label_set& labels) {
+                                                        const std::string& help, const char* type,
+                                                        label_set& labels) {
     std::sort(labels.begin(), labels.end());
     auto& fam = families_[name];
     if (fam.type.empty()) {
@@ -67,8 +67,8 @@ histogram& metrics_registry::get_histogram(const std::string& name, const std::s
     return *s.h;
 }
 
-void metrics_registry::gauge_fn(const std::string& name, const std::string& help,
-                                label_set labels, std::function<double()> fn) {
+void metrics_registry::gauge_fn(const std::string& name, const std::string& help, label_set labels,
+                                std::function<double()> fn) {
     std::lock_guard lk(mu_);
     auto& s = find_or_add(name, help, "gauge", labels);
     s.fn = std::move(fn);

@@ -15,30 +15,30 @@ using label_set = std::vector<std::pair<std::string, std::string>>;
 
 // Monotonic counter; lock-free increments from any thread.
 class counter {
-public:
+  public:
     void inc(uint64_t n = 1) { v_.fetch_add(n, std::memory_order_relaxed); }
     uint64_t value() const { return v_.load(std::memory_order_relaxed); }
 
-private:
+  private:
     std::atomic<uint64_t> v_{0};
 };
 
 // Settable value; lock-free from any thread.
 class gauge {
-public:
+  public:
     void set(double v) { v_.store(v, std::memory_order_relaxed); }
     void add(double d) { v_.fetch_add(d, std::memory_order_relaxed); }
     void inc() { add(1); }
     void dec() { add(-1); }
     double value() const { return v_.load(std::memory_order_relaxed); }
 
-private:
+  private:
     std::atomic<double> v_{0};
 };
 
 // Cumulative histogram over fixed upper bounds.
 class histogram {
-public:
+  public:
     explicit histogram(std::vector<double> bounds);
     void observe(double v);
     const std::vector<double>& bounds() const { return bounds_; }
@@ -46,7 +46,7 @@ public:
     uint64_t count() const { return count_.load(std::memory_order_relaxed); }
     double sum() const { return sum_.load(std::memory_order_relaxed); }
 
-private:
+  private:
     std::vector<double> bounds_;
     std::unique_ptr<std::atomic<uint64_t>[]> counts_;
     std::atomic<uint64_t> count_{0};
@@ -56,7 +56,7 @@ private:
 // Owns every metric of a process. Registration is idempotent: asking again for the same name and
 // labels returns the same object, so modules can look metrics up instead of passing them around.
 class metrics_registry {
-public:
+  public:
     counter& get_counter(const std::string& name, const std::string& help, label_set labels = {});
     gauge& get_gauge(const std::string& name, const std::string& help, label_set labels = {});
     histogram& get_histogram(const std::string& name, const std::string& help,
@@ -72,7 +72,7 @@ public:
 
     static std::vector<double> latency_buckets_seconds();
 
-private:
+  private:
     struct series {
         label_set labels;
         std::unique_ptr<counter> c;

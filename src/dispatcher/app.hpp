@@ -9,10 +9,10 @@
 #include <set>
 #include <string>
 
+#include "common/clock.hpp"
 #include "common/daemon.hpp"
 #include "common/http_server.hpp"
 #include "common/metrics.hpp"
-#include "common/clock.hpp"
 #include "dispatcher/dispatcher_config.hpp"
 #include "dispatcher/fleet_state.hpp"
 #include "dispatcher/poller.hpp"

@@ -13,9 +13,9 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "common/clock.hpp"
 #include "common/config.hpp"
 #include "common/metrics.hpp"
-#include "common/clock.hpp"
 #include "dispatcher/gateway_status.hpp"
 #include "dispatcher/health.hpp"
 #include "dispatcher/region_table.hpp"

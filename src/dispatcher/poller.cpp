@@ -26,8 +26,7 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
-namespace {
-}
+namespace {}
 
 struct poller::loop {
     loop(asio::any_io_executor ex, pull_target t)

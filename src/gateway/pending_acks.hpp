@@ -15,7 +15,6 @@
 
 namespace imgate::gw {
 
-
 // Where a receipt for a delivered 1:1 message must go.
 struct ack_origin {
     std::string origin_gateway;

@@ -12,8 +12,8 @@
 #include "fake_gateway.hpp"
 
 using namespace imgate::client;
-using imgate::test::fake_gateway;
 using imgate::use_tuple;
+using imgate::test::fake_gateway;
 namespace proto = imgate::proto;
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
@@ -313,8 +313,8 @@ struct fake_dispatcher {
     std::vector<std::string> answers;  // one per call; the last repeats
 
     explicit fake_dispatcher(asio::io_context& io) {
-        srv = std::make_shared<imgate::http_server>(io,
-                                                    imgate::http_server_options{}, test_metrics());
+        srv = std::make_shared<imgate::http_server>(io, imgate::http_server_options{},
+                                                    test_metrics());
         imgate::http_sync_handler h = [this](const imgate::http_request_ctx& ctx) {
             queries.emplace_back(ctx.query);
             auto& body = answers[std::min(queries.size(), answers.size()) - 1];

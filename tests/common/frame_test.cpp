@@ -23,8 +23,8 @@ std::string sample_stream() {
 
 TEST(Frame, HeaderBytesAreExact) {
     auto f = p::encode(p::ack_msg{0x0102030405060708ULL}, 0xAABBCCDD);
-    const unsigned char want[] = {0, 0, 0, 8,    1,    0x13, 0,    0,    0xAA, 0xBB,
-                                  0xCC, 0xDD, 1, 2, 3, 4, 5, 6, 7, 8};
+    const unsigned char want[] = {0,    0,    0, 8, 1, 0x13, 0, 0, 0xAA, 0xBB,
+                                  0xCC, 0xDD, 1, 2, 3, 4,    5, 6, 7,    8};
     ASSERT_EQ(f.size(), sizeof want);
     EXPECT_EQ(0, std::memcmp(f.data(), want, sizeof want));
 }

@@ -8,12 +8,12 @@
 #include <string>
 #include <string_view>
 
-#define FUZZ_CHECK(cond)                                                                   \
-    do {                                                                                   \
-        if (!(cond)) {                                                                     \
+#define FUZZ_CHECK(cond)                                                                      \
+    do {                                                                                      \
+        if (!(cond)) {                                                                        \
             std::fprintf(stderr, "%s:%d: invariant failed: %s\n", __FILE__, __LINE__, #cond); \
-            std::abort();                                                                  \
-        }                                                                                  \
+            std::abort();                                                                     \
+        }                                                                                     \
     } while (0)
 
 namespace imgate::fuzz {
@@ -21,7 +21,7 @@ namespace imgate::fuzz {
 // Consumes the fuzzer's bytes front to back; reads past the end yield zeros / empty strings so a
 // target never has to check sizes.
 class byte_source {
-public:
+  public:
     byte_source(const uint8_t* data, size_t size)
         : data_(reinterpret_cast<const char*>(data), size) {}
     explicit byte_source(std::string_view data) : data_(data) {}
@@ -34,8 +34,10 @@ public:
     // A string of up to max_len bytes; its length comes from one byte (or two when max_len > 255).
     std::string str(size_t max_len) {
         size_t n = max_len > 255 ? u16() : u8();
-        if (max_len) n %= (max_len + 1);
-        else n = 0;
+        if (max_len)
+            n %= (max_len + 1);
+        else
+            n = 0;
         return bytes(n);
     }
     std::string bytes(size_t n) {
@@ -52,7 +54,7 @@ public:
     size_t remaining() const { return data_.size() - pos_; }
     bool empty() const { return pos_ >= data_.size(); }
 
-private:
+  private:
     std::string_view data_;
     size_t pos_ = 0;
 };

@@ -12,8 +12,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "fuzz_support.hpp"
 #include "common/frame.hpp"
+#include "fuzz_support.hpp"
 #include "gateway/gateway_config.hpp"
 
 using namespace imgate;

@@ -12,46 +12,74 @@ namespace imgate::fuzz {
 
 namespace p = imgate::proto;
 
-using all_messages =
-    std::tuple<p::login_msg, p::login_result_msg, p::ping_msg, p::pong_msg, p::send_msg,
-               p::send_result_msg, p::deliver_msg, p::ack_msg, p::receipt_msg, p::join_msg,
-               p::leave_msg, p::room_result_msg, p::push_msg, p::kick_msg, p::redirect_msg,
-               p::error_msg>;
+using all_messages = std::tuple<p::login_msg, p::login_result_msg, p::ping_msg, p::pong_msg,
+                                p::send_msg, p::send_result_msg, p::deliver_msg, p::ack_msg,
+                                p::receipt_msg, p::join_msg, p::leave_msg, p::room_result_msg,
+                                p::push_msg, p::kick_msg, p::redirect_msg, p::error_msg>;
 
 // fields(m, f) calls f on every member of m, in wire order.
-template <class F> void fields(p::login_msg& m, F&& f) { f(m.token); }
-template <class F> void fields(p::login_result_msg& m, F&& f) {
-    f(m.user), f(m.device), f(m.gateway_id), f(m.heartbeat_ms), f(m.idle_timeout_ms), f(m.max_frame);
+template <class F>
+void fields(p::login_msg& m, F&& f) {
+    f(m.token);
 }
-template <class F> void fields(p::ping_msg&, F&&) {}
-template <class F> void fields(p::pong_msg&, F&&) {}
-template <class F> void fields(p::send_msg& m, F&& f) {
+template <class F>
+void fields(p::login_result_msg& m, F&& f) {
+    f(m.user), f(m.device), f(m.gateway_id), f(m.heartbeat_ms), f(m.idle_timeout_ms),
+        f(m.max_frame);
+}
+template <class F>
+void fields(p::ping_msg&, F&&) {}
+template <class F>
+void fields(p::pong_msg&, F&&) {}
+template <class F>
+void fields(p::send_msg& m, F&& f) {
     f(m.kind), f(m.target), f(m.client_msg_id), f(m.payload);
 }
-template <class F> void fields(p::send_result_msg& m, F&& f) {
+template <class F>
+void fields(p::send_result_msg& m, F&& f) {
     f(m.client_msg_id), f(m.server_msg_id), f(m.status), f(m.reached);
 }
-template <class F> void fields(p::deliver_msg& m, F&& f) {
+template <class F>
+void fields(p::deliver_msg& m, F&& f) {
     f(m.server_msg_id), f(m.kind), f(m.from_user), f(m.from_device), f(m.room), f(m.ts_ms),
         f(m.payload);
 }
-template <class F> void fields(p::ack_msg& m, F&& f) { f(m.server_msg_id); }
-template <class F> void fields(p::receipt_msg& m, F&& f) {
+template <class F>
+void fields(p::ack_msg& m, F&& f) {
+    f(m.server_msg_id);
+}
+template <class F>
+void fields(p::receipt_msg& m, F&& f) {
     f(m.client_msg_id), f(m.server_msg_id), f(m.user), f(m.device);
 }
-template <class F> void fields(p::join_msg& m, F&& f) { f(m.room); }
-template <class F> void fields(p::leave_msg& m, F&& f) { f(m.room); }
-template <class F> void fields(p::room_result_msg& m, F&& f) { f(m.room), f(m.status); }
-template <class F> void fields(p::push_msg& m, F&& f) {
+template <class F>
+void fields(p::join_msg& m, F&& f) {
+    f(m.room);
+}
+template <class F>
+void fields(p::leave_msg& m, F&& f) {
+    f(m.room);
+}
+template <class F>
+void fields(p::room_result_msg& m, F&& f) {
+    f(m.room), f(m.status);
+}
+template <class F>
+void fields(p::push_msg& m, F&& f) {
     f(m.server_msg_id), f(m.room), f(m.ts_ms), f(m.payload);
 }
-template <class F> void fields(p::kick_msg& m, F&& f) {
+template <class F>
+void fields(p::kick_msg& m, F&& f) {
     f(m.reason), f(m.reconnect_after_ms), f(m.message);
 }
-template <class F> void fields(p::redirect_msg& m, F&& f) {
+template <class F>
+void fields(p::redirect_msg& m, F&& f) {
     f(m.reconnect_after_ms), f(m.host), f(m.port), f(m.reason);
 }
-template <class F> void fields(p::error_msg& m, F&& f) { f(m.status), f(m.message); }
+template <class F>
+void fields(p::error_msg& m, F&& f) {
+    f(m.status), f(m.message);
+}
 
 // A textual dump of every field: equal dumps <=> equal messages. Independent of the wire codec.
 template <class M>

@@ -12,15 +12,28 @@ using namespace imgate;
 
 namespace {
 
-constexpr proto::code valid_codes[] = {
-    proto::code::ok,           proto::code::offline,         proto::code::bad_frame,
-    proto::code::unsupported_version, proto::code::unknown_op, proto::code::frame_too_large,
-    proto::code::bad_request,  proto::code::login_required,  proto::code::auth_failed,
-    proto::code::token_expired, proto::code::login_timeout,  proto::code::already_logged_in,
-    proto::code::rate_limited, proto::code::payload_too_large, proto::code::server_busy,
-    proto::code::slow_consumer, proto::code::not_in_room,    proto::code::too_many_rooms,
-    proto::code::unavailable,  proto::code::timeout,         proto::code::internal,
-    proto::code::draining};
+constexpr proto::code valid_codes[] = {proto::code::ok,
+                                       proto::code::offline,
+                                       proto::code::bad_frame,
+                                       proto::code::unsupported_version,
+                                       proto::code::unknown_op,
+                                       proto::code::frame_too_large,
+                                       proto::code::bad_request,
+                                       proto::code::login_required,
+                                       proto::code::auth_failed,
+                                       proto::code::token_expired,
+                                       proto::code::login_timeout,
+                                       proto::code::already_logged_in,
+                                       proto::code::rate_limited,
+                                       proto::code::payload_too_large,
+                                       proto::code::server_busy,
+                                       proto::code::slow_consumer,
+                                       proto::code::not_in_room,
+                                       proto::code::too_many_rooms,
+                                       proto::code::unavailable,
+                                       proto::code::timeout,
+                                       proto::code::internal,
+                                       proto::code::draining};
 
 template <class M>
 M build(fuzz::byte_source& in) {

@@ -20,7 +20,6 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
-
 using imgate::test::rpc_frames_of;
 
 // Connects a peer_conn to a plain socket on loopback and hands both to the test, then reads what

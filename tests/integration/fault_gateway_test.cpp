@@ -135,9 +135,7 @@ TEST(FaultGateway, ConnectionFloodPastMaxRefusedExistingUnaffected) {
     // Fill up to the limit with idle connections, then 300 more.
     std::vector<raw_conn> fill(40), flood(300);
     for (auto& c : fill) ASSERT_TRUE(c.connect(f.client_addr("gw1")));
-    ASSERT_TRUE(eventually([&] {
-        return f.gw_metric("gw1", "imgate_gateway_connections") == 50;
-    }));
+    ASSERT_TRUE(eventually([&] { return f.gw_metric("gw1", "imgate_gateway_connections") == 50; }));
     auto started = std::chrono::steady_clock::now();
     for (auto& c : flood) ASSERT_TRUE(c.connect(f.client_addr("gw1")));
     int busy = 0;
@@ -146,7 +144,8 @@ TEST(FaultGateway, ConnectionFloodPastMaxRefusedExistingUnaffected) {
     EXPECT_EQ(busy, 300);
     EXPECT_LT(std::chrono::steady_clock::now() - started, 10s);
     EXPECT_GE(f.gw_metric("gw1", "imgate_gateway_rejected_total{reason=\"server_busy\""), 300);
-    for (size_t i = 0; i < sessions.size(); ++i) EXPECT_TRUE(ping_ok(*sessions[i], uint32_t(i + 1)));
+    for (size_t i = 0; i < sessions.size(); ++i)
+        EXPECT_TRUE(ping_ok(*sessions[i], uint32_t(i + 1)));
     for (auto& c : fill) c.close();
     EXPECT_TRUE(eventually([&] {
         auto c = f.client("gw1", "late");
@@ -176,7 +175,8 @@ TEST(FaultGateway, DescriptorExhaustionNoBusyLoopAndRecovery) {
         if (c.connect(f.client_addr("gw1"))) ++connected;
     ASSERT_GT(connected, 100);
     ASSERT_TRUE(eventually([&] { return gw.log().find("backing off") != std::string::npos; }, 5s))
-        << "the gateway never reported EMFILE; log:\n" << gw.log();
+        << "the gateway never reported EMFILE; log:\n"
+        << gw.log();
     // Measure CPU over a 2 s window of exhaustion: a busy accept loop would burn ~2 s.
     double cpu0 = gw.cpu_seconds();
     auto t0 = std::chrono::steady_clock::now();
@@ -192,10 +192,12 @@ TEST(FaultGateway, DescriptorExhaustionNoBusyLoopAndRecovery) {
     EXPECT_TRUE(gw.running());
     // Release the flood: the gateway sees the closes, frees descriptors and accepts again.
     for (auto& c : flood) c.close();
-    EXPECT_TRUE(eventually([&] {
-        auto c = f.client("gw1", "recovered");
-        return c && ping_ok(*c, 1);
-    }, 10s));
+    EXPECT_TRUE(eventually(
+        [&] {
+            auto c = f.client("gw1", "recovered");
+            return c && ping_ok(*c, 1);
+        },
+        10s));
 }
 
 // Bad first frames and bad tokens, 50 of each kind: each is answered with its error code and
@@ -223,15 +225,17 @@ TEST(FaultGateway, BadFirstFramesAndForgedTokensClosedWithCodes) {
         {"forged", proto::encode(proto::login_msg{imgate::test::make_token("guessed", "root")}),
          proto::code::auth_failed},
         {"expired",
-         proto::encode(proto::login_msg{jwt::sign(jwt::claims{"root", "", now - 5}, token_secret, now - 60)}),
+         proto::encode(
+             proto::login_msg{jwt::sign(jwt::claims{"root", "", now - 5}, token_secret, now - 60)}),
          proto::code::token_expired},
-        {"alg none", proto::encode(proto::login_msg{b64(R"({"alg":"none"})") + "." + b64(claims) + "."}),
+        {"alg none",
+         proto::encode(proto::login_msg{b64(R"({"alg":"none"})") + "." + b64(claims) + "."}),
          proto::code::auth_failed},
         {"HS256 header, empty signature", proto::encode(proto::login_msg{hs_input + "."}),
          proto::code::auth_failed},
         {"signature of another token",
-         proto::encode(proto::login_msg{
-             hs_input + "." + token("someone").substr(token("someone").rfind('.') + 1)}),
+         proto::encode(proto::login_msg{hs_input + "." +
+                                        token("someone").substr(token("someone").rfind('.') + 1)}),
          proto::code::auth_failed},
     };
     double failed_before = f.gw_metric("gw1", "imgate_gateway_logins_total");
@@ -251,7 +255,8 @@ TEST(FaultGateway, BadFirstFramesAndForgedTokensClosedWithCodes) {
     // Every refused login attempt is counted under some non-ok result (http: not a login).
     double counted = f.gw_metric("gw1", "imgate_gateway_logins_total") - failed_before;
     EXPECT_GE(counted, per_kind * (double(kinds.size()) - 1));
-    EXPECT_GE(f.gw_metric("gw1", "imgate_gateway_logins_total{result=\"auth_failed\""), 4 * per_kind);
+    EXPECT_GE(f.gw_metric("gw1", "imgate_gateway_logins_total{result=\"auth_failed\""),
+              4 * per_kind);
     EXPECT_GE(f.gw_metric("gw1", "imgate_gateway_logins_total{result=\"token_expired\""), per_kind);
     EXPECT_GE(f.gw_metric("gw1", "imgate_gateway_logins_total{result=\"login_required\""),
               2 * per_kind);
@@ -305,8 +310,9 @@ TEST(FaultGateway, SlowConsumerClosedAtQueueBoundOthersKeepLatency) {
 // failure is counted, and the old limits stay in force (a payload over the old limit is still
 // refused even though the broken file would have raised it).
 TEST(FaultGateway, SighupWithInvalidYamlUnderLoadKeepsOldConfig) {
-    std::string limits = "limits: {max_connections: 100, max_payload_bytes: 1000,\n"
-                         "  send_rate: 100000, send_burst: 100000}\n";
+    std::string limits =
+        "limits: {max_connections: 100, max_payload_bytes: 1000,\n"
+        "  send_rate: 100000, send_burst: 100000}\n";
     fleet f({.gateway_yaml = limits});
     ASSERT_TRUE(f.start()) << f.gw("gw1").log();
     constexpr int workers = 4;
@@ -321,10 +327,10 @@ TEST(FaultGateway, SighupWithInvalidYamlUnderLoadKeepsOldConfig) {
                 return;
             }
             for (uint64_t i = 1; i <= 20000 && !stop; ++i) {
-                bool good = c->send(proto::send_msg{proto::target_kind::user,
-                                                    "load" + std::to_string((w + 1) % workers), i,
-                                                    "m"}) &&
-                            c->read<proto::send_result_msg>(2s).has_value() && ping_ok(*c, uint32_t(i));
+                bool good =
+                    c->send(proto::send_msg{proto::target_kind::user,
+                                            "load" + std::to_string((w + 1) % workers), i, "m"}) &&
+                    c->read<proto::send_result_msg>(2s).has_value() && ping_ok(*c, uint32_t(i));
                 (good ? ok : failed)++;
             }
         });
@@ -332,8 +338,9 @@ TEST(FaultGateway, SighupWithInvalidYamlUnderLoadKeepsOldConfig) {
     ASSERT_TRUE(eventually([&] { return ok.load() > 100; }));
     double failures_before = f.gw_metric("gw1", "imgate_gateway_reloads_total{result=\"failed\"");
     // Broken: a syntax error after a raised payload limit.
-    f.write_gateway_yaml("limits: {max_connections: 100, max_payload_bytes: 60000,\n"
-                         "  send_rate: 100000, send_burst: 100000\n  oops: [\n");
+    f.write_gateway_yaml(
+        "limits: {max_connections: 100, max_payload_bytes: 60000,\n"
+        "  send_rate: 100000, send_burst: 100000\n  oops: [\n");
     f.gw("gw1").signal(SIGHUP);
     EXPECT_TRUE(eventually([&] {
         return f.gw_metric("gw1", "imgate_gateway_reloads_total{result=\"failed\"") >
@@ -347,7 +354,8 @@ TEST(FaultGateway, SighupWithInvalidYamlUnderLoadKeepsOldConfig) {
     EXPECT_TRUE(f.gw("gw1").running());
     auto c = f.client("gw1", "probe");
     ASSERT_TRUE(c);
-    ASSERT_TRUE(c->send(proto::send_msg{proto::target_kind::user, "load0", 1, std::string(2000, 'x')}));
+    ASSERT_TRUE(
+        c->send(proto::send_msg{proto::target_kind::user, "load0", 1, std::string(2000, 'x')}));
     auto r = c->read<proto::send_result_msg>(2s);
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, proto::code::payload_too_large);
@@ -368,16 +376,19 @@ TEST(FaultGateway, LoginFloodFromOneAddressRateLimited) {
     }
     int logged_in = 0, limited = 0;
     for (auto& c : conns) {
-        ASSERT_TRUE(eventually([&] {
-            c.pump();
-            return !c.frames().empty() || c.is_closed();
-        }, 3000ms));
+        ASSERT_TRUE(eventually(
+            [&] {
+                c.pump();
+                return !c.frames().empty() || c.is_closed();
+            },
+            3000ms));
         auto fr = c.frames();
         ASSERT_FALSE(fr.empty());
         if (fr[0].op == uint8_t(proto::op::login_result)) ++logged_in;
         if (c.error_code() == proto::code::rate_limited && c.wait_closed(3s)) ++limited;
     }
-    double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    double elapsed =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     EXPECT_EQ(logged_in + limited, n);
     EXPECT_GE(logged_in, 20);
     EXPECT_LE(logged_in, 20 + int(5 * elapsed) + 1);

@@ -194,8 +194,8 @@ class OpsRunFleet : public ::testing::Test {
             ASSERT_GT(pid_[m], 0) << m << "\n" << script_->output();
             EXPECT_TRUE(alive(pid_[m])) << m;
         }
-        auto ready = nlohmann::json::parse(read_file(script_->file("dispatcher.ready")),
-                                           nullptr, false);
+        auto ready =
+            nlohmann::json::parse(read_file(script_->file("dispatcher.ready")), nullptr, false);
         ASSERT_TRUE(ready.is_object());
         pub_ = ready.value("public", "");
         // The tips name the real addresses and how to kill and restart one gateway.
@@ -256,9 +256,10 @@ TEST_F(OpsRunFleet, KilledGatewayIsRoutedAroundAndRestartedThenCtrlCStopsEveryMe
 
     pid_t old = pid_["gw2"];
     ASSERT_EQ(::kill(old, SIGKILL), 0);
-    std::string line = "run-fleet: gw2 (pid " + std::to_string(old) + ") exited (killed by SIGKILL)";
-    ASSERT_TRUE(eventually([&] { return script_->output().find(line) != std::string::npos; },
-                           10000ms))
+    std::string line =
+        "run-fleet: gw2 (pid " + std::to_string(old) + ") exited (killed by SIGKILL)";
+    ASSERT_TRUE(
+        eventually([&] { return script_->output().find(line) != std::string::npos; }, 10000ms))
         << script_->output();
     auto out = script_->output();
     EXPECT_NE(out.find("run-fleet.sh restart gw2", out.find(line)), std::string::npos) << out;
@@ -316,10 +317,10 @@ TEST_F(OpsRunFleet, StopOneMemberThenSigtermToTheScriptStopsTheRest) {
     EXPECT_EQ(rc, 0) << stop;
     EXPECT_NE(stop.find("run-fleet: gw3 stopped (status 0)"), std::string::npos) << stop;
     EXPECT_TRUE(eventually([&] { return !alive(pid_["gw3"]); }, 5000ms));
-    std::string line = "run-fleet: gw3 (pid " + std::to_string(pid_["gw3"]) +
-                       ") stopped on request (status 0)";
-    EXPECT_TRUE(eventually([&] { return script_->output().find(line) != std::string::npos; },
-                           10000ms))
+    std::string line =
+        "run-fleet: gw3 (pid " + std::to_string(pid_["gw3"]) + ") stopped on request (status 0)";
+    EXPECT_TRUE(
+        eventually([&] { return script_->output().find(line) != std::string::npos; }, 10000ms))
         << script_->output();
     auto gw3_log = script_->log("gw3");
     EXPECT_EQ(count(gw3_log, "SIGTERM: stopping gracefully"), 1u) << gw3_log;

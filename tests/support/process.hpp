@@ -16,9 +16,9 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <mutex>
 #include <random>
 #include <set>
 #include <sstream>
@@ -63,7 +63,7 @@ bool eventually(Pred&& pred, std::chrono::milliseconds timeout = 5000ms,
 
 // A fresh directory under the system temp dir, removed on destruction.
 class temp_dir {
-public:
+  public:
     temp_dir() {
         std::random_device rd;
         path_ = fs::temp_directory_path() /
@@ -79,7 +79,7 @@ public:
     const fs::path& path() const { return path_; }
     std::string file(const std::string& name) const { return (path_ / name).string(); }
 
-private:
+  private:
     fs::path path_;
 };
 
@@ -186,7 +186,7 @@ inline double process_cpu_seconds(pid_t pid) {
 // test process dies (PR_SET_PDEATHSIG), and the destructor kills and reaps it, so no test leaves
 // orphans behind even when an assertion fails.
 class daemon_process {
-public:
+  public:
     daemon_process(std::string name, std::string binary, std::vector<std::string> args,
                    const temp_dir& dir)
         : name_(std::move(name)),
@@ -261,7 +261,7 @@ public:
     // CPU seconds (user+system) consumed so far, from /proc/PID/stat.
     double cpu_seconds() const { return process_cpu_seconds(pid_); }
 
-private:
+  private:
     void start(const std::string& binary, const std::vector<std::string>& args) {
         std::vector<std::string> argv_s{binary};
         argv_s.insert(argv_s.end(), args.begin(), args.end());

@@ -27,6 +27,12 @@ class system_clock_source final : public clock_source {
     }
 };
 
+// The process-wide real clock, for code that takes a clock_source and runs in production.
+inline const clock_source& real_clock() {
+    static const system_clock_source c;
+    return c;
+}
+
 // A clock that only moves when told to (tests, benchmarks of the pure logic).
 class manual_clock final : public clock_source {
   public:

@@ -48,13 +48,13 @@ shared_frame encode_delivery(const outbound_message& msg) {
 }
 
 message_router::message_router(std::string self_id, uint16_t node, const gateway_limits& limits,
-                               gateway_metrics& metrics, router_clock clock)
+                               gateway_metrics& metrics, const clock_source& clock)
     : self_id_(std::move(self_id)),
       metrics_(metrics),
       clock_(std::move(clock)),
       acks_(limits.max_pending_acks, limits.ack_timeout),
       seen_(limits.dedupe_window),
-      ids_(node, clock_.wall_ms()) {}
+      ids_(node, uint64_t(clock_.wall_ms())) {}
 
 uint32_t message_router::deliver_to_sessions(const outbound_message& msg, uint64_t exclude_sid) {
     shared_frame f = encode_delivery(msg);
@@ -70,7 +70,7 @@ uint32_t message_router::deliver_to_sessions(const outbound_message& msg, uint64
         size_t ev = acks_.add(
             msg.server_msg_id,
             ack_origin{msg.origin_gateway, msg.origin_session, msg.client_msg_id, msg.target},
-            clock_.steady());
+            clock_.now());
         if (ev) metrics_.ack_evictions->inc(ev);
         pending_acks::session_ids sids;
         auto push_tracked = [&](session_sink& s) {
@@ -112,7 +112,7 @@ void message_router::send(std::shared_ptr<session_sink> from, proto::send_msg& m
     msg.target = std::move(m.target);
     msg.from_user = from->user();
     msg.from_device = from->device();
-    msg.ts_ms = clock_.wall_ms();
+    msg.ts_ms = uint64_t(clock_.wall_ms());
     msg.payload = std::move(m.payload);
     msg.origin_gateway = self_id_;
     msg.origin_session = from->session_id();
@@ -127,13 +127,13 @@ void message_router::send(std::shared_ptr<session_sink> from, proto::send_msg& m
 void message_router::push(outbound_message& msg, route_done done) {
     msg.is_push = true;
     msg.server_msg_id = ids_.next();
-    msg.ts_ms = clock_.wall_ms();
+    msg.ts_ms = uint64_t(clock_.wall_ms());
     msg.origin_gateway = self_id_;
     route(msg, 0, std::move(done));
 }
 
 void message_router::ack(const session_sink& s, uint64_t server_msg_id) {
-    auto origin = acks_.on_ack(server_msg_id, s.session_id(), s.user(), clock_.steady());
+    auto origin = acks_.on_ack(server_msg_id, s.session_id(), s.user(), clock_.now());
     if (!origin) return;  // unknown, expired or foreign ids are ignored: acks are advisory
     proto::receipt_msg r{origin->client_msg_id, server_msg_id, s.user(), s.device()};
     metrics_.receipts->inc();
@@ -189,7 +189,7 @@ proto::code message_router::leave(uint64_t sid, const std::string& room) {
 }
 
 void message_router::expire_acks() {
-    acks_.expire(clock_.steady());
+    acks_.expire(clock_.now());
 }
 
 void message_router::set_limits(const gateway_limits& limits) {

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "common/clock.hpp"
 #include "common/protocol.hpp"
 #include "gateway/cluster.hpp"
 #include "gateway/gateway_config.hpp"
@@ -26,17 +27,6 @@ shared_frame encode_delivery(const outbound_message& msg);
 // reached, offline when nobody was and the cluster said so, else the cluster's error.
 proto::code combine_results(uint32_t local, const forward_result& fr, uint32_t& total);
 
-// Time as the router sees it: the monotonic clock ages pending acks, the wall clock stamps
-// messages. Tests pass their own.
-struct router_clock {
-    std::function<steady_time()> steady = [] { return std::chrono::steady_clock::now(); };
-    std::function<uint64_t()> wall_ms = [] {
-        return uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
-                            std::chrono::system_clock::now().time_since_epoch())
-                            .count());
-    };
-};
-
 // Owns the hub, the pending acks, the recent ids and the id source. Implements local_delivery for
 // traffic from peers. Thread-safe: called from every session strand and the cluster's.
 class message_router final : public local_delivery {
@@ -45,7 +35,7 @@ class message_router final : public local_delivery {
     using route_done = std::function<void(proto::code, uint32_t)>;
 
     message_router(std::string self_id, uint16_t node, const gateway_limits& limits,
-                   gateway_metrics& metrics, router_clock clock = {});
+                   gateway_metrics& metrics, const clock_source& clock = real_clock());
 
     // The cluster is built after the router (the router is its local_delivery); attach it before
     // anything is routed. The cluster must outlive every call.
@@ -108,7 +98,8 @@ class message_router final : public local_delivery {
 
     std::string self_id_;
     gateway_metrics& metrics_;
-    router_clock clock_;
+    // The monotonic clock ages pending acks, the wall clock stamps messages; tests pass their own.
+    const clock_source& clock_;
     cluster* cluster_ = nullptr;
     hub hub_;
     pending_acks acks_;

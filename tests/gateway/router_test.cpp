@@ -53,8 +53,8 @@ struct fixture {
     metrics_registry registry;
     gateway_metrics metrics{registry};
     fake_cluster fleet;
-    message_router router{"gw1", 3, gateway_limits{}, metrics,
-                          router_clock{[] { return steady_time{}; }, [] { return uint64_t(42); }}};
+    manual_clock clock{42};  // wall clock at 42 ms
+    message_router router{"gw1", 3, gateway_limits{}, metrics, clock};
     fixture() { router.attach(fleet); }
     std::shared_ptr<fake_session> login(uint64_t id, std::string user, std::string device = "") {
         auto s = std::make_shared<fake_session>(id, std::move(user), std::move(device));

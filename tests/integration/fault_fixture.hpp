@@ -86,7 +86,7 @@ inline const std::string cluster_secret = "fault-test-cluster-secret-0123456789"
 inline const std::string admin_token = "fault-test-admin-token";
 
 inline std::string token(const std::string& user, const std::string& device = "d1") {
-    return testing::make_token(token_secret, user, device);
+    return test::make_token(token_secret, user, device);
 }
 
 // N real gateways (ids gw1..gwN) and optionally a real dispatcher pulling them, every address a
@@ -204,9 +204,9 @@ class fleet {
             timeout);
     }
 
-    std::unique_ptr<testing::test_client> client(const std::string& id, const std::string& user,
-                                                 const std::string& device = "d1") {
-        auto c = std::make_unique<testing::test_client>();
+    std::unique_ptr<test::test_client> client(const std::string& id, const std::string& user,
+                                              const std::string& device = "d1") {
+        auto c = std::make_unique<test::test_client>();
         if (!c->connect(client_addr(id))) return nullptr;
         if (!c->login(token(user, device))) return nullptr;
         return c;
@@ -222,7 +222,7 @@ class fleet {
 };
 
 // A PING/PONG round trip on a logged-in client within timeout.
-inline bool ping_ok(testing::test_client& c, uint32_t corr,
+inline bool ping_ok(test::test_client& c, uint32_t corr,
                     std::chrono::milliseconds timeout = 2000ms) {
     if (!c.send(proto::ping_msg{}, corr)) return false;
     auto deadline = std::chrono::steady_clock::now() + timeout;

@@ -62,12 +62,12 @@ struct gateway_under_test {
     std::string admin_addr() const { return proc->addr("admin"); }
 
     // A connected client; logged in as user/device when user is not empty.
-    std::unique_ptr<testing::test_client> client(const std::string& user = "",
-                                                 const std::string& device = "") {
-        auto c = std::make_unique<testing::test_client>();
+    std::unique_ptr<test::test_client> client(const std::string& user = "",
+                                              const std::string& device = "") {
+        auto c = std::make_unique<test::test_client>();
         if (!c->connect(client_addr())) return nullptr;
         if (user.empty()) return c;
-        if (!c->login(testing::make_token(gw_token_secret, user, device))) return nullptr;
+        if (!c->login(test::make_token(gw_token_secret, user, device))) return nullptr;
         return c;
     }
 

@@ -25,7 +25,7 @@ namespace {
 using rpc_messages = std::tuple<rpc::hello_msg, rpc::challenge_msg, rpc::auth_msg, rpc::auth_ok_msg,
                                 rpc::auth_fail_msg, rpc::ping_msg, rpc::pong_msg, rpc::forward_msg,
                                 rpc::forward_result_msg, rpc::receipt_msg, rpc::presence_msg,
-                                rpc::room_interest_msg>;
+                                rpc::room_interest_msg, rpc::device_claim_msg>;
 
 template <size_t I = 0>
 void check_canonical(size_t which, std::string_view body) {
@@ -37,6 +37,17 @@ void check_canonical(size_t which, std::string_view body) {
         std::string re;
         byte_writer w(re);
         rpc::write_body(w, m);
+        if constexpr (requires { m.skipped; }) {
+            if (m.skipped > 0) {
+                // Entries with an id outside the id rule are dropped on decoding (and counted),
+                // so the body is not canonical; what is left must be, and must skip nothing.
+                M again;
+                FUZZ_CHECK(rpc::read_body(re, again));
+                FUZZ_CHECK(again.skipped == 0 && again.changes == m.changes &&
+                           again.reset == m.reset);
+                return;
+            }
+        }
         FUZZ_CHECK(re == body);
     }
 }

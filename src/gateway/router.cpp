@@ -61,8 +61,11 @@ uint32_t message_router::deliver_to_sessions(const outbound_message& msg, uint64
     bool want_receipt =
         !msg.is_push && msg.kind == proto::target_kind::user && msg.origin_session != 0;
     uint32_t reached = 0;
+    pending_acks::session_ids sids;  // the reached sessions, each of which may ack once
     auto push = [&](session_sink& s) {
-        if (s.push_frame(f)) ++reached;
+        if (!s.push_frame(f)) return;
+        ++reached;
+        if (want_receipt) sids.push_back(s.session_id());
     };
     if (want_receipt) {
         // Registered before the frames are queued so an ack can never arrive first; dropped again
@@ -72,13 +75,7 @@ uint32_t message_router::deliver_to_sessions(const outbound_message& msg, uint64
             ack_origin{msg.origin_gateway, msg.origin_session, msg.client_msg_id, msg.target},
             clock_.now());
         if (ev) metrics_.ack_evictions->inc(ev);
-        pending_acks::session_ids sids;
-        auto push_tracked = [&](session_sink& s) {
-            if (!s.push_frame(f)) return;
-            ++reached;
-            sids.push_back(s.session_id());
-        };
-        hub_.for_user(msg.target, push_tracked);
+        hub_.for_user(msg.target, push);
         acks_.set_recipients(msg.server_msg_id, sids);
     } else if (msg.kind == proto::target_kind::user) {
         hub_.for_user(msg.target, push);

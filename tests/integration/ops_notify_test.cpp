@@ -79,11 +79,7 @@ class notified_daemon {
         if (pid_ == 0) {
             ::prctl(PR_SET_PDEATHSIG, SIGKILL);
             if (::getppid() != parent) ::_exit(127);
-            int fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-            if (fd >= 0) {
-                ::dup2(fd, 1);
-                ::dup2(fd, 2);
-            }
+            child_output_to(log_path.c_str());
             ::setenv("NOTIFY_SOCKET", notify_path.c_str(), 1);
             ::setenv("WATCHDOG_USEC", std::to_string(watchdog_usec).c_str(), 1);
             ::setenv("WATCHDOG_PID", std::to_string(::getpid()).c_str(), 1);

@@ -97,14 +97,7 @@ class fleet_script {
             ::signal(SIGINT, SIG_DFL);  // as a shell starts a job; an ignored SIGINT stays ignored
             ::prctl(PR_SET_PDEATHSIG, SIGTERM);
             if (::getppid() != parent) ::_exit(127);
-            int fd = ::open(out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
-            if (fd >= 0) {
-                ::dup2(fd, 1);
-                ::dup2(fd, 2);
-                ::close(fd);
-            }
-            int devnull = ::open("/dev/null", O_RDONLY);
-            if (devnull >= 0) ::dup2(devnull, 0);
+            child_output_to(out_.c_str(), O_APPEND);
             ::setenv("IMGATE_FLEET_CONFIG", config.c_str(), 1);
             ::setenv("IMGATE_FLEET_RUN", run_.c_str(), 1);
             ::setenv("BUILD_DIR", IMGATE_BINARY_DIR, 1);

@@ -40,6 +40,19 @@ inline std::string binary_path(const std::string& name) {
 #endif
 }
 
+// In a forked child, before exec: stdout and stderr to `path` (created; truncated, plus
+// `extra_flags` such as O_APPEND), stdin from /dev/null. Async-signal-safe calls only.
+inline void child_output_to(const char* path, int extra_flags = 0) {
+    int fd = ::open(path, O_WRONLY | O_CREAT | O_TRUNC | extra_flags, 0644);
+    if (fd >= 0) {
+        ::dup2(fd, 1);
+        ::dup2(fd, 2);
+        ::close(fd);
+    }
+    int devnull = ::open("/dev/null", O_RDONLY);
+    if (devnull >= 0) ::dup2(devnull, 0);
+}
+
 inline std::string source_path(const std::string& rel) {
 #ifdef IMGATE_SOURCE_DIR
     return std::string(IMGATE_SOURCE_DIR) + "/" + rel;
@@ -274,14 +287,7 @@ class daemon_process {
         if (pid_ == 0) {
             ::prctl(PR_SET_PDEATHSIG, SIGKILL);
             if (::getppid() != parent) ::_exit(127);
-            int fd = ::open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-            if (fd >= 0) {
-                ::dup2(fd, 1);
-                ::dup2(fd, 2);
-                ::close(fd);
-            }
-            int devnull = ::open("/dev/null", O_RDONLY);
-            if (devnull >= 0) ::dup2(devnull, 0);
+            child_output_to(log_path_.c_str());
             ::unsetenv("NOTIFY_SOCKET");
             ::execv(argv[0], argv.data());
             ::_exit(127);

@@ -7,6 +7,7 @@
 #include "gateway/cluster_context.hpp"
 #include "gateway/directory.hpp"
 #include "gateway/peer_service.hpp"
+#include "gateway/rpc_config.hpp"
 #include "rpc_frames.hpp"
 
 using namespace imgate;
@@ -271,4 +272,21 @@ TEST(AnnouncedDirectoryCaps, PeerServiceAppliesTheConfiguredCapAndPublishesMetri
     }
     EXPECT_EQ(sample(reg, entries_users), 0);
     EXPECT_EQ(sample(reg, overflowed_users), 0);
+}
+
+TEST(AnnouncedDirectoryCaps, CapsAreReadFromClusterRpcWithDefaultsAndBounds) {
+    auto parse = [](const std::string& text) {
+        YAML::Node doc = YAML::Load(text);
+        return parse_rpc_config(yaml_map(doc, "gateway.yaml").map("cluster_rpc"));
+    };
+    auto d = parse("cluster_rpc: {}\n");
+    EXPECT_EQ(d.max_peer_users, 500000u);
+    EXPECT_EQ(d.max_peer_rooms, 500000u);
+    auto c = parse("cluster_rpc: {max_peer_users: 120000, max_peer_rooms: 3000}\n");
+    EXPECT_EQ(c.max_peer_users, 120000u);
+    EXPECT_EQ(c.max_peer_rooms, 3000u);
+    for (auto bad :
+         {"cluster_rpc: {max_peer_users: 0}\n", "cluster_rpc: {max_peer_rooms: -5}\n",
+          "cluster_rpc: {max_peer_users: 10000001}\n", "cluster_rpc: {max_peer_rooms: many}\n"})
+        EXPECT_THROW(parse(bad), config_error) << bad;
 }

@@ -89,6 +89,14 @@ void session::refresh_limits(steady_time now) {
     max_outbound_.store(proto_.limits().max_outbound_bytes, std::memory_order_relaxed);
 }
 
+void session::reset_decoder() {
+    // Not `dec_ = frame_decoder(...)`: a std::string move-assigned a short (inline) string keeps
+    // its old heap buffer. The swapped-out decoder frees it on leaving this scope.
+    frame_decoder fresh(proto_.max_frame_body());
+    std::swap(dec_, fresh);
+    dec_fed_ = 0;
+}
+
 void session::wait_readable() {
     // A plain callback instead of a coroutine: an idle session then costs one small pending
     // wait operation rather than a coroutine frame and its awaitable thread.
@@ -138,8 +146,7 @@ void session::on_readable(const boost::system::error_code& wec) {
         // behind; an idle session then holds no buffer. The limit stays what it was.
         if (dec_fed_ > decoder_keep_bytes && dec_.buffered() == 0 &&
             dec_.error() == frame_error::none) {
-            dec_ = frame_decoder(dec_.max_body());
-            dec_fed_ = 0;
+            reset_decoder();
         }
         // Keep reading until the socket is empty: frames that arrived while this batch was
         // handled join it, so their copies share the same gathered writes.
@@ -154,7 +161,12 @@ void session::on_read_end() {
 
 void session::carry_out(session_actions&& a) {
     if (!a.reply.empty()) push_owned(std::move(a.reply));
-    if (a.finish) finish(std::move(a.last_frame));
+    if (a.finish) {
+        finish(std::move(a.last_frame));
+        // No frame is decoded any more: release the input held (a partial frame kept until the
+        // login deadline, the rest of a read behind a refused header) now, not after the linger.
+        reset_decoder();
+    }
     if (a.shutdown_send) {
         boost::system::error_code ec;
         sock_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
@@ -169,8 +181,7 @@ void session::carry_out(session_actions&& a) {
         // Logged in: the limit rises now, also for frames pipelined behind the LOGIN. The token
         // made the buffer grow; an idle session should not keep that capacity.
         if (dec_.buffered() == 0) {
-            dec_ = frame_decoder(proto_.max_frame_body());
-            dec_fed_ = 0;
+            reset_decoder();
         } else {
             dec_.set_max_body(proto_.max_frame_body());
         }

@@ -69,6 +69,8 @@ class session final : public session_sink, public std::enable_shared_from_this<s
     void arm_timer(steady_time at);
     void on_timer();
     void refresh_limits(steady_time now);
+    // An empty decoder at the current limit; the old one's buffer is freed.
+    void reset_decoder();
 
     gateway_server& srv_;
     uint64_t id_;

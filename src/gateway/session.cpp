@@ -17,6 +17,9 @@ thread_local char read_buf[64 * 1024];
 // Input a decoder may have taken in before its emptied buffer is released: small frames keep
 // reusing one small buffer, a large one does not stay allocated.
 constexpr size_t decoder_keep_bytes = 4096;
+// Input read and dropped by a finishing session before it is closed without waiting for the
+// flush and the linger.
+constexpr size_t max_discard_bytes = 256 * 1024;
 steady_time clock_now() {
     return std::chrono::steady_clock::now();
 }
@@ -125,7 +128,16 @@ void session::on_readable(const boost::system::error_code& wec) {
                 spdlog::debug("session {}: read: {}", id_, ec.message());
             return on_read_end();
         }
-        if (closing_.load(std::memory_order_relaxed)) continue;  // draining input until close
+        if (closing_.load(std::memory_order_relaxed)) {
+            // Draining input until close, so the last frame is not lost to a reset. A client
+            // that keeps writing after being told to go (a flooder after its flood close) would
+            // keep this loop busy for the whole linger: past a bound, once the last frame is
+            // flushed and the send side shut down, it is closed at once.
+            discarded_ += n;
+            if (discarded_ > max_discard_bytes && proto_.lingering())
+                close_now();  // the next read fails: read end
+            continue;
+        }
         auto now = clock_now();
         proto_.on_input(now);
         refresh_limits(now);

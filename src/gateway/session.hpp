@@ -77,7 +77,8 @@ class session final : public session_sink, public std::enable_shared_from_this<s
     asio::ip::tcp::socket sock_;
     asio::steady_timer timer_;
     frame_decoder dec_;
-    size_t dec_fed_ = 0;  // bytes fed to dec_ since it was last (re)created
+    size_t dec_fed_ = 0;    // bytes fed to dec_ since it was last (re)created
+    size_t discarded_ = 0;  // input dropped since the session started finishing
     std::string user_;
     std::string device_;
     std::atomic<bool> logged_in_{false};

@@ -108,6 +108,8 @@ class session_protocol {
     }
 
     bool logged_in() const { return logged_in_; }
+    // Everything was flushed and the send side shut down: waiting for the client's close.
+    bool lingering() const { return shut_down_; }
     const gateway_limits& limits() const { return *limits_; }
 
   private:

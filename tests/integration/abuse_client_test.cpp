@@ -425,6 +425,42 @@ TEST(AbuseMeasure, DISABLED_PreLoginRssAndFloodCpu) {
             declared, before, after, after - before, double(after - before) / 1000.0, closed);
     }
     {
+        // One session floods for 5 s; its gateway's CPU over those 5 s.
+        fleet f(with_wrapper());
+        ASSERT_TRUE(f.start());
+        raw_conn c = logged_in_raw(f.client_addr("gw1"), "mallory@example.com");
+        auto& gw = f.gw("gw1");
+        std::string unit =
+            proto::encode(proto::join_msg{"r"}, 7) + proto::encode(proto::leave_msg{"r"}, 8);
+        std::string batch;
+        while (batch.size() < 64 * 1024) batch += unit;
+        double cpu0 = gw.cpu_seconds();
+        auto t0 = std::chrono::steady_clock::now();
+        size_t batches = 0;
+        auto closed_at = t0;
+        while (std::chrono::steady_clock::now() - t0 < 5s) {
+            if (!c.is_closed()) {
+                if (c.send(batch, 50ms)) ++batches;
+                c.pump();
+                if (c.is_closed()) closed_at = std::chrono::steady_clock::now();
+            } else {
+                std::this_thread::sleep_for(50ms);  // the measuring interval runs on
+            }
+        }
+        double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        double cpu = gw.cpu_seconds() - cpu0;
+        std::printf(
+            "one session's join/leave flood, 5 s: %zu x 64 KiB written, %s; gateway CPU "
+            "%.3f s = %.1f%% of a core\n",
+            batches,
+            c.is_closed()
+                ? ("closed after " +
+                   std::to_string(std::chrono::duration<double>(closed_at - t0).count()) + " s")
+                      .c_str()
+                : "never closed",
+            cpu, 100 * cpu / wall);
+    }
+    {
         fleet f(with_wrapper());
         ASSERT_TRUE(f.start());
         std::optional<raw_conn> c;

@@ -231,8 +231,11 @@ session_actions session_protocol::on_login(const frame& f, G& gw) {
     auto r = gw.verify_token(m->token);
     if (!r) {
         bool expired = r.error == jwt::verify_error::expired;
-        return refuse_login(gw, expired ? "token_expired" : "auth_failed",
-                            expired ? code::token_expired : code::auth_failed,
+        // The login metric keeps one label per cause an operator acts on differently.
+        const char* label = expired                                      ? "token_expired"
+                            : r.error == jwt::verify_error::bad_identity ? "bad_identity"
+                                                                         : "auth_failed";
+        return refuse_login(gw, label, expired ? code::token_expired : code::auth_failed,
                             jwt::to_string(r.error), f.corr);
     }
     if (!valid_id(r.c.sub) || (!r.c.dev.empty() && !valid_id(r.c.dev)))

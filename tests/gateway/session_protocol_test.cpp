@@ -270,6 +270,17 @@ TEST(SessionProtocol, LoginRefusals) {
         EXPECT_EQ(gw.logins["bad_identity"], 1);
     }
     {
+        // The token layer refuses a bidi override in sub itself; the metric keeps the cause.
+        fake_gateway gw;
+        gw.verdict.error = jwt::verify_error::bad_identity;
+        session_protocol p(test_limits(), t0);
+        auto a = p.on_frame(make_frame(proto::login_msg{"token"}, 5), t0, gw);
+        expect_error(a.reply, proto::code::auth_failed, 5);
+        EXPECT_TRUE(gw.registered.empty());
+        EXPECT_EQ(gw.logins["bad_identity"], 1);
+        EXPECT_EQ(gw.logins["auth_failed"], 0);
+    }
+    {
         fake_gateway gw;
         session_protocol p(test_limits(), t0);
         auto a = p.on_frame(raw_frame(uint8_t(proto::op::login), 8, "\x01"), t0, gw);

@@ -37,8 +37,13 @@ std::set<std::string> referenced_metrics(const std::string& text) {
     return out;
 }
 
+// Named by the alert rules ahead of the branch that registers them (issue 19: the dispatcher's
+// degraded-gateway gauge is added by the dispatcher work, merged separately). Drop a name here once
+// a daemon registers it.
+const std::set<std::string> pending_metrics{"imgate_dispatcher_gateway_degraded"};
+
 bool known(const std::set<std::string>& reg, const std::string& name) {
-    if (reg.count(name)) return true;
+    if (reg.count(name) || pending_metrics.count(name)) return true;
     for (std::string suffix : {"_bucket", "_sum", "_count"})
         if (name.size() > suffix.size() && name.ends_with(suffix) &&
             reg.count(name.substr(0, name.size() - suffix.size())))
@@ -111,6 +116,41 @@ TEST(OpsDocs, PromqlParsesWithPromtool) {
     auto [rc2, out2] = run_command("timeout 60 " + shell_quote(promtool) + " check rules " +
                                    shell_quote(dir.file("panels.yml")));
     EXPECT_EQ(rc2, 0) << out2;
+}
+
+std::set<std::string> matches(const std::string& text, const std::string& re) {
+    std::set<std::string> out;
+    std::regex r(re);
+    for (std::sregex_iterator it(text.begin(), text.end(), r), end; it != end; ++it)
+        out.insert((*it)[1].str());
+    return out;
+}
+
+// Every alert rule has promtool unit tests (docs/prometheus-alerts.test.yml) with series that make
+// it fire and moments where it must not, and they pass. Catches rules that can never fire, such
+// as a ratio whose numerator is count() of an empty vector.
+TEST(OpsDocs, AlertRulesUnitTests) {
+    std::string rules = read_file(source_path("docs/prometheus-alerts.yml"));
+    std::string tests = read_file(source_path("docs/prometheus-alerts.test.yml"));
+    ASSERT_FALSE(tests.empty()) << "docs/prometheus-alerts.test.yml is missing";
+    auto alerts = matches(rules, R"(- alert:\s*([A-Za-z0-9_]+))");
+    auto tested = matches(tests, R"(alertname:\s*([A-Za-z0-9_]+))");
+    auto firing = matches(tests, R"(alertname:\s*([A-Za-z0-9_]+)\s*\n\s*exp_alerts:\s*\n)");
+    ASSERT_GE(alerts.size(), 20u);
+    for (auto& a : alerts) {
+        EXPECT_TRUE(tested.count(a)) << a << " has no test in docs/prometheus-alerts.test.yml";
+        EXPECT_TRUE(firing.count(a)) << a << " has no test where it fires";
+    }
+    for (auto& t : tested) EXPECT_TRUE(alerts.count(t)) << "test of unknown alert " << t;
+
+    std::string promtool = find_in_path("promtool");
+    if (promtool.empty())
+        GTEST_SKIP() << "promtool not installed (package prometheus, installed by make deps-test): "
+                        "alert rule unit tests NOT run";
+    // rule_files in the test file are resolved relative to the test file.
+    auto [rc, out] = run_command("timeout 120 " + shell_quote(promtool) + " test rules " +
+                                 shell_quote(source_path("docs/prometheus-alerts.test.yml")));
+    EXPECT_EQ(rc, 0) << out;
 }
 
 }  // namespace

@@ -3,9 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
+#include <sstream>
 
 #include "../support/process.hpp"
 #include "ops_chromium.hpp"  // find_in_path, shell_quote
@@ -151,6 +153,69 @@ TEST(OpsDocs, AlertRulesUnitTests) {
     auto [rc, out] = run_command("timeout 120 " + shell_quote(promtool) + " test rules " +
                                  shell_quote(source_path("docs/prometheus-alerts.test.yml")));
     EXPECT_EQ(rc, 0) << out;
+}
+
+// The numbers of a default cell: "1 MiB" -> 1048576, "10 s" and "10s" -> 10, "1000/s / 5000" ->
+// 1000 5000.
+std::vector<double> default_numbers(const std::string& cell) {
+    std::vector<double> out;
+    std::regex num(R"(([0-9]+(\.[0-9]+)?)\s*(MiB|KiB)?)");
+    for (std::sregex_iterator it(cell.begin(), cell.end(), num), end; it != end; ++it) {
+        double v = std::stod((*it)[1].str());
+        if ((*it)[3] == "MiB") v *= 1024 * 1024;
+        if ((*it)[3] == "KiB") v *= 1024;
+        out.push_back(v);
+    }
+    return out;
+}
+
+// "| `key` ... | default |" rows of a markdown table: first backquoted key -> default cell
+// (column default_col, 0-based after the leading '|').
+std::map<std::string, std::string> table_defaults(const std::string& text, size_t default_col) {
+    std::map<std::string, std::string> out;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) {
+        if (line.rfind("| `", 0) != 0) continue;
+        std::vector<std::string> cells;
+        size_t at = 2;  // after "| "
+        for (size_t bar; (bar = line.find(" | ", at)) != std::string::npos; at = bar + 3)
+            cells.push_back(line.substr(at, bar - at));
+        if (cells.size() <= default_col) continue;
+        auto tick = cells[0].find('`', 1);
+        out.emplace(cells[0].substr(1, tick == std::string::npos ? 0 : tick - 1),
+                    cells[default_col]);
+    }
+    return out;
+}
+
+// security.md's limits table repeats defaults from configuration.md; both must say what the code
+// says (issue 19: max_pending_acks said 1000000 in one and 200000 in the other and the code).
+TEST(OpsDocs, SecurityAndConfigurationDefaultsAgreeWithTheCode) {
+    auto sec = table_defaults(read_file(source_path("docs/security.md")), 1);
+    auto conf = table_defaults(read_file(source_path("docs/configuration.md")), 2);
+    std::string code = read_file(source_path("src/gateway/gateway_config.hpp"));
+    size_t compared = 0, against_code = 0;
+    for (auto& [key, value] : sec) {
+        if (!key.starts_with("limits.") && !key.starts_with("timeouts.")) continue;
+        auto c = conf.find(key);
+        ASSERT_NE(c, conf.end()) << key << " is in security.md but not in configuration.md";
+        EXPECT_EQ(default_numbers(value), default_numbers(c->second))
+            << key << ": security.md says \"" << value << "\", configuration.md says \""
+            << c->second << "\"";
+        ++compared;
+        // A plain integer default in gateway_config.hpp ("max_pending_acks = 200000;").
+        std::smatch m;
+        std::string field = key.substr(key.find('.') + 1);
+        if (std::regex_search(code, m, std::regex("\\b" + field + " = ([0-9]+);"))) {
+            auto nums = default_numbers(value);
+            ASSERT_FALSE(nums.empty()) << key;
+            EXPECT_EQ(nums[0], std::stod(m[1].str()))
+                << key << ": docs say " << value << ", gateway_config.hpp says " << m[1];
+            ++against_code;
+        }
+    }
+    EXPECT_GE(compared, 12u);
+    EXPECT_GE(against_code, 5u);
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 #include <optional>
 
 #include "common/awaitable.hpp"
+#include "common/config_info.hpp"
 #include "common/ids.hpp"
 #include "gateway/gateway_metrics.hpp"
 #include "gateway/router.hpp"
@@ -136,6 +137,7 @@ http_response admin_api::status() {
     j["version"] = IMGATE_VERSION;
     j["uptime_s"] = gw_.uptime_s();
     j["client"] = hostport(gw_.client_endpoint());
+    if (auto* ci = config_info::current()) j["config"] = ci->status_json();
     return http_response::json(http::status::ok, j.dump());
 }
 

@@ -26,6 +26,11 @@ gateway_limits parse_limits(yaml_map m, yaml_map t, yaml_map d) {
     l.flood_refusals = uint32_t(m.integer("flood_refusals", l.flood_refusals, 1, 10000000));
     l.flood_window = m.duration("flood_window", l.flood_window);
     if (l.flood_window.count() <= 0) m.fail("flood_window", "must be positive");
+    l.flood_penalty = m.duration("flood_penalty", l.flood_penalty);
+    if (l.flood_penalty.count() < 0) m.fail("flood_penalty", "must not be negative");
+    l.login_failure_summary = m.duration("login_failure_summary", l.login_failure_summary);
+    if (l.login_failure_summary.count() < 0)
+        m.fail("login_failure_summary", "must not be negative");
     l.login_rate = m.number("login_rate", l.login_rate, 0, 1e7);
     l.login_burst = m.number("login_burst", l.login_burst, 1, 1e7);
     l.max_outbound_bytes =

@@ -35,6 +35,11 @@ struct gateway_limits {
     // A session refused this many times (any rate limit) within flood_window is closed.
     uint32_t flood_refusals = 100;
     std::chrono::milliseconds flood_window{10000};
+    // After a flood close the session's user may not log in on this gateway for this long
+    // (0: no penalty): a flooder that reconnects at once would otherwise get a fresh burst.
+    std::chrono::milliseconds flood_penalty{30000};
+    // Failed logins are logged as one summary line per interval (0: no summary).
+    std::chrono::milliseconds login_failure_summary{10000};
     uint64_t max_outbound_bytes = 1 << 20;  // queued per session; past it: slow consumer
     uint32_t max_rooms_per_session = 64;
     uint32_t max_id_length = uint32_t(ids::default_max_bytes);  // user, device, room ids (bytes)

@@ -33,7 +33,7 @@ gateway_metrics::gateway_metrics(metrics_registry& m) : registry_(m) {
                            {{"reason", proto::to_string(k)}});
     for (const char* r :
          {"ok", "auth_failed", "token_expired", "login_required", "login_timeout", "bad_frame",
-          "bad_identity", "draining", "rate_limited", "frame_too_large"})
+          "bad_identity", "draining", "rate_limited", "frame_too_large", "flood_penalty"})
         logins_[r] = &m.get_counter("imgate_gateway_logins_total", "Login attempts by result",
                                     {{"result", r}});
     for (auto [o, label] :

@@ -44,7 +44,8 @@ gateway_server::gateway_server(asio::io_context& io, gateway_config cfg, metrics
       live_(live_of(cfg_)),
       router_(cfg_.id, cfg_.fleet.find(cfg_.id)->node, cfg_.limits, metrics_),
       acceptor_(asio::make_strand(io)),
-      started_(std::chrono::steady_clock::now()) {
+      started_(std::chrono::steady_clock::now()),
+      summary_timer_(asio::make_strand(io)) {
     login_limiter_.set_limits(cfg_.limits.login_rate, cfg_.limits.login_burst);
     gateway_metrics::gauge_sources g;
     g.connections = [this] { return double(connections_.load()); };
@@ -89,6 +90,8 @@ void gateway_server::start() {
     spawn(acceptor_.get_executor(), accept_loop(), "gateway accept");
     spawn(io_, lag_probe(), "gateway lag probe");
     spawn(io_, housekeeping(), "gateway housekeeping");
+    // On the timer's strand, like the cancel in stop(): a timer is not thread-safe.
+    spawn(summary_timer_.get_executor(), login_summary_loop(), "gateway login summary");
     spdlog::info(
         "gateway {} serving clients on {}, admin on {}", cfg_.id,
         client_ep_.address().to_string() + ":" + std::to_string(client_ep_.port()),
@@ -272,6 +275,19 @@ asio::awaitable<void> gateway_server::housekeeping() {
     }
 }
 
+asio::awaitable<void> gateway_server::login_summary_loop() {
+    for (;;) {
+        uint64_t g;
+        auto interval = limits(g)->login_failure_summary;
+        // 0 disables the summary: look again each second in case a reload enables it.
+        summary_timer_.expires_after(interval.count() > 0 ? interval : std::chrono::seconds(1));
+        auto [ec] = co_await summary_timer_.async_wait(use_tuple);
+        if (ec || state_.load() == gateway_state::stopping) co_return;
+        auto line = login_summary_.take(interval);
+        if (interval.count() > 0 && !line.empty()) spdlog::warn("{}", line);
+    }
+}
+
 void gateway_server::drain() {
     {
         std::lock_guard lk(login_mu_);
@@ -321,6 +337,7 @@ void gateway_server::stop(std::function<void()> done) {
     }
     daemon_control::notify_stopping();
     close_acceptor();
+    asio::post(summary_timer_.get_executor(), [this] { summary_timer_.cancel(); });
     spawn(io_, stop_loop(std::move(done)), "gateway stop");
 }
 

@@ -7,11 +7,14 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -19,10 +22,12 @@
 #include "common/live_config.hpp"
 #include "common/metrics.hpp"
 #include "gateway/cluster.hpp"
+#include "gateway/flood_penalty.hpp"
 #include "gateway/gateway_config.hpp"
 #include "gateway/gateway_metrics.hpp"
 #include "gateway/hub.hpp"
 #include "gateway/login_limiter.hpp"
+#include "gateway/login_summary.hpp"
 #include "gateway/router.hpp"
 
 namespace imgate::gw {
@@ -81,6 +86,18 @@ class gateway_server final {
     proto::code on_leave(session& s, const std::string& room);
     void count_error(proto::code c) { metrics_.error(c); }
     void count_login(const char* result) { metrics_.login(result); }
+    // A LOGIN that did not succeed (result as in count_login), for the periodic summary line.
+    void login_failed(std::string_view result, std::string_view source) {
+        login_summary_.failed(result, source);
+    }
+    // limits.flood_penalty: user was closed for flooding and may not log in before `until`.
+    void penalise_user(const std::string& user, std::chrono::steady_clock::time_point until) {
+        flood_penalty_.penalise(user, until, std::chrono::steady_clock::now());
+    }
+    std::optional<std::chrono::steady_clock::time_point> penalty_until(
+        const std::string& user, std::chrono::steady_clock::time_point now) {
+        return flood_penalty_.until(user, now);
+    }
     void count_kick(proto::kick_reason r) { metrics_.kick(r); }
     void count_slow_consumer();
     void count_idle_close() { metrics_.idle->inc(); }
@@ -110,6 +127,7 @@ class gateway_server final {
     asio::awaitable<void> stop_loop(std::function<void()> done);
     asio::awaitable<void> lag_probe();
     asio::awaitable<void> housekeeping();
+    asio::awaitable<void> login_summary_loop();
     void refuse_busy(asio::ip::tcp::socket& sock);
     void apply(const gateway_config& c);
     void close_acceptor();
@@ -127,6 +145,9 @@ class gateway_server final {
     asio::ip::tcp::endpoint client_ep_;
     std::chrono::steady_clock::time_point started_;
     login_limiter login_limiter_{0, 1};
+    flood_penalty flood_penalty_;
+    login_summary login_summary_;
+    asio::steady_timer summary_timer_;  // login_summary_loop's; cancelled by stop()
 
     std::atomic<gateway_state> state_{gateway_state::serving};
     // Orders state changes against on_login: once drain() returns, every session is either

@@ -48,7 +48,18 @@ struct session::gateway_port {
     proto::code join(const std::string& room) { return s.srv_.on_join(s, room); }
     proto::code leave(const std::string& room) { return s.srv_.on_leave(s, room); }
     void count_error(proto::code c) { s.srv_.count_error(c); }
-    void count_login(const char* result) { s.srv_.count_login(result); }
+    void count_login(const char* result) {
+        s.srv_.count_login(result);
+        if (std::string_view(result) != "ok") {
+            boost::system::error_code ec;
+            auto remote = s.sock_.remote_endpoint(ec);
+            s.srv_.login_failed(result, ec ? std::string("unknown") : remote.address().to_string());
+        }
+    }
+    void penalise_user(steady_time until) { s.srv_.penalise_user(s.user_, until); }
+    std::optional<steady_time> penalty_until(std::string_view user, steady_time now) {
+        return s.srv_.penalty_until(std::string(user), now);
+    }
     void count_message(proto::target_kind k, proto::code c) { s.srv_.count_message(k, false, c); }
     void count_kick(proto::kick_reason r) { s.srv_.count_kick(r); }
     void count_idle_close() { s.srv_.count_idle_close(); }

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <concepts>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -49,6 +50,10 @@ concept session_gateway = requires(G& g, std::string_view sv, std::string s, pro
     g.count_slow_consumer();
     g.count_rate_limited(proto::op::join);  // one request refused by its per-session rate limit
     g.count_flood_close();
+    // The session's user may not log in on this gateway before `until` (after a flood close).
+    g.penalise_user(steady_time{});
+    // When a penalty of this user ends, if it has not ended at `now`.
+    { g.penalty_until(s, steady_time{}) } -> std::same_as<std::optional<steady_time>>;
 };
 
 // Why the connection must close now; the session logs the slow-consumer ones.
@@ -119,7 +124,7 @@ class session_protocol {
         return a;
     }
     template <session_gateway G>
-    session_actions on_login(const frame& f, G& gw);
+    session_actions on_login(const frame& f, steady_time now, G& gw);
     template <session_gateway G>
     session_actions on_send(const frame& f, steady_time now, G& gw);
     template <session_gateway G>
@@ -172,7 +177,7 @@ session_actions session_protocol::on_frame(const frame& f, steady_time now, G& g
     using proto::op;
     last_rx_ = now;
     if (!logged_in_) {
-        if (f.op == static_cast<uint8_t>(op::login)) return on_login(f, gw);
+        if (f.op == static_cast<uint8_t>(op::login)) return on_login(f, now, gw);
         return refuse_login(gw, "login_required", proto::code::login_required,
                             "the first frame must be LOGIN", f.corr);
     }
@@ -213,7 +218,7 @@ session_actions session_protocol::on_frame(const frame& f, steady_time now, G& g
 }
 
 template <session_gateway G>
-session_actions session_protocol::on_login(const frame& f, G& gw) {
+session_actions session_protocol::on_login(const frame& f, steady_time now, G& gw) {
     using proto::code;
     auto m = proto::decode<proto::login_msg>(f);
     if (!m) return refuse_login(gw, "bad_frame", code::bad_frame, "malformed LOGIN", f.corr);
@@ -243,6 +248,16 @@ session_actions session_protocol::on_login(const frame& f, G& gw) {
                             "user or device id is empty, too long, not UTF-8 or has a control, "
                             "whitespace or invisible formatting character",
                             f.corr);
+    // Checked only with a valid token: the penalty is the user's, and a stranger must not be
+    // able to learn (or extend) it.
+    if (limits_->flood_penalty.count() > 0)
+        if (auto until = gw.penalty_until(r.c.sub, now)) {
+            auto left = std::chrono::ceil<std::chrono::seconds>(*until - now).count();
+            return refuse_login(gw, "flood_penalty", code::rate_limited,
+                                "a session of this user was closed for flooding; retry in " +
+                                    std::to_string(left) + " s",
+                                f.corr);
+        }
     std::string device = r.c.dev.empty() ? std::string(proto::default_device) : std::move(r.c.dev);
     auto res = login_result(r.c.sub, device, gw.gateway_id());
     // The gateway may have started draining (or stopping) while the token was checked.
@@ -346,6 +361,7 @@ session_actions session_protocol::refused_for_rate(session_actions a, proto::op 
     // Flooding: every refusal so far was answered, but answering forever would make the gateway
     // write as fast as the client floods. The refused request's own answer goes first.
     gw.count_flood_close();
+    if (limits_->flood_penalty.count() > 0) gw.penalise_user(now + limits_->flood_penalty);
     gw.count_error(proto::code::rate_limited);
     a.finish = true;
     a.last_frame = proto::encode(

@@ -6,6 +6,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -72,6 +73,16 @@ struct fake_gateway {
     void count_slow_consumer() { ++slow_consumers; }
     void count_rate_limited(proto::op o) { ++rate_limited[o]; }
     void count_flood_close() { ++flood_closes; }
+    // The user of the last registration is this session's; penalties by user.
+    std::map<std::string, steady_time> penalties;
+    void penalise_user(steady_time until) {
+        penalties[registered.empty() ? std::string() : registered.back().first] = until;
+    }
+    std::optional<steady_time> penalty_until(std::string_view user, steady_time now) {
+        auto it = penalties.find(std::string(user));
+        if (it == penalties.end() || it->second <= now) return std::nullopt;
+        return it->second;
+    }
 };
 static_assert(session_gateway<fake_gateway>);
 
@@ -812,4 +823,63 @@ TEST(SessionProtocol, AcksAreNotRateLimited) {
         EXPECT_TRUE(s.p.on_frame(make_frame(proto::ack_msg{i}, 0), t0, s.gw).reply.empty());
     EXPECT_EQ(s.gw.acks.size(), 5000u);
     EXPECT_TRUE(s.gw.rate_limited.empty());
+}
+
+// limits.flood_penalty: the flood close penalises the session's user; that user's next LOGIN
+// (with a valid token) is refused with rate_limited naming the flood and the time to retry,
+// counted as flood_penalty, without registering; once the penalty is over it logs in.
+TEST(SessionProtocol, FloodClosePenalisesTheUserUntilThePenaltyEnds) {
+    logged_in s;
+    auto l = std::make_shared<gateway_limits>(*test_limits());
+    l->ping_burst = 1;
+    l->ping_rate = 0.001;
+    l->flood_refusals = 3;
+    l->flood_penalty = 30s;
+    s.p.set_limits(l, t0);
+    auto at = t0 + 1s;
+    session_actions a;
+    for (uint32_t i = 0; i < 4; ++i)
+        a = s.p.on_frame(raw_frame(uint8_t(proto::op::ping), i), at, s.gw);
+    ASSERT_TRUE(a.finish);
+    ASSERT_EQ(s.gw.penalties.count("alice"), 1u);
+    EXPECT_EQ(s.gw.penalties["alice"], at + 30s);
+
+    // The same user logs in again on a new connection, 10 s later: refused, 20 s to go.
+    session_protocol again(l, at + 10s);
+    size_t registrations = s.gw.registered.size();
+    auto r = again.on_frame(make_frame(proto::login_msg{"token"}, 6), at + 10s, s.gw);
+    auto e = expect_error(r.reply, proto::code::rate_limited, 6);
+    EXPECT_NE(e.message.find("flooding"), std::string::npos) << e.message;
+    EXPECT_NE(e.message.find("retry in 20 s"), std::string::npos) << e.message;
+    EXPECT_TRUE(r.finish);
+    EXPECT_FALSE(again.logged_in());
+    EXPECT_EQ(s.gw.registered.size(), registrations);
+    EXPECT_EQ(s.gw.logins["flood_penalty"], 1);
+
+    // Another user is not affected.
+    s.gw.verdict.c.sub = "bob";
+    session_protocol other(l, at + 10s);
+    other.on_frame(make_frame(proto::login_msg{"token"}, 7), at + 10s, s.gw);
+    EXPECT_TRUE(other.logged_in());
+
+    // After the penalty.
+    s.gw.verdict.c.sub = "alice";
+    session_protocol later(l, at + 30s);
+    later.on_frame(make_frame(proto::login_msg{"token"}, 8), at + 30s, s.gw);
+    EXPECT_TRUE(later.logged_in());
+}
+
+TEST(SessionProtocol, FloodPenaltyZeroPenalisesNobody) {
+    logged_in s;
+    auto l = std::make_shared<gateway_limits>(*test_limits());
+    l->ping_burst = 1;
+    l->ping_rate = 0.001;
+    l->flood_refusals = 2;
+    l->flood_penalty = 0s;
+    s.p.set_limits(l, t0);
+    session_actions a;
+    for (uint32_t i = 0; i < 3; ++i)
+        a = s.p.on_frame(raw_frame(uint8_t(proto::op::ping), i), t0, s.gw);
+    ASSERT_TRUE(a.finish);
+    EXPECT_TRUE(s.gw.penalties.empty());
 }

@@ -8,18 +8,21 @@
 // (the fixture's gateway_wrapper): a script that drops its first argument and execs another
 // build's imgate-gateway is how these tests were checked to fail against the code before them.
 #include <gtest/gtest.h>
-#include <sys/resource.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <sstream>
 
+#include "abuse_support.hpp"
 #include "common/jwt.hpp"
 #include "fault_fixture.hpp"
 
 using namespace imgate;
 using namespace imgate::test;
 using namespace imgate::test::fault;
+using namespace imgate::test::abuse;
 using namespace std::chrono_literals;
 namespace proto = imgate::proto;
 
@@ -44,38 +47,6 @@ fleet::options with_wrapper(const std::string& gateway_yaml = "", int gateways =
     return o;
 }
 
-// The descriptor limit raised to its hard limit, so a thousand sockets fit in this process and
-// in the gateways it starts afterwards (they inherit it).
-bool raise_fd_limit(rlim_t want) {
-    rlimit r{};
-    if (::getrlimit(RLIMIT_NOFILE, &r) != 0) return false;
-    if (r.rlim_cur >= want) return true;
-    r.rlim_cur = std::min(r.rlim_max, std::max(want, r.rlim_cur));
-    ::setrlimit(RLIMIT_NOFILE, &r);
-    return r.rlim_cur >= want;
-}
-
-// A field of /proc/PID/status in KiB (VmRSS, VmHWM), or -1.
-long status_kb(pid_t pid, const std::string& field) {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-    std::string line;
-    while (std::getline(in, line))
-        if (line.rfind(field + ":", 0) == 0) return std::stol(line.substr(field.size() + 1));
-    return -1;
-}
-
-// A client frame header (12 bytes) declaring a body of `len` bytes.
-std::string header(uint32_t len, proto::op o = proto::op::login, uint32_t corr = 1) {
-    std::string h;
-    byte_writer w(h);
-    w.u32(len);
-    w.u8(client_protocol_version);
-    w.u8(uint8_t(o));
-    w.u16(0);
-    w.u32(corr);
-    return h;
-}
-
 // A valid HS256 token for `user` of exactly `len` bytes: the claims carry a padding claim the
 // gateway ignores. Empty if no layout reaches that length.
 std::string token_of_length(size_t len, const std::string& user) {
@@ -98,44 +69,6 @@ std::string token_of_length(size_t len, const std::string& user) {
         }
     }
     return {};
-}
-
-// Reads on c until pred(c) holds, the peer closes, or timeout passes.
-template <class Pred>
-bool wait_until(raw_conn& c, Pred pred, std::chrono::milliseconds timeout = 3000ms) {
-    auto deadline = std::chrono::steady_clock::now() + timeout;
-    for (;;) {
-        c.pump();
-        if (pred(c)) return true;
-        if (c.is_closed()) return pred(c);
-        auto left = deadline - std::chrono::steady_clock::now();
-        if (left <= 0ms) return false;
-        pollfd p{c.fd(), POLLIN, 0};
-        ::poll(&p, 1, int(std::chrono::duration_cast<std::chrono::milliseconds>(left).count()) + 1);
-    }
-}
-
-bool has_op(const raw_conn& c, proto::op o) {
-    for (auto& f : c.frames())
-        if (f.op == uint8_t(o)) return true;
-    return false;
-}
-
-// The ERRORs received so far.
-std::vector<std::pair<uint32_t, proto::error_msg>> errors(const raw_conn& c) {
-    std::vector<std::pair<uint32_t, proto::error_msg>> out;
-    for (auto& f : c.frames())
-        if (auto e = proto::decode<proto::error_msg>(f)) out.emplace_back(f.corr, *e);
-    return out;
-}
-
-// A raw connection logged in as user (LOGIN_RESULT received), or one that is not open.
-raw_conn logged_in_raw(const std::string& addr, const std::string& user) {
-    raw_conn c;
-    if (!c.connect(addr)) return c;
-    c.send(proto::encode(proto::login_msg{token(user, "phone")}, 1));
-    if (!wait_until(c, [](raw_conn& r) { return has_op(r, proto::op::login_result); })) c.close();
-    return c;
 }
 
 // What one flooding session saw: answers counted by kind, and whether and when it was closed.
@@ -390,104 +323,87 @@ TEST(AbuseClient, PingFloodIsRateLimitedThenClosed) {
     EXPECT_TRUE(ping_ok(*other, 4));
 }
 
-// Not a test: the numbers for docs/benchmarks.md. Run with --gtest_also_run_disabled_tests
-// --gtest_filter='AbuseMeasure.*' (and IMGATE_TEST_GATEWAY_WRAPPER for another build).
-TEST(AbuseMeasure, DISABLED_PreLoginRssAndFloodCpu) {
-    ASSERT_TRUE(raise_fd_limit(4096));
-    const uint32_t declared = std::getenv("IMGATE_MEASURE_DECLARED")
-                                  ? uint32_t(std::atoi(getenv("IMGATE_MEASURE_DECLARED")))
-                                  : default_prelogin_body;
-    {
-        fleet f(
-            with_wrapper("limits: {max_connections: 3000}\n"
-                         "timeouts: {login_timeout: 30s}\n"));
-        ASSERT_TRUE(f.start());
-        pid_t pid = f.gw("gw1").pid();
-        long before = status_kb(pid, "VmRSS");
-        std::vector<raw_conn> conns(1000);
-        std::string partial =
-            header(declared) + std::string(declared > 200 ? declared - 200 : 0, 't');
-        for (auto& c : conns) {
-            ASSERT_TRUE(c.connect(f.client_addr("gw1")));
-            c.send(header(declared), 100ms);
-            c.send(partial.substr(12), 100ms);
-        }
-        // Held (or refused) by now: a PING round trip on a fresh session after all of them.
-        auto probe = f.client("gw1", "probe");
-        ASSERT_TRUE(probe && ping_ok(*probe, 1));
-        long after = status_kb(pid, "VmRSS");
-        int closed = 0;
-        for (auto& c : conns)
-            if (c.is_closed()) ++closed;
-        std::printf(
-            "1000 pre-login partial frames declaring %u bytes: VmRSS %ld -> %ld KiB "
-            "(+%ld KiB, %.2f KiB per connection), %d already closed\n",
-            declared, before, after, after - before, double(after - before) / 1000.0, closed);
+// (f) limits.flood_penalty: after a flood close the flooder's user id may not log in on this
+// gateway until the penalty ends (ERROR rate_limited naming the flood and when to retry, counted
+// as logins_total{result="flood_penalty"}); another user logs in meanwhile; afterwards the
+// flooder logs in again. Before the penalty existed the flooder logged in again at once.
+TEST(AbuseClient, FloodCloseKeepsTheUserOutForTheFloodPenalty) {
+    fleet f(with_wrapper("limits: {flood_penalty: 2s}\n"));
+    ASSERT_TRUE(f.start()) << f.gw("gw1").log();
+    raw_conn c = logged_in_raw(f.client_addr("gw1"), "mallory@example.com");
+    ASSERT_FALSE(c.is_closed());
+    auto o = flood(c, proto::encode(proto::ping_msg{}, 9), 1, 200000);
+    ASSERT_TRUE(o.closed);
+    ASSERT_TRUE(o.flood_error);
+
+    test::test_client again;
+    ASSERT_TRUE(again.connect(f.client_addr("gw1")));
+    EXPECT_FALSE(again.login(token("mallory@example.com", "tablet")));
+    ASSERT_TRUE(again.last_error());
+    EXPECT_EQ(again.last_error()->status, proto::code::rate_limited);
+    EXPECT_NE(again.last_error()->message.find("closed for flooding"), std::string::npos)
+        << again.last_error()->message;
+    EXPECT_NE(again.last_error()->message.find("retry in"), std::string::npos)
+        << again.last_error()->message;
+    EXPECT_TRUE(again.wait_closed());
+    EXPECT_EQ(f.gw_metric("gw1", R"(imgate_gateway_logins_total{result="flood_penalty")"), 1);
+
+    auto other = f.client("gw1", "alice@example.com");
+    ASSERT_TRUE(other);
+    EXPECT_TRUE(ping_ok(*other, 4));
+
+    // Retried every 100 ms until the 2 s penalty is over, within a bounded deadline; every
+    // refusal before that is the penalty's.
+    int refusals = 0;
+    bool back = eventually(
+        [&] {
+            test::test_client retry;
+            if (!retry.connect(f.client_addr("gw1"))) return false;
+            if (retry.login(token("mallory@example.com", "tablet"))) return true;
+            if (retry.last_error() && retry.last_error()->status == proto::code::rate_limited)
+                ++refusals;
+            return false;
+        },
+        10s, 100ms);
+    EXPECT_EQ(double(refusals + 1),
+              f.gw_metric("gw1", R"(imgate_gateway_logins_total{result="flood_penalty")"));
+    EXPECT_TRUE(back) << "the penalty did not end";
+}
+
+// (g) Failed logins are summarised: N bad-signature LOGINs from loopback make one warning per
+// interval with their count by result and the source address, not a line per failure.
+TEST(AbuseClient, FailedLoginsAreLoggedAsOneSummaryPerInterval) {
+    fleet f(with_wrapper("limits: {login_failure_summary: 2s}\n"));
+    ASSERT_TRUE(f.start()) << f.gw("gw1").log();
+    constexpr int n = 40;
+    const std::string forged = test::make_token("not-the-secret-0123456789", "eve@example.com");
+    for (int i = 0; i < n; ++i) {
+        test::test_client c;
+        ASSERT_TRUE(c.connect(f.client_addr("gw1")));
+        ASSERT_FALSE(c.login(forged));
+        ASSERT_TRUE(c.last_error());
+        ASSERT_EQ(c.last_error()->status, proto::code::auth_failed);
     }
-    {
-        // One session floods for 5 s; its gateway's CPU over those 5 s.
-        fleet f(with_wrapper());
-        ASSERT_TRUE(f.start());
-        raw_conn c = logged_in_raw(f.client_addr("gw1"), "mallory@example.com");
-        auto& gw = f.gw("gw1");
-        std::string unit =
-            proto::encode(proto::join_msg{"r"}, 7) + proto::encode(proto::leave_msg{"r"}, 8);
-        std::string batch;
-        while (batch.size() < 64 * 1024) batch += unit;
-        double cpu0 = gw.cpu_seconds();
-        auto t0 = std::chrono::steady_clock::now();
-        size_t batches = 0;
-        auto closed_at = t0;
-        while (std::chrono::steady_clock::now() - t0 < 5s) {
-            if (!c.is_closed()) {
-                if (c.send(batch, 50ms)) ++batches;
-                c.pump();
-                if (c.is_closed()) closed_at = std::chrono::steady_clock::now();
-            } else {
-                std::this_thread::sleep_for(50ms);  // the measuring interval runs on
-            }
+    // The summary lines' counts add up to n (a line covers one interval; the logins may straddle
+    // two of them).
+    auto summed = [&](int* lines) {
+        std::istringstream in(f.gw("gw1").log());
+        std::string line;
+        int total = 0;
+        *lines = 0;
+        while (std::getline(in, line)) {
+            auto at = line.find("login failures in the last 2 s: ");
+            if (at == std::string::npos) continue;
+            ++*lines;
+            total += std::atoi(line.c_str() + at + std::strlen("login failures in the last 2 s: "));
+            EXPECT_NE(line.find("auth_failed"), std::string::npos) << line;
+            EXPECT_NE(line.find("top sources: 127.0.0.1 ("), std::string::npos) << line;
         }
-        double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        double cpu = gw.cpu_seconds() - cpu0;
-        std::printf(
-            "one session's join/leave flood, 5 s: %zu x 64 KiB written, %s; gateway CPU "
-            "%.3f s = %.1f%% of a core\n",
-            batches,
-            c.is_closed()
-                ? ("closed after " +
-                   std::to_string(std::chrono::duration<double>(closed_at - t0).count()) + " s")
-                      .c_str()
-                : "never closed",
-            cpu, 100 * cpu / wall);
-    }
-    {
-        fleet f(with_wrapper());
-        ASSERT_TRUE(f.start());
-        std::optional<raw_conn> c;
-        c.emplace(logged_in_raw(f.client_addr("gw1"), "mallory@example.com"));
-        auto& gw = f.gw("gw1");
-        std::string unit =
-            proto::encode(proto::join_msg{"r"}, 7) + proto::encode(proto::leave_msg{"r"}, 8);
-        std::string batch;
-        while (batch.size() < 64 * 1024) batch += unit;
-        double cpu0 = gw.cpu_seconds();
-        auto t0 = std::chrono::steady_clock::now();
-        size_t sent = 0;
-        while (std::chrono::steady_clock::now() - t0 < 5s) {
-            if (!c->is_closed() && c->send(batch, 50ms)) sent += batch.size() / unit.size() * 2;
-            c->pump();
-            if (c->is_closed()) {
-                // Flood close: reconnect and go on, as a flooder would.
-                c.reset();
-                c.emplace(logged_in_raw(f.client_addr("gw1"), "mallory@example.com"));
-            }
-        }
-        double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        double cpu = gw.cpu_seconds() - cpu0;
-        std::printf(
-            "join/leave flood for %.1f s (reconnecting after each flood close): %zu frames "
-            "sent, %g flood closes; gateway CPU %.3f s = %.1f%% of a core\n",
-            wall, sent, f.gw_metric("gw1", "imgate_gateway_flood_closes_total"), cpu,
-            100 * cpu / wall);
-    }
+        return total;
+    };
+    int lines = 0;
+    EXPECT_TRUE(eventually([&] { return summed(&lines) == n; }, 10s)) << f.gw("gw1").log();
+    EXPECT_GE(lines, 1);
+    EXPECT_LE(lines, 2);
+    EXPECT_EQ(f.gw_metric("gw1", R"(imgate_gateway_logins_total{result="auth_failed")"), n);
 }

@@ -101,6 +101,7 @@ class fleet {
         std::string gateway_yaml;     // full sections appended to gateway.yaml
         std::string dispatcher_yaml;  // full sections appended to dispatcher.yaml
         std::string gateway_wrapper;  // e.g. "prlimit --nofile=128:128" (split on spaces)
+        std::string gateway_binary;   // empty: this build's imgate-gateway (bench: another build's)
     };
 
     explicit fleet(options o) : opt_(std::move(o)) {
@@ -140,7 +141,8 @@ class fleet {
 
     bool start_gateway(const std::string& id) {
         std::vector<std::string> args;
-        std::string bin = binary_path("imgate-gateway");
+        std::string bin =
+            opt_.gateway_binary.empty() ? binary_path("imgate-gateway") : opt_.gateway_binary;
         if (!opt_.gateway_wrapper.empty()) {
             std::istringstream w(opt_.gateway_wrapper);
             std::string part, first;

@@ -33,7 +33,8 @@ TEST(DegradedGateway, GatewayWithAnotherJwtSecretIsNeverHandedOut) {
                    f.state_of("gw3") == "degraded";
         },
         8000ms, 10ms))
-        << f.status().dump(1) << "\n" << f.disp->log();
+        << f.status().dump(1) << "\n"
+        << f.disp->log();
     for (auto& [k, v] : f.picks(60)) seen[k] += v;
     EXPECT_EQ(seen["gw3"], 0);
     EXPECT_GT(seen["gw1"] + seen["gw2"], 60);
@@ -41,7 +42,8 @@ TEST(DegradedGateway, GatewayWithAnotherJwtSecretIsNeverHandedOut) {
     // What the operator sees: the gateway's own /status ...
     auto gs = http_get(f.gws["gw3"]->addr("admin"), "/status").json();
     auto token = read_file(f.files.dir().file("token.secret"));
-    while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
+    while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back())))
+        token.pop_back();
     auto good_fp = imgate::secret_fingerprint("jwt", token);
     auto bad_fp = imgate::secret_fingerprint("jwt", "a-fresh-secret-nobody-signs-with-0123");
     EXPECT_EQ(gs["secrets"]["jwt"], nlohmann::json::array({bad_fp})) << gs;
@@ -59,10 +61,12 @@ TEST(DegradedGateway, GatewayWithAnotherJwtSecretIsNeverHandedOut) {
     EXPECT_EQ(f.status()["jwt_majority"], good_fp);
     EXPECT_EQ(f.metric(R"(imgate_dispatcher_gateway_state{gateway="gw3",state="degraded"})"), 1);
     EXPECT_EQ(
-        f.metric(R"(imgate_dispatcher_gateway_degraded{gateway="gw3",reason="jwt_secret_mismatch"})"),
+        f.metric(
+            R"(imgate_dispatcher_gateway_degraded{gateway="gw3",reason="jwt_secret_mismatch"})"),
         1);
     EXPECT_EQ(
-        f.metric(R"(imgate_dispatcher_gateway_degraded{gateway="gw1",reason="jwt_secret_mismatch"})"),
+        f.metric(
+            R"(imgate_dispatcher_gateway_degraded{gateway="gw1",reason="jwt_secret_mismatch"})"),
         0);
     EXPECT_EQ(f.metric(R"(imgate_dispatcher_picks_total{gateway="gw3"})"), 0);
 }
@@ -100,16 +104,16 @@ TEST(DegradedGateway, GatewayWithoutMeshLinksIsDegradedAfterTheGrace) {
     write_file(f.files.dir().file("fleet-gw2.yaml"),
                std::regex_replace(fleet, std::regex("secret_file: cluster.secret"),
                                   "secret_file: other-cluster.secret"));
-    auto cfg2 = f.gateway_config_variant("gateway-gw2.yaml", "fleet: fleet.yaml",
-                                         "fleet: fleet-gw2.yaml");
+    auto cfg2 =
+        f.gateway_config_variant("gateway-gw2.yaml", "fleet: fleet.yaml", "fleet: fleet-gw2.yaml");
     ASSERT_TRUE(f.start_gateway("gw1")) << f.gws["gw1"]->log();
     ASSERT_TRUE(f.start_gateway("gw2", cfg2)) << f.gws["gw2"]->log();
     ASSERT_TRUE(f.start_dispatcher()) << f.disp->log();
     ASSERT_TRUE(f.wait_state("gw1", "degraded")) << f.status().dump(1);
     ASSERT_TRUE(f.wait_state("gw2", "degraded")) << f.status().dump(1);
     EXPECT_EQ(f.gateway("gw2")["degraded_reason"], "no_mesh_links");
-    EXPECT_EQ(f.metric(R"(imgate_dispatcher_gateway_degraded{gateway="gw2",reason="no_mesh_links"})"),
-              1);
+    EXPECT_EQ(
+        f.metric(R"(imgate_dispatcher_gateway_degraded{gateway="gw2",reason="no_mesh_links"})"), 1);
     // Every candidate degraded: a clear 503, on /get-tcp-ip and on the readiness check.
     auto r = http_get(f.pub, "/get-tcp-ip?uid=u1");
     EXPECT_EQ(r.status, 503) << r.body;

@@ -60,8 +60,7 @@ TEST_F(DispatcherRuntimeAdmin, WeightZeroDisableAndEnableTakeEffectAtOnce) {
     EXPECT_EQ(f_.metric(R"(imgate_dispatcher_admin_changes_total{action="disable"})"), 1);
     EXPECT_EQ(f_.metric(R"(imgate_dispatcher_admin_changes_total{action="enable"})"), 1);
     auto log = f_.disp->log();
-    EXPECT_NE(log.find("audit: gateway gw1 weight=0 by 127.0.0.1 token"), std::string::npos)
-        << log;
+    EXPECT_NE(log.find("audit: gateway gw1 weight=0 by 127.0.0.1 token"), std::string::npos) << log;
     EXPECT_NE(log.find("audit: gateway gw2 disabled by"), std::string::npos);
 }
 

@@ -22,16 +22,22 @@ struct truth_fleet {
     std::string pub, admin;
 
     explicit truth_fleet(std::vector<std::string> ids, const std::string& dispatcher_extra = "")
-        : files(local_fleet::options{.ids = std::move(ids)}) {
+        : files(options_for(std::move(ids))) {
         if (!dispatcher_extra.empty()) {
             auto path = files.dir().file("dispatcher.yaml");
             write_file(path, read_file(path) + dispatcher_extra);
         }
     }
 
+    static local_fleet::options options_for(std::vector<std::string> ids) {
+        local_fleet::options o;
+        o.ids = std::move(ids);
+        return o;
+    }
+
     // A copy of gateway.yaml with regex edits, for one gateway that must differ.
-    std::string gateway_config_variant(const std::string& name,
-                                       const std::string& from, const std::string& to) {
+    std::string gateway_config_variant(const std::string& name, const std::string& from,
+                                       const std::string& to) {
         auto y = read_file(files.dir().file("gateway.yaml"));
         y = std::regex_replace(y, std::regex(from), to);
         write_file(files.dir().file(name), y);
@@ -41,17 +47,15 @@ struct truth_fleet {
     bool start_gateway(const std::string& id, const std::string& config = "") {
         gws[id] = std::make_unique<daemon_process>(
             id, binary_path("imgate-gateway"),
-            std::vector<std::string>{"--config",
-                                     config.empty() ? files.dir().file("gateway.yaml") : config,
-                                     "--id", id},
+            std::vector<std::string>{
+                "--config", config.empty() ? files.dir().file("gateway.yaml") : config, "--id", id},
             files.dir());
         return gws[id]->wait_ready();
     }
     bool start_dispatcher() {
         disp = std::make_unique<daemon_process>(
             "dispatcher", binary_path("imgate-dispatcher"),
-            std::vector<std::string>{"--config", files.dir().file("dispatcher.yaml")},
-            files.dir());
+            std::vector<std::string>{"--config", files.dir().file("dispatcher.yaml")}, files.dir());
         if (!disp->wait_ready()) return false;
         pub = disp->addr("public");
         admin = disp->addr("admin");

@@ -22,6 +22,7 @@
 
 #include "common/awaitable.hpp"
 #include "common/daemon.hpp"
+#include "common/log_throttle.hpp"
 
 namespace imgate {
 
@@ -121,6 +122,7 @@ struct http_server::conn : std::enable_shared_from_this<http_server::conn> {
     std::optional<http::request_parser<http::string_body>> parser;
     std::string out;
     live_limits::snapshot lim{};
+    const route_entry* route = nullptr;  // of the request being read (routes never change)
     bool keep = false;
     bool nodelay = false;
     int64_t started_ns = 0;
@@ -157,36 +159,103 @@ struct http_server::conn : std::enable_shared_from_this<http_server::conn> {
     }
 
     // `now` comes from the caller where it has just been read: two clock reads per request.
+    // Reads the header only: on_header() decides whether the body is read at all.
     void read_next(int64_t now) {
         if (srv->stopped_.load(std::memory_order_relaxed)) return finish();
         lim = srv->limits_.load();
+        route = nullptr;
         parser.emplace();
         parser->header_limit(lim.header_limit);
-        parser->body_limit(lim.body_limit);
+        // No limit while the header is parsed: Beast would otherwise refuse a large
+        // Content-Length before the route is known; on_header() checks it against the route's.
+        parser->body_limit(boost::none);
         arm(false, now + std::chrono::nanoseconds(lim.read_timeout).count());
-        http::async_read(socket, buf, *parser,
-                         [self = shared_from_this()](boost::system::error_code ec, size_t) {
-                             self->on_read(ec);
-                         });
+        http::async_read_header(socket, buf, *parser,
+                                [self = shared_from_this()](boost::system::error_code ec, size_t) {
+                                    self->on_header(ec);
+                                });
     }
 
-    void on_read(boost::system::error_code ec) {
-        deadline.store(no_deadline, std::memory_order_relaxed);
-        if (ec) return on_read_error(ec);
-        started_ns = now_ns();
+    http_request_ctx context() const {
         const auto& req = parser->get();
         std::string_view target(req.target().data(), req.target().size());
         auto q = target.find('?');
-        http_request_ctx ctx{
+        return http_request_ctx{
             req, remote, target.substr(0, q),
             q == std::string_view::npos ? std::string_view{} : target.substr(q + 1)};
+    }
+
+    // Routes on the header, then authorizes, checks the declared body against the route and
+    // reads the body, in that order, so that nothing of a body is buffered for a request that
+    // will not be served (and a stranger learns nothing about a guarded route but 401). The read
+    // deadline keeps running: it covers the whole request.
+    void on_header(boost::system::error_code ec) {
+        if (ec) {
+            deadline.store(no_deadline, std::memory_order_relaxed);
+            return on_read_error(ec);
+        }
+        const auto& req = parser->get();
+        auto version = req.version();
+        // A body still to come (Content-Length > 0 or chunked): a refused request leaves it
+        // unread, so its connection cannot be kept alive.
+        bool has_body = !parser->is_done();
         keep = req.keep_alive() && !srv->stopped_.load(std::memory_order_relaxed);
+        auto ctx = context();
         http_response refusal;
-        const route_entry* route = srv->find_route(ctx.path, req.method(), &refusal);
-        if (!route) return respond(refusal, req.version(), started_ns);
-        if (route->sync) return respond(route->sync(ctx), req.version(), started_ns);
-        auto done = [self = shared_from_this(), version = req.version()](std::exception_ptr e,
-                                                                         http_response r) {
+        route = srv->find_route(ctx.path, req.method(), &refusal);
+        if (!route) {
+            keep = keep && !has_body;
+            return respond(refusal, version, now_ns());
+        }
+        uint64_t limit = std::min(route->opts.body_limit, lim.body_limit);
+        if (route->opts.authorize) {
+            if (auto r = route->opts.authorize(ctx)) {
+                srv->rejected_unauthorized_->inc();
+                note_refusal(r->status, "not authorized");
+                keep = false;
+                return respond(*r, version, now_ns());
+            }
+        }
+        if (has_body && limit == 0) {
+            srv->rejected_unexpected_body_->inc();
+            note_refusal(http::status::payload_too_large, "body on a route that takes none");
+            keep = false;
+            return respond(http_response::error(http::status::payload_too_large, "body_not_allowed",
+                                                "this resource takes no request body"),
+                           version, now_ns());
+        }
+        if (!has_body) return dispatch();
+        auto declared = parser->content_length();
+        if (declared && *declared > limit) {
+            srv->rejected_limit_->inc();
+            note_refusal(http::status::payload_too_large, "body over the route's limit");
+            keep = false;
+            return respond(
+                http_response::error(http::status::payload_too_large, "request_too_large"), version,
+                now_ns());
+        }
+        parser->body_limit(limit);  // a chunked body is counted against it as it arrives
+        http::async_read(socket, buf, *parser,
+                         [self = shared_from_this()](boost::system::error_code ec, size_t) {
+                             self->on_body(ec);
+                         });
+    }
+
+    void on_body(boost::system::error_code ec) {
+        deadline.store(no_deadline, std::memory_order_relaxed);
+        if (ec) return on_read_error(ec);
+        dispatch();
+    }
+
+    // A complete, authorized request: the handler runs (its time is not bounded by the read
+    // deadline; the write that follows has its own).
+    void dispatch() {
+        deadline.store(no_deadline, std::memory_order_relaxed);
+        started_ns = now_ns();
+        auto ctx = context();
+        auto version = ctx.req.version();
+        if (route->sync) return respond(route->sync(ctx), version, started_ns);
+        auto done = [self = shared_from_this(), version](std::exception_ptr e, http_response r) {
             if (e) {
                 try {
                     std::rethrow_exception(e);
@@ -202,6 +271,12 @@ struct http_server::conn : std::enable_shared_from_this<http_server::conn> {
         asio::co_spawn(srv->io_, route->async(ctx), std::move(done));
     }
 
+    // Anyone can send bad or unauthorized requests in a loop: the line is throttled.
+    void note_refusal(http::status st, const char* why) const {
+        IMGATE_LOG_THROTTLED(warn, "{} listener: refused a request from {} with {}: {}",
+                             srv->opts_.name, remote.to_string(), static_cast<unsigned>(st), why);
+    }
+
     void on_read_error(boost::system::error_code ec) {
         if (timed_out.load(std::memory_order_relaxed)) return finish();  // counted by the sweep
         http::status st{};
@@ -215,6 +290,7 @@ struct http_server::conn : std::enable_shared_from_this<http_server::conn> {
         }
         if (st == http::status{}) return finish();  // peer went away: nothing to answer
         srv->rejected_limit_->inc();
+        note_refusal(st, ec.message().c_str());
         keep = false;
         respond(http_response::error(
                     st, st == http::status::bad_request ? "bad_request" : "request_too_large"),
@@ -323,6 +399,13 @@ http_server::http_server(asio::io_context& io, http_server_options opts, metrics
     rejected_limit_ =
         &metrics_.get_counter("imgate_http_rejected_total", "HTTP connections or requests refused",
                               {{"server", opts_.name}, {"reason", "limits"}});
+    // Both refused on the header, before any body byte is read.
+    rejected_unauthorized_ =
+        &metrics_.get_counter("imgate_http_rejected_total", "HTTP connections or requests refused",
+                              {{"server", opts_.name}, {"reason", "unauthorized"}});
+    rejected_unexpected_body_ =
+        &metrics_.get_counter("imgate_http_rejected_total", "HTTP connections or requests refused",
+                              {{"server", opts_.name}, {"reason", "unexpected_body"}});
     read_timeouts_ = &metrics_.get_counter("imgate_http_read_timeouts_total",
                                            "HTTP connections closed at their read deadline", l);
     write_timeouts_ =
@@ -360,12 +443,14 @@ counter& http_server::requests_counter(unsigned status) {
     return *c;
 }
 
-void http_server::route(http::verb method, const std::string& path, http_handler h) {
-    routes_[path][method] = route_entry{nullptr, std::move(h)};
+void http_server::route(http::verb method, const std::string& path, http_handler h,
+                        route_options o) {
+    routes_[path][method] = route_entry{nullptr, std::move(h), std::move(o)};
 }
 
-void http_server::route(http::verb method, const std::string& path, http_sync_handler h) {
-    routes_[path][method] = route_entry{std::move(h), nullptr};
+void http_server::route(http::verb method, const std::string& path, http_sync_handler h,
+                        route_options o) {
+    routes_[path][method] = route_entry{std::move(h), nullptr, std::move(o)};
 }
 
 const http_server::route_entry* http_server::find_route(std::string_view path, http::verb method,
@@ -488,8 +573,9 @@ asio::awaitable<void> http_server::accept_loop() {
                 // Out of descriptors (or anything persistent): pause instead of spinning, then
                 // retry without waiting for readiness: the connections still queued have
                 // already signalled, and we do not rely on the kernel signalling them again.
-                spdlog::warn("{} listener: accept failed ({}); backing off 100ms", opts_.name,
-                             ec.message());
+                // Throttled: out of descriptors, this fires every 100 ms for as long as it lasts.
+                IMGATE_LOG_THROTTLED(warn, "{} listener: accept failed ({}); backing off 100ms",
+                                     opts_.name, ec.message());
                 wait = false;
                 backoff.expires_after(std::chrono::milliseconds(100));
                 co_await backoff.async_wait(use_tuple);

@@ -1,7 +1,9 @@
 #pragma once
 // Small Beast HTTP/1.1 server used for every listener of the daemons (admin and the dispatcher's
 // public API): routes by method+path, header/body limits, a deadline on every read, a connection
-// cap, keep-alive, and request metrics.
+// cap, keep-alive, and request metrics. A request's header is read and routed first; its body is
+// read only when the route takes one and the route's authorizer has accepted the header, so a
+// stranger costs the server at most header_limit bytes per connection.
 #include <array>
 #include <atomic>
 #include <boost/asio/awaitable.hpp>
@@ -19,6 +21,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -52,6 +55,19 @@ struct http_response {
 
 using http_handler = std::function<asio::awaitable<http_response>(http_request_ctx)>;
 using http_sync_handler = std::function<http_response(const http_request_ctx&)>;
+// Runs on the request header (ctx.req has no body yet): nullopt lets the request through, a
+// response refuses it. A refused request's connection is closed after the answer, since its
+// body (if any) is never read and would otherwise be parsed as the next request.
+using http_authorizer = std::function<std::optional<http_response>(const http_request_ctx&)>;
+
+// What a route asks of a request before its handler runs.
+struct route_options {
+    http_authorizer authorize;  // empty: every request is let through
+    // Largest body the route takes (further capped by http_server_options::body_limit). 0: the
+    // route takes none, and a request declaring a body (Content-Length > 0 or chunked) is
+    // refused with 413 without reading it.
+    uint64_t body_limit = 0;
+};
 
 struct http_server_options {
     std::string name = "admin";  // metrics label
@@ -59,7 +75,9 @@ struct http_server_options {
     std::chrono::milliseconds read_timeout{5000};  // whole request, and keep-alive idle wait
     std::chrono::milliseconds write_timeout{5000};
     uint32_t header_limit = 8192;
-    uint64_t body_limit = 0;  // 0: requests with a body are refused with 413
+    // Ceiling on every route's route_options::body_limit (SIGHUP may lower it); 0: no route
+    // takes a body.
+    uint64_t body_limit = 1 << 20;
 };
 
 // Appends the bytes of one HTTP/1.x response to out: status line, Server, Content-Type,
@@ -79,8 +97,11 @@ class http_server : public std::enable_shared_from_this<http_server> {
     http_server(asio::io_context& io, http_server_options opts, metrics_registry& metrics);
     ~http_server();
 
-    void route(http::verb method, const std::string& path, http_handler h);
-    void route(http::verb method, const std::string& path, http_sync_handler h);
+    // Routes are added before listen(). Without options a route takes no body and no
+    // authorization.
+    void route(http::verb method, const std::string& path, http_handler h, route_options o = {});
+    void route(http::verb method, const std::string& path, http_sync_handler h,
+               route_options o = {});
 
     // Binds and starts accepting (throws on bind failure; start-up only).
     void listen(const endpoint& ep);
@@ -96,6 +117,7 @@ class http_server : public std::enable_shared_from_this<http_server> {
     struct route_entry {
         http_sync_handler sync;
         http_handler async;
+        route_options opts;
     };
 
     asio::awaitable<void> accept_loop();
@@ -152,6 +174,8 @@ class http_server : public std::enable_shared_from_this<http_server> {
     conn* conns_head_ = nullptr;
     counter* rejected_busy_;
     counter* rejected_limit_;
+    counter* rejected_unauthorized_;
+    counter* rejected_unexpected_body_;
     counter* read_timeouts_;
     counter* write_timeouts_;
     counter* bad_headers_;

@@ -4,9 +4,64 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include <cmath>
 #include <nlohmann/json.hpp>
+#include <set>
+
+#include "common/ids.hpp"
 
 namespace imgate::jwt {
+
+namespace {
+
+using json = nlohmann::json;
+
+// Parses one JSON part of a token. nlohmann keeps the last of repeated member names, and other
+// JWT libraries may keep the first, so {"alg":"none","alg":"HS256"} would mean different things
+// to different readers: a repeated name in any object refuses the token (RFC 7515 §5.2 allows
+// that). The parser callback sees every key before it is stored.
+json parse_part(const std::string& text, bool& duplicate) {
+    std::vector<std::set<std::string>> open;  // member names of each enclosing object
+    auto cb = [&](int, json::parse_event_t ev, json& parsed) {
+        if (ev == json::parse_event_t::object_start) {
+            open.emplace_back();
+        } else if (ev == json::parse_event_t::object_end) {
+            if (!open.empty()) open.pop_back();
+        } else if (ev == json::parse_event_t::key && !open.empty()) {
+            if (!open.back().insert(parsed.get<std::string>()).second) duplicate = true;
+        }
+        return true;
+    };
+    return json::parse(text, cb, false);
+}
+
+// exp, nbf and iat (NumericDate, RFC 7519 §2: seconds, possibly fractional) within ±2^62, so the
+// leeway arithmetic cannot overflow (casting 1e300 or adding leeway to INT64_MAX is undefined
+// behaviour, found by the jwt_verify fuzzer); far beyond year 10^11. Fractions are rounded
+// towards the stricter side by the caller's choice of `round_up`.
+bool numeric_date(const json& v, bool round_up, int64_t& out) {
+    constexpr int64_t limit = int64_t{1} << 62;
+    if (v.is_number_float()) {
+        double d = v.get<double>();
+        if (!(d > -static_cast<double>(limit) && d < static_cast<double>(limit))) return false;
+        out = static_cast<int64_t>(round_up ? std::ceil(d) : std::floor(d));
+        return true;
+    }
+    if (v.is_number_unsigned()) {
+        if (v.get<uint64_t>() >= static_cast<uint64_t>(limit)) return false;
+        out = static_cast<int64_t>(v.get<uint64_t>());
+        return true;
+    }
+    if (v.is_number_integer()) {
+        int64_t i = v.get<int64_t>();
+        if (i <= -limit || i >= limit) return false;
+        out = i;
+        return true;
+    }
+    return false;  // a string, bool, null, array or object
+}
+
+}  // namespace
 
 const char* to_string(verify_error e) {
     switch (e) {
@@ -14,8 +69,12 @@ const char* to_string(verify_error e) {
             return "ok";
         case verify_error::malformed:
             return "malformed token";
+        case verify_error::duplicate_member:
+            return "duplicate member name in token header or claims";
         case verify_error::bad_algorithm:
             return "unsupported algorithm (only HS256)";
+        case verify_error::unsupported_crit:
+            return "unsupported critical header parameter (crit)";
         case verify_error::bad_signature:
             return "bad signature";
         case verify_error::expired:
@@ -24,6 +83,11 @@ const char* to_string(verify_error e) {
             return "token not yet valid";
         case verify_error::missing_claim:
             return "missing or invalid sub/exp claim";
+        case verify_error::bad_time_claim:
+            return "nbf or iat is not a number of seconds in range";
+        case verify_error::bad_identity:
+            return "user or device id is empty, too long, not UTF-8 or has a control, "
+                   "whitespace or invisible formatting character";
     }
     return "unknown";
 }
@@ -116,16 +180,27 @@ verify_result verify(std::string_view token, const std::vector<std::string>& sec
         r.error = verify_error::malformed;
         return r;
     }
-    auto header = nlohmann::json::parse(*header_raw, nullptr, false);
-    auto payload = nlohmann::json::parse(*payload_raw, nullptr, false);
+    bool duplicate = false;
+    auto header = parse_part(*header_raw, duplicate);
+    auto payload = parse_part(*payload_raw, duplicate);
     if (header.is_discarded() || !header.is_object() || payload.is_discarded() ||
         !payload.is_object()) {
         r.error = verify_error::malformed;
         return r;
     }
+    if (duplicate) {
+        r.error = verify_error::duplicate_member;
+        return r;
+    }
     auto alg = header.find("alg");
     if (alg == header.end() || !alg->is_string() || alg->get<std::string>() != "HS256") {
         r.error = verify_error::bad_algorithm;
+        return r;
+    }
+    // A "crit" names extensions the token's meaning depends on; we implement none, so whatever
+    // it lists (even an empty list, itself invalid) is refused rather than silently ignored.
+    if (header.contains("crit")) {
+        r.error = verify_error::unsupported_crit;
         return r;
     }
     // Signature before claims: an unsigned token learns nothing about which claims were wrong.
@@ -142,31 +217,14 @@ verify_result verify(std::string_view token, const std::vector<std::string>& sec
     }
     auto sub = payload.find("sub");
     auto exp = payload.find("exp");
+    int64_t exp_s = 0;
     if (sub == payload.end() || !sub->is_string() || sub->get<std::string>().empty() ||
-        exp == payload.end() || !exp->is_number()) {
-        r.error = verify_error::missing_claim;
-        return r;
-    }
-    // exp must fit int64 with room for the leeway arithmetic: casting 1e300 or adding leeway to
-    // INT64_MAX is undefined behaviour (found by the jwt_verify fuzzer). Far beyond year 10^11.
-    constexpr int64_t exp_limit = int64_t{1} << 62;
-    bool exp_ok;
-    if (exp->is_number_float()) {
-        double d = exp->get<double>();
-        exp_ok = d > -static_cast<double>(exp_limit) && d < static_cast<double>(exp_limit);
-    } else if (exp->is_number_unsigned()) {
-        exp_ok = exp->get<uint64_t>() < static_cast<uint64_t>(exp_limit);
-    } else {
-        int64_t i = exp->get<int64_t>();
-        exp_ok = i > -exp_limit && i < exp_limit;
-    }
-    if (!exp_ok) {
+        exp == payload.end() || !numeric_date(*exp, false, exp_s)) {
         r.error = verify_error::missing_claim;
         return r;
     }
     r.c.sub = sub->get<std::string>();
-    r.c.exp =
-        exp->is_number_float() ? static_cast<int64_t>(exp->get<double>()) : exp->get<int64_t>();
+    r.c.exp = exp_s;
     if (auto dev = payload.find("dev"); dev != payload.end()) {
         if (!dev->is_string()) {
             r.error = verify_error::missing_claim;
@@ -174,15 +232,30 @@ verify_result verify(std::string_view token, const std::vector<std::string>& sec
         }
         r.c.dev = dev->get<std::string>();
     }
+    // The one id rule, here as well as in the gateway: whoever uses a verified token gets ids
+    // that cannot impersonate another (bidi overrides, zero-width characters).
+    if (!ids::valid(r.c.sub) || (!r.c.dev.empty() && !ids::valid(r.c.dev))) {
+        r.error = verify_error::bad_identity;
+        return r;
+    }
+    // Present but not a usable number: refused, not skipped (a skipped nbf would make a token
+    // valid early that its issuer meant to be valid later).
+    int64_t nbf_s = 0;
+    int64_t iat_s = 0;
+    auto nbf = payload.find("nbf");
+    auto iat = payload.find("iat");
+    if ((nbf != payload.end() && !numeric_date(*nbf, true, nbf_s)) ||
+        (iat != payload.end() && !numeric_date(*iat, false, iat_s))) {
+        r.error = verify_error::bad_time_claim;
+        return r;
+    }
     if (r.c.exp + leeway_s <= now_s) {
         r.error = verify_error::expired;
         return r;
     }
-    if (auto nbf = payload.find("nbf"); nbf != payload.end() && nbf->is_number()) {
-        if (nbf->get<double>() > static_cast<double>(now_s + leeway_s)) {
-            r.error = verify_error::not_yet_valid;
-            return r;
-        }
+    if (nbf != payload.end() && nbf_s > now_s + leeway_s) {
+        r.error = verify_error::not_yet_valid;
+        return r;
     }
     return r;
 }

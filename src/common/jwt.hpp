@@ -12,12 +12,16 @@ namespace imgate::jwt {
 
 enum class verify_error {
     none,
-    malformed,      // not three base64url parts / bad JSON
-    bad_algorithm,  // alg missing, "none" or anything but HS256
-    bad_signature,  // no configured secret matches
-    expired,        // exp <= now
-    not_yet_valid,  // nbf > now
-    missing_claim,  // sub or exp missing / wrong type
+    malformed,         // not three base64url parts / bad JSON
+    duplicate_member,  // a member name repeated in the header or the claims (which one counts?)
+    bad_algorithm,     // alg missing, "none" or anything but HS256
+    unsupported_crit,  // header has "crit": we implement no extension (RFC 7515 §4.1.11)
+    bad_signature,     // no configured secret matches
+    expired,           // exp <= now
+    not_yet_valid,     // nbf > now
+    missing_claim,     // sub or exp missing / wrong type
+    bad_time_claim,    // nbf or iat present but not a number of seconds in range
+    bad_identity,      // sub or dev breaks the id rule (src/common/ids.hpp)
 };
 
 const char* to_string(verify_error e);
@@ -35,6 +39,10 @@ struct verify_result {
 };
 
 // now_s: seconds since the epoch (injected so tests control expiry). leeway_s tolerates skew.
+// Structure and header (base64url, JSON without duplicate member names, alg, crit) are checked
+// first, then the signature, then the claims: a token that is not signed learns nothing about
+// its claims. A verified token's sub (and dev, when not empty) follow the id rule with its hard
+// bound (ids::max_bytes); a gateway may still refuse ids longer than its own max_id_length.
 verify_result verify(std::string_view token, const std::vector<std::string>& secrets, int64_t now_s,
                      int64_t leeway_s = 0);
 

@@ -53,6 +53,9 @@ http_response unauthorized() {
                                 "missing or wrong admin bearer token");
 }
 
+// The largest /push body: a JSON object around a payload of at most max_payload_bytes.
+constexpr uint64_t max_push_body = 1 << 20;
+
 std::string hostport(const asio::ip::tcp::endpoint& ep) {
     return ep.address().to_string() + ":" + std::to_string(ep.port());
 }
@@ -63,7 +66,7 @@ admin_api::admin_api(asio::io_context& io, gateway_server& gw, message_router& r
     : gw_(gw), router_(router), metrics_(metrics), registry_(registry) {
     http_server_options o;
     o.name = "admin";
-    o.body_limit = 1 << 20;
+    o.body_limit = max_push_body;
     http_ = std::make_shared<http_server>(io, o, registry_);
     http_->route(http::verb::get, "/status",
                  http_sync_handler([this](const http_request_ctx&) { return status(); }));
@@ -74,12 +77,21 @@ admin_api::admin_api(asio::io_context& io, gateway_server& gw, message_router& r
                      nlohmann::json j{{"status", "ok"}, {"state", to_string(gw_.state())}};
                      return http_response::json(http::status::ok, j.dump());
                  }));
+    // The token is checked on the header, before any body byte is read: a stranger costs at
+    // most the header limit (docs/admin-api.md, "Authentication").
+    auto authorize = [this](const http_request_ctx& ctx) -> std::optional<http_response> {
+        if (authorized(ctx)) return std::nullopt;
+        return unauthorized();
+    };
     http_->route(http::verb::post, "/drain",
-                 http_sync_handler([this](const http_request_ctx& ctx) { return drain(ctx); }));
+                 http_sync_handler([this](const http_request_ctx&) { return drain(); }),
+                 route_options{.authorize = authorize});
     http_->route(http::verb::post, "/push",
-                 http_handler([this](http_request_ctx ctx) { return push(std::move(ctx)); }));
+                 http_handler([this](http_request_ctx ctx) { return push(std::move(ctx)); }),
+                 route_options{.authorize = authorize, .body_limit = max_push_body});
     http_->route(http::verb::post, "/undrain",
-                 http_handler([this](http_request_ctx ctx) { return undrain(std::move(ctx)); }));
+                 http_handler([this](http_request_ctx ctx) { return undrain(std::move(ctx)); }),
+                 route_options{.authorize = authorize});
     for (const char* r : {"undrained", "already_serving", "stopping", "listen_failed"})
         registry_.get_counter("imgate_gateway_undrains_total", "POST /undrain calls, by result",
                               {{"result", r}});
@@ -147,15 +159,14 @@ http_response admin_api::status() {
     return http_response::json(http::status::ok, j.dump());
 }
 
-http_response admin_api::drain(const http_request_ctx& ctx) {
-    if (!authorized(ctx)) return unauthorized();
+http_response admin_api::drain() {
     gw_.drain();
     nlohmann::json j{{"state", to_string(gw_.state())}, {"connections", gw_.connections()}};
     return http_response::json(http::status::ok, j.dump());
 }
 
-asio::awaitable<http_response> admin_api::undrain(http_request_ctx ctx) {
-    if (!authorized(ctx)) co_return unauthorized();
+// Authorized by the server on the header (route_options), like /drain.
+asio::awaitable<http_response> admin_api::undrain(http_request_ctx) {
     std::string error;
     auto r = co_await gw_.undrain(error);
     using ur = gateway_server::undrain_result;
@@ -179,7 +190,6 @@ asio::awaitable<http_response> admin_api::undrain(http_request_ctx ctx) {
 }
 
 asio::awaitable<http_response> admin_api::push(http_request_ctx ctx) {
-    if (!authorized(ctx)) co_return unauthorized();
     auto j = nlohmann::json::parse(ctx.req.body(), nullptr, false);
     if (j.is_discarded() || !j.is_object())
         co_return http_response::error(http::status::bad_request, "bad_request",

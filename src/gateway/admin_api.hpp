@@ -28,9 +28,10 @@ class admin_api {
     void stop();
 
   private:
+    // The bearer token check, run by the server on the header of /drain, /undrain and /push.
     bool authorized(const http_request_ctx& ctx);
     http_response status();
-    http_response drain(const http_request_ctx& ctx);
+    http_response drain();
     asio::awaitable<http_response> push(http_request_ctx ctx);
     asio::awaitable<http_response> undrain(http_request_ctx ctx);
 

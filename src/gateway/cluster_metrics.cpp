@@ -12,6 +12,17 @@ const char* const closed_help = "Peer links closed by this gateway, by reason";
 const char* const protocol_name = "imgate_rpc_protocol_errors_total";
 const char* const protocol_help = "Malformed or unexpected frames from authenticated peers";
 const char* const connects_name = "imgate_rpc_link_connects_total";
+const char* const peer_entries_name = "imgate_rpc_directory_entries";
+const char* const peer_entries_help =
+    "Directory entries held for one peer (cap: cluster_rpc.max_peer_users / max_peer_rooms)";
+const char* const overflowed_name = "imgate_rpc_directory_overflowed";
+const char* const overflowed_help =
+    "1 while entries of the peer were refused at its cap since its last snapshot (sends are "
+    "then also forwarded to it)";
+
+const char* kind_label(proto::target_kind k) {
+    return k == proto::target_kind::user ? "user" : "room";
+}
 
 }  // namespace
 
@@ -62,8 +73,17 @@ cluster_metrics::cluster_metrics(metrics_registry& m, const fleet_config& fleet,
             "imgate_rpc_entries_skipped_total",
             "Entries from peers skipped because an id breaks the id rule (link kept)",
             {{"op", rpc::to_string(o)}});
-    for (auto& g : fleet.gateways)
-        if (g.id != self_id) connects(g.id);
+    for (auto k : {proto::target_kind::user, proto::target_kind::room})
+        directory_refused_[k == proto::target_kind::user ? 0 : 1] = &m.get_counter(
+            "imgate_rpc_directory_refused_total",
+            "Directory entries from peers not stored because the peer was at its cap",
+            {{"kind", kind_label(k)}});
+    for (auto& g : fleet.gateways) {
+        if (g.id == self_id) continue;
+        connects(g.id);
+        for (auto k : {proto::target_kind::user, proto::target_kind::room})
+            set_peer_directory(g.id, k, 0, false);
+    }
 }
 
 counter& cluster_metrics::forward_result(proto::code c) {
@@ -115,6 +135,17 @@ counter& cluster_metrics::entry_skipped(rpc::op o) {
     return *entries_skipped_.at(static_cast<uint8_t>(o));
 }
 
+counter& cluster_metrics::directory_refused(proto::target_kind kind) {
+    return *directory_refused_[kind == proto::target_kind::user ? 0 : 1];
+}
+
+void cluster_metrics::set_peer_directory(const std::string& peer, proto::target_kind kind,
+                                         size_t entries, bool overflowed) {
+    label_set l{{"kind", kind_label(kind)}, {"peer", peer}};
+    m_.get_gauge(peer_entries_name, peer_entries_help, l).set(static_cast<double>(entries));
+    m_.get_gauge(overflowed_name, overflowed_help, l).set(overflowed ? 1 : 0);
+}
+
 counter& cluster_metrics::connects(const std::string& peer) {
     return m_.get_counter(connects_name, "Successful handshakes on the outbound link to a peer",
                           {{"peer", peer}});
@@ -122,6 +153,8 @@ counter& cluster_metrics::connects(const std::string& peer) {
 
 void cluster_metrics::forget_peer(const std::string& peer) {
     m_.remove_series(connects_name, "peer", peer);
+    m_.remove_series(peer_entries_name, "peer", peer);
+    m_.remove_series(overflowed_name, "peer", peer);
 }
 
 }  // namespace imgate::gw

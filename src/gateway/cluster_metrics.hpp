@@ -25,6 +25,13 @@ class cluster_metrics {
     counter& closed_for(const char* reason);
     counter& protocol_error(const char* direction);
     counter& entry_skipped(rpc::op o);
+    // imgate_rpc_directory_refused_total{kind}: entries not stored, the peer at its cap.
+    counter& directory_refused(proto::target_kind kind);
+    // imgate_rpc_directory_entries{kind,peer} and imgate_rpc_directory_overflowed{kind,peer}
+    // (1 while some of the peer's entries are refused). Looked up at each use, not cached: a
+    // reload that removes the peer removes the series.
+    void set_peer_directory(const std::string& peer, proto::target_kind kind, size_t entries,
+                            bool overflowed);
     // imgate_rpc_link_connects_total{peer}; also registers the series of a peer a reload adds.
     counter& connects(const std::string& peer);
     // A peer left the fleet: its series do not linger.
@@ -55,6 +62,7 @@ class cluster_metrics {
     by_label closed_;              // reason
     by_label protocol_errors_;     // direction
     std::map<uint8_t, counter*> entries_skipped_;
+    counter* directory_refused_[2];  // user, room
 };
 
 }  // namespace imgate::gw

@@ -18,6 +18,17 @@ namespace imgate::gw {
 
 using peer_list = std::vector<std::string>;
 
+// How much of this gateway's memory one peer's announcements may take (cluster_rpc.max_peer_*).
+struct directory_limits {
+    size_t max_peer_users = 500000;
+    size_t max_peer_rooms = 500000;
+};
+
+// What one announcement frame did to the directory.
+struct apply_result {
+    uint32_t refused = 0;  // new entries not stored: the peer is at its cap
+};
+
 class session_directory {
   public:
     virtual ~session_directory() = default;
@@ -28,13 +39,22 @@ class session_directory {
     virtual void resolve(proto::target_kind kind, const std::string& target,
                          std::function<void(const peer_list&)> cb) = 0;
 
+    // Caps per peer; entries past them are refused (counted in apply_result), and a peer with
+    // refused entries is "overflowed": resolve() then lists it for every target of that kind,
+    // since only that peer knows whether it holds the target.
+    virtual void set_limits(const directory_limits& l) = 0;
     // Announcements received from `peer` (reset: a snapshot starts, forget what it said before).
-    virtual void apply_presence(const std::string& peer, bool reset,
-                                const std::vector<rpc::delta>& changes) = 0;
-    virtual void apply_rooms(const std::string& peer, bool reset,
-                             const std::vector<rpc::delta>& changes) = 0;
-    // The peer's announcement stream ended (link down, removed from the fleet): forget it.
+    virtual apply_result apply_presence(const std::string& peer, bool reset,
+                                        const std::vector<rpc::delta>& changes) = 0;
+    virtual apply_result apply_rooms(const std::string& peer, bool reset,
+                                     const std::vector<rpc::delta>& changes) = 0;
+    // The peer's announcement stream ended (link down, removed from the fleet): forget it, and
+    // give the memory back.
     virtual void drop_peer(const std::string& peer) = 0;
+    // Entries held for one peer, and whether some of its entries were refused since its last
+    // snapshot started.
+    virtual size_t peer_entries(const std::string& peer, proto::target_kind kind) const = 0;
+    virtual bool overflowed(const std::string& peer, proto::target_kind kind) const = 0;
 
     virtual size_t user_entries() const = 0;
     virtual size_t room_entries() const = 0;
@@ -44,21 +64,27 @@ class session_directory {
 };
 
 // The default mode: an exact in-memory map built from every peer's presence and room-interest
-// announcements (deltas, plus a full snapshot whenever its link comes up). Not thread-safe: the
-// cluster uses it from its strand.
+// announcements (deltas, plus a full snapshot whenever its link comes up), at most
+// directory_limits entries of each kind per peer. Owns the maps and the per-peer counts. Not
+// thread-safe: the cluster uses it from its strand.
 class announced_directory final : public session_directory {
   public:
     void resolve(proto::target_kind kind, const std::string& target,
                  std::function<void(const peer_list&)> cb) override;
-    void apply_presence(const std::string& peer, bool reset,
-                        const std::vector<rpc::delta>& changes) override;
-    void apply_rooms(const std::string& peer, bool reset,
-                     const std::vector<rpc::delta>& changes) override;
+    void set_limits(const directory_limits& l) override { limits_ = l; }
+    apply_result apply_presence(const std::string& peer, bool reset,
+                                const std::vector<rpc::delta>& changes) override;
+    apply_result apply_rooms(const std::string& peer, bool reset,
+                             const std::vector<rpc::delta>& changes) override;
     void drop_peer(const std::string& peer) override;
-    size_t user_entries() const override { return users_.size(); }
-    size_t room_entries() const override { return rooms_.size(); }
-    size_t user_locations() const override { return user_pairs_; }
-    size_t room_locations() const override { return room_pairs_; }
+    size_t peer_entries(const std::string& peer, proto::target_kind kind) const override;
+    bool overflowed(const std::string& peer, proto::target_kind kind) const override;
+    size_t user_entries() const override { return sides_[0].t.size(); }
+    size_t room_entries() const override { return sides_[1].t.size(); }
+    size_t user_locations() const override { return sides_[0].pairs; }
+    size_t room_locations() const override { return sides_[1].pairs; }
+    // Buckets of both maps (tests check that a dropped peer's share is given back).
+    size_t bucket_count() const { return sides_[0].t.bucket_count() + sides_[1].t.bucket_count(); }
 
     // Synchronous form of resolve for callers that know the directory is local.
     void peers(proto::target_kind kind, const std::string& target, peer_list& out) const;
@@ -68,18 +94,29 @@ class announced_directory final : public session_directory {
     // its key plus a couple of 16-bit slots held inline.
     using slots = boost::container::small_vector<uint16_t, 3>;
     using table = std::unordered_map<std::string, slots>;
+    // One kind of entry: users (index 0) or rooms (index 1).
+    struct side {
+        table t;
+        size_t pairs = 0;       // (key, peer) pairs
+        size_t overflowed = 0;  // peers with refused entries of this kind
+    };
+    struct peer_slot {
+        std::string id;              // empty: free slot
+        size_t entries[2] = {0, 0};  // pairs held for this peer, by kind
+        bool overflowed[2] = {false, false};
+    };
 
+    static int index(proto::target_kind kind) { return kind == proto::target_kind::user ? 0 : 1; }
     uint16_t slot_of(const std::string& peer);
-    void apply(table& t, size_t& pairs, const std::string& peer, bool reset,
-               const std::vector<rpc::delta>& changes);
-    static void forget(table& t, size_t& pairs, uint16_t s);
+    const peer_slot* find_slot(const std::string& peer) const;
+    apply_result apply(int k, const std::string& peer, bool reset,
+                       const std::vector<rpc::delta>& changes);
+    size_t forget(int k, uint16_t s);
 
-    table users_;
-    table rooms_;
-    size_t user_pairs_ = 0;
-    size_t room_pairs_ = 0;
+    directory_limits limits_;
+    side sides_[2];
     std::unordered_map<std::string, uint16_t> slot_by_peer_;
-    std::vector<std::string> peer_by_slot_;  // empty string: free slot
+    std::vector<peer_slot> slots_;
 };
 
 }  // namespace imgate::gw

@@ -15,8 +15,17 @@ gateway_limits parse_limits(yaml_map m, yaml_map t, yaml_map d) {
         uint32_t(m.integer("max_frame_bytes", l.max_frame_bytes, 256, absolute_max_frame_body));
     l.max_payload_bytes =
         uint32_t(m.integer("max_payload_bytes", l.max_payload_bytes, 1, absolute_max_frame_body));
+    l.max_token_bytes =
+        uint32_t(m.integer("max_token_bytes", l.max_token_bytes, 64, absolute_max_token_bytes));
     l.send_rate = m.number("send_rate", l.send_rate, 0.001, 1e7);
     l.send_burst = m.number("send_burst", l.send_burst, 1, 1e7);
+    l.room_ops_rate = m.number("room_ops_rate", l.room_ops_rate, 0.001, 1e7);
+    l.room_ops_burst = m.number("room_ops_burst", l.room_ops_burst, 1, 1e7);
+    l.ping_rate = m.number("ping_rate", l.ping_rate, 0.001, 1e7);
+    l.ping_burst = m.number("ping_burst", l.ping_burst, 1, 1e7);
+    l.flood_refusals = uint32_t(m.integer("flood_refusals", l.flood_refusals, 1, 10000000));
+    l.flood_window = m.duration("flood_window", l.flood_window);
+    if (l.flood_window.count() <= 0) m.fail("flood_window", "must be positive");
     l.login_rate = m.number("login_rate", l.login_rate, 0, 1e7);
     l.login_burst = m.number("login_burst", l.login_burst, 1, 1e7);
     l.max_outbound_bytes =

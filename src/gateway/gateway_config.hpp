@@ -1,5 +1,6 @@
 #pragma once
 // gateway.yaml: everything one gateway reads at start-up and again on SIGHUP.
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -16,10 +17,24 @@ struct gateway_limits {
     uint32_t max_connections = 100000;
     double login_rate = 1000;  // LOGIN attempts per second per source address (0: no limit)
     double login_burst = 5000;
-    uint32_t max_frame_bytes = 64 * 1024;    // largest frame body accepted from a client
+    uint32_t max_frame_bytes = 64 * 1024;  // largest frame body accepted from a client
+    // Longest LOGIN token: before login a frame body is capped at this plus the str16 prefix, so
+    // an unauthenticated connection buffers at most that much (docs/security.md).
+    uint32_t max_token_bytes = 8192;
     uint32_t max_payload_bytes = 32 * 1024;  // largest message payload
     double send_rate = 50;                   // sends per second per session (token bucket)
     double send_burst = 100;
+    // JOIN and LEAVE share one bucket: each can toggle this gateway's interest in a room, which
+    // is one ROOM_INTEREST frame to every peer.
+    double room_ops_rate = 10;
+    double room_ops_burst = 64;  // a client joining max_rooms_per_session rooms at login passes
+    // Clients ping every heartbeat_interval (30 s by default); reachability probes on network
+    // changes and monitoring tools ping more often, and a PING costs this gateway one PONG.
+    double ping_rate = 5;
+    double ping_burst = 20;
+    // A session refused this many times (any rate limit) within flood_window is closed.
+    uint32_t flood_refusals = 100;
+    std::chrono::milliseconds flood_window{10000};
     uint64_t max_outbound_bytes = 1 << 20;  // queued per session; past it: slow consumer
     uint32_t max_rooms_per_session = 64;
     uint32_t max_id_length = uint32_t(ids::default_max_bytes);  // user, device, room ids (bytes)
@@ -34,6 +49,17 @@ struct gateway_limits {
     std::chrono::milliseconds reconnect_hint{1000};  // reconnect_after_ms in redirect/kick
     std::chrono::milliseconds shutdown_grace{10000};
 };
+
+// The largest LOGIN token (max_token_bytes) is a LOGIN body of this plus its str16 length prefix.
+inline constexpr uint32_t login_body_overhead = 2;
+// A LOGIN body is one str16: its token can never be longer than this.
+inline constexpr uint32_t absolute_max_token_bytes = 65535;
+
+// The largest frame body a client may send before its LOGIN succeeded: what the longest allowed
+// LOGIN needs, never more than max_frame_bytes.
+inline uint32_t prelogin_max_frame_body(const gateway_limits& l) {
+    return std::min(l.max_frame_bytes, l.max_token_bytes + login_body_overhead);
+}
 
 struct gateway_config {
     std::string file;

@@ -31,10 +31,20 @@ gateway_metrics::gateway_metrics(metrics_registry& m) : registry_(m) {
         kicks_[size_t(k) & 7] =
             &m.get_counter("imgate_gateway_kicks_total", "Sessions kicked, by reason",
                            {{"reason", proto::to_string(k)}});
-    for (const char* r : {"ok", "auth_failed", "token_expired", "login_required", "login_timeout",
-                          "bad_frame", "bad_identity", "draining", "rate_limited"})
+    for (const char* r :
+         {"ok", "auth_failed", "token_expired", "login_required", "login_timeout", "bad_frame",
+          "bad_identity", "draining", "rate_limited", "frame_too_large"})
         logins_[r] = &m.get_counter("imgate_gateway_logins_total", "Login attempts by result",
                                     {{"result", r}});
+    for (auto [o, label] :
+         {std::pair{proto::op::send, "send"}, std::pair{proto::op::join, "join"},
+          std::pair{proto::op::leave, "leave"}, std::pair{proto::op::ping, "ping"}})
+        rate_limited_[size_t(o) & 255] = &m.get_counter(
+            "imgate_gateway_rate_limited_total",
+            "Client requests refused by their per-session rate limit, by op", {{"op", label}});
+    flood_closes = &m.get_counter("imgate_gateway_flood_closes_total",
+                                  "Sessions closed for too many rate-limited requests within "
+                                  "limits.flood_window");
     const char* kinds[] = {"user", "room", "push"};
     const char* results[] = {"delivered", "offline", "error"};
     for (int k = 0; k < 3; ++k)

@@ -35,6 +35,10 @@ class gateway_metrics {
         auto it = logins_.find(result);
         if (it != logins_.end()) it->second->inc();
     }
+    // A request refused by its per-session rate limit: SEND, JOIN, LEAVE or PING.
+    void rate_limited(proto::op o) {
+        if (auto* p = rate_limited_[size_t(o) & 255]) p->inc();
+    }
     // One routed message by kind (user, room, or a backend push) and outcome.
     void message(proto::target_kind kind, bool push, proto::code status);
     void write(size_t frames) {
@@ -56,13 +60,15 @@ class gateway_metrics {
     counter* redirects;
     counter* reload_ok;
     counter* reload_failed;
+    counter* flood_closes;
 
   private:
     metrics_registry& registry_;
     std::array<counter*, 64> errors_{};
     std::array<counter*, 8> kicks_{};
-    std::map<std::string, counter*> logins_;  // filled in the constructor, read-only after
-    counter* msgs_[3][3] = {};                // [user|room|push][delivered|offline|error]
+    std::array<counter*, 256> rate_limited_{};  // by client op; only the limited ops are set
+    std::map<std::string, counter*> logins_;    // filled in the constructor, read-only after
+    counter* msgs_[3][3] = {};                  // [user|room|push][delivered|offline|error]
 };
 
 }  // namespace imgate::gw

@@ -8,6 +8,7 @@
 
 #include "common/awaitable.hpp"
 #include "common/daemon.hpp"
+#include "common/log_throttle.hpp"
 #include "gateway/peer_service.hpp"
 #include "gateway/rpc_handshake.hpp"
 
@@ -69,8 +70,10 @@ asio::awaitable<void> inbound_side::accept_loop(std::shared_ptr<inbound_side> se
         auto [ec] = co_await self->acceptor_.async_accept(s, use_tuple);
         if (ctx.stopped || ec == asio::error::operation_aborted) break;
         if (ec) {
-            // Out of descriptors and the like: pause instead of spinning.
-            spdlog::warn("cluster rpc: accept failed: {}", ec.message());
+            // Out of descriptors and the like: pause instead of spinning (and log a few lines a
+            // second, not one per pause).
+            IMGATE_LOG_THROTTLED(warn, "cluster rpc: accept failed: {}; backing off 100ms",
+                                 ec.message());
             asio::steady_timer t(ctx.strand);
             t.expires_after(std::chrono::milliseconds(100));
             co_await t.async_wait(use_tuple);
@@ -122,12 +125,14 @@ asio::awaitable<void> inbound_side::serve(std::shared_ptr<inbound_side> self,
     if (out.last.st != rpc::hs_step::state::ok || c->closed() || ctx.stopped) {
         const char* reason = out.failure_reason(timed_out);
         if (!timed_out) ctx.metrics.auth_failure("inbound", reason).inc();
-        spdlog::warn("cluster rpc: refused inbound link from {} ({}): {}", from,
-                     hs.peer_id().empty() ? "no id" : hs.peer_id(), reason);
+        // Anyone who can reach the port can cause this in a loop: throttled.
+        IMGATE_LOG_THROTTLED(warn, "cluster rpc: refused inbound link from {} ({}): {}", from,
+                             hs.peer_id().empty() ? "no id" : hs.peer_id(), reason);
         c->close_when_flushed();
         co_await self->guard_close(c);
         co_return;
     }
+    c->set_authenticated();
     std::string peer = hs.peer_id();
     auto& inbound = self->inbound_;
     if (auto old = inbound.find(peer); old != inbound.end()) old->second->close();

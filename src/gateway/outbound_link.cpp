@@ -128,7 +128,10 @@ asio::awaitable<bool> outbound_link::dial(std::shared_ptr<peer_conn> c) {
     c->send(hs.hello());
     auto out = co_await run_handshake(c, hs);
     guard.cancel();
-    if (out.last.st == rpc::hs_step::state::ok && !c->closed()) co_return true;
+    if (out.last.st == rpc::hs_step::state::ok && !c->closed()) {
+        c->set_authenticated();
+        co_return true;
+    }
     const char* reason = out.failure_reason(false);
     ctx.metrics.auth_failure("outbound", reason).inc();
     // A refused or unreachable peer is retried with backoff; log the first failures only.

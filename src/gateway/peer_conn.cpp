@@ -1,6 +1,5 @@
 #include "gateway/peer_conn.hpp"
 
-#include <array>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -15,13 +14,36 @@ namespace {
 
 using error_code = boost::system::error_code;
 
+// Before the handshake a read never needs more than a few handshake frames; after it, reads are
+// large enough to take a big frame in few system calls.
+constexpr size_t handshake_read_size = 4 * (frame_header_size + rpc::max_handshake_body);
+constexpr size_t link_read_size = 64 * 1024;
+// A decoder (or writer) buffer that grew past this for one large frame is released once the
+// frame is gone, so an idle link does not pin the memory of its largest frame.
+constexpr size_t keep_capacity = 64 * 1024;
+
 }  // namespace
 
 peer_conn::peer_conn(const cluster_strand& s, uint64_t max_queue)
-    : strand_(s), sock_(s), wake_(s), dog_(s), max_queue_(max_queue) {}
+    : strand_(s),
+      sock_(s),
+      wake_(s),
+      dog_(s),
+      read_buf_(handshake_read_size, '\0'),
+      max_queue_(max_queue) {}
 
 peer_conn::peer_conn(const cluster_strand& s, tcp::socket sock, uint64_t max_queue)
-    : strand_(s), sock_(std::move(sock)), wake_(s), dog_(s), max_queue_(max_queue) {}
+    : strand_(s),
+      sock_(std::move(sock)),
+      wake_(s),
+      dog_(s),
+      read_buf_(handshake_read_size, '\0'),
+      max_queue_(max_queue) {}
+
+void peer_conn::set_authenticated() {
+    dec_.set_max_body(rpc::max_body);
+    read_buf_.assign(link_read_size, '\0');
+}
 
 asio::awaitable<error_code> peer_conn::connect(const tcp::endpoint& ep) {
     auto [ec] = co_await sock_.async_connect(ep, use_tuple);
@@ -102,22 +124,28 @@ void peer_conn::start_watchdog(const rpc_config& cfg, bool pinger, counter& read
 
 asio::awaitable<read_end> peer_conn::read_frames(const std::function<verdict(frame&)>& h) {
     auto keep = shared_from_this();
-    std::array<char, 64 * 1024> buf;
     while (!closed_) {
         while (auto f = dec_.next()) {
+            if (f->body.size() > keep_capacity) large_frame_held_ = true;
             auto v = h(*f);
             if (v == verdict::reject) co_return read_end::rejected;
             if (v == verdict::stop) co_return read_end::stopped;
             if (closed_) co_return read_end::closed;
         }
         if (dec_.error() != frame_error::none) co_return read_end::bad_frame;
-        auto [ec, n] = co_await sock_.async_read_some(asio::buffer(buf), use_tuple);
+        if (large_frame_held_ && dec_.buffered() == 0) {
+            // Nothing is pending, so a fresh decoder loses nothing and frees the capacity the
+            // large frame left behind (erasing consumed bytes keeps it).
+            dec_ = frame_decoder(dec_.max_body(), rpc_protocol_version);
+            large_frame_held_ = false;
+        }
+        auto [ec, n] = co_await sock_.async_read_some(asio::buffer(read_buf_), use_tuple);
         if (ec) {
             close();
             co_return read_end::closed;
         }
         read_seen_ = true;
-        dec_.feed(std::string_view(buf.data(), n));
+        dec_.feed(std::string_view(read_buf_.data(), n));
     }
     co_return read_end::closed;
 }
@@ -143,6 +171,8 @@ asio::awaitable<void> peer_conn::run_writer(std::shared_ptr<peer_conn> c) {
             c->close();
             break;
         }
+        // A snapshot or a large forward must not stay pinned by an idle link.
+        if (c->writing_.capacity() > keep_capacity) std::string().swap(c->writing_);
     }
 }
 

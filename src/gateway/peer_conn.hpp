@@ -69,6 +69,10 @@ class peer_conn : public std::enable_shared_from_this<peer_conn> {
     // connection closes. The caller closes the connection when it has counted what it must.
     boost::asio::awaitable<read_end> read_frames(const std::function<verdict(frame&)>& h);
 
+    // The handshake has completed: frames may now be as large as rpc::max_body (until then the
+    // decoder refuses any frame larger than rpc::max_handshake_body, and reads are small).
+    void set_authenticated();
+
     void close();
     // Closes once the queue is written (AUTH_FAIL reaches a refused peer).
     void close_when_flushed();
@@ -88,9 +92,11 @@ class peer_conn : public std::enable_shared_from_this<peer_conn> {
     tcp::socket sock_;
     boost::asio::steady_timer wake_;  // the writer sleeps on it while the queue is empty
     boost::asio::steady_timer dog_;   // the watchdog's tick
-    frame_decoder dec_{rpc::max_body, rpc_protocol_version};
-    std::string pending_;  // queued frames
-    std::string writing_;  // the frames of the write in progress, swapped out of pending_
+    frame_decoder dec_{rpc::max_handshake_body, rpc_protocol_version};
+    std::string read_buf_;           // one read's bytes; small until set_authenticated()
+    bool large_frame_held_ = false;  // the decoder's buffer grew for a large frame
+    std::string pending_;            // queued frames
+    std::string writing_;            // the frames of the write in progress, swapped out of pending_
     uint64_t max_queue_;
     bool closed_ = false;
     bool in_write_ = false;

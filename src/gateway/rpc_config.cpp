@@ -16,6 +16,10 @@ rpc_config parse_rpc_config(yaml_map m) {
         static_cast<uint64_t>(m.integer("max_queue_bytes", c.max_queue_bytes, 65536, 1LL << 32));
     c.max_handshakes =
         static_cast<uint32_t>(m.integer("max_handshakes", c.max_handshakes, 1, 100000));
+    c.max_peer_users =
+        static_cast<uint32_t>(m.integer("max_peer_users", c.max_peer_users, 1, 10000000));
+    c.max_peer_rooms =
+        static_cast<uint32_t>(m.integer("max_peer_rooms", c.max_peer_rooms, 1, 10000000));
     if (c.call_timeout.count() <= 0) m.fail("call_timeout", "must be positive");
     if (c.ping_interval.count() <= 0) m.fail("ping_interval", "must be positive");
     if (c.connect_timeout.count() <= 0) m.fail("connect_timeout", "must be positive");

@@ -19,6 +19,12 @@ struct rpc_config {
     // Inbound connections still in their handshake; more are closed at accept. Bounds what
     // anyone who can reach the RPC port (no secret needed) can hold open.
     uint32_t max_handshakes = 64;
+    // Directory entries one peer may hold here (users from its PRESENCE, rooms from its
+    // ROOM_INTEREST): bounds what a peer with the secret — or a bug — can make this gateway
+    // store (~150 bytes an entry). The default holds a whole product-scale fleet (300k–500k
+    // users) on one peer.
+    uint32_t max_peer_users = 500000;
+    uint32_t max_peer_rooms = 500000;
 };
 
 // Parses the `cluster_rpc:` mapping (absent: defaults). Throws config_error.

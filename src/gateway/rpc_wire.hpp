@@ -9,6 +9,7 @@
 
 #include "common/codec.hpp"
 #include "common/frame.hpp"
+#include "common/ids.hpp"
 #include "common/protocol.hpp"
 #include "gateway/cluster.hpp"
 
@@ -43,6 +44,13 @@ inline constexpr uint32_t max_body = 1024 * 1024;
 inline constexpr uint32_t max_forward_payload = max_body - 4096;
 inline constexpr size_t nonce_size = 16;
 inline constexpr size_t proof_size = 32;  // HMAC-SHA256
+// Largest body of a handshake frame: HELLO/CHALLENGE carry a node id and a nonce, each behind a
+// u16 length; AUTH/AUTH_OK a proof; AUTH_FAIL one of our short reasons. Until its handshake has
+// completed a connection's decoder refuses any larger frame, so a stranger can make the gateway
+// buffer at most this much (plus one read) instead of max_body
+// (tests/gateway/rpc_handshake_test.cpp checks the largest valid HELLO fits exactly).
+inline constexpr uint32_t max_handshake_body = 2 + ids::max_node_id_bytes + 2 + nonce_size;
+static_assert(2 + proof_size <= max_handshake_body);
 // Snapshot chunks keep every frame far below max_body however many users a gateway holds and
 // however long their ids: a chunk ends at snapshot_chunk entries or snapshot_chunk_bytes of keys.
 inline constexpr size_t snapshot_chunk = 2000;

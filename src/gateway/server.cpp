@@ -12,6 +12,7 @@
 #include "common/awaitable.hpp"
 #include "common/daemon.hpp"
 #include "common/fingerprint.hpp"
+#include "common/log_throttle.hpp"
 #include "common/logging.hpp"
 #include "gateway/admin_api.hpp"
 #include "gateway/session.hpp"
@@ -118,7 +119,8 @@ asio::awaitable<void> gateway_server::accept_loop() {
         if (ec) {
             if (ec == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
             if (is_fd_exhaustion(ec)) {
-                spdlog::warn("accept: {}: backing off", ec.message());
+                // Throttled: this repeats every 100 ms for as long as descriptors are short.
+                IMGATE_LOG_THROTTLED(warn, "accept: {}: backing off 100ms", ec.message());
                 asio::steady_timer t(io_, std::chrono::milliseconds(100));
                 co_await t.async_wait(use_tuple);
             }

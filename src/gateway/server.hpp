@@ -88,6 +88,8 @@ class gateway_server final {
     void count_kick(proto::kick_reason r) { metrics_.kick(r); }
     void count_slow_consumer();
     void count_idle_close() { metrics_.idle->inc(); }
+    void count_rate_limited(proto::op o) { metrics_.rate_limited(o); }
+    void count_flood_close() { metrics_.flood_closes->inc(); }
     void count_write(size_t frames) { metrics_.write(frames); }
     void count_message(proto::target_kind kind, bool push, proto::code status) {
         metrics_.message(kind, push, status);

@@ -6,6 +6,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 
+#include "common/log_throttle.hpp"
 #include "gateway/server.hpp"
 
 namespace imgate::gw {
@@ -13,6 +14,12 @@ namespace imgate::gw {
 namespace {
 // One read buffer per worker thread instead of per connection: idle sessions then cost no buffer.
 thread_local char read_buf[64 * 1024];
+// Input a decoder may have taken in before its emptied buffer is released: small frames keep
+// reusing one small buffer, a large one does not stay allocated.
+constexpr size_t decoder_keep_bytes = 4096;
+// Input read and dropped by a finishing session before it is closed without waiting for the
+// flush and the linger.
+constexpr size_t max_discard_bytes = 256 * 1024;
 steady_time clock_now() {
     return std::chrono::steady_clock::now();
 }
@@ -46,6 +53,12 @@ struct session::gateway_port {
     void count_kick(proto::kick_reason r) { s.srv_.count_kick(r); }
     void count_idle_close() { s.srv_.count_idle_close(); }
     void count_slow_consumer() { s.srv_.count_slow_consumer(); }
+    void count_rate_limited(proto::op o) { s.srv_.count_rate_limited(o); }
+    void count_flood_close() {
+        s.srv_.count_flood_close();
+        IMGATE_LOG_THROTTLED(info, "session {} ({}): too many rate-limited requests: closing",
+                             s.id_, s.user_);
+    }
 };
 
 session::session(gateway_server& srv, asio::ip::tcp::socket sock, uint64_t id)
@@ -54,7 +67,8 @@ session::session(gateway_server& srv, asio::ip::tcp::socket sock, uint64_t id)
       sock_(std::move(sock)),
       timer_(sock_.get_executor()),
       proto_(srv.limits(limits_gen_), clock_now()) {
-    dec_.set_max_body(proto_.limits().max_frame_bytes);
+    // Before login only a LOGIN fits: an unauthenticated connection buffers at most that much.
+    dec_.set_max_body(proto_.max_frame_body());
     max_outbound_ = proto_.limits().max_outbound_bytes;
 }
 
@@ -74,8 +88,16 @@ void session::start() {
 void session::refresh_limits(steady_time now) {
     if (limits_gen_ == srv_.limits_generation()) return;
     proto_.set_limits(srv_.limits(limits_gen_), now);
-    dec_.set_max_body(proto_.limits().max_frame_bytes);
+    dec_.set_max_body(proto_.max_frame_body());  // still the pre-login limit until LOGIN succeeds
     max_outbound_.store(proto_.limits().max_outbound_bytes, std::memory_order_relaxed);
+}
+
+void session::reset_decoder() {
+    // Not `dec_ = frame_decoder(...)`: a std::string move-assigned a short (inline) string keeps
+    // its old heap buffer. The swapped-out decoder frees it on leaving this scope.
+    frame_decoder fresh(proto_.max_frame_body());
+    std::swap(dec_, fresh);
+    dec_fed_ = 0;
 }
 
 void session::wait_readable() {
@@ -106,17 +128,38 @@ void session::on_readable(const boost::system::error_code& wec) {
                 spdlog::debug("session {}: read: {}", id_, ec.message());
             return on_read_end();
         }
-        if (closing_.load(std::memory_order_relaxed)) continue;  // draining input until close
+        if (closing_.load(std::memory_order_relaxed)) {
+            // Draining input until close, so the last frame is not lost to a reset. A client
+            // that keeps writing after being told to go (a flooder after its flood close) would
+            // keep this loop busy for the whole linger: past a bound, once the last frame is
+            // flushed and the send side shut down, it is closed at once.
+            discarded_ += n;
+            if (discarded_ > max_discard_bytes && proto_.lingering())
+                close_now();  // the next read fails: read end
+            continue;
+        }
         auto now = clock_now();
         proto_.on_input(now);
         refresh_limits(now);
         dec_.feed(std::string_view(read_buf, n));
+        dec_fed_ += n;
         while (auto f = dec_.next()) {
             carry_out(proto_.on_frame(*f, now, gw));
             if (closing_.load(std::memory_order_relaxed)) break;
         }
-        if (dec_.error() != frame_error::none && !closing_.load())
+        if (dec_.error() != frame_error::none && !closing_.load()) {
+            IMGATE_LOG_THROTTLED(info, "session {} ({}): {}: closing", id_, user_,
+                                 dec_.error() == frame_error::too_large
+                                     ? "frame over " + std::to_string(dec_.max_body()) + " bytes"
+                                     : std::string(to_string(dec_.error())));
             carry_out(proto_.on_framing_error(dec_.error(), gw));
+        }
+        // Nothing buffered: do not keep the capacity a large frame (or many small ones) left
+        // behind; an idle session then holds no buffer. The limit stays what it was.
+        if (dec_fed_ > decoder_keep_bytes && dec_.buffered() == 0 &&
+            dec_.error() == frame_error::none) {
+            reset_decoder();
+        }
         // Keep reading until the socket is empty: frames that arrived while this batch was
         // handled join it, so their copies share the same gathered writes.
     }
@@ -130,7 +173,12 @@ void session::on_read_end() {
 
 void session::carry_out(session_actions&& a) {
     if (!a.reply.empty()) push_owned(std::move(a.reply));
-    if (a.finish) finish(std::move(a.last_frame));
+    if (a.finish) {
+        finish(std::move(a.last_frame));
+        // No frame is decoded any more: release the input held (a partial frame kept until the
+        // login deadline, the rest of a read behind a refused header) now, not after the linger.
+        reset_decoder();
+    }
     if (a.shutdown_send) {
         boost::system::error_code ec;
         sock_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
@@ -141,9 +189,15 @@ void session::carry_out(session_actions&& a) {
                          id_, user_, proto_.limits().write_timeout.count());
         return close_now();
     }
-    // The token made the decoder's buffer grow; an idle session should not keep that capacity.
-    if (a.shrink_decoder && dec_.buffered() == 0)
-        dec_ = frame_decoder(proto_.limits().max_frame_bytes);
+    if (a.shrink_decoder) {
+        // Logged in: the limit rises now, also for frames pipelined behind the LOGIN. The token
+        // made the buffer grow; an idle session should not keep that capacity.
+        if (dec_.buffered() == 0) {
+            reset_decoder();
+        } else {
+            dec_.set_max_body(proto_.max_frame_body());
+        }
+    }
     if (a.deadline != steady_time{}) arm_timer(a.deadline);
 }
 

@@ -69,12 +69,16 @@ class session final : public session_sink, public std::enable_shared_from_this<s
     void arm_timer(steady_time at);
     void on_timer();
     void refresh_limits(steady_time now);
+    // An empty decoder at the current limit; the old one's buffer is freed.
+    void reset_decoder();
 
     gateway_server& srv_;
     uint64_t id_;
     asio::ip::tcp::socket sock_;
     asio::steady_timer timer_;
     frame_decoder dec_;
+    size_t dec_fed_ = 0;    // bytes fed to dec_ since it was last (re)created
+    size_t discarded_ = 0;  // input dropped since the session started finishing
     std::string user_;
     std::string device_;
     std::atomic<bool> logged_in_{false};

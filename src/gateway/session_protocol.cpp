@@ -7,6 +7,8 @@ namespace imgate::gw {
 session_protocol::session_protocol(std::shared_ptr<const gateway_limits> limits, steady_time now)
     : limits_(std::move(limits)),
       bucket_(limits_->send_rate, limits_->send_burst, now),
+      room_bucket_(limits_->room_ops_rate, limits_->room_ops_burst, now),
+      ping_bucket_(limits_->ping_rate, limits_->ping_burst, now),
       started_(now),
       last_rx_(now) {}
 
@@ -19,6 +21,18 @@ session_actions session_protocol::start() const {
 void session_protocol::set_limits(std::shared_ptr<const gateway_limits> limits, steady_time now) {
     limits_ = std::move(limits);
     bucket_.set_limits(limits_->send_rate, limits_->send_burst, now);
+    room_bucket_.set_limits(limits_->room_ops_rate, limits_->room_ops_burst, now);
+    ping_bucket_.set_limits(limits_->ping_rate, limits_->ping_burst, now);
+}
+
+std::string session_protocol::frame_limit_text() const {
+    if (logged_in_)
+        return "frame too large: the limit is " + std::to_string(limits_->max_frame_bytes) +
+               " bytes (max_frame of LOGIN_RESULT)";
+    uint32_t cap = prelogin_max_frame_body(*limits_);
+    return "frame too large before login: the limit is " + std::to_string(cap) +
+           " bytes until LOGIN succeeds (a LOGIN token of at most " +
+           std::to_string(cap - login_body_overhead) + " bytes)";
 }
 
 session_actions session_protocol::on_flushed(steady_time now) {

@@ -1,6 +1,7 @@
 #pragma once
 // The client-session protocol without a socket (docs/protocol.md §3 "Session life cycle"): login,
-// heartbeat, the checks on SEND/JOIN/LEAVE and every deadline of one connection (login, idle,
+// heartbeat, the checks and rate limits on SEND/JOIN/LEAVE/PING, the frame size limit before and
+// after login, and every deadline of one connection (login, idle,
 // write, linger). Events come in with the time; each answers a session_actions that the
 // connection (session.cpp) carries out. What needs the gateway (tokens, registration, routing,
 // metrics) is asked of a `session_gateway` passed to the event: session.cpp passes a thin
@@ -46,6 +47,8 @@ concept session_gateway = requires(G& g, std::string_view sv, std::string s, pro
     g.count_kick(r);
     g.count_idle_close();
     g.count_slow_consumer();
+    g.count_rate_limited(proto::op::join);  // one request refused by its per-session rate limit
+    g.count_flood_close();
 };
 
 // Why the connection must close now; the session logs the slow-consumer ones.
@@ -58,13 +61,15 @@ struct session_actions {
     std::string last_frame;                 // with finish: queued last, past the outbound bound
     bool shutdown_send = false;             // everything is flushed: half-close
     close_cause close = close_cause::none;  // close the socket now; anything queued is dropped
-    bool shrink_decoder = false;            // logged in: drop the buffer capacity the token needed
+    // Logged in: the frame limit rose to max_frame_bytes (max_frame_body()); drop the buffer
+    // capacity the token needed.
+    bool shrink_decoder = false;
     steady_time deadline{};  // (re-)arm the session's one timer here; epoch: leave it
 };
 
-// Owns the protocol state of one client session: its limits snapshot, send rate bucket, login
-// state and the instants its deadlines derive from. Not thread-safe: the session's strand only
-// (on_queue_overflow excepted: it touches no state).
+// Owns the protocol state of one client session: its limits snapshot, its rate buckets (SEND,
+// JOIN+LEAVE, PING) and recent refusals, login state and the instants its deadlines derive from.
+// Not thread-safe: the session's strand only (on_queue_overflow excepted: it touches no state).
 class session_protocol {
   public:
     session_protocol(std::shared_ptr<const gateway_limits> limits, steady_time now);
@@ -77,7 +82,12 @@ class session_protocol {
     void on_input(steady_time now) { last_rx_ = now; }
     template <session_gateway G>
     session_actions on_frame(const frame& f, steady_time now, G& gw);
-    // The decoder failed (over max_frame_bytes, wrong version).
+    // The largest frame body the decoder may accept now: before login only what a LOGIN with the
+    // longest allowed token needs (prelogin_max_frame_body), after it max_frame_bytes.
+    uint32_t max_frame_body() const {
+        return logged_in_ ? limits_->max_frame_bytes : prelogin_max_frame_body(*limits_);
+    }
+    // The decoder failed (over max_frame_body(), wrong version).
     template <session_gateway G>
     session_actions on_framing_error(frame_error e, G& gw);
     // The timer fired. finishing: the session is flushing its last frames (no input handled).
@@ -98,6 +108,8 @@ class session_protocol {
     }
 
     bool logged_in() const { return logged_in_; }
+    // Everything was flushed and the send side shut down: waiting for the client's close.
+    bool lingering() const { return shut_down_; }
     const gateway_limits& limits() const { return *limits_; }
 
   private:
@@ -111,7 +123,14 @@ class session_protocol {
     template <session_gateway G>
     session_actions on_send(const frame& f, steady_time now, G& gw);
     template <session_gateway G>
-    session_actions on_room(const frame& f, bool join, G& gw);
+    session_actions on_room(const frame& f, bool join, steady_time now, G& gw);
+    template <session_gateway G>
+    session_actions on_ping(const frame& f, steady_time now, G& gw);
+    // A request refused by its rate limit: counted, and past flood_refusals within flood_window
+    // the session is closed with ERROR rate_limited after `a`'s answer. Returns a.
+    template <session_gateway G>
+    session_actions refused_for_rate(session_actions a, proto::op o, steady_time now, G& gw);
+    std::string frame_limit_text() const;
     // corr: the request's for an answer, 0 for an error the server starts (timeout, framing).
     template <session_gateway G>
     static void error(session_actions& a, G& gw, proto::code c, std::string message,
@@ -135,7 +154,11 @@ class session_protocol {
     steady_time login_deadline() const { return started_ + limits_->login_timeout; }
 
     std::shared_ptr<const gateway_limits> limits_;
-    token_bucket bucket_;
+    token_bucket bucket_;       // SEND
+    token_bucket room_bucket_;  // JOIN and LEAVE together
+    token_bucket ping_bucket_;
+    steady_time refusals_since_{};  // start of the current flood window
+    uint32_t refusals_ = 0;         // rate-limit refusals within it
     steady_time started_;
     steady_time last_rx_;
     steady_time write_started_{};  // epoch: no write in progress
@@ -156,24 +179,22 @@ session_actions session_protocol::on_frame(const frame& f, steady_time now, G& g
     session_actions a;
     switch (static_cast<op>(f.op)) {
         case op::ping:
-            // PING's body is empty; anything else is malformed like any other bad body.
-            if (!f.body.empty())
-                error(a, gw, proto::code::bad_frame, "PING must have an empty body", f.corr);
-            else
-                a.reply = proto::encode(proto::pong_msg{}, f.corr);
-            return a;
+            return on_ping(f, now, gw);
         case op::send:
             return on_send(f, now, gw);
         case op::ack:
+            // No rate limit: an ACK is a lookup in this gateway's pending acks, and each reached
+            // session's first ACK of a delivery is the only one that makes a RECEIPT, so the work
+            // it causes elsewhere is bounded by the deliveries this session received.
             if (auto m = proto::decode<proto::ack_msg>(f))
                 gw.ack(m->server_msg_id);
             else
                 error(a, gw, proto::code::bad_frame, "malformed ACK", f.corr);
             return a;
         case op::join:
-            return on_room(f, true, gw);
+            return on_room(f, true, now, gw);
         case op::leave:
-            return on_room(f, false, gw);
+            return on_room(f, false, now, gw);
         case op::login:
             error(a, gw, proto::code::already_logged_in, "already logged in", f.corr);
             return a;
@@ -196,6 +217,10 @@ session_actions session_protocol::on_login(const frame& f, G& gw) {
     using proto::code;
     auto m = proto::decode<proto::login_msg>(f);
     if (!m) return refuse_login(gw, "bad_frame", code::bad_frame, "malformed LOGIN", f.corr);
+    // The decoder refuses such a frame at its header already; this holds whatever fed the frame.
+    if (m->token.size() > limits_->max_token_bytes)
+        return refuse_login(gw, "frame_too_large", code::frame_too_large, frame_limit_text(),
+                            f.corr);
     static constexpr const char* draining_text =
         "gateway is draining; reconnect through the dispatcher";
     if (!gw.serving()) return refuse_login(gw, "draining", code::draining, draining_text, f.corr);
@@ -206,8 +231,11 @@ session_actions session_protocol::on_login(const frame& f, G& gw) {
     auto r = gw.verify_token(m->token);
     if (!r) {
         bool expired = r.error == jwt::verify_error::expired;
-        return refuse_login(gw, expired ? "token_expired" : "auth_failed",
-                            expired ? code::token_expired : code::auth_failed,
+        // The login metric keeps one label per cause an operator acts on differently.
+        const char* label = expired                                      ? "token_expired"
+                            : r.error == jwt::verify_error::bad_identity ? "bad_identity"
+                                                                         : "auth_failed";
+        return refuse_login(gw, label, expired ? code::token_expired : code::auth_failed,
                             jwt::to_string(r.error), f.corr);
     }
     if (!valid_id(r.c.sub) || (!r.c.dev.empty() && !valid_id(r.c.dev)))
@@ -246,7 +274,8 @@ session_actions session_protocol::on_send(const frame& f, steady_time now, G& gw
         a.reply = proto::encode(proto::send_result_msg{m.client_msg_id, 0, c, 0}, f.corr);
         return std::move(a);
     };
-    if (!bucket_.take(now)) return refuse(proto::code::rate_limited);
+    if (!bucket_.take(now))
+        return refused_for_rate(refuse(proto::code::rate_limited), proto::op::send, now, gw);
     if (m.payload.size() > limits_->max_payload_bytes)
         return refuse(proto::code::payload_too_large);
     if (!d->kind_valid || !valid_id(m.target)) return refuse(proto::code::bad_request);
@@ -255,7 +284,7 @@ session_actions session_protocol::on_send(const frame& f, steady_time now, G& gw
 }
 
 template <session_gateway G>
-session_actions session_protocol::on_room(const frame& f, bool join, G& gw) {
+session_actions session_protocol::on_room(const frame& f, bool join, steady_time now, G& gw) {
     session_actions a;
     std::string room;
     if (join) {
@@ -273,6 +302,14 @@ session_actions session_protocol::on_room(const frame& f, bool join, G& gw) {
         }
         room = std::move(m->room);
     }
+    // Before the gateway sees it: a refused JOIN/LEAVE changes no membership and so sends no
+    // ROOM_INTEREST to any peer.
+    if (!room_bucket_.take(now)) {
+        gw.count_error(proto::code::rate_limited);
+        a.reply = proto::encode(proto::room_result_msg{std::move(room), proto::code::rate_limited},
+                                f.corr);
+        return refused_for_rate(std::move(a), join ? proto::op::join : proto::op::leave, now, gw);
+    }
     proto::code c = proto::code::bad_request;
     if (valid_id(room)) c = join ? gw.join(room) : gw.leave(room);
     if (c != proto::code::ok) gw.count_error(c);
@@ -281,13 +318,55 @@ session_actions session_protocol::on_room(const frame& f, bool join, G& gw) {
 }
 
 template <session_gateway G>
+session_actions session_protocol::on_ping(const frame& f, steady_time now, G& gw) {
+    session_actions a;
+    // PING's body is empty; anything else is malformed like any other bad body.
+    if (!f.body.empty()) {
+        error(a, gw, proto::code::bad_frame, "PING must have an empty body", f.corr);
+        return a;
+    }
+    if (!ping_bucket_.take(now)) {
+        error(a, gw, proto::code::rate_limited,
+              "too many PINGs: ping every heartbeat_ms of LOGIN_RESULT", f.corr);
+        return refused_for_rate(std::move(a), proto::op::ping, now, gw);
+    }
+    a.reply = proto::encode(proto::pong_msg{}, f.corr);
+    return a;
+}
+
+template <session_gateway G>
+session_actions session_protocol::refused_for_rate(session_actions a, proto::op o, steady_time now,
+                                                   G& gw) {
+    gw.count_rate_limited(o);
+    if (refusals_ == 0 || now - refusals_since_ >= limits_->flood_window) {
+        refusals_since_ = now;
+        refusals_ = 0;
+    }
+    if (++refusals_ < limits_->flood_refusals) return a;
+    // Flooding: every refusal so far was answered, but answering forever would make the gateway
+    // write as fast as the client floods. The refused request's own answer goes first.
+    gw.count_flood_close();
+    gw.count_error(proto::code::rate_limited);
+    a.finish = true;
+    a.last_frame = proto::encode(
+        proto::error_msg{proto::code::rate_limited,
+                         std::to_string(refusals_) + " requests over their rate limits within " +
+                             std::to_string(limits_->flood_window.count()) + " ms: closing"});
+    return a;
+}
+
+template <session_gateway G>
 session_actions session_protocol::on_framing_error(frame_error e, G& gw) {
     session_actions a;
     // corr 0: the header that failed is not trusted enough to echo any of its fields.
-    error(a, gw,
-          e == frame_error::too_large ? proto::code::frame_too_large
-                                      : proto::code::unsupported_version,
-          to_string(e), 0);
+    if (e == frame_error::too_large) {
+        // Before login: a LOGIN with a token over max_token_bytes, or anything else too big for
+        // a LOGIN. Counted as a failed login too.
+        if (!logged_in_) gw.count_login("frame_too_large");
+        error(a, gw, proto::code::frame_too_large, frame_limit_text(), 0);
+    } else {
+        error(a, gw, proto::code::unsupported_version, to_string(e), 0);
+    }
     a.finish = true;
     return a;
 }

@@ -12,6 +12,8 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <atomic>
+#include <optional>
 #include <thread>
 
 #include "../support/loopback_http.hpp"
@@ -66,6 +68,8 @@ struct server_fixture {
     test::loopback_http http;
     http_server* srv;
     std::string addr;
+    std::atomic<int> guarded_calls{0};
+    std::atomic<size_t> authorizer_saw_body{0};
 
     explicit server_fixture(http_server_options o = {}) : http(named(o)), srv(&http.server()) {
         srv->route(http::verb::get, "/hello", http_sync_handler([](const http_request_ctx& c) {
@@ -74,7 +78,21 @@ struct server_fixture {
                    }));
         srv->route(http::verb::post, "/hello", http_sync_handler([](const http_request_ctx& c) {
                        return http_response::text(c.req.body());
-                   }));
+                   }),
+                   route_options{.body_limit = 1 << 20});
+        // Guarded: the key is checked on the header; the body (at most 64 bytes) is read after.
+        srv->route(
+            http::verb::post, "/guarded", http_sync_handler([this](const http_request_ctx& c) {
+                ++guarded_calls;
+                return http_response::text(c.req.body());
+            }),
+            route_options{
+                .authorize = [this](const http_request_ctx& c) -> std::optional<http_response> {
+                    authorizer_saw_body += c.req.body().size();
+                    if (c.req["X-Key"] == "k") return std::nullopt;
+                    return http_response::error(http::status::unauthorized, "unauthorized");
+                },
+                .body_limit = 64});
         srv->route(http::verb::get, "/big", http_sync_handler([](const http_request_ctx&) {
                        return http_response::text(std::string(32 << 20, 'x'));
                    }));
@@ -197,6 +215,7 @@ TEST(HttpServer, OversizedHeadersBodiesAndGarbageGetAnErrorAndAClose) {
     std::vector<probe> probes = {
         {"GET /hello HTTP/1.1\r\nX-Big: " + std::string(2000, 'a') + "\r\n\r\n",
          "HTTP/1.1 431 Request Header Fields Too Large\r\n"},
+        // The server-wide ceiling caps a route that takes more.
         {"POST /hello HTTP/1.1\r\nContent-Length: 17\r\n\r\n" + std::string(17, 'b'),
          "HTTP/1.1 413 Payload Too Large\r\n"},
         {"\x16\x03\x01 garbage\r\n\r\n", "HTTP/1.1 400 Bad Request\r\n"},
@@ -215,6 +234,117 @@ TEST(HttpServer, OversizedHeadersBodiesAndGarbageGetAnErrorAndAClose) {
     EXPECT_EQ(ok.body, "sixteen bytes!!!");
     EXPECT_EQ(
         f.counter_value("imgate_http_rejected_total", {{"server", "t"}, {"reason", "limits"}}), 3u);
+}
+
+// The body of a request is read only after routing and authorization: an unauthorized request
+// declaring a 1 MiB body is answered 401 at once and closed, without waiting for (or buffering)
+// the body. The read deadline is far away, so only reading the header first can close it in time.
+TEST(HttpServer, UnauthorizedRequestIsAnswered401BeforeItsBodyAndClosed) {
+    http_server_options o;
+    o.read_timeout = 20s;
+    server_fixture f(o);
+    f.start();
+    raw_conn c;
+    ASSERT_TRUE(c.connect(f.addr));
+    ASSERT_TRUE(c.send("POST /guarded HTTP/1.1\r\nX-Key: wrong\r\nContent-Length: 1048576\r\n\r\n" +
+                       std::string(1000, 'b')));
+    ASSERT_TRUE(c.wait_closed(3s)) << c.received();
+    EXPECT_EQ(c.received().rfind("HTTP/1.1 401 Unauthorized\r\n", 0), 0u) << c.received();
+    EXPECT_NE(c.received().find("Connection: close\r\n"), std::string::npos);
+    EXPECT_EQ(f.guarded_calls.load(), 0);
+    EXPECT_EQ(f.authorizer_saw_body.load(), 0u);  // the authorizer runs on the header alone
+    EXPECT_EQ(f.counter_value("imgate_http_rejected_total",
+                              {{"server", "t"}, {"reason", "unauthorized"}}),
+              1u);
+    EXPECT_EQ(f.counter_value("imgate_http_requests_total", {{"server", "t"}, {"code", "401"}}),
+              1u);
+    // Without a body the refusal is the same: no keep-alive after a refused authorization.
+    raw_conn n;
+    ASSERT_TRUE(n.connect(f.addr));
+    ASSERT_TRUE(n.send("POST /guarded HTTP/1.1\r\n\r\n"));
+    ASSERT_TRUE(n.wait_closed(3s));
+    EXPECT_EQ(n.received().rfind("HTTP/1.1 401 Unauthorized\r\n", 0), 0u) << n.received();
+}
+
+TEST(HttpServer, AuthorizedRequestHasItsBodyReadAndHandledWithinTheRouteLimit) {
+    server_fixture f;
+    f.start();
+    auto ok =
+        test::http_request(f.addr, http::verb::post, "/guarded", "{\"x\":1}", {{"X-Key", "k"}});
+    EXPECT_EQ(ok.status, 200);
+    EXPECT_EQ(ok.body, "{\"x\":1}");
+    EXPECT_EQ(f.guarded_calls.load(), 1);
+    // Over the route's 64 bytes, declared: 413 on the header, closed, handler not run.
+    raw_conn big;
+    ASSERT_TRUE(big.connect(f.addr));
+    ASSERT_TRUE(big.send("POST /guarded HTTP/1.1\r\nX-Key: k\r\nContent-Length: 65\r\n\r\n"));
+    ASSERT_TRUE(big.wait_closed(3s));
+    EXPECT_EQ(big.received().rfind("HTTP/1.1 413 Payload Too Large\r\n", 0), 0u) << big.received();
+    // Over it in chunks (no length to check up front): refused as the chunks arrive.
+    raw_conn chunked;
+    ASSERT_TRUE(chunked.connect(f.addr));
+    ASSERT_TRUE(
+        chunked.send("POST /guarded HTTP/1.1\r\nX-Key: k\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     "28\r\n" +
+                     std::string(40, 'c') + "\r\n28\r\n" + std::string(40, 'c') + "\r\n0\r\n\r\n"));
+    ASSERT_TRUE(chunked.wait_closed(3s));
+    EXPECT_EQ(chunked.received().rfind("HTTP/1.1 413 Payload Too Large\r\n", 0), 0u)
+        << chunked.received();
+    EXPECT_EQ(f.guarded_calls.load(), 1);
+    EXPECT_EQ(
+        f.counter_value("imgate_http_rejected_total", {{"server", "t"}, {"reason", "limits"}}), 2u);
+}
+
+// A route registered without a body limit takes no body: a request declaring one is refused with
+// 413 on its header, whatever its size, and its connection is closed (the body is never read).
+TEST(HttpServer, BodyOnARouteThatTakesNoneIsRefused413WithoutReadingIt) {
+    http_server_options o;
+    o.read_timeout = 20s;
+    server_fixture f(o);
+    f.start();
+    std::vector<std::string> probes = {
+        "GET /hello HTTP/1.1\r\nContent-Length: 1048576\r\n\r\n" + std::string(1000, 'b'),
+        "GET /hello HTTP/1.1\r\nContent-Length: 1\r\n\r\n",
+        "GET /hello HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+    };
+    for (auto& p : probes) {
+        raw_conn c;
+        ASSERT_TRUE(c.connect(f.addr));
+        ASSERT_TRUE(c.send(p));
+        ASSERT_TRUE(c.wait_closed(3s)) << p;
+        EXPECT_EQ(c.received().rfind("HTTP/1.1 413 Payload Too Large\r\n", 0), 0u) << c.received();
+        EXPECT_NE(c.received().find("body_not_allowed"), std::string::npos);
+    }
+    EXPECT_EQ(f.counter_value("imgate_http_rejected_total",
+                              {{"server", "t"}, {"reason", "unexpected_body"}}),
+              3u);
+    // Content-Length: 0 is no body: served, and the connection stays open.
+    raw_conn z;
+    ASSERT_TRUE(z.connect(f.addr));
+    ASSERT_TRUE(z.send("GET /hello?z HTTP/1.1\r\nContent-Length: 0\r\n\r\n"));
+    ASSERT_TRUE(receive_until(z, [](const std::string& r) { return r.find("\"z\"") != r.npos; }));
+    EXPECT_FALSE(z.is_closed());
+}
+
+// A 404 leaves the body of its request unread: that connection must not be kept alive (the body
+// would be parsed as the next request); one without a body still is.
+TEST(HttpServer, NotFoundWithABodyClosesWithoutOneKeepsAlive) {
+    http_server_options o;
+    o.read_timeout = 20s;
+    server_fixture f(o);
+    f.start();
+    raw_conn b;
+    ASSERT_TRUE(b.connect(f.addr));
+    ASSERT_TRUE(b.send("POST /nope HTTP/1.1\r\nContent-Length: 100000\r\n\r\nGET /hello"));
+    ASSERT_TRUE(b.wait_closed(3s));
+    EXPECT_EQ(b.received().rfind("HTTP/1.1 404 Not Found\r\n", 0), 0u) << b.received();
+    EXPECT_EQ(count_of(b.received(), "HTTP/1.1 "), 1u);
+    raw_conn k;
+    ASSERT_TRUE(k.connect(f.addr));
+    ASSERT_TRUE(k.send("GET /nope HTTP/1.1\r\n\r\nGET /hello?after HTTP/1.1\r\n\r\n"));
+    ASSERT_TRUE(
+        receive_until(k, [](const std::string& r) { return r.find("\"after\"") != r.npos; }));
+    EXPECT_FALSE(k.is_closed());
 }
 
 TEST(HttpServer, IdleAndTricklingConnectionsAreClosedAtTheReadDeadline) {

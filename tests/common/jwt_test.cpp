@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "common/jwt.hpp"
 
 using namespace imgate;
@@ -113,4 +115,136 @@ TEST(Jwt, OutOfRangeExpIsAnInvalidClaim) {
     // Large but in range: a valid far-future token.
     EXPECT_TRUE(jwt::verify(make("4611686018427387903"), {secret}, 1000, 30));
     EXPECT_TRUE(jwt::verify(make("1.9e9"), {secret}, 1000, 30));
+}
+
+namespace {
+
+// A token with exactly this header and payload text, signed with `secret`: the tests below need
+// spellings jwt::sign never produces (repeated names, crit, string nbf).
+std::string forge(const std::string& header, const std::string& payload,
+                  const std::string& secret) {
+    std::string in = jwt::base64url_encode(header) + "." + jwt::base64url_encode(payload);
+    return in + "." + jwt::base64url_encode(jwt::hmac_sha256(secret, in));
+}
+
+const std::string strict_secret = "strict-secret-0123456789abcdef";
+constexpr int64_t strict_now = 1800000000;
+const std::string good_claims = R"({"sub":"zoë@example.com","dev":"phone","exp":1800003600})";
+
+// Claims with sub and dev written raw (UTF-8 in the JSON text, no escapes).
+std::string claims_with(const std::string& sub, const std::string& dev) {
+    return R"({"sub":")" + sub + R"(","dev":")" + dev + R"(","exp":1800003600})";
+}
+
+jwt::verify_error verify_forged(const std::string& header, const std::string& payload) {
+    return jwt::verify(forge(header, payload, strict_secret), {strict_secret}, strict_now, 30)
+        .error;
+}
+
+}  // namespace
+
+// The forge() baseline verifies, so every refusal below is caused by the one thing it changes.
+TEST(JwtStrict, BaselineForgedTokenVerifies) {
+    auto r = jwt::verify(forge(R"({"alg":"HS256","typ":"JWT"})", good_claims, strict_secret),
+                         {strict_secret}, strict_now, 30);
+    ASSERT_TRUE(r) << jwt::to_string(r.error);
+    EXPECT_EQ(r.c.sub, "zoë@example.com");
+    EXPECT_EQ(r.c.dev, "phone");
+}
+
+// RFC 7515 §4.1.11: a recipient that does not understand a listed extension must refuse.
+TEST(JwtStrict, AnyCritHeaderIsRefused) {
+    for (const char* h :
+         {R"({"alg":"HS256","crit":["exp"]})", R"({"alg":"HS256","crit":["b64"],"b64":false})",
+          R"({"alg":"HS256","crit":[]})", R"({"crit":"x","alg":"HS256"})"})
+        EXPECT_EQ(verify_forged(h, good_claims), jwt::verify_error::unsupported_crit) << h;
+    EXPECT_STREQ(jwt::to_string(jwt::verify_error::unsupported_crit),
+                 "unsupported critical header parameter (crit)");
+}
+
+// {"alg":"none","alg":"HS256"} means HS256 to nlohmann (last wins) and none to a first-wins
+// parser: refused whatever the order, in the header, the claims and nested objects.
+TEST(JwtStrict, DuplicateMemberNamesAreRefused) {
+    EXPECT_EQ(verify_forged(R"({"alg":"none","alg":"HS256"})", good_claims),
+              jwt::verify_error::duplicate_member);
+    EXPECT_EQ(verify_forged(R"({"alg":"HS256","alg":"HS256"})", good_claims),
+              jwt::verify_error::duplicate_member);
+    EXPECT_EQ(verify_forged(
+                  R"({"alg":"HS256"})",
+                  R"({"sub":"mallory@example.com","exp":1800003600,"sub":"alice@example.com"})"),
+              jwt::verify_error::duplicate_member);
+    EXPECT_EQ(verify_forged(R"({"alg":"HS256"})",
+                            R"({"sub":"a@example.com","exp":1800003600,"x":{"k":1,"k":2}})"),
+              jwt::verify_error::duplicate_member);
+    // The same name in sibling or nested objects is not a repeat.
+    EXPECT_EQ(
+        verify_forged(
+            R"({"alg":"HS256","x":{"alg":1}})",
+            R"({"sub":"a@example.com","exp":1800003600,"o":[{"k":1},{"k":2}],"p":{"sub":3}})"),
+        jwt::verify_error::none);
+}
+
+// A present nbf/iat/exp must be a number of seconds in range: a skipped nbf made a token valid
+// before its time.
+TEST(JwtStrict, TimeClaimsOfTheWrongTypeAreRefused) {
+    const std::string h = R"({"alg":"HS256"})";
+    auto claims = [](const std::string& extra) {
+        return R"({"sub":"王伟","exp":1800003600,)" + extra + "}";
+    };
+    for (const char* extra :
+         {R"("nbf":"1900000000")", R"("nbf":null)", R"("nbf":true)", R"("nbf":[1])", R"("nbf":{})",
+          R"("nbf":1e300)", R"("iat":"yesterday")", R"("iat":-1e19)",
+          R"("iat":18446744073709551615)"})
+        EXPECT_EQ(verify_forged(h, claims(extra)), jwt::verify_error::bad_time_claim) << extra;
+    EXPECT_EQ(verify_forged(h, R"({"sub":"王伟","exp":"1900000000"})"),
+              jwt::verify_error::missing_claim);
+    // Numbers still work, fractional ones included (RFC 7519 NumericDate).
+    EXPECT_EQ(verify_forged(h, claims(R"("nbf":1799999000,"iat":1799999000.5)")),
+              jwt::verify_error::none);
+    EXPECT_EQ(verify_forged(h, claims(R"("nbf":1800000100)")), jwt::verify_error::not_yet_valid);
+    // A fractional nbf is not rounded down into validity: 30 s leeway, nbf 30.5 s ahead.
+    EXPECT_EQ(verify_forged(h, claims(R"("nbf":1800000030.5)")), jwt::verify_error::not_yet_valid);
+}
+
+// U+202E (right-to-left override) and U+2066 (left-to-right isolate) can make one user id look
+// like another; the id rule refuses them in sub and dev.
+TEST(JwtStrict, SubAndDevFollowTheIdRule) {
+    const std::string h = R"({"alg":"HS256"})";
+    for (const char* bad : {"alice\u202E@example.com", "\u2066alice@example.com", "al ice",
+                            "ali\u200bce", "bob\u2069"}) {
+        auto sub = claims_with(bad, "phone");
+        EXPECT_EQ(verify_forged(h, sub), jwt::verify_error::bad_identity) << bad;
+        auto dev = claims_with("alice@example.com", bad);
+        EXPECT_EQ(verify_forged(h, dev), jwt::verify_error::bad_identity) << bad;
+    }
+    // The same characters reached through JSON escapes are refused as well.
+    EXPECT_EQ(verify_forged(h, R"({"sub":"alice\u202e@example.com","exp":1800003600})"),
+              jwt::verify_error::bad_identity);
+    EXPECT_EQ(verify_forged(h, R"({"sub":"alice@example.com","dev":"\u2066pad","exp":1800003600})"),
+              jwt::verify_error::bad_identity);
+    // jwt::sign writes what it is given; verify refuses it.
+    auto t = jwt::sign({"eve\u202Eecila", "tablet", strict_now + 60}, strict_secret, strict_now);
+    EXPECT_EQ(jwt::verify(t, {strict_secret}, strict_now).error, jwt::verify_error::bad_identity);
+    // Non-ASCII ids are ids.
+    EXPECT_EQ(verify_forged(h, R"({"sub":"王伟","dev":"😀pad","exp":1800003600})"),
+              jwt::verify_error::none);
+}
+
+// Every refusal has its own message (docs/protocol.md's login table).
+TEST(JwtStrict, EveryErrorHasADistinctMessage) {
+    std::set<std::string> seen;
+    for (auto e : {jwt::verify_error::malformed, jwt::verify_error::duplicate_member,
+                   jwt::verify_error::bad_algorithm, jwt::verify_error::unsupported_crit,
+                   jwt::verify_error::bad_signature, jwt::verify_error::expired,
+                   jwt::verify_error::not_yet_valid, jwt::verify_error::missing_claim,
+                   jwt::verify_error::bad_time_claim, jwt::verify_error::bad_identity})
+        EXPECT_TRUE(seen.insert(jwt::to_string(e)).second) << jwt::to_string(e);
+}
+
+// Header checks come before the signature; claim checks after it: a token with a wrong
+// signature is bad_signature whatever its claims say.
+TEST(JwtStrict, SignatureIsCheckedBeforeTheClaims) {
+    auto t =
+        forge(R"({"alg":"HS256"})", R"({"sub":"a\u202e","exp":"x","nbf":"y"})", "another-secret");
+    EXPECT_EQ(jwt::verify(t, {strict_secret}, strict_now).error, jwt::verify_error::bad_signature);
 }

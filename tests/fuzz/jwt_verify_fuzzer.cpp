@@ -7,10 +7,12 @@
 //           reaches the claim checks.
 //   mode 2: claims (sub, dev, exp) minted with jwt::sign and verified back.
 // Invariants: no token signed with a secret outside the list verifies; a token with a flipped
-// signature byte never verifies; a verified token always has a non-empty sub, a string dev when
-// present and exp beyond the clock; a minted token verifies iff its claims are valid.
+// signature byte never verifies; a verified token always has a sub (and dev, when not empty)
+// within the id rule, a header without crit and exp beyond the clock; a minted token verifies iff
+// its claims are valid.
 #include <nlohmann/json.hpp>
 
+#include "common/ids.hpp"
 #include "common/jwt.hpp"
 #include "fuzz_support.hpp"
 
@@ -25,7 +27,8 @@ constexpr int64_t now = 1800000000;  // 2027-01-15
 
 void check_ok(const jwt::verify_result& r, int64_t leeway) {
     if (!r) return;
-    FUZZ_CHECK(!r.c.sub.empty());
+    FUZZ_CHECK(ids::valid(r.c.sub));
+    FUZZ_CHECK(r.c.dev.empty() || ids::valid(r.c.dev));
     FUZZ_CHECK(r.c.exp > now - leeway);
 }
 
@@ -61,7 +64,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             if (which == 2) FUZZ_CHECK(!r && r.error != jwt::verify_error::expired);
             if (r) {
                 auto h = nlohmann::json::parse(header, nullptr, false);
-                FUZZ_CHECK(h.is_object() && h.value("alg", "") == "HS256");
+                FUZZ_CHECK(h.is_object() && h.value("alg", "") == "HS256" && !h.contains("crit"));
                 // One flipped signature character must break it.
                 std::string bad = token;
                 char& c = bad.back();
@@ -86,7 +89,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                 return 0;  // sign() refuses ids that are not valid UTF-8 (JSON can't carry them)
             }
             auto r = jwt::verify(token, secrets, now, leeway);
-            bool valid = !c.sub.empty() && c.exp + leeway > now;
+            bool valid =
+                ids::valid(c.sub) && (c.dev.empty() || ids::valid(c.dev)) && c.exp + leeway > now;
             FUZZ_CHECK(bool(r) == valid);
             if (r) FUZZ_CHECK(r.c.sub == c.sub && r.c.dev == c.dev && r.c.exp == c.exp);
             break;

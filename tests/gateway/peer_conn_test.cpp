@@ -1,10 +1,12 @@
-// peer_conn's queue: the bound, the patched correlation id, and flushing before a close. The
-// queue-bound test needs no socket; the others read what the writer puts on a loopback socket.
+// peer_conn's queue: the bound, the patched correlation id, and flushing before a close; its
+// reader: the frame cap before and after the handshake. The queue-bound test needs no socket;
+// the others use a loopback socket.
 #include "gateway/peer_conn.hpp"
 
 #include <gtest/gtest.h>
 
 #include "common/awaitable.hpp"
+#include "common/daemon.hpp"
 #include "rpc_frames.hpp"
 
 #include <boost/asio/as_tuple.hpp>
@@ -12,6 +14,7 @@
 #include <boost/asio/read.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
+#include <boost/asio/write.hpp>
 
 using namespace imgate;
 using namespace imgate::gw;
@@ -100,4 +103,75 @@ TEST(PeerConn, WriterSendsFramesInOrderWithPatchedCorrAndFlushesBeforeClosing) {
     EXPECT_EQ(frames[3].op, static_cast<uint8_t>(rpc::op::pong));
     EXPECT_EQ(frames[3].corr, 7u);
     EXPECT_TRUE(lb.conn->closed());
+}
+
+namespace {
+
+// Writes `bytes` from the far end and runs read_frames() until it ends (or the far end closes);
+// returns how it ended and the frames it handed over.
+std::pair<read_end, std::vector<frame>> read_after(loopback& lb, std::string bytes,
+                                                   size_t stop_after) {
+    std::vector<frame> got;
+    auto writer = [&lb, bytes = std::move(bytes)]() -> asio::awaitable<void> {
+        auto [ec, n] = co_await asio::async_write(lb.far, asio::buffer(bytes), use_tuple);
+        (void)ec;
+        (void)n;
+    };
+    std::function<verdict(frame&)> h = [&got, stop_after](frame& f) {
+        got.push_back(f);
+        return got.size() >= stop_after ? verdict::stop : verdict::more;
+    };
+    auto reader = lb.conn->read_frames(h);
+    auto done = asio::co_spawn(lb.strand, std::move(reader), asio::use_future);
+    imgate::spawn(lb.io, writer(), "test writer");
+    lb.io.run();
+    lb.io.restart();
+    return {done.get(), std::move(got)};
+}
+
+std::string raw_frame(uint32_t body_len, char fill = 'x') {
+    std::string out;
+    append_frame(out, rpc_protocol_version, static_cast<uint8_t>(rpc::op::hello), 0,
+                 std::string(body_len, fill));
+    return out;
+}
+
+}  // namespace
+
+// Until the handshake completes, a frame larger than any handshake frame is refused on its
+// header: a stranger cannot make the gateway buffer up to rpc::max_body.
+TEST(PeerConn, BeforeTheHandshakeOnlyHandshakeSizedFramesAreRead) {
+    {
+        loopback lb(1 << 20);
+        auto [end, frames] = read_after(lb, raw_frame(rpc::max_handshake_body), 1);
+        EXPECT_EQ(end, read_end::stopped);
+        ASSERT_EQ(frames.size(), 1u);
+        EXPECT_EQ(frames[0].body.size(), rpc::max_handshake_body);
+    }
+    {
+        loopback lb(1 << 20);
+        // The header alone declares too much: refused before any of the body is sent.
+        auto header = raw_frame(rpc::max_body).substr(0, frame_header_size);
+        auto [end, frames] = read_after(lb, header, 1);
+        EXPECT_EQ(end, read_end::bad_frame);
+        EXPECT_TRUE(frames.empty());
+    }
+    {
+        loopback lb(1 << 20);
+        auto [end, frames] = read_after(lb, raw_frame(rpc::max_handshake_body + 1), 1);
+        EXPECT_EQ(end, read_end::bad_frame);
+    }
+}
+
+TEST(PeerConn, AfterTheHandshakeFramesUpToMaxBodyAreRead) {
+    loopback lb(1 << 20);
+    lb.conn->set_authenticated();
+    auto [end, frames] =
+        read_after(lb, raw_frame(rpc::max_body, 'a') + raw_frame(10, 'b') + raw_frame(10, 'c'), 3);
+    EXPECT_EQ(end, read_end::stopped);
+    ASSERT_EQ(frames.size(), 3u);
+    EXPECT_EQ(frames[0].body, std::string(rpc::max_body, 'a'));
+    // Frames behind a large one are intact (its decoder is replaced once nothing is pending).
+    EXPECT_EQ(frames[1].body, std::string(10, 'b'));
+    EXPECT_EQ(frames[2].body, std::string(10, 'c'));
 }

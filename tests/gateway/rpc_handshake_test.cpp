@@ -128,3 +128,46 @@ TEST(RpcHandshake, ConnectorSeesARefusal) {
     EXPECT_EQ(r.connector, rpc::hs_step::state::failed);
     EXPECT_EQ(r.connector_error, rpc::hs_error::refused);
 }
+
+// The pre-handshake frame cap (rpc::max_handshake_body) must admit every frame of a valid
+// handshake between the longest valid ids, and nothing a valid handshake does not need.
+TEST(RpcHandshake, EveryHandshakeFrameFitsThePreHandshakeCapExactly) {
+    std::string longest_a(ids::max_node_id_bytes, 'a'), longest_b(ids::max_node_id_bytes, 'b');
+    ASSERT_TRUE(ids::valid_node_id(longest_a));
+    ASSERT_FALSE(ids::valid_node_id(longest_a + "a"));
+    auto member = [&](std::string_view id) { return id == longest_a || id == longest_b; };
+    rpc::connector_handshake c(longest_a, longest_b, secret, nonce('a'));
+    rpc::acceptor_handshake a(longest_b, secret, member, nonce('b'));
+    // Drive it by hand to see every frame each way.
+    size_t largest = 0;
+    std::string to_acceptor = c.hello();
+    for (int round = 0; round < 3; ++round) {
+        std::string to_connector;
+        for (auto& f : rpc_frames_of(std::exchange(to_acceptor, {}))) {
+            largest = std::max(largest, f.body.size());
+            to_connector += a.on_frame(f).out;
+        }
+        for (auto& f : rpc_frames_of(to_connector)) {
+            largest = std::max(largest, f.body.size());
+            auto s = c.on_frame(f);
+            to_acceptor += s.out;
+            if (s.st == rpc::hs_step::state::ok) round = 3;
+        }
+    }
+    EXPECT_EQ(largest, rpc::max_handshake_body);  // HELLO/CHALLENGE between the longest ids
+    // Every refusal the acceptor can send fits too (the connector reads it before its cap rises).
+    for (auto* why : {"expected HELLO", "not a fleet member", "bad proof", "expected AUTH"})
+        EXPECT_LE(rpc_frames_of(rpc::encode(rpc::auth_fail_msg{why}))[0].body.size(),
+                  rpc::max_handshake_body);
+    std::vector<std::string> fails;
+    rpc::acceptor_handshake g("gw2", secret, fleet, nonce('b'));
+    fails.push_back(g.on_frame(rpc_frames_of(rpc::encode(rpc::ping_msg{}))[0]).out);
+    rpc::acceptor_handshake u("gw2", secret, fleet, nonce('b'));
+    fails.push_back(
+        u.on_frame(rpc_frames_of(rpc::encode(rpc::hello_msg{"gw9", nonce('a')}))[0]).out);
+    for (auto& out : fails) {
+        auto frames = rpc_frames_of(out);
+        ASSERT_EQ(frames.size(), 1u);
+        EXPECT_LE(frames[0].body.size(), rpc::max_handshake_body);
+    }
+}

@@ -37,6 +37,8 @@ struct fake_gateway {
     std::vector<proto::kick_reason> kicks;
     int idle_closes = 0;
     int slow_consumers = 0;
+    std::map<proto::op, int> rate_limited;
+    int flood_closes = 0;
 
     bool serving() const { return serving_now; }
     bool allow_login() {
@@ -68,6 +70,8 @@ struct fake_gateway {
     void count_kick(proto::kick_reason r) { kicks.push_back(r); }
     void count_idle_close() { ++idle_closes; }
     void count_slow_consumer() { ++slow_consumers; }
+    void count_rate_limited(proto::op o) { ++rate_limited[o]; }
+    void count_flood_close() { ++flood_closes; }
 };
 static_assert(session_gateway<fake_gateway>);
 
@@ -80,6 +84,12 @@ std::shared_ptr<const gateway_limits> test_limits() {
     l->send_rate = 1;
     l->send_burst = 2;
     l->max_payload_bytes = 16;
+    l->room_ops_rate = 10;
+    l->room_ops_burst = 64;
+    l->ping_rate = 1;
+    l->ping_burst = 10;
+    l->flood_refusals = 100;
+    l->flood_window = 10s;
     return l;
 }
 
@@ -258,6 +268,17 @@ TEST(SessionProtocol, LoginRefusals) {
         EXPECT_TRUE(a.finish);
         EXPECT_TRUE(gw.registered.empty());
         EXPECT_EQ(gw.logins["bad_identity"], 1);
+    }
+    {
+        // The token layer refuses a bidi override in sub itself; the metric keeps the cause.
+        fake_gateway gw;
+        gw.verdict.error = jwt::verify_error::bad_identity;
+        session_protocol p(test_limits(), t0);
+        auto a = p.on_frame(make_frame(proto::login_msg{"token"}, 5), t0, gw);
+        expect_error(a.reply, proto::code::auth_failed, 5);
+        EXPECT_TRUE(gw.registered.empty());
+        EXPECT_EQ(gw.logins["bad_identity"], 1);
+        EXPECT_EQ(gw.logins["auth_failed"], 0);
     }
     {
         fake_gateway gw;
@@ -531,4 +552,264 @@ TEST(SessionProtocol, AckGoesToTheGateway) {
     auto a = s.p.on_frame(make_frame(proto::ack_msg{123456}, 0), t0, s.gw);
     EXPECT_TRUE(a.reply.empty());
     EXPECT_EQ(s.gw.acks, std::vector<uint64_t>{123456});
+}
+
+// --- Issue 12: the pre-login frame limit ---
+
+TEST(SessionProtocol, BeforeLoginTheFrameLimitIsWhatTheLongestLoginNeeds) {
+    auto l = std::make_shared<gateway_limits>(*test_limits());
+    l->max_frame_bytes = 65536;
+    l->max_token_bytes = 8192;
+    fake_gateway gw;
+    session_protocol p(l, t0);
+    EXPECT_EQ(p.max_frame_body(), 8192u + 2u);  // the token and its str16 length prefix
+    p.on_frame(make_frame(proto::login_msg{"token"}, 1), t0, gw);
+    ASSERT_TRUE(p.logged_in());
+    EXPECT_EQ(p.max_frame_body(), 65536u);
+
+    // A max_frame_bytes below what the longest token needs is the limit before login too.
+    auto small = std::make_shared<gateway_limits>(*l);
+    small->max_frame_bytes = 2048;
+    session_protocol q(small, t0);
+    EXPECT_EQ(q.max_frame_body(), 2048u);
+}
+
+TEST(SessionProtocol, DecoderAtThePreLoginLimitTakesALoginOfTheLongestTokenNotOneByteMore) {
+    auto l = std::make_shared<gateway_limits>(*test_limits());
+    l->max_token_bytes = 300;
+    fake_gateway gw;
+    session_protocol p(l, t0);
+    {
+        frame_decoder d(p.max_frame_body());
+        d.feed(proto::encode(proto::login_msg{std::string(300, 't')}, 1));
+        auto f = d.next();
+        ASSERT_TRUE(f);
+        EXPECT_EQ(f->body.size(), 302u);
+        auto a = p.on_frame(*f, t0, gw);
+        EXPECT_TRUE(p.logged_in());
+        EXPECT_FALSE(a.finish);
+    }
+    {
+        session_protocol q(l, t0);
+        frame_decoder d(q.max_frame_body());
+        // Only the header of a LOGIN one byte too long: refused before any body arrives.
+        d.feed(proto::encode(proto::login_msg{std::string(301, 't')}, 1).substr(0, 12));
+        EXPECT_FALSE(d.next());
+        EXPECT_EQ(d.error(), frame_error::too_large);
+    }
+}
+
+TEST(SessionProtocol, FramingErrorBeforeLoginNamesThePreLoginLimitAndCountsAFailedLogin) {
+    auto l = std::make_shared<gateway_limits>(*test_limits());
+    l->max_token_bytes = 4000;
+    fake_gateway gw;
+    session_protocol p(l, t0);
+    auto a = p.on_framing_error(frame_error::too_large, gw);
+    auto e = expect_error(a.reply, proto::code::frame_too_large, 0);
+    EXPECT_NE(e.message.find("before login"), std::string::npos) << e.message;
+    EXPECT_NE(e.message.find("4002 bytes"), std::string::npos) << e.message;
+    EXPECT_TRUE(a.finish);
+    EXPECT_EQ(gw.logins["frame_too_large"], 1);
+    EXPECT_EQ(gw.errors[proto::code::frame_too_large], 1);
+
+    // After login the message names max_frame_bytes and no login is counted.
+    logged_in s;
+    auto b = s.p.on_framing_error(frame_error::too_large, s.gw);
+    auto e2 = expect_error(b.reply, proto::code::frame_too_large, 0);
+    EXPECT_EQ(e2.message.find("before login"), std::string::npos) << e2.message;
+    EXPECT_NE(e2.message.find(std::to_string(test_limits()->max_frame_bytes)), std::string::npos);
+    EXPECT_EQ(s.gw.logins.count("frame_too_large"), 0u);
+}
+
+TEST(SessionProtocol, LoginWithATokenOverMaxTokenBytesIsRefusedWithoutVerifying) {
+    auto l = std::make_shared<gateway_limits>(*test_limits());
+    l->max_token_bytes = 100;
+    fake_gateway gw;
+    session_protocol p(l, t0);
+    // Whatever fed this frame (the decoder refuses it at its header), the token is not checked.
+    auto a = p.on_frame(make_frame(proto::login_msg{std::string(101, 't')}, 7), t0, gw);
+    expect_error(a.reply, proto::code::frame_too_large, 7);
+    EXPECT_TRUE(a.finish);
+    EXPECT_FALSE(p.logged_in());
+    EXPECT_EQ(gw.verify_calls, 0);
+    EXPECT_EQ(gw.logins["frame_too_large"], 1);
+}
+
+TEST(SessionProtocol, ReloadBeforeLoginKeepsThePreLoginLimit) {
+    fake_gateway gw;
+    session_protocol p(test_limits(), t0);
+    auto l = std::make_shared<gateway_limits>(*test_limits());
+    l->max_frame_bytes = 1 << 20;
+    l->max_token_bytes = 10000;
+    p.set_limits(l, t0 + 1s);
+    EXPECT_EQ(p.max_frame_body(), 10002u);  // the new token limit, not max_frame_bytes
+    p.on_frame(make_frame(proto::login_msg{"token"}, 1), t0 + 2s, gw);
+    EXPECT_EQ(p.max_frame_body(), 1u << 20);
+}
+
+// --- Issue 12: JOIN/LEAVE and PING rate limits, flood close ---
+
+namespace {
+frame join_frame(uint32_t corr, const std::string& room) {
+    return make_frame(proto::join_msg{room}, corr);
+}
+frame leave_frame(uint32_t corr, const std::string& room) {
+    return make_frame(proto::leave_msg{room}, corr);
+}
+proto::room_result_msg expect_room_result(const std::string& bytes, uint32_t corr) {
+    auto f = decode_one(bytes);
+    EXPECT_EQ(f.corr, corr);
+    auto m = proto::decode<proto::room_result_msg>(f);
+    EXPECT_TRUE(m.has_value());
+    return m.value_or(proto::room_result_msg{});
+}
+}  // namespace
+
+TEST(SessionProtocol, JoiningSixtyFourRoomsAtLoginPassesTheRoomBucket) {
+    logged_in s;  // room ops 10/s, burst 64
+    for (int i = 0; i < 64; ++i) {
+        auto a = s.p.on_frame(join_frame(100 + i, "Zoë-room-" + std::to_string(i)), t0, s.gw);
+        EXPECT_EQ(expect_room_result(a.reply, 100 + i).status, proto::code::ok) << i;
+    }
+    EXPECT_EQ(s.gw.joined.size(), 64u);
+    EXPECT_TRUE(s.gw.rate_limited.empty());
+}
+
+TEST(SessionProtocol, JoinAndLeaveShareOneBucketAndARefusalReachesNoGateway) {
+    logged_in s;
+    for (int i = 0; i < 32; ++i) {
+        s.p.on_frame(join_frame(1, "王伟的房间"), t0, s.gw);
+        s.p.on_frame(leave_frame(2, "王伟的房间"), t0, s.gw);
+    }
+    EXPECT_EQ(s.gw.joined.size() + s.gw.left.size(), 64u);
+    auto a = s.p.on_frame(leave_frame(77, "王伟的房间"), t0, s.gw);
+    auto r = expect_room_result(a.reply, 77);
+    EXPECT_EQ(r.status, proto::code::rate_limited);
+    EXPECT_EQ(r.room, "王伟的房间");
+    EXPECT_FALSE(a.finish);
+    a = s.p.on_frame(join_frame(78, "王伟的房间"), t0 + 99ms, s.gw);
+    EXPECT_EQ(expect_room_result(a.reply, 78).status, proto::code::rate_limited);
+    EXPECT_EQ(s.gw.joined.size() + s.gw.left.size(), 64u);  // no interest change, no peer frame
+    EXPECT_EQ(s.gw.rate_limited[proto::op::leave], 1);
+    EXPECT_EQ(s.gw.rate_limited[proto::op::join], 1);
+    EXPECT_EQ(s.gw.errors[proto::code::rate_limited], 2);
+    // 10 per second: one token 100 ms after the bucket emptied.
+    a = s.p.on_frame(join_frame(79, "王伟的房间"), t0 + 100ms, s.gw);
+    EXPECT_EQ(expect_room_result(a.reply, 79).status, proto::code::ok);
+    EXPECT_EQ(s.gw.joined.size() + s.gw.left.size(), 65u);
+}
+
+TEST(SessionProtocol, PingsPastTheirBucketGetRateLimitedWithTheirCorr) {
+    logged_in s;  // ping 1/s, burst 10
+    for (uint32_t i = 1; i <= 10; ++i) {
+        auto f = decode_one(s.p.on_frame(raw_frame(uint8_t(proto::op::ping), i), t0, s.gw).reply);
+        EXPECT_EQ(f.op, uint8_t(proto::op::pong));
+    }
+    auto a = s.p.on_frame(raw_frame(uint8_t(proto::op::ping), 11), t0 + 999ms, s.gw);
+    auto e = expect_error(a.reply, proto::code::rate_limited, 11);
+    EXPECT_NE(e.message.find("PING"), std::string::npos);
+    EXPECT_FALSE(a.finish);
+    EXPECT_EQ(s.gw.rate_limited[proto::op::ping], 1);
+    auto f = decode_one(s.p.on_frame(raw_frame(uint8_t(proto::op::ping), 12), t0 + 1s, s.gw).reply);
+    EXPECT_EQ(f.op, uint8_t(proto::op::pong));
+    EXPECT_EQ(f.corr, 12u);
+}
+
+TEST(SessionProtocol, HeartbeatPingsAtTheAdvisedIntervalAreNeverLimited) {
+    logged_in s;
+    for (int i = 0; i < 1000; ++i) {
+        auto at = t0 + std::chrono::seconds(30 * i);  // heartbeat_interval
+        auto f = decode_one(s.p.on_frame(raw_frame(uint8_t(proto::op::ping), 1), at, s.gw).reply);
+        ASSERT_EQ(f.op, uint8_t(proto::op::pong)) << i;
+    }
+    EXPECT_TRUE(s.gw.rate_limited.empty());
+}
+
+TEST(SessionProtocol, FloodOfRefusedRequestsClosesTheSessionAfterAnsweringThem) {
+    logged_in s;  // flood_refusals 100 within 10 s
+    auto at = t0 + 1s;
+    for (int i = 0; i < 64; ++i) s.p.on_frame(join_frame(1, "room-" + std::to_string(i)), at, s.gw);
+    int answered = 0;
+    session_actions last;
+    for (uint32_t i = 0; i < 100; ++i) {
+        last = s.p.on_frame(join_frame(1000 + i, "carol@example.com"), at, s.gw);
+        if (expect_room_result(last.reply, 1000 + i).status == proto::code::rate_limited)
+            ++answered;
+        if (i < 99) ASSERT_FALSE(last.finish) << i;
+    }
+    EXPECT_EQ(answered, 100);
+    EXPECT_TRUE(last.finish);
+    auto e = expect_error(last.last_frame, proto::code::rate_limited, 0);
+    EXPECT_NE(e.message.find("closing"), std::string::npos);
+    EXPECT_EQ(s.gw.flood_closes, 1);
+    EXPECT_EQ(s.gw.rate_limited[proto::op::join], 100);
+    EXPECT_EQ(s.gw.joined.size(), 64u);
+}
+
+TEST(SessionProtocol, RefusalsSpreadOverMoreThanTheFloodWindowDoNotClose) {
+    logged_in s;
+    auto l = std::make_shared<gateway_limits>(*test_limits());
+    l->ping_burst = 1;
+    l->ping_rate = 0.001;  // practically no refill: every further ping is refused
+    l->flood_refusals = 5;
+    l->flood_window = 10s;
+    s.p.set_limits(l, t0);
+    s.p.on_frame(raw_frame(uint8_t(proto::op::ping), 1), t0, s.gw);
+    // Four refusals per 10 s window, for a minute: a client that is slightly over is answered.
+    for (int w = 0; w < 6; ++w)
+        for (int i = 0; i < 4; ++i) {
+            auto at = t0 + 1s + std::chrono::seconds(10 * w) + std::chrono::seconds(i);
+            auto a = s.p.on_frame(raw_frame(uint8_t(proto::op::ping), 2), at, s.gw);
+            expect_error(a.reply, proto::code::rate_limited, 2);
+            ASSERT_FALSE(a.finish) << w << "/" << i;
+        }
+    EXPECT_EQ(s.gw.flood_closes, 0);
+    // Five within one window close.
+    for (int i = 0; i < 4; ++i)
+        ASSERT_FALSE(s.p.on_frame(raw_frame(uint8_t(proto::op::ping), 3), t0 + 65s, s.gw).finish);
+    auto a = s.p.on_frame(raw_frame(uint8_t(proto::op::ping), 3), t0 + 70s, s.gw);
+    EXPECT_TRUE(a.finish);
+    EXPECT_EQ(s.gw.flood_closes, 1);
+}
+
+TEST(SessionProtocol, SendRefusalsCountTowardsTheFloodClose) {
+    logged_in s;
+    auto l = std::make_shared<gateway_limits>(*test_limits());
+    l->flood_refusals = 3;
+    l->ping_burst = 1;
+    s.p.set_limits(l, t0);
+    auto at = t0 + 1s;
+    s.p.on_frame(send_frame(1, 1), at, s.gw);
+    s.p.on_frame(send_frame(2, 2), at, s.gw);  // burst 2 spent
+    EXPECT_FALSE(s.p.on_frame(send_frame(3, 3), at, s.gw).finish);
+    EXPECT_FALSE(s.p.on_frame(raw_frame(uint8_t(proto::op::ping), 4), at, s.gw).finish);
+    EXPECT_FALSE(s.p.on_frame(raw_frame(uint8_t(proto::op::ping), 4), at, s.gw).finish);
+    EXPECT_EQ(s.gw.rate_limited[proto::op::ping], 1);  // the refusals of both limits add up
+    auto a = s.p.on_frame(send_frame(5, 5), at, s.gw);
+    EXPECT_EQ(expect_send_result(a.reply, 5).status, proto::code::rate_limited);
+    EXPECT_TRUE(a.finish);
+    EXPECT_EQ(s.gw.rate_limited[proto::op::send], 2);
+    EXPECT_EQ(s.gw.flood_closes, 1);
+}
+
+TEST(SessionProtocol, NewRateLimitsApplyFromNow) {
+    logged_in s;
+    auto l = std::make_shared<gateway_limits>(*test_limits());
+    l->room_ops_burst = 2;
+    l->room_ops_rate = 1;
+    s.p.set_limits(l, t0);
+    EXPECT_EQ(expect_room_result(s.p.on_frame(join_frame(1, "a"), t0, s.gw).reply, 1).status,
+              proto::code::ok);
+    EXPECT_EQ(expect_room_result(s.p.on_frame(join_frame(2, "b"), t0, s.gw).reply, 2).status,
+              proto::code::ok);
+    EXPECT_EQ(expect_room_result(s.p.on_frame(join_frame(3, "c"), t0, s.gw).reply, 3).status,
+              proto::code::rate_limited);
+}
+
+TEST(SessionProtocol, AcksAreNotRateLimited) {
+    logged_in s;
+    for (uint64_t i = 1; i <= 5000; ++i)
+        EXPECT_TRUE(s.p.on_frame(make_frame(proto::ack_msg{i}, 0), t0, s.gw).reply.empty());
+    EXPECT_EQ(s.gw.acks.size(), 5000u);
+    EXPECT_TRUE(s.gw.rate_limited.empty());
 }

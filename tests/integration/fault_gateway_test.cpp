@@ -310,9 +310,10 @@ TEST(FaultGateway, SlowConsumerClosedAtQueueBoundOthersKeepLatency) {
 // failure is counted, and the old limits stay in force (a payload over the old limit is still
 // refused even though the broken file would have raised it).
 TEST(FaultGateway, SighupWithInvalidYamlUnderLoadKeepsOldConfig) {
+    // Every request is followed by a PING round trip: far over the default PING rate.
     std::string limits =
         "limits: {max_connections: 100, max_payload_bytes: 1000,\n"
-        "  send_rate: 100000, send_burst: 100000}\n";
+        "  send_rate: 100000, send_burst: 100000, ping_rate: 100000, ping_burst: 100000}\n";
     fleet f({.gateway_yaml = limits});
     ASSERT_TRUE(f.start()) << f.gw("gw1").log();
     constexpr int workers = 4;

@@ -88,7 +88,7 @@ TEST(GatewayAdmin, DrainRedirectsClientsToTheDispatcherAndStopsAccepting) {
         ASSERT_TRUE(clients.back());
     }
     EXPECT_EQ(gw.admin_post("/drain", "{}", "").status, 401);
-    auto r = gw.admin_post("/drain", "{}");
+    auto r = gw.admin_post("/drain", "");
     ASSERT_EQ(r.status, 200) << r.body;
     EXPECT_EQ(gw.status().value("state", ""), "draining");
     for (auto& c : clients) {

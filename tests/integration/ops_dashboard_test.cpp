@@ -277,7 +277,7 @@ TEST_F(OpsDashboard, RealDispatcherShowsTheLocalFleet) {
 
     // Drain the last gateway so the page has a non-trivial state to show.
     const auto& drained = local.gateways.back().id;
-    auto dr = http_request(gws.back()->addr("admin"), http::verb::post, "/drain", "{}",
+    auto dr = http_request(gws.back()->addr("admin"), http::verb::post, "/drain", "",
                            {{"Authorization", "Bearer " + admin_token}});
     ASSERT_EQ(dr.status, 200) << dr.body;
     ASSERT_TRUE(eventually(

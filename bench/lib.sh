@@ -59,7 +59,8 @@ ready_field() {
 # bench_single_gateway_fleet: $work/fleet.yaml with one gateway gw1 on port 0 everywhere, and a
 # random $work/token.secret.
 bench_single_gateway_fleet() {
-    head -c 32 /dev/urandom | base64 >"$work/token.secret"
+    # Secrets 0600: the gateway refuses secret files others can read.
+    (umask 077 && head -c 32 /dev/urandom | base64 >"$work/token.secret")
     cat >"$work/fleet.yaml" <<YAML
 gateways:
   - id: gw1
@@ -72,9 +73,9 @@ YAML
 # bench_three_gateway_fleet: random $work/{token,cluster}.secret and admin.token, and
 # $work/fleet.yaml with gw1..gw3 on port 0 for clients and admin and free ports for the RPC mesh.
 bench_three_gateway_fleet() {
-    head -c 32 /dev/urandom | base64 >"$work/token.secret"
-    head -c 32 /dev/urandom | base64 >"$work/cluster.secret"
-    head -c 32 /dev/urandom | base64 >"$work/admin.token"
+    (umask 077 && for f in token.secret cluster.secret admin.token; do
+        head -c 32 /dev/urandom | base64 >"$work/$f"
+    done)
     {
         echo "cluster:"
         echo "  secret_file: cluster.secret"

@@ -3,7 +3,8 @@
 #   <prefix>/lib/sysusers.d/         imgate.conf (the imgate system user)
 #   /etc/imgate/                     fleet.yaml, dispatcher.yaml, gateway.yaml (absolute: configs
 #                                    live in /etc whatever the prefix, like every Debian daemon)
-#   <prefix>/share/doc/imgate/       operations and configuration guides, Grafana dashboard
+#   <prefix>/share/doc/imgate/       README.md, every guide of docs/, the alert rules and their
+#                                    promtool tests, the Grafana dashboard
 # `cmake --install` never overwrites a config file that already exists (an operator's edits
 # win); in the .deb the same files are dpkg conffiles, so upgrades ask before replacing them.
 set(IMGATE_INSTALL_CONFDIR /etc/imgate CACHE PATH "Absolute directory for the configuration files")
@@ -37,12 +38,16 @@ foreach(cfg IN LISTS _imgate_configs)
 endforeach()
 file(WRITE ${IMGATE_DEB_CONFFILES} "${_conffiles}")
 
+# Every guide the README and operations.md point to, the alert rules with their promtool tests and
+# the dashboard. Listed (not globbed) and required: a missing file fails the configure instead of
+# silently shipping without it (OpsPackage checks the .deb against the README's list).
 set(_imgate_docs "")
-foreach(doc operations.md configuration.md architecture.md protocol.md security.md
-            prometheus-alerts.yml
+foreach(doc operations.md configuration.md architecture.md protocol.md security.md admin-api.md
+            benchmarks.md client.md prometheus-alerts.yml prometheus-alerts.test.yml
             grafana-dashboard.json)
-  if(EXISTS ${PROJECT_SOURCE_DIR}/docs/${doc})
-    list(APPEND _imgate_docs ${PROJECT_SOURCE_DIR}/docs/${doc})
+  if(NOT EXISTS ${PROJECT_SOURCE_DIR}/docs/${doc})
+    message(FATAL_ERROR "docs/${doc} is missing: it is installed to share/doc/imgate")
   endif()
+  list(APPEND _imgate_docs ${PROJECT_SOURCE_DIR}/docs/${doc})
 endforeach()
-install(FILES ${_imgate_docs} DESTINATION share/doc/imgate)
+install(FILES ${_imgate_docs} ${PROJECT_SOURCE_DIR}/README.md DESTINATION share/doc/imgate)

@@ -331,6 +331,12 @@ cmd_run() {
     for m in imgate-dispatcher imgate-gateway imgate; do
         [ -x "$bin/$m" ] || die "$bin/$m is missing: run make build (or make run)"
     done
+    # The gateways refuse a secret file others can read (security.md); git only keeps 0644, so
+    # the dev secrets are made private to this user on every start.
+    local f
+    for f in "$config"/*.secret "$config"/admin.token; do
+        [ -f "$f" ] && chmod 0600 "$f"
+    done
     mkdir -p "$run"
     # Members of an earlier fleet whose script was SIGKILLed still hold the ports.
     local stale=""

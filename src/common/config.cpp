@@ -1,11 +1,15 @@
 #include "common/config.hpp"
 
 #include <charconv>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "common/ids.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
 
 namespace imgate {
 
@@ -269,6 +273,34 @@ std::string read_secret_file(const std::string& path) {
     return s;
 }
 
+void check_secret_file_mode(const std::string& path) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) throw config_error(path + ": cannot read secret file");
+    auto mode = st.st_mode & 07777;
+    char octal[8];
+    std::snprintf(octal, sizeof octal, "%04o", static_cast<unsigned>(mode));
+    std::string why;
+    if (mode & S_IROTH)
+        why = "is readable by every user";
+    else if (mode & S_IWOTH)
+        why = "is writable by every user";
+    else if (mode & S_IWGRP)
+        why = "is writable by its group";
+    else if (st.st_uid != 0 && st.st_uid != ::geteuid())
+        why = "is owned by uid " + std::to_string(st.st_uid) +
+              ", neither root nor the user this daemon runs as";
+    if (why.empty()) return;
+    // Whoever can read the token secret mints tokens for any user; whoever can write it chooses
+    // the secret. Refuse rather than run with a secret that may already be known.
+    throw config_error(path + ": secret file (mode " + octal + ") " + why + "; fix: chmod 0640 " +
+                       path + "; chown root:imgate " + path);
+}
+
+std::string read_protected_secret_file(const std::string& path) {
+    check_secret_file_mode(path);
+    return read_secret_file(path);
+}
+
 log_config parse_log_config(yaml_map m) {
     log_config c;
     c.level = m.str("level", c.level);
@@ -278,6 +310,10 @@ log_config parse_log_config(yaml_map m) {
         m.fail("level", "expected one of trace, debug, info, warn, error, critical, off");
     c.format = m.str("format", c.format);
     if (c.format != "text" && c.format != "json") m.fail("format", "expected text or json");
+    c.priority_prefix = m.str("priority_prefix", c.priority_prefix);
+    if (c.priority_prefix != "auto" && c.priority_prefix != "always" &&
+        c.priority_prefix != "never")
+        m.fail("priority_prefix", "expected auto, always or never");
     m.finish();
     return c;
 }

@@ -78,11 +78,22 @@ YAML::Node load_yaml_file(const std::string& path);
 std::string resolve_path(const std::string& base_file, const std::string& p);
 
 // Reads a secret file: whole content with surrounding whitespace removed; empty is an error.
+// No permission check: the client tool reads whatever file its user points it at.
 std::string read_secret_file(const std::string& path);
+
+// Throws config_error naming the file, its mode and the fix unless the file is safe to hold a
+// daemon's secret: not readable or writable by others, not group-writable, and owned by root or
+// by the user the daemon runs as (the effective uid).
+void check_secret_file_mode(const std::string& path);
+// check_secret_file_mode, then read_secret_file: what the daemons use for every secret they hold.
+std::string read_protected_secret_file(const std::string& path);
 
 struct log_config {
     std::string level = "info";   // trace|debug|info|warn|error|critical|off
     std::string format = "text";  // text|json
+    // "<N>" syslog priority prefix on each line, which journald turns into PRIORITY= (so
+    // `journalctl -p warning` works): auto (when stderr is the journal stream), always, never.
+    std::string priority_prefix = "auto";
 };
 log_config parse_log_config(yaml_map m);
 

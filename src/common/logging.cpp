@@ -2,6 +2,11 @@
 
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
 
 namespace imgate {
 
@@ -20,16 +25,19 @@ class json_message_flag : public spdlog::custom_flag_formatter {
     }
 };
 
-void apply_format(const std::string& format) {
-    if (format == "json") {
-        auto f = std::make_unique<spdlog::pattern_formatter>();
-        f->add_flag<json_message_flag>('*').set_pattern(
-            R"({"ts":"%Y-%m-%dT%H:%M:%S.%e%z","level":"%l","logger":"%n","msg":"%*"})");
-        spdlog::set_formatter(std::move(f));
-    } else {
-        spdlog::set_pattern("%Y-%m-%d %H:%M:%S.%e %^%-5l%$ [%n] %v");
+// %J in a pattern: "<N>", the line's syslog priority for journald (SyslogLevelPrefix=yes, the
+// default, strips it).
+class priority_flag : public spdlog::custom_flag_formatter {
+  public:
+    void format(const spdlog::details::log_msg& msg, const std::tm&,
+                spdlog::memory_buf_t& dest) override {
+        char buf[4] = {'<', static_cast<char>('0' + journal_priority(msg.level)), '>', 0};
+        dest.append(buf, buf + 3);
     }
-}
+    std::unique_ptr<custom_flag_formatter> clone() const override {
+        return std::make_unique<priority_flag>();
+    }
+};
 
 }  // namespace
 
@@ -66,6 +74,54 @@ std::string json_escape(std::string_view s) {
     return out;
 }
 
+int journal_priority(spdlog::level::level_enum level) {
+    switch (level) {
+        case spdlog::level::critical:
+            return 2;  // LOG_CRIT
+        case spdlog::level::err:
+            return 3;  // LOG_ERR
+        case spdlog::level::warn:
+            return 4;  // LOG_WARNING
+        case spdlog::level::info:
+            return 6;  // LOG_INFO
+        default:
+            return 7;  // LOG_DEBUG (debug, trace)
+    }
+}
+
+bool is_journal_stream(const char* journal_stream_env, int fd) {
+    if (!journal_stream_env) return false;
+    unsigned long long dev = 0, ino = 0;
+    char extra = 0;
+    if (std::sscanf(journal_stream_env, "%llu:%llu%c", &dev, &ino, &extra) != 2) return false;
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) return false;
+    return static_cast<unsigned long long>(st.st_dev) == dev &&
+           static_cast<unsigned long long>(st.st_ino) == ino;
+}
+
+bool want_priority_prefix(const log_config& cfg) {
+    if (cfg.priority_prefix == "always") return true;
+    if (cfg.priority_prefix == "never") return false;
+    return is_journal_stream(std::getenv("JOURNAL_STREAM"), STDERR_FILENO);
+}
+
+std::unique_ptr<spdlog::formatter> make_log_formatter(const std::string& format,
+                                                      bool priority_prefix) {
+    auto f = std::make_unique<spdlog::pattern_formatter>();
+    f->add_flag<priority_flag>('J');
+    std::string prefix = priority_prefix ? "%J" : "";
+    if (format == "json") {
+        f->add_flag<json_message_flag>('*').set_pattern(
+            prefix + R"({"ts":"%Y-%m-%dT%H:%M:%S.%e%z","level":"%l","logger":"%n","msg":"%*"})");
+    } else {
+        // No colour codes under the journal: they would end up in the stored message.
+        f->set_pattern(prefix + (priority_prefix ? "%Y-%m-%d %H:%M:%S.%e %-5l [%n] %v"
+                                                 : "%Y-%m-%d %H:%M:%S.%e %^%-5l%$ [%n] %v"));
+    }
+    return f;
+}
+
 void setup_logging(const log_config& cfg, const std::string& name) {
     auto logger =
         std::make_shared<spdlog::logger>(name, std::make_shared<spdlog::sinks::stderr_sink_mt>());
@@ -75,7 +131,7 @@ void setup_logging(const log_config& cfg, const std::string& name) {
 
 void apply_log_config(const log_config& cfg) {
     spdlog::set_level(spdlog::level::from_str(cfg.level));
-    apply_format(cfg.format);
+    spdlog::set_formatter(make_log_formatter(cfg.format, want_priority_prefix(cfg)));
     spdlog::flush_on(spdlog::level::info);
 }
 

@@ -78,6 +78,11 @@ std::optional<std::string_view> query_param(std::string_view query, std::string_
 dispatcher_app::dispatcher_app(dispatcher_config cfg)
     : cfg_(std::move(cfg)),
       io_(static_cast<int>(cfg_.threads)),
+      config_info_(metrics_, {cfg_.file, cfg_.fleet_file, {}},
+                   [file = cfg_.file] {
+                       auto c = load_dispatcher_config(file);
+                       return config_files{c.file, c.fleet_file, {}};
+                   }),
       fleet_(clock_, std::random_device{}(), &metrics_),
       poller_(io_.get_executor(), fleet_, metrics_),
       control_(
@@ -243,6 +248,7 @@ bool dispatcher_app::reload() {
         last_reload_error_.clear();
     }
     reloads_ok_->inc();
+    config_info_.reloaded();
     auto join = [](const std::vector<std::string>& v) {
         std::string s;
         for (auto& x : v) s += (s.empty() ? "" : ",") + x;
@@ -445,6 +451,7 @@ std::string dispatcher_app::status_body() const {
     j["reloads"] = reloads_ok_->value();
     j["reload_failures"] = reload_failures_->value();
     j["no_gateway_total"] = no_gateway_->value();
+    j["config"] = config_info_.status_json();
     j["available"] = fleet_.available();
     j["ready"] = fleet_.available() > 0;
     auto maj = fleet_.jwt_majority();

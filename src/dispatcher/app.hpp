@@ -10,6 +10,7 @@
 #include <string>
 
 #include "common/clock.hpp"
+#include "common/config_info.hpp"
 #include "common/daemon.hpp"
 #include "common/http_server.hpp"
 #include "common/metrics.hpp"
@@ -61,6 +62,7 @@ class dispatcher_app {
     dispatcher_config cfg_;
     boost::asio::io_context io_;
     metrics_registry metrics_;
+    config_info config_info_;
     system_clock_source clock_;
     fleet_state fleet_;
     poller poller_;

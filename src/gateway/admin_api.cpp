@@ -13,6 +13,7 @@
 #include <optional>
 
 #include "common/awaitable.hpp"
+#include "common/config_info.hpp"
 #include "common/ids.hpp"
 #include "gateway/gateway_metrics.hpp"
 #include "gateway/router.hpp"
@@ -156,6 +157,7 @@ http_response admin_api::status() {
         {"jwt", gw_.token_fingerprints()},
         {"cluster", m.secret_fingerprint.empty() ? nlohmann::json(nullptr)
                                                  : nlohmann::json(m.secret_fingerprint)}};
+    if (auto* ci = config_info::current()) j["config"] = ci->status_json();
     return http_response::json(http::status::ok, j.dump());
 }
 

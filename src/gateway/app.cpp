@@ -15,6 +15,13 @@ unsigned worker_count(const gateway_config& c) {
     return c.workers ? c.workers : std::max(1u, std::thread::hardware_concurrency());
 }
 
+config_files files_of(const gateway_config& c) {
+    config_files f{c.file, c.fleet_file, c.token_secret_files};
+    if (!c.admin_token_file.empty()) f.secrets.push_back(c.admin_token_file);
+    if (!c.fleet.cluster_secret_file.empty()) f.secrets.push_back(c.fleet.cluster_secret_file);
+    return f;
+}
+
 std::string hostport(const asio::ip::tcp::endpoint& ep) {
     return ep.address().to_string() + ":" + std::to_string(ep.port());
 }
@@ -23,9 +30,15 @@ std::string hostport(const asio::ip::tcp::endpoint& ep) {
 gateway_app::gateway_app(gateway_config cfg)
     : workers_(worker_count(cfg)),
       io_(static_cast<int>(workers_)),
+      config_info_(
+          metrics_, files_of(cfg),
+          [file = cfg.file, id = cfg.id] { return files_of(load_gateway_config(file, id)); }),
       server_(io_, std::move(cfg), metrics_),
       control_(
-          io_, [this] { stop(); }, [this] { server_.reload(); }) {}
+          io_, [this] { stop(); },
+          [this] {
+              if (server_.reload()) config_info_.reloaded();
+          }) {}
 
 void gateway_app::start() {
     server_.start();

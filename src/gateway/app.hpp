@@ -5,6 +5,7 @@
 #include <boost/asio/io_context.hpp>
 #include <string>
 
+#include "common/config_info.hpp"
 #include "common/daemon.hpp"
 #include "common/metrics.hpp"
 #include "gateway/gateway_config.hpp"
@@ -31,6 +32,7 @@ class gateway_app {
     unsigned workers_;
     asio::io_context io_;
     metrics_registry metrics_;
+    config_info config_info_;  // before server_: built from cfg before server_ takes it
     gateway_server server_;
     daemon_control control_;
 };

@@ -85,7 +85,7 @@ gateway_config load_gateway_config(const std::string& path, const std::string& i
     for (auto& f : c.token_secret_files) {
         f = resolve_path(path, f);
         try {
-            c.token_secrets.push_back(read_secret_file(f));
+            c.token_secrets.push_back(read_protected_secret_file(f));
         } catch (const std::exception& e) {
             auth.fail("secret_files", e.what());
         }
@@ -97,7 +97,7 @@ gateway_config load_gateway_config(const std::string& path, const std::string& i
     if (admin.has("token_file")) {
         c.admin_token_file = resolve_path(path, admin.str("token_file"));
         try {
-            c.admin_token = read_secret_file(c.admin_token_file);
+            c.admin_token = read_protected_secret_file(c.admin_token_file);
         } catch (const std::exception& e) {
             admin.fail("token_file", e.what());
         }
@@ -114,7 +114,7 @@ gateway_config load_gateway_config(const std::string& path, const std::string& i
         throw config_error(c.fleet_file + ": gateway id \"" + c.id + "\" is not in the fleet");
     if (!c.fleet.cluster_secret_file.empty()) {
         try {
-            c.cluster_secret = read_secret_file(c.fleet.cluster_secret_file);
+            c.cluster_secret = read_protected_secret_file(c.fleet.cluster_secret_file);
         } catch (const std::exception& e) {
             throw config_error(c.fleet_file + ": cluster.secret_file: " + e.what());
         }

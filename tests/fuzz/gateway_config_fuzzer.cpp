@@ -30,6 +30,9 @@ const fs::path& dir() {
         fs::create_directories(p);
         auto put = [&](const char* name, const char* text) {
             std::ofstream(p / name, std::ios::trunc) << text;
+            // The gateway refuses secret files others can read; 0600 for every file keeps the
+            // success paths reachable.
+            fs::permissions(p / name, fs::perms::owner_read | fs::perms::owner_write);
         };
         put("fleet.yaml",
             "cluster: {secret_file: cluster.secret}\n"

@@ -176,7 +176,7 @@ TEST_F(ClientCli, OfflineAndAuthErrorsHaveTheirExitCodes) {
     EXPECT_EQ(rc, 2) << out;
     EXPECT_NE(out.find("offline"), std::string::npos) << out;
     // A token signed with another secret: the ERROR frame's code and message are shown.
-    write_file(dir_.file("wrong.secret"), "not-the-gateway-secret-0123456789");
+    write_secret_file(dir_.file("wrong.secret"), "not-the-gateway-secret-0123456789");
     auto [trc, token] = run("token --secret-file " + dir_.file("wrong.secret") + " --user alice");
     ASSERT_EQ(trc, 0);
     token.erase(token.find_last_not_of("\n") + 1);

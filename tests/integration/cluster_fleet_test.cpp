@@ -34,10 +34,10 @@ class fleet_under_test {
     explicit fleet_under_test(std::vector<std::string> ids, const std::string& rpc_extra = "",
                               const std::string& rpc_timers = default_timers)
         : ids_(std::move(ids)) {
-        write_file(dir_.file("token.secret"), token_secret + "\n");
-        write_file(dir_.file("cluster.secret"), cluster_secret + "\n");
-        write_file(dir_.file("wrong.secret"), "a-completely-different-secret-xyz\n");
-        write_file(dir_.file("admin.token"), admin_token + "\n");
+        write_secret_file(dir_.file("token.secret"), token_secret + "\n");
+        write_secret_file(dir_.file("cluster.secret"), cluster_secret + "\n");
+        write_secret_file(dir_.file("wrong.secret"), "a-completely-different-secret-xyz\n");
+        write_secret_file(dir_.file("admin.token"), admin_token + "\n");
         for (auto& id : ids_) rpc_ports_[id] = free_port();
         write_fleet("fleet.yaml", "cluster.secret");
         write_fleet("fleet-wrong.yaml", "wrong.secret");

@@ -104,9 +104,9 @@ class fleet {
     };
 
     explicit fleet(options o) : opt_(std::move(o)) {
-        write_file(dir_.file("token.secret"), token_secret + "\n");
-        write_file(dir_.file("cluster.secret"), cluster_secret + "\n");
-        write_file(dir_.file("admin.token"), admin_token + "\n");
+        write_secret_file(dir_.file("token.secret"), token_secret + "\n");
+        write_secret_file(dir_.file("cluster.secret"), cluster_secret + "\n");
+        write_secret_file(dir_.file("admin.token"), admin_token + "\n");
         std::string y = opt_.cluster ? "cluster:\n  secret_file: cluster.secret\n" : "";
         y += "gateways:\n";
         for (int i = 1; i <= opt_.gateways; ++i) {

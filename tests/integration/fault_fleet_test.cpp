@@ -384,8 +384,8 @@ TEST(FaultCluster, ClusterSecretRotationOnSighupKeepsLinksRefusesOldSecret) {
     ASSERT_TRUE(mesh(1)) << f.gw("gw1").log();
     double connects = f.gw_metric("gw1", "imgate_rpc_link_connects_total");
 
-    write_file(f.dir().file("old.secret"), cluster_secret + "\n");
-    write_file(f.dir().file("cluster.secret"), "rotated-cluster-secret-abcdef0123456789\n");
+    write_secret_file(f.dir().file("old.secret"), cluster_secret + "\n");
+    write_secret_file(f.dir().file("cluster.secret"), "rotated-cluster-secret-abcdef0123456789\n");
     for (auto id : {"gw1", "gw2"}) {
         f.gw(id).signal(SIGHUP);
         ASSERT_TRUE(eventually([&] {

@@ -183,7 +183,7 @@ TEST(GatewayLifecycle, SighupRotatesTokenSecretsWithoutDroppingSessions) {
     ASSERT_TRUE(a);
     // Rotate: a new current secret, the old current one kept as previous, old.secret dropped.
     const std::string fresh = "gateway-fresh-secret-5555555555";
-    write_file(gw.dir.file("fresh.secret"), fresh + "\n");
+    write_secret_file(gw.dir.file("fresh.secret"), fresh + "\n");
     write_file(gw.config,
                "fleet: fleet.yaml\nworkers: 2\nauth:\n"
                "  secret_files: [fresh.secret, token.secret]\n"

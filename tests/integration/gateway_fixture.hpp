@@ -19,9 +19,9 @@ inline const std::string gw_admin_token = "admin-token-for-gateway-tests";
 inline std::string write_gateway_config(const temp_dir& dir, const std::string& limits_yaml,
                                         const std::string& timeouts_yaml,
                                         const std::string& extra_yaml = "") {
-    write_file(dir.file("token.secret"), gw_token_secret + "\n");
-    write_file(dir.file("old.secret"), gw_old_secret + "\n");
-    write_file(dir.file("admin.token"), gw_admin_token + "\n");
+    write_secret_file(dir.file("token.secret"), gw_token_secret + "\n");
+    write_secret_file(dir.file("old.secret"), gw_old_secret + "\n");
+    write_secret_file(dir.file("admin.token"), gw_admin_token + "\n");
     write_file(dir.file("fleet.yaml"),
                "gateways:\n"
                "  - id: gwt\n"

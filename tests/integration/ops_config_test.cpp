@@ -13,12 +13,13 @@ namespace {
 using namespace imgate;
 using namespace imgate::test;
 
-// /etc/imgate as the .deb leaves it: the three example files plus the secrets postinst makes.
+// /etc/imgate as an operator sets it up: the three example files from the .deb plus the shared
+// secrets installed by hand (operations.md), private to the service user as the gateway requires.
 void install_etc(const temp_dir& dir) {
     for (auto f : {"fleet.yaml", "dispatcher.yaml", "gateway.yaml"})
         write_file(dir.file(f), read_file(source_path(std::string("config/etc/") + f)));
     for (auto f : {"cluster.secret", "token.secret", "admin.token"})
-        write_file(dir.file(f), "generated-by-postinst-" + std::string(f) + "-0123456789\n");
+        write_secret_file(dir.file(f), "generated-by-postinst-" + std::string(f) + "-0123456789\n");
 }
 
 std::pair<int, std::string> check(const std::vector<std::string>& args) {

@@ -232,8 +232,8 @@ TEST_F(OpsDashboard, RealDispatcherShowsTheLocalFleet) {
     for (auto& g : local.gateways) {
         // Each gateway gets a one-entry fleet with port 0 and reports what it bound.
         auto& d = *dirs.emplace_back(std::make_unique<temp_dir>());
-        write_file(d.file("token.secret"), "ops-dashboard-test-token-secret\n");
-        write_file(d.file("admin.token"), admin_token + "\n");
+        write_secret_file(d.file("token.secret"), "ops-dashboard-test-token-secret\n");
+        write_secret_file(d.file("admin.token"), admin_token + "\n");
         write_file(d.file("fleet.yaml"), "gateways:\n  - id: " + g.id +
                                              "\n    client: 127.0.0.1:0\n"
                                              "    admin: 127.0.0.1:0\n    rpc: 127.0.0.1:0\n");

@@ -3,9 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <regex>
 #include <set>
+#include <sstream>
 
 #include "../support/process.hpp"
 #include "ops_chromium.hpp"  // find_in_path, shell_quote
@@ -37,8 +39,13 @@ std::set<std::string> referenced_metrics(const std::string& text) {
     return out;
 }
 
+// Named by the alert rules ahead of the branch that registers them (issue 19: the dispatcher's
+// degraded-gateway gauge is added by the dispatcher work, merged separately). Drop a name here once
+// a daemon registers it.
+const std::set<std::string> pending_metrics{"imgate_dispatcher_gateway_degraded"};
+
 bool known(const std::set<std::string>& reg, const std::string& name) {
-    if (reg.count(name)) return true;
+    if (reg.count(name) || pending_metrics.count(name)) return true;
     for (std::string suffix : {"_bucket", "_sum", "_count"})
         if (name.size() > suffix.size() && name.ends_with(suffix) &&
             reg.count(name.substr(0, name.size() - suffix.size())))
@@ -111,6 +118,104 @@ TEST(OpsDocs, PromqlParsesWithPromtool) {
     auto [rc2, out2] = run_command("timeout 60 " + shell_quote(promtool) + " check rules " +
                                    shell_quote(dir.file("panels.yml")));
     EXPECT_EQ(rc2, 0) << out2;
+}
+
+std::set<std::string> matches(const std::string& text, const std::string& re) {
+    std::set<std::string> out;
+    std::regex r(re);
+    for (std::sregex_iterator it(text.begin(), text.end(), r), end; it != end; ++it)
+        out.insert((*it)[1].str());
+    return out;
+}
+
+// Every alert rule has promtool unit tests (docs/prometheus-alerts.test.yml) with series that make
+// it fire and moments where it must not, and they pass. Catches rules that can never fire, such
+// as a ratio whose numerator is count() of an empty vector.
+TEST(OpsDocs, AlertRulesUnitTests) {
+    std::string rules = read_file(source_path("docs/prometheus-alerts.yml"));
+    std::string tests = read_file(source_path("docs/prometheus-alerts.test.yml"));
+    ASSERT_FALSE(tests.empty()) << "docs/prometheus-alerts.test.yml is missing";
+    auto alerts = matches(rules, R"(- alert:\s*([A-Za-z0-9_]+))");
+    auto tested = matches(tests, R"(alertname:\s*([A-Za-z0-9_]+))");
+    auto firing = matches(tests, R"(alertname:\s*([A-Za-z0-9_]+)\s*\n\s*exp_alerts:\s*\n)");
+    ASSERT_GE(alerts.size(), 20u);
+    for (auto& a : alerts) {
+        EXPECT_TRUE(tested.count(a)) << a << " has no test in docs/prometheus-alerts.test.yml";
+        EXPECT_TRUE(firing.count(a)) << a << " has no test where it fires";
+    }
+    for (auto& t : tested) EXPECT_TRUE(alerts.count(t)) << "test of unknown alert " << t;
+
+    std::string promtool = find_in_path("promtool");
+    if (promtool.empty())
+        GTEST_SKIP() << "promtool not installed (package prometheus, installed by make deps-test): "
+                        "alert rule unit tests NOT run";
+    // rule_files in the test file are resolved relative to the test file.
+    auto [rc, out] = run_command("timeout 120 " + shell_quote(promtool) + " test rules " +
+                                 shell_quote(source_path("docs/prometheus-alerts.test.yml")));
+    EXPECT_EQ(rc, 0) << out;
+}
+
+// The numbers of a default cell: "1 MiB" -> 1048576, "10 s" and "10s" -> 10, "1000/s / 5000" ->
+// 1000 5000.
+std::vector<double> default_numbers(const std::string& cell) {
+    std::vector<double> out;
+    std::regex num(R"(([0-9]+(\.[0-9]+)?)\s*(MiB|KiB)?)");
+    for (std::sregex_iterator it(cell.begin(), cell.end(), num), end; it != end; ++it) {
+        double v = std::stod((*it)[1].str());
+        if ((*it)[3] == "MiB") v *= 1024 * 1024;
+        if ((*it)[3] == "KiB") v *= 1024;
+        out.push_back(v);
+    }
+    return out;
+}
+
+// "| `key` ... | default |" rows of a markdown table: first backquoted key -> default cell
+// (column default_col, 0-based after the leading '|').
+std::map<std::string, std::string> table_defaults(const std::string& text, size_t default_col) {
+    std::map<std::string, std::string> out;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) {
+        if (line.rfind("| `", 0) != 0) continue;
+        std::vector<std::string> cells;
+        size_t at = 2;  // after "| "
+        for (size_t bar; (bar = line.find(" | ", at)) != std::string::npos; at = bar + 3)
+            cells.push_back(line.substr(at, bar - at));
+        if (cells.size() <= default_col) continue;
+        auto tick = cells[0].find('`', 1);
+        out.emplace(cells[0].substr(1, tick == std::string::npos ? 0 : tick - 1),
+                    cells[default_col]);
+    }
+    return out;
+}
+
+// security.md's limits table repeats defaults from configuration.md; both must say what the code
+// says (issue 19: max_pending_acks said 1000000 in one and 200000 in the other and the code).
+TEST(OpsDocs, SecurityAndConfigurationDefaultsAgreeWithTheCode) {
+    auto sec = table_defaults(read_file(source_path("docs/security.md")), 1);
+    auto conf = table_defaults(read_file(source_path("docs/configuration.md")), 2);
+    std::string code = read_file(source_path("src/gateway/gateway_config.hpp"));
+    size_t compared = 0, against_code = 0;
+    for (auto& [key, value] : sec) {
+        if (!key.starts_with("limits.") && !key.starts_with("timeouts.")) continue;
+        auto c = conf.find(key);
+        ASSERT_NE(c, conf.end()) << key << " is in security.md but not in configuration.md";
+        EXPECT_EQ(default_numbers(value), default_numbers(c->second))
+            << key << ": security.md says \"" << value << "\", configuration.md says \""
+            << c->second << "\"";
+        ++compared;
+        // A plain integer default in gateway_config.hpp ("max_pending_acks = 200000;").
+        std::smatch m;
+        std::string field = key.substr(key.find('.') + 1);
+        if (std::regex_search(code, m, std::regex("\\b" + field + " = ([0-9]+);"))) {
+            auto nums = default_numbers(value);
+            ASSERT_FALSE(nums.empty()) << key;
+            EXPECT_EQ(nums[0], std::stod(m[1].str()))
+                << key << ": docs say " << value << ", gateway_config.hpp says " << m[1];
+            ++against_code;
+        }
+    }
+    EXPECT_GE(compared, 12u);
+    EXPECT_GE(against_code, 5u);
 }
 
 }  // namespace

@@ -131,7 +131,7 @@ void PrintTo(const daemon_case& c, std::ostream* os) {
 
 // One gateway and the dispatcher in front of it, every port 0.
 void write_configs(const temp_dir& d) {
-    write_file(d.file("token.secret"), "ops-notify-test-token-secret\n");
+    write_secret_file(d.file("token.secret"), "ops-notify-test-token-secret\n");
     write_file(d.file("fleet.yaml"),
                "gateways:\n  - id: gwn\n    client: 127.0.0.1:0\n    admin: 127.0.0.1:0\n"
                "    rpc: 127.0.0.1:0\n");

@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <regex>
+#include <set>
 
 #include "../support/process.hpp"
 #include "ops_chromium.hpp"  // find_in_path, shell_quote
@@ -47,9 +49,30 @@ TEST_F(OpsPackage, DebHasTheDocumentedLayoutDependenciesAndRunnableBinaries) {
           "./etc/imgate/fleet.yaml", "./etc/imgate/dispatcher.yaml", "./etc/imgate/gateway.yaml",
           "./usr/share/doc/imgate/operations.md"})
         EXPECT_NE(files.find(std::string(f) + "\n"), std::string::npos) << f << "\n" << files;
-    // Secrets are generated per host by postinst, never shipped.
+    // Secrets are never shipped (nor generated: see below).
     EXPECT_EQ(files.find(".secret"), std::string::npos) << files;
     EXPECT_EQ(files.find("admin.token"), std::string::npos) << files;
+
+    // Every guide the README links to and every file operations.md says is under
+    // /usr/share/doc/imgate is in the package (issue 19: several were not).
+    std::set<std::string> docs{"README.md"};
+    std::string readme = read_file(source_path("README.md"));
+    std::regex link(R"(\]\(docs/([A-Za-z0-9_.-]+)\))");
+    for (std::sregex_iterator it(readme.begin(), readme.end(), link), end; it != end; ++it)
+        docs.insert((*it)[1].str());
+    std::string ops = read_file(source_path("docs/operations.md"));
+    auto row = ops.find("| `/usr/share/doc/imgate/` |");
+    ASSERT_NE(row, std::string::npos) << "operations.md no longer lists the shipped docs";
+    std::string line = ops.substr(row, ops.find('\n', row) - row);
+    std::regex named(R"(`([A-Za-z0-9_.-]+\.(md|yml|json))`)");
+    for (std::sregex_iterator it(line.begin(), line.end(), named), end; it != end; ++it)
+        docs.insert((*it)[1].str());
+    EXPECT_GE(docs.size(), 10u);
+    for (auto& d : docs)
+        EXPECT_NE(files.find("./usr/share/doc/imgate/" + d + "\n"), std::string::npos)
+            << d << " is promised by the README or operations.md but not in the package";
+    // The units' Documentation= points into the package.
+    EXPECT_NE(files.find("./usr/share/doc/imgate/operations.md\n"), std::string::npos);
 
     auto [rc, dep] = run_command("dpkg-deb -f " + shell_quote(deb_) + " Depends");
     ASSERT_EQ(rc, 0) << dep;
@@ -69,7 +92,12 @@ TEST_F(OpsPackage, DebHasTheDocumentedLayoutDependenciesAndRunnableBinaries) {
         auto p = ctl.file(std::string("DEBIAN/") + s);
         EXPECT_EQ(::access(p.c_str(), X_OK), 0) << s << " missing or not executable";
     }
-    EXPECT_NE(read_file(ctl.file("DEBIAN/postinst")).find("systemd-sysusers"), std::string::npos);
+    std::string postinst = read_file(ctl.file("DEBIAN/postinst"));
+    EXPECT_NE(postinst.find("systemd-sysusers"), std::string::npos);
+    // No secret is generated per host (each gateway would get a different one, and dispatcher
+    // hosts one they never read); existing ones are tightened, never loosened.
+    EXPECT_EQ(postinst.find("urandom"), std::string::npos) << postinst;
+    EXPECT_NE(postinst.find("chmod g-w,o-rwx"), std::string::npos) << postinst;
 
     // The packaged (stripped) binaries run. One test, so cpack runs once.
     temp_dir root;

@@ -24,7 +24,8 @@ class local_fleet {
 
     explicit local_fleet(options o) : opt_(std::move(o)) {
         for (auto* f : {"token.secret", "admin.token", "cluster.secret"})
-            write_file(dir_.file(f), read_file(source_path(std::string("config/local/") + f)));
+            write_secret_file(dir_.file(f),
+                              read_file(source_path(std::string("config/local/") + f)));
         auto gw_yaml = read_file(source_path("config/local/gateway.yaml"));
         gw_yaml = std::regex_replace(gw_yaml, std::regex("workers: 0"), "workers: 1");
         for (auto& [from, to] : opt_.gateway_edits)

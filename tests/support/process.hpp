@@ -102,6 +102,14 @@ inline void write_file(const std::string& path, const std::string& text) {
     if (!out) throw std::runtime_error("cannot write " + path);
 }
 
+// A secret file as an operator must leave it: 0600, owned by the test's user (the daemons refuse
+// secrets others can read or write; git keeps config/local's at 0644).
+inline void write_secret_file(const std::string& path, const std::string& text) {
+    write_file(path, text);
+    std::filesystem::permissions(
+        path, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+}
+
 inline std::string read_file(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     std::stringstream ss;

@@ -15,7 +15,8 @@ using namespace imgate::test;
 
 TEST(DegradedGateway, GatewayWithAnotherJwtSecretIsNeverHandedOut) {
     truth_fleet f({"gw1", "gw2", "gw3"});
-    write_file(f.files.dir().file("other.secret"), "a-fresh-secret-nobody-signs-with-0123\n");
+    write_secret_file(f.files.dir().file("other.secret"),
+                      "a-fresh-secret-nobody-signs-with-0123\n");
     auto other = f.gateway_config_variant("gateway-gw3.yaml", R"(secret_files: \[token.secret\])",
                                           "secret_files: [other.secret]");
     ASSERT_TRUE(f.start_gateway("gw1")) << f.gws["gw1"]->log();
@@ -99,7 +100,8 @@ TEST(DegradedGateway, StatusShowsTheMeshLinksPerPeer) {
 TEST(DegradedGateway, GatewayWithoutMeshLinksIsDegradedAfterTheGrace) {
     // gw2 has another cluster secret: its links never authenticate, in either direction.
     truth_fleet f({"gw1", "gw2"}, "");
-    write_file(f.files.dir().file("other-cluster.secret"), "another-cluster-secret-0123456789\n");
+    write_secret_file(f.files.dir().file("other-cluster.secret"),
+                      "another-cluster-secret-0123456789\n");
     auto fleet = read_file(f.files.dir().file("fleet.yaml"));
     write_file(f.files.dir().file("fleet-gw2.yaml"),
                std::regex_replace(fleet, std::regex("secret_file: cluster.secret"),

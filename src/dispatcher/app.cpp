@@ -3,11 +3,14 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
 
+#include "common/fingerprint.hpp"
 #include "common/logging.hpp"
 #include "dispatcher/dashboard.hpp"
 #include "dispatcher/query.hpp"
@@ -23,6 +26,7 @@ health_params to_health(const dispatcher_config& c) {
     p.slow_start = c.poll.slow_start;
     p.high_water = c.overload.high_water;
     p.low_water = c.overload.low_water;
+    p.degraded_after = c.poll.degraded_after;
     return p;
 }
 
@@ -52,6 +56,23 @@ endpoint to_endpoint(const asio::ip::tcp::endpoint& e) {
     return endpoint{e.address().to_string(), e.port()};
 }
 
+constexpr const char* admin_actions[] = {"weight", "disable", "enable"};
+
+// One query parameter's raw value (the admin API's ids and numbers need no percent-decoding:
+// gateway ids are [A-Za-z0-9._-]); nullopt when absent.
+std::optional<std::string_view> query_param(std::string_view query, std::string_view name) {
+    while (!query.empty()) {
+        auto amp = query.find('&');
+        auto part = query.substr(0, amp);
+        auto eq = part.find('=');
+        if (part.substr(0, eq) == name)
+            return eq == std::string_view::npos ? std::string_view() : part.substr(eq + 1);
+        if (amp == std::string_view::npos) break;
+        query.remove_prefix(amp + 1);
+    }
+    return std::nullopt;
+}
+
 }  // namespace
 
 dispatcher_app::dispatcher_app(dispatcher_config cfg)
@@ -71,6 +92,13 @@ dispatcher_app::dispatcher_app(dispatcher_config cfg)
                                         "GET /get-tcp-ip answered 503: no gateway available");
     reloads_ok_ =
         &metrics_.get_counter("imgate_dispatcher_reloads_total", "Configuration reloads applied");
+    not_ready_ = &metrics_.get_counter(
+        "imgate_dispatcher_not_ready_total",
+        "GET /healthz answered 503: no gateway could be handed out at that moment");
+    for (const char* a : admin_actions)
+        metrics_.get_counter("imgate_dispatcher_admin_changes_total",
+                             "Runtime changes applied through the admin API, by action",
+                             {{"action", a}});
     reload_failures_ = &metrics_.get_counter(
         "imgate_dispatcher_reload_failures_total",
         "Configuration reloads refused (invalid file; the old configuration stays)");
@@ -96,6 +124,8 @@ void dispatcher_app::install(const dispatcher_config& c) {
     r->alternates = c.alternates;
     r->retry_after_s =
         static_cast<int>(std::max<int64_t>(1, (c.poll.interval.count() + 999) / 1000));
+    r->admin_token = c.admin.token;
+    r->decision_log = c.decision_log;
     // Regions named only in the CIDR table are valid to ask for (they may gain gateways later).
     for (auto& name : c.regions.regions()) r->known_regions.insert(name);
     std::lock_guard lk(mu_);
@@ -123,12 +153,21 @@ void dispatcher_app::start() {
 
     http_sync_handler tcp_ip = [this](const http_request_ctx& ctx) { return get_tcp_ip(ctx); };
     public_->route(http::verb::get, "/get-tcp-ip", tcp_ip);
-    http_sync_handler healthz = [this](const http_request_ctx&) {
-        nlohmann::json j = {{"status", "ok"}, {"available_gateways", fleet_.available()}};
-        return http_response::json(http::status::ok, j.dump());
+    // Readiness: 200 only while /get-tcp-ip can hand out a gateway; liveness is /livez.
+    http_sync_handler ready = [this](const http_request_ctx&) { return healthz(); };
+    public_->route(http::verb::get, "/healthz", ready);
+    admin_->route(http::verb::get, "/healthz", ready);
+    http_sync_handler livez = [](const http_request_ctx&) {
+        return http_response::json(http::status::ok, R"({"status":"alive"})");
     };
-    public_->route(http::verb::get, "/healthz", healthz);
-    admin_->route(http::verb::get, "/healthz", healthz);
+    public_->route(http::verb::get, "/livez", livez);
+    admin_->route(http::verb::get, "/livez", livez);
+    for (const char* action : admin_actions) {
+        http_sync_handler h = [this, action](const http_request_ctx& ctx) {
+            return admin_change(ctx, action);
+        };
+        admin_->route(http::verb::post, std::string("/gateways/") + action, h);
+    }
     http_sync_handler status = [this](const http_request_ctx&) {
         return http_response::json(http::status::ok, status_body());
     };
@@ -215,8 +254,11 @@ bool dispatcher_app::reload() {
         for (auto& x : v) s += (s.empty() ? "" : ",") + x;
         return s.empty() ? std::string("-") : s;
     };
-    spdlog::info("reload applied: added [{}] removed [{}] changed [{}] unchanged [{}]",
-                 join(sum.added), join(sum.removed), join(sum.changed), join(sum.kept));
+    spdlog::info(
+        "reload applied: added [{}] removed [{}] changed [{}] unchanged [{}]; runtime overrides "
+        "dropped [{}]",
+        join(sum.added), join(sum.removed), join(sum.changed), join(sum.kept),
+        join(sum.overrides_dropped));
     daemon_control::notify_ready("reloaded");
     return true;
 }
@@ -243,7 +285,10 @@ http_response dispatcher_app::get_tcp_ip(const http_request_ctx& ctx) {
     }
     req.exclude = std::move(q.exclude);
     req.alternates = r->alternates;
-    auto targets = fleet_.pick(req);
+    bool log = r->decision_log.enabled && fleet_.sample(r->decision_log.sample);
+    pick_explanation why;
+    auto targets = fleet_.pick(req, log ? &why : nullptr);
+    if (log) log_decision(ctx, q.uid, req.region, targets, why);
     if (targets.empty()) {
         no_gateway_->inc();
         auto res = http_response::error(http::status::service_unavailable, "no_gateway_available");
@@ -252,6 +297,130 @@ http_response dispatcher_app::get_tcp_ip(const http_request_ctx& ctx) {
     }
     spdlog::debug("get-tcp-ip uid={} region={} -> {}", q.uid, req.region, targets.front().id);
     return http_response::json(http::status::ok, render_pick(targets));
+}
+
+void dispatcher_app::log_decision(const http_request_ctx& ctx, const std::string& uid,
+                                  const std::string& region,
+                                  const std::vector<pick_target>& targets,
+                                  const pick_explanation& why) const {
+    std::string alternates, skipped;
+    for (size_t i = 1; i < targets.size(); ++i)
+        alternates += (alternates.empty() ? "" : ",") + targets[i].id;
+    for (auto& [id, reason] : why.skipped)
+        skipped += (skipped.empty() ? "" : ",") + id + ":" + reason;
+    spdlog::info(
+        "decision: client={} uid={} region={} pool={} chosen={} ({}) alternates=[{}] "
+        "skipped=[{}]",
+        ctx.remote.to_string(), uid.empty() ? "-" : uid, region.empty() ? "-" : region, why.pool,
+        targets.empty() ? "none" : targets.front().id,
+        targets.empty() ? "no candidate" : why.chosen_why, alternates, skipped);
+}
+
+http_response dispatcher_app::healthz() const {
+    size_t available = fleet_.available();
+    if (available > 0) {
+        nlohmann::json j = {{"status", "ok"}, {"available_gateways", available}};
+        return http_response::json(http::status::ok, j.dump());
+    }
+    not_ready_->inc();
+    size_t configured = fleet_.size();
+    nlohmann::json j = {
+        {"status", "unavailable"},
+        {"reason", "no_gateway_available"},
+        {"message", configured == 0
+                        ? "the fleet file lists no gateway"
+                        : "none of the " + std::to_string(configured) +
+                              " configured gateways can take clients now (down, draining, "
+                              "overloaded, degraded or disabled; see the admin /status)"},
+        {"available_gateways", 0},
+        {"configured_gateways", configured}};
+    return http_response::json(http::status::service_unavailable, j.dump());
+}
+
+http_response dispatcher_app::admin_change(const http_request_ctx& ctx, const char* action) {
+    auto r = rt();
+    auto refuse = [&](http::status st, const std::string& code, const std::string& msg) {
+        metrics_
+            .get_counter("imgate_dispatcher_admin_refused_total",
+                         "Admin API changes refused, by action and reason",
+                         {{"action", action}, {"reason", code}})
+            .inc();
+        spdlog::info("audit: {} {}?{} from {}: refused ({}: {})", "POST", ctx.path, ctx.query,
+                     ctx.remote.to_string(), code, msg);
+        return http_response::error(st, code, msg);
+    };
+    if (r->admin_token.empty())
+        return refuse(http::status::forbidden, "no_admin_token",
+                      "runtime changes are off: set admin.token_file in dispatcher.yaml and "
+                      "reload");
+    auto it = ctx.req.find(http::field::authorization);
+    bool ok = false;
+    if (it != ctx.req.end()) {
+        std::string_view v(it->value().data(), it->value().size());
+        constexpr std::string_view bearer = "Bearer ";
+        const auto& token = r->admin_token;
+        if (v.size() == bearer.size() + token.size() && v.substr(0, bearer.size()) == bearer)
+            ok = CRYPTO_memcmp(v.data() + bearer.size(), token.data(), token.size()) == 0;
+    }
+    if (!ok)
+        return refuse(http::status::unauthorized, "unauthorized",
+                      "missing or wrong admin bearer token");
+    auto id = query_param(ctx.query, "id");
+    if (!id || id->empty())
+        return refuse(http::status::bad_request, "bad_request", "give the gateway as ?id=<id>");
+    std::string gid(*id);
+    std::string by =
+        ctx.remote.to_string() + " token " + secret_fingerprint("admin", r->admin_token);
+    std::string action_s = action;
+    bool found = false;
+    std::string what;
+    if (action_s == "weight") {
+        auto v = query_param(ctx.query, "value");
+        uint64_t w = 0;
+        bool valid = v && !v->empty() && v->size() <= 6;
+        if (valid)
+            for (char c : *v) {
+                if (c < '0' || c > '9') {
+                    valid = false;
+                    break;
+                }
+                w = w * 10 + uint64_t(c - '0');
+            }
+        if (!valid || w > 10000)
+            return refuse(http::status::bad_request, "bad_value",
+                          "value must be an integer 0..10000 (0: hand out no clients)");
+        found = fleet_.set_weight(gid, static_cast<uint32_t>(w), by);
+        what = "weight=" + std::to_string(w);
+    } else {
+        bool disable = action_s == "disable";
+        found = fleet_.set_disabled(gid, disable, by);
+        what = disable ? "disabled" : "enabled";
+    }
+    if (!found)
+        return refuse(http::status::not_found, "unknown_gateway",
+                      "no gateway "
+                      " + gid + "
+                      " in the fleet");
+    metrics_
+        .get_counter("imgate_dispatcher_admin_changes_total",
+                     "Runtime changes applied through the admin API, by action",
+                     {{"action", action}})
+        .inc();
+    spdlog::info("audit: gateway {} {} by {}: ok (kept until the next reload)", gid, what, by);
+    nlohmann::json j{{"id", gid},
+                     {"action", action_s},
+                     {"state", to_string(fleet_.state_of(gid))},
+                     {"note",
+                      "kept until the next reload of the configuration; then the fleet "
+                      "file wins"}};
+    auto ov = fleet_.override_of(gid);
+    j["override"] = ov ? nlohmann::json{{"weight", ov->weight ? nlohmann::json(*ov->weight)
+                                                              : nlohmann::json(nullptr)},
+                                        {"disabled", ov->disabled},
+                                        {"by", ov->by},
+                                        {"at_ms", ov->at_ms}}
+                       : nlohmann::json(nullptr);
+    return http_response::json(http::status::ok, j.dump());
 }
 
 std::string dispatcher_app::status_body() const {
@@ -284,6 +453,11 @@ std::string dispatcher_app::status_body() const {
     j["no_gateway_total"] = no_gateway_->value();
     j["config"] = config_info_.status_json();
     j["available"] = fleet_.available();
+    j["ready"] = fleet_.available() > 0;
+    auto maj = fleet_.jwt_majority();
+    j["jwt_majority"] = maj ? nlohmann::json(*maj) : nlohmann::json(nullptr);
+    j["jwt_secret_split"] = fleet_.jwt_split();
+    j["admin_token"] = !rt()->admin_token.empty();
     j["gateways"] = fleet_.status_json();
     uint64_t picks = 0;
     double rate = 0;

@@ -45,11 +45,19 @@ class dispatcher_app {
         size_t max_exclude = 32;
         size_t alternates = 2;
         int retry_after_s = 1;
+        std::string admin_token;  // empty: the mutating admin endpoints answer 403
+        decision_log_settings decision_log;
     };
     std::shared_ptr<const runtime> rt() const;
     void install(const dispatcher_config& c);
     http_response get_tcp_ip(const http_request_ctx& ctx);
     std::string status_body() const;
+    http_response healthz() const;
+    // POST /gateways/{weight,disable,enable}?id=...: runtime overrides (docs/admin-api.md).
+    http_response admin_change(const http_request_ctx& ctx, const char* action);
+    void log_decision(const http_request_ctx& ctx, const std::string& uid,
+                      const std::string& region, const std::vector<pick_target>& targets,
+                      const pick_explanation& why) const;
 
     dispatcher_config cfg_;
     boost::asio::io_context io_;
@@ -70,6 +78,7 @@ class dispatcher_app {
     counter* no_gateway_;
     counter* reloads_ok_;
     counter* reload_failures_;
+    counter* not_ready_;
 };
 
 }  // namespace imgate::disp

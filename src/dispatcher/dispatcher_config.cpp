@@ -33,6 +33,8 @@ dispatcher_config parse_dispatcher_config(yaml_map root, bool load_fleet_file) {
     c.poll.rise = static_cast<uint32_t>(poll.integer("rise", c.poll.rise, 1, 100));
     c.poll.fall = static_cast<uint32_t>(poll.integer("fall", c.poll.fall, 1, 100));
     c.poll.slow_start = poll.duration("slow_start", c.poll.slow_start);
+    c.poll.degraded_after =
+        static_cast<uint32_t>(poll.integer("degraded_after", c.poll.degraded_after, 1, 1000));
     poll.finish();
 
     auto ov = root.map("overload");
@@ -72,6 +74,25 @@ dispatcher_config parse_dispatcher_config(yaml_map root, bool load_fleet_file) {
     if (c.http.write_timeout.count() <= 0) http.fail("write_timeout", "must be positive");
     c.http.header_limit = static_cast<uint32_t>(http.integer("header_limit", 8192, 512, 65536));
     http.finish();
+
+    auto admin = root.map("admin");
+    if (admin.has("token_file")) {
+        c.admin.token_file = resolve_path(root.file(), admin.str("token_file"));
+        // Skipped with the fleet file (the fuzzer parses without touching the file system).
+        if (load_fleet_file) {
+            try {
+                c.admin.token = read_secret_file(c.admin.token_file);
+            } catch (const std::exception& e) {
+                admin.fail("token_file", e.what());
+            }
+        }
+    }
+    admin.finish();
+
+    auto dl = root.map("decision_log");
+    c.decision_log.enabled = dl.boolean("enabled", c.decision_log.enabled);
+    c.decision_log.sample = dl.number("sample", c.decision_log.sample, 0.0, 1.0);
+    dl.finish();
 
     c.log = parse_log_config(root.map("log"));
     root.finish();

@@ -21,6 +21,8 @@ struct poll_settings {
     uint32_t rise = 2;    // consecutive good pulls before a down gateway is up
     uint32_t fall = 2;    // consecutive failed pulls before an up gateway is down
     std::chrono::milliseconds slow_start{10000};
+    // Good pulls in a row reporting 0 mesh links (peers expected) before a gateway is degraded.
+    uint32_t degraded_after = 3;
     bool operator==(const poll_settings&) const = default;
 };
 
@@ -35,6 +37,18 @@ struct http_limits {
     std::chrono::milliseconds read_timeout{5000};
     std::chrono::milliseconds write_timeout{5000};
     uint32_t header_limit = 8192;
+};
+
+// The runtime admin API (POST /gateways/{id}/...): without a token it answers 403.
+struct admin_settings {
+    std::string token_file;  // resolved; empty: no token configured
+    std::string token;       // read_secret_file(token_file)
+};
+
+// One log line per sampled /get-tcp-ip pick (docs/configuration.md, decision_log).
+struct decision_log_settings {
+    bool enabled = false;
+    double sample = 0.01;  // fraction of picks logged, drawn from the balancer's random source
 };
 
 struct dispatcher_config {
@@ -52,6 +66,8 @@ struct dispatcher_config {
     uint32_t max_exclude = 32;
     http_limits http;
     log_config log;
+    admin_settings admin;
+    decision_log_settings decision_log;
     fleet_config fleet;
 };
 

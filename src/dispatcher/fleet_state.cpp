@@ -11,11 +11,13 @@ namespace imgate::disp {
 
 namespace {
 
-constexpr gw_state all_states[] = {gw_state::up, gw_state::down, gw_state::draining,
-                                   gw_state::overloaded, gw_state::disabled};
+constexpr gw_state all_states[] = {gw_state::up,         gw_state::down,     gw_state::draining,
+                                   gw_state::overloaded, gw_state::disabled, gw_state::degraded};
+constexpr const char* degraded_reasons[] = {"jwt_secret_mismatch", "no_mesh_links"};
 constexpr const char* per_gateway_families[] = {
     "imgate_dispatcher_picks_total", "imgate_dispatcher_pulls_total",
-    "imgate_dispatcher_gateway_state", "imgate_dispatcher_gateway_effective_weight"};
+    "imgate_dispatcher_gateway_state", "imgate_dispatcher_gateway_effective_weight",
+    "imgate_dispatcher_gateway_degraded"};
 
 std::string iso_time(int64_t wall_ms) {
     std::time_t t = static_cast<std::time_t>(wall_ms / 1000);
@@ -45,6 +47,72 @@ fleet_state::entry* fleet_state::find(const std::string& id) const {
     for (auto& e : entries_)
         if (e->spec.id == id) return e.get();
     return nullptr;
+}
+
+uint32_t fleet_state::weight_of(const entry& e) const {
+    return e.ov && e.ov->weight ? *e.ov->weight : e.spec.weight;
+}
+
+std::string fleet_state::degraded_of(const entry& e) const {
+    if (e.jwt_mismatch) return "jwt_secret_mismatch";
+    if (e.no_links_in_row >= std::max<uint32_t>(1, params_.degraded_after)) return "no_mesh_links";
+    return "";
+}
+
+gw_state fleet_state::state_of(const entry& e) const {
+    if (e.ov && e.ov->disabled) return gw_state::disabled;
+    auto st = e.health.state(weight_of(e));
+    // Degraded outranks overloaded (a client must not get it even when it has room) but not
+    // draining or down, which already keep it out and say more.
+    if ((st == gw_state::up || st == gw_state::overloaded) && !degraded_of(e).empty())
+        return gw_state::degraded;
+    return st;
+}
+
+// The majority is taken over every gateway whose last pull succeeded, rising ones included: a
+// new gateway with other secrets is then degraded from the pull that makes it alive, never handed
+// out first. Gateways that do not report the fingerprint (older) neither vote nor mismatch.
+void fleet_state::update_jwt_majority() {
+    std::map<std::string, size_t> votes;
+    bool alive_voter = false;  // no warning for the start-up moment when only some have answered
+    for (auto& e : entries_) {
+        const auto& st = e->health.status();
+        if (st && st->jwt_fingerprint && e->health.bad_in_row() == 0) {
+            ++votes[*st->jwt_fingerprint];
+            alive_voter = alive_voter || e->health.alive();
+        }
+    }
+    size_t best = 0, at_best = 0;
+    std::optional<std::string> maj;
+    for (auto& [fp, n] : votes) {
+        if (n > best) {
+            best = n;
+            at_best = 1;
+            maj = fp;
+        } else if (n == best) {
+            ++at_best;
+        }
+    }
+    bool split = at_best > 1;
+    if (split) maj.reset();
+    if (split != jwt_split_ && alive_voter) {
+        if (split)
+            spdlog::warn(
+                "JWT secrets split evenly across the fleet ({} each): no majority to compare "
+                "with, no gateway degraded for it; check secrets.jwt on each gateway's /status",
+                best);
+        else
+            spdlog::info("JWT secrets: a majority again (largest group {})", best);
+    }
+    jwt_split_ = split;
+    jwt_majority_ = maj;
+    for (auto& e : entries_) {
+        const auto& st = e->health.status();
+        bool mismatch = maj && st && st->jwt_fingerprint && *st->jwt_fingerprint != *maj;
+        if (mismatch == e->jwt_mismatch) continue;
+        e->jwt_mismatch = mismatch;
+        after_event(*e, mismatch ? "jwt secret differs from the fleet's" : "jwt secret agrees");
+    }
 }
 
 void fleet_state::register_metrics(entry& e) {
@@ -104,6 +172,18 @@ fleet_state::apply_summary fleet_state::apply(const fleet_config& fleet,
                 metrics_->remove_series(fam, "gateway", e->spec.id);
     }
     entries_ = std::move(next);
+    for (auto& e : entries_) {
+        if (e->ov) {
+            spdlog::info(
+                "gateway {}: runtime override (weight {}, {}) by {} dropped: the fleet "
+                "file wins on reload",
+                e->spec.id, e->ov->weight ? std::to_string(*e->ov->weight) : "-",
+                e->ov->disabled ? "disabled" : "enabled", e->ov->by);
+            e->ov.reset();
+            sum.overrides_dropped.push_back(e->spec.id);
+        }
+    }
+    update_jwt_majority();
     for (auto& e : entries_) after_event(*e, initial ? "start-up" : "reload");
     return sum;
 }
@@ -146,6 +226,9 @@ void fleet_state::pull_succeeded(const std::string& id, uint64_t token, const ga
     if (!e || e->generation != token) return;
     auto now = clock_.now();
     e->health.pull_ok(s, now, params_);
+    bool no_links = s.links_up && s.peers_expected && *s.links_up == 0 && *s.peers_expected > 0 &&
+                    entries_.size() > 1;
+    e->no_links_in_row = no_links ? e->no_links_in_row + 1 : 0;
     // Picks handed out while the pull was in flight may not be in the reported count yet.
     e->picks_since_pull = e->picks_total - e->picks_at_pull_start;
     e->pull_in_flight = false;
@@ -153,13 +236,17 @@ void fleet_state::pull_succeeded(const std::string& id, uint64_t token, const ga
     e->pull_latency_ms = latency_ms;
     if (e->pulls_ok_metric) e->pulls_ok_metric->inc();
     update_rate(*e, now);
+    // Majority first: a gateway that comes up with other secrets goes straight to degraded.
+    update_jwt_majority();
     after_event(*e, "pull");
 }
 
 bool fleet_state::in_transition(const std::string& id) const {
     std::lock_guard lk(mu_);
     auto* e = find(id);
-    return e && e->health.in_transition();
+    // A gateway counting pulls without mesh links is pulled fast too: the grace is in pulls.
+    return e && (e->health.in_transition() ||
+                 (e->no_links_in_row > 0 && e->no_links_in_row < params_.degraded_after));
 }
 
 void fleet_state::pull_failed(const std::string& id, uint64_t token, const std::string& error,
@@ -175,12 +262,13 @@ void fleet_state::pull_failed(const std::string& id, uint64_t token, const std::
     if (e->pulls_failed_metric) e->pulls_failed_metric->inc();
     if (first) spdlog::warn("gateway {}: pull failed: {}", id, error);
     update_rate(*e, now);
+    update_jwt_majority();
     after_event(*e, error.c_str());
 }
 
 void fleet_state::after_event(entry& e, const char* why) {
     auto now = clock_.now();
-    auto st = e.health.state(e.spec.weight);
+    auto st = state_of(e);
     bool changed = st != e.last_state;
     if (changed) {
         spdlog::info("gateway {}: {} -> {} ({})", e.spec.id, to_string(e.last_state), to_string(st),
@@ -189,6 +277,13 @@ void fleet_state::after_event(entry& e, const char* why) {
         e.state_since_ms = clock_.wall_ms();
     }
     if (!metrics_) return;
+    auto degraded = degraded_of(e);
+    for (auto* r : degraded_reasons)
+        metrics_
+            ->get_gauge("imgate_dispatcher_gateway_degraded",
+                        "1 while a gateway that is up by health is not handed out, by reason",
+                        {{"gateway", e.spec.id}, {"reason", r}})
+            .set(st == gw_state::degraded && degraded == r ? 1 : 0);
     for (auto s : all_states)
         metrics_
             ->get_gauge("imgate_dispatcher_gateway_state",
@@ -203,17 +298,30 @@ void fleet_state::after_event(entry& e, const char* why) {
 }
 
 double fleet_state::effective_weight(const entry& e, steady_time now) const {
-    if (e.health.state(e.spec.weight) != gw_state::up) return 0;
+    if (state_of(e) != gw_state::up) return 0;
     double headroom = 1.0 - e.health.utilisation(e.picks_since_pull);
     if (headroom <= 0) return 0;
-    return e.spec.weight * headroom * e.health.slow_start_factor(now, params_);
+    return weight_of(e) * headroom * e.health.slow_start_factor(now, params_);
 }
 
 std::string fleet_state::reason(const entry& e, steady_time now) const {
     const auto& h = e.health;
-    switch (h.state(e.spec.weight)) {
+    switch (state_of(e)) {
         case gw_state::disabled:
+            if (e.ov && e.ov->disabled) return "disabled at runtime by " + e.ov->by;
+            if (e.ov && e.ov->weight)
+                return "disabled (weight set to 0 at runtime by " + e.ov->by + ")";
             return "disabled (weight 0)";
+        case gw_state::degraded: {
+            auto r = degraded_of(e);
+            if (r == "jwt_secret_mismatch")
+                return "degraded: jwt_secret_mismatch (its current JWT secret " +
+                       h.status()->jwt_fingerprint.value_or("?") + " is not the fleet's " +
+                       jwt_majority_.value_or("?") + "; logins there would fail)";
+            return "degraded: no_mesh_links (0 of " +
+                   std::to_string(h.status()->peers_expected.value_or(0)) + " peer links up for " +
+                   std::to_string(e.no_links_in_row) + " pulls)";
+        }
         case gw_state::down: {
             std::string r;
             if (h.down_since()) {
@@ -276,16 +384,35 @@ size_t fleet_state::choose(const std::vector<candidate>& pool) {
     return pool[b].score < pool[a].score ? b : a;
 }
 
-std::vector<pick_target> fleet_state::pick(const pick_request& r) {
+bool fleet_state::sample(double p) {
+    if (p <= 0) return false;
+    if (p >= 1) return true;
+    std::lock_guard lk(mu_);
+    return std::uniform_real_distribution<double>(0.0, 1.0)(rng_) < p;
+}
+
+std::vector<pick_target> fleet_state::pick(const pick_request& r, pick_explanation* why) {
     std::lock_guard lk(mu_);
     auto now = clock_.now();
     std::vector<candidate> preferred, other;
     preferred.reserve(entries_.size());
     for (auto& up : entries_) {
         entry& e = *up;
-        if (std::find(r.exclude.begin(), r.exclude.end(), e.spec.id) != r.exclude.end()) continue;
+        if (std::find(r.exclude.begin(), r.exclude.end(), e.spec.id) != r.exclude.end()) {
+            if (why) why->skipped.emplace_back(e.spec.id, "excluded");
+            continue;
+        }
         double w = effective_weight(e, now);
-        if (w <= 0) continue;
+        if (w <= 0) {
+            if (why) {
+                auto st = state_of(e);
+                std::string what = to_string(st);
+                if (st == gw_state::degraded) what += ":" + degraded_of(e);
+                if (st == gw_state::up) what += ":no_headroom";
+                why->skipped.emplace_back(e.spec.id, std::move(what));
+            }
+            continue;
+        }
         // Connections per unit of weight, counting our picks since the last pull as connections:
         // continuous across a pull when the clients did connect, so pulls landing at different
         // moments for different gateways do not skew the shares.
@@ -298,11 +425,16 @@ std::vector<pick_target> fleet_state::pick(const pick_request& r) {
     }
     std::vector<pick_target> out;
     size_t want = 1 + r.alternates;
+    if (why) why->pool = !preferred.empty() ? "region" : !other.empty() ? "fallback" : "none";
     for (auto* pool : {&preferred, &other}) {
         while (out.size() < want && !pool->empty()) {
             size_t i = choose(*pool);
             entry& e = *(*pool)[i].e;
             out.push_back({e.spec.id, e.spec.client});
+            if (out.size() == 1 && why)
+                why->chosen_why = "weight " + std::to_string(weight_of(e)) + " effective " +
+                                  fixed2((*pool)[i].weight) + " score " + fixed2((*pool)[i].score) +
+                                  " of " + std::to_string(pool->size()) + " candidates";
             if (out.size() == 1) {
                 e.picks_total++;
                 e.picks_since_pull++;
@@ -333,7 +465,62 @@ size_t fleet_state::available() const {
 gw_state fleet_state::state_of(const std::string& id) const {
     std::lock_guard lk(mu_);
     auto* e = find(id);
-    return e ? e->health.state(e->spec.weight) : gw_state::disabled;
+    return e ? state_of(*e) : gw_state::disabled;
+}
+
+size_t fleet_state::size() const {
+    std::lock_guard lk(mu_);
+    return entries_.size();
+}
+
+std::string fleet_state::degraded_reason(const std::string& id) const {
+    std::lock_guard lk(mu_);
+    auto* e = find(id);
+    return e && state_of(*e) == gw_state::degraded ? degraded_of(*e) : "";
+}
+
+std::optional<std::string> fleet_state::jwt_majority() const {
+    std::lock_guard lk(mu_);
+    return jwt_majority_;
+}
+
+bool fleet_state::jwt_split() const {
+    std::lock_guard lk(mu_);
+    return jwt_split_;
+}
+
+void fleet_state::change_override(entry& e, const std::string& by, const char* what) {
+    e.ov->by = by;
+    e.ov->at_ms = clock_.wall_ms();
+    // Back to the file's values: no override left to show.
+    if (!e.ov->disabled && (!e.ov->weight || *e.ov->weight == e.spec.weight)) e.ov.reset();
+    after_event(e, what);
+}
+
+bool fleet_state::set_weight(const std::string& id, uint32_t weight, const std::string& by) {
+    std::lock_guard lk(mu_);
+    auto* e = find(id);
+    if (!e) return false;
+    if (!e->ov) e->ov.emplace();
+    e->ov->weight = weight;
+    change_override(*e, by, "weight set at runtime");
+    return true;
+}
+
+bool fleet_state::set_disabled(const std::string& id, bool disabled, const std::string& by) {
+    std::lock_guard lk(mu_);
+    auto* e = find(id);
+    if (!e) return false;
+    if (!e->ov) e->ov.emplace();
+    e->ov->disabled = disabled;
+    change_override(*e, by, disabled ? "disabled at runtime" : "enabled at runtime");
+    return true;
+}
+
+std::optional<gateway_override> fleet_state::override_of(const std::string& id) const {
+    std::lock_guard lk(mu_);
+    auto* e = find(id);
+    return e ? e->ov : std::nullopt;
 }
 
 uint64_t fleet_state::picks_of(const std::string& id) const {
@@ -352,8 +539,27 @@ nlohmann::json fleet_state::status_json() const {
         const auto& st = h.status();
         nlohmann::json g;
         g["id"] = e.spec.id;
-        g["state"] = to_string(h.state(e.spec.weight));
-        g["weight"] = e.spec.weight;
+        auto state = state_of(e);
+        g["state"] = to_string(state);
+        g["weight"] = weight_of(e);
+        g["file_weight"] = e.spec.weight;
+        g["degraded_reason"] =
+            state == gw_state::degraded ? nlohmann::json(degraded_of(e)) : nlohmann::json(nullptr);
+        if (e.ov)
+            g["override"] = {
+                {"weight", e.ov->weight ? nlohmann::json(*e.ov->weight) : nlohmann::json(nullptr)},
+                {"disabled", e.ov->disabled},
+                {"by", e.ov->by},
+                {"at", iso_time(e.ov->at_ms)},
+                {"at_ms", e.ov->at_ms}};
+        else
+            g["override"] = nullptr;
+        g["links_up"] =
+            st && st->links_up ? nlohmann::json(*st->links_up) : nlohmann::json(nullptr);
+        g["peers_expected"] = st && st->peers_expected ? nlohmann::json(*st->peers_expected)
+                                                       : nlohmann::json(nullptr);
+        g["jwt_fingerprint"] = st && st->jwt_fingerprint ? nlohmann::json(*st->jwt_fingerprint)
+                                                         : nlohmann::json(nullptr);
         g["effective_weight"] = std::round(effective_weight(e, now) * 100) / 100;
         g["connections"] = st ? nlohmann::json(st->connections) : nlohmann::json(nullptr);
         g["max_connections"] = st ? nlohmann::json(st->max_connections) : nlohmann::json(nullptr);

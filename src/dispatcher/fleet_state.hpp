@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -33,6 +34,22 @@ struct pick_target {
     endpoint client;
 };
 
+// Why pick() answered what it did, for the decision log: one line per gateway left out.
+struct pick_explanation {
+    std::string pool;  // "region" (preferred region), "fallback" (other regions), "none"
+    std::vector<std::pair<std::string, std::string>> skipped;  // id, why (state or "excluded")
+    std::string chosen_why;  // effective weight and load score of the pick
+};
+
+// An operator's runtime change to one gateway (POST /gateways/{id}/...): kept until the next
+// successful reload, which drops every override (the fleet file wins).
+struct gateway_override {
+    std::optional<uint32_t> weight;
+    bool disabled = false;
+    std::string by;  // who: remote address and token fingerprint
+    int64_t at_ms = 0;
+};
+
 // What the poller needs to reach one gateway.
 struct pull_target {
     std::string id;
@@ -46,6 +63,7 @@ class fleet_state {
 
     struct apply_summary {
         std::vector<std::string> added, removed, changed, kept;
+        std::vector<std::string> overrides_dropped;  // runtime overrides the reload dropped
     };
     // Installs a fleet at start-up (initial = true) or on reload. Gateways whose id and admin
     // address are unchanged keep their health, load and counters; spec edits (weight, client
@@ -66,13 +84,26 @@ class fleet_state {
 
     // The first element is the pick, the rest are alternates in preference order. Empty when no
     // gateway can take clients. Only the first counts as handed out.
-    std::vector<pick_target> pick(const pick_request& r);
+    std::vector<pick_target> pick(const pick_request& r, pick_explanation* why = nullptr);
+    // true with probability p, from the injected random source (decision log sampling).
+    bool sample(double p);
+
+    // Runtime overrides; false for an unknown id. A reload drops them all (returns how many).
+    bool set_weight(const std::string& id, uint32_t weight, const std::string& by);
+    bool set_disabled(const std::string& id, bool disabled, const std::string& by);
+    std::optional<gateway_override> override_of(const std::string& id) const;
+    // Why a gateway is degraded ("jwt_secret_mismatch", "no_mesh_links"), "" when it is not.
+    std::string degraded_reason(const std::string& id) const;
+    // The current JWT fingerprint most up gateways report; none on a tie (jwt_split()).
+    std::optional<std::string> jwt_majority() const;
+    bool jwt_split() const;
 
     bool has_region(const std::string& region) const;
     size_t available() const;  // gateways currently able to take clients
     nlohmann::json status_json() const;
     gw_state state_of(const std::string& id) const;  // disabled for unknown ids
     uint64_t picks_of(const std::string& id) const;
+    size_t size() const;  // gateways configured
 
   private:
     struct entry {
@@ -93,6 +124,9 @@ class fleet_state {
         counter* picks_metric = nullptr;
         counter* pulls_ok_metric = nullptr;
         counter* pulls_failed_metric = nullptr;
+        std::optional<gateway_override> ov;
+        bool jwt_mismatch = false;     // its current JWT fingerprint is not the majority's
+        uint32_t no_links_in_row = 0;  // good pulls in a row with links_up 0 (peers expected)
         explicit entry(bool ramp) : health(ramp) {}
     };
     struct candidate {
@@ -102,6 +136,11 @@ class fleet_state {
     };
 
     entry* find(const std::string& id) const;
+    uint32_t weight_of(const entry& e) const;  // the override's, else the fleet file's
+    gw_state state_of(const entry& e) const;   // health state, disabled override, degraded
+    std::string degraded_of(const entry& e) const;
+    void update_jwt_majority();
+    void change_override(entry& e, const std::string& by, const char* what);
     double effective_weight(const entry& e, steady_time now) const;
     std::string reason(const entry& e, steady_time now) const;
     void after_event(entry& e, const char* why);
@@ -117,6 +156,8 @@ class fleet_state {
     health_params params_;
     std::vector<std::unique_ptr<entry>> entries_;
     uint64_t next_generation_ = 1;
+    std::optional<std::string> jwt_majority_;
+    bool jwt_split_ = false;
 };
 
 }  // namespace imgate::disp

@@ -69,6 +69,39 @@ std::variant<gateway_status, std::string> parse_gateway_status(std::string_view 
         else
             bad("uptime_s", "a non-negative number");
     }
+    // Optional objects: only their shape is checked when present.
+    if (auto it = j.find("mesh"); err.empty() && it != j.end() && !it->is_null()) {
+        auto& m = *it;
+        auto count = [&](const char* name, std::optional<uint64_t>& out) {
+            auto f = m.find(name);
+            if (f == m.end() || f->is_null()) return;
+            if (f->is_number_unsigned())
+                out = f->get<uint64_t>();
+            else if (err.empty())
+                err = std::string("status field 'mesh.") + name + "' is not a non-negative integer";
+        };
+        if (!m.is_object()) {
+            err = "status field 'mesh' is not an object";
+        } else {
+            count("peers_expected", s.peers_expected);
+            count("links_up", s.links_up);
+        }
+    }
+    if (auto it = j.find("secrets"); err.empty() && it != j.end() && !it->is_null()) {
+        auto& sec = *it;
+        if (!sec.is_object()) {
+            err = "status field 'secrets' is not an object";
+        } else if (auto f = sec.find("jwt"); f != sec.end() && !f->is_null()) {
+            if (!f->is_array())
+                err = "status field 'secrets.jwt' is not an array";
+            else if (!f->empty()) {
+                if ((*f)[0].is_string())
+                    s.jwt_fingerprint = (*f)[0].get<std::string>();
+                else
+                    err = "status field 'secrets.jwt' holds a non-string";
+            }
+        }
+    }
     if (err.empty() && s.state != "serving" && s.state != "draining" && s.state != "stopping")
         err = "status field 'state' is \"" + s.state + "\", expected serving, draining or stopping";
     if (!err.empty()) return err;

@@ -2,6 +2,7 @@
 // The health and load figures a gateway reports on GET /status, and their strict parsing: a
 // missing or ill-typed field is a failed pull with an explicit reason, never a guess.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -19,6 +20,11 @@ struct gateway_status {
     int64_t pid = 0;
     std::string version;
     double uptime_s = 0;
+    // Optional (gateways before issue 19 do not report them; absent is not an error, ill-typed
+    // is): the mesh counts and the fingerprint of the current (first) JWT secret.
+    std::optional<uint64_t> peers_expected;
+    std::optional<uint64_t> links_up;
+    std::optional<std::string> jwt_fingerprint;
 };
 
 // Parses a /status body; on failure returns the reason ("field 'load' missing", ...).

@@ -16,6 +16,8 @@ const char* to_string(gw_state s) {
             return "overloaded";
         case gw_state::disabled:
             return "disabled";
+        case gw_state::degraded:
+            return "degraded";
     }
     return "unknown";
 }

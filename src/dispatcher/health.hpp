@@ -12,7 +12,8 @@
 
 namespace imgate::disp {
 
-enum class gw_state { up, down, draining, overloaded, disabled };
+// degraded: alive by health but useless to clients (fleet_state decides it, docs/admin-api.md).
+enum class gw_state { up, down, draining, overloaded, disabled, degraded };
 const char* to_string(gw_state s);
 
 struct health_params {
@@ -21,6 +22,9 @@ struct health_params {
     std::chrono::milliseconds slow_start{10000};
     double high_water = 0.9;
     double low_water = 0.8;
+    // Consecutive good pulls reporting 0 mesh links before a gateway is degraded (no_mesh_links):
+    // the links of a freshly started gateway take a moment to form.
+    uint32_t degraded_after = 3;
 };
 
 class gateway_health {

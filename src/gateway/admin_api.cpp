@@ -90,6 +90,12 @@ admin_api::admin_api(asio::io_context& io, gateway_server& gw, message_router& r
     http_->route(http::verb::post, "/push",
                  http_handler([this](http_request_ctx ctx) { return push(std::move(ctx)); }),
                  route_options{.authorize = authorize, .body_limit = max_push_body});
+    http_->route(http::verb::post, "/undrain",
+                 http_handler([this](http_request_ctx ctx) { return undrain(std::move(ctx)); }),
+                 route_options{.authorize = authorize});
+    for (const char* r : {"undrained", "already_serving", "stopping", "listen_failed"})
+        registry_.get_counter("imgate_gateway_undrains_total", "POST /undrain calls, by result",
+                              {{"result", r}});
 }
 
 void admin_api::listen(const endpoint& at) {
@@ -137,6 +143,20 @@ http_response admin_api::status() {
     j["version"] = IMGATE_VERSION;
     j["uptime_s"] = gw_.uptime_s();
     j["client"] = hostport(gw_.client_endpoint());
+    // Mesh and secrets: what a dispatcher needs to tell a gateway that is up but useless (no
+    // links, or a JWT secret other than the fleet's) from a healthy one. Fingerprints only.
+    auto m = gw_.mesh();
+    auto peers = nlohmann::json::array();
+    for (const auto& p : m.peers) {
+        nlohmann::json pj{{"id", p.id}, {"state", p.state}};
+        if (p.since_ms) pj["since_ms"] = *p.since_ms;
+        peers.push_back(std::move(pj));
+    }
+    j["mesh"] = {{"peers_expected", m.peers_expected}, {"links_up", m.links_up}, {"peers", peers}};
+    j["secrets"] = {
+        {"jwt", gw_.token_fingerprints()},
+        {"cluster", m.secret_fingerprint.empty() ? nlohmann::json(nullptr)
+                                                 : nlohmann::json(m.secret_fingerprint)}};
     if (auto* ci = config_info::current()) j["config"] = ci->status_json();
     return http_response::json(http::status::ok, j.dump());
 }
@@ -145,6 +165,30 @@ http_response admin_api::drain() {
     gw_.drain();
     nlohmann::json j{{"state", to_string(gw_.state())}, {"connections", gw_.connections()}};
     return http_response::json(http::status::ok, j.dump());
+}
+
+// Authorized by the server on the header (route_options), like /drain.
+asio::awaitable<http_response> admin_api::undrain(http_request_ctx) {
+    std::string error;
+    auto r = co_await gw_.undrain(error);
+    using ur = gateway_server::undrain_result;
+    const char* result = r == ur::undrained         ? "undrained"
+                         : r == ur::already_serving ? "already_serving"
+                         : r == ur::stopping        ? "stopping"
+                                                    : "listen_failed";
+    registry_
+        .get_counter("imgate_gateway_undrains_total", "POST /undrain calls, by result",
+                     {{"result", result}})
+        .inc();
+    if (r == ur::stopping)
+        co_return http_response::error(http::status::conflict, "stopping",
+                                       "the gateway is shutting down (SIGTERM)");
+    if (r == ur::listen_failed)
+        co_return http_response::error(http::status::internal_server_error, "listen_failed", error);
+    nlohmann::json j{{"state", to_string(gw_.state())},
+                     {"connections", gw_.connections()},
+                     {"changed", r == ur::undrained}};
+    co_return http_response::json(http::status::ok, j.dump());
 }
 
 asio::awaitable<http_response> admin_api::push(http_request_ctx ctx) {

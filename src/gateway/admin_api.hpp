@@ -1,6 +1,7 @@
 #pragma once
 // The gateway's admin API (docs/protocol.md, "Admin API"): GET /status /metrics /healthz for the
-// dispatcher and Prometheus, POST /drain and POST /push (bearer token) for operators and backends.
+// dispatcher and Prometheus, POST /drain, POST /undrain and POST /push (bearer token) for operators
+// and backends.
 #include <memory>
 
 #include <boost/asio/io_context.hpp>
@@ -27,11 +28,12 @@ class admin_api {
     void stop();
 
   private:
-    // The bearer token check, run by the server on the header of /drain and /push.
+    // The bearer token check, run by the server on the header of /drain, /undrain and /push.
     bool authorized(const http_request_ctx& ctx);
     http_response status();
     http_response drain();
     asio::awaitable<http_response> push(http_request_ctx ctx);
+    asio::awaitable<http_response> undrain(http_request_ctx ctx);
 
     gateway_server& gw_;
     message_router& router_;

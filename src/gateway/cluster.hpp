@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,23 @@ struct forward_result {
     proto::code status =
         proto::code::offline;  // ok when reached > 0; unavailable/timeout on failure
     uint32_t reached = 0;      // sessions reached on other gateways
+};
+
+// One peer's outbound link as the status page shows it: "up" (authenticated), "connecting" (never
+// tried yet since start-up or since it joined the fleet) or "down" (the last attempt failed or
+// the link was lost; retried with backoff).
+struct mesh_peer {
+    std::string id;
+    std::string state;
+    std::optional<int64_t> since_ms;  // wall clock (Unix ms) of the last state change
+};
+
+// The mesh as seen from this gateway, for GET /status (docs/admin-api.md).
+struct mesh_status {
+    size_t peers_expected = 0;  // the other gateways of the fleet file
+    size_t links_up = 0;        // authenticated outbound links
+    std::vector<mesh_peer> peers;
+    std::string secret_fingerprint;  // of the cluster secret in use; empty: none (single node)
 };
 
 // Implemented by the gateway core. Called by the cluster for traffic arriving from peers; may be
@@ -75,6 +93,8 @@ class cluster {
     // SIGHUP: new fleet membership and secret.
     virtual void reload(const fleet_config& fleet) = 0;
     virtual void stop() = 0;
+    // A snapshot for the status page; cheap, safe from any thread. Default: no mesh.
+    virtual mesh_status mesh() const { return {}; }
 };
 
 // A gateway alone: forward() answers offline with 0 reached at once.

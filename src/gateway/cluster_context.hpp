@@ -6,6 +6,7 @@
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/strand.hpp>
+#include <chrono>
 #include <map>
 #include <mutex>
 #include <random>
@@ -13,6 +14,7 @@
 #include <string>
 
 #include "common/config.hpp"
+#include "common/fingerprint.hpp"
 #include "gateway/cluster.hpp"
 #include "gateway/cluster_metrics.hpp"
 #include "gateway/directory.hpp"
@@ -37,6 +39,7 @@ struct cluster_context {
           metrics(m, fleet, self_id),
           rng(std::random_device{}()) {
         set_members(fleet);
+        set_secret(this->secret);
     }
 
     void set_members(const fleet_config& fleet) {
@@ -62,6 +65,35 @@ struct cluster_context {
         }
         metrics.connects(peer).inc();
     }
+    // The cluster secret in use (on the strand); its fingerprint is published for the status page.
+    void set_secret(std::string s) {
+        secret = std::move(s);
+        std::lock_guard lk(obs_mu);
+        secret_fp = secret.empty() ? std::string() : secret_fingerprint("cluster", secret);
+    }
+    // A peer link's state for the status page; the time moves only when the state changes.
+    void set_peer_state(const std::string& peer, const char* state) {
+        std::lock_guard lk(obs_mu);
+        auto& p = peer_states[peer];
+        if (p.state == state) return;
+        p.state = state;
+        p.since_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+    }
+    void forget_peer_state(const std::string& peer) {
+        std::lock_guard lk(obs_mu);
+        peer_states.erase(peer);
+    }
+    mesh_status mesh() const {
+        mesh_status m;
+        m.links_up = links_count.load();
+        std::lock_guard lk(obs_mu);
+        m.secret_fingerprint = secret_fp;
+        m.peers_expected = peer_states.size();
+        for (auto& [id, p] : peer_states) m.peers.push_back(mesh_peer{id, p.state, p.since_ms});
+        return m;
+    }
     uint64_t connects(const std::string& peer) const {
         std::lock_guard lk(obs_mu);
         auto it = connects_by_peer.find(peer);
@@ -71,7 +103,7 @@ struct cluster_context {
     boost::asio::io_context& io;
     cluster_strand strand;
     const std::string self_id;
-    std::string secret;             // the cluster secret; a reload may replace it
+    std::string secret;             // the cluster secret (set_secret); a reload may replace it
     std::set<std::string> members;  // fleet ids; a reload may replace them
     const rpc_config cfg;
     local_delivery& local;
@@ -88,6 +120,12 @@ struct cluster_context {
     std::atomic<size_t> rooms_count{0};
     mutable std::mutex obs_mu;
     std::map<std::string, uint64_t> connects_by_peer;
+    struct peer_obs {
+        std::string state;
+        int64_t since_ms = 0;
+    };
+    std::map<std::string, peer_obs> peer_states;  // one per outbound link
+    std::string secret_fp;
 };
 
 }  // namespace imgate::gw

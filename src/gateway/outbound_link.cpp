@@ -79,6 +79,8 @@ asio::awaitable<void> outbound_link::run(std::shared_ptr<outbound_link> l) {
         l->conn_ = c;
         bool ok = co_await l->dial(c);
         if (ok && !l->removed_ && !ctx.stopped) co_await l->serve(c);
+        // Failed attempt or lost link: "down" until the next handshake succeeds.
+        if (!l->removed_ && !ctx.stopped) ctx.set_peer_state(l->spec_.id, "down");
         c->close();
         if (l->conn_ == c) l->conn_.reset();
         if (l->removed_ || ctx.stopped) break;
@@ -144,6 +146,7 @@ asio::awaitable<void> outbound_link::serve(std::shared_ptr<peer_conn> c) {
     auto& ctx = *ctx_;
     up_ = true;
     ctx.metrics.links_up.set(static_cast<double>(++ctx.links_count));
+    ctx.set_peer_state(spec_.id, "up");
     backoff_.reset();
     ctx.count_connect(spec_.id);
     spdlog::info("cluster rpc: link {} -> {} up", ctx.self_id, spec_.id);

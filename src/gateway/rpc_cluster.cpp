@@ -68,6 +68,7 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
     void add_link(const gateway_spec& g) {
         auto l = std::make_shared<outbound_link>(ctx, g);
         links[g.id] = l;
+        ctx->set_peer_state(g.id, "connecting");
         l->start();
     }
 
@@ -81,7 +82,7 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
         if (ctx->stopped) return;
         if (!f.cluster_secret_file.empty()) {
             try {
-                ctx->secret = read_secret_file(f.cluster_secret_file);
+                ctx->set_secret(read_secret_file(f.cluster_secret_file));
             } catch (const config_error& e) {
                 spdlog::warn("cluster rpc: keeping the previous cluster secret: {}", e.what());
             }
@@ -102,6 +103,7 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
             }
             it->second->remove();
             ctx->metrics.forget_peer(it->first);
+            ctx->forget_peer_state(it->first);
             it = links.erase(it);
             ++removed;
         }
@@ -309,6 +311,10 @@ void rpc_cluster::stop() {
     auto i = impl_;
     if (i->ctx->stopping.exchange(true)) return;
     asio::post(i->ctx->strand, [i] { i->do_stop(); });
+}
+
+mesh_status rpc_cluster::mesh() const {
+    return impl_->ctx->mesh();
 }
 
 uint16_t rpc_cluster::rpc_port() const {

@@ -35,6 +35,7 @@ class rpc_cluster final : public cluster {
     void room_interest(const std::string& room, bool interested) override;
     void reload(const fleet_config& fleet) override;
     void stop() override;
+    mesh_status mesh() const override;
 
     // Observations for tests and the status page; safe from any thread.
     uint16_t rpc_port() const;

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -10,6 +11,7 @@
 
 #include "common/awaitable.hpp"
 #include "common/daemon.hpp"
+#include "common/fingerprint.hpp"
 #include "common/log_throttle.hpp"
 #include "common/logging.hpp"
 #include "gateway/admin_api.hpp"
@@ -294,18 +296,68 @@ void gateway_server::drain() {
         auto expected = gateway_state::serving;
         if (!state_.compare_exchange_strong(expected, gateway_state::draining)) return;
     }
+    uint64_t epoch = ++drain_epoch_;
     spdlog::info("drain: no new clients; redirecting existing sessions to the dispatcher");
     daemon_control::notify_status("draining");
     close_acceptor();
-    spawn(io_, drain_loop(), "gateway drain");
+    spawn(io_, drain_loop(epoch), "gateway drain");
 }
 
-asio::awaitable<void> gateway_server::drain_loop() {
+std::vector<std::string> gateway_server::token_fingerprints() const {
+    std::vector<std::string> out;
+    for (const auto& s : live_.get()->token_secrets) out.push_back(secret_fingerprint("jwt", s));
+    return out;
+}
+
+asio::awaitable<gateway_server::undrain_result> gateway_server::undrain(std::string& error) {
+    // On the acceptor's strand, after the close a drain posted there: no race on the acceptor.
+    co_return co_await asio::co_spawn(acceptor_.get_executor(), reopen_listener(&error),
+                                      asio::use_awaitable);
+}
+
+asio::awaitable<gateway_server::undrain_result> gateway_server::reopen_listener(
+    std::string* error) {
+    auto st = state_.load();
+    if (st == gateway_state::serving) co_return undrain_result::already_serving;
+    if (st == gateway_state::stopping) co_return undrain_result::stopping;
+    if (!acceptor_.is_open()) {
+        // The same address and port as before the drain (client_ep_ holds the bound port).
+        boost::system::error_code ec;
+        acceptor_.open(client_ep_.protocol(), ec);
+        if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+        if (!ec) acceptor_.bind(client_ep_, ec);
+        if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+        if (ec) {
+            boost::system::error_code ignored;
+            acceptor_.close(ignored);
+            *error = "cannot reopen the client listener on " + client_ep_.address().to_string() +
+                     ":" + std::to_string(client_ep_.port()) + ": " + ec.message();
+            spdlog::error("undrain: {}; still draining", *error);
+            co_return undrain_result::listen_failed;
+        }
+    }
+    {
+        std::lock_guard lk(login_mu_);
+        auto expected = gateway_state::draining;
+        if (!state_.compare_exchange_strong(expected, gateway_state::serving)) {
+            // SIGTERM came in meanwhile: it closes the listener again after us.
+            co_return expected == gateway_state::stopping ? undrain_result::stopping
+                                                          : undrain_result::already_serving;
+        }
+        ++drain_epoch_;  // the running drain loop stops redirecting at its next tick
+    }
+    spdlog::info("undrain: serving again; client listener reopened");
+    daemon_control::notify_status("serving");
+    spawn(acceptor_.get_executor(), accept_loop(), "gateway accept");
+    co_return undrain_result::undrained;
+}
+
+asio::awaitable<void> gateway_server::drain_loop(uint64_t epoch) {
     asio::steady_timer t(io_);
     const auto tick = std::chrono::milliseconds(20);
     double budget = 0;
     for (;;) {
-        if (state_.load() != gateway_state::draining) co_return;
+        if (state_.load() != gateway_state::draining || drain_epoch_.load() != epoch) co_return;
         auto all = open_sessions();
         // Connections without a session are left alone: their LOGIN is refused with ERROR
         // draining, or the login timeout closes them.

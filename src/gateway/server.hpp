@@ -67,6 +67,10 @@ class gateway_server final {
     bool reload();
     // POST /drain.
     void drain();
+    // POST /undrain: a draining gateway serves again (stops redirecting, reopens the client
+    // listener on its old port, accepts logins). Runs the reopen on the listener's strand.
+    enum class undrain_result { undrained, already_serving, stopping, listen_failed };
+    asio::awaitable<undrain_result> undrain(std::string& error);
     gateway_state state() const { return state_.load(); }
 
     // --- used by sessions (a facade over the router, the live config and the metrics) ---
@@ -115,6 +119,9 @@ class gateway_server final {
     double lag_ms() const { return lag_ms_.load(); }
     double uptime_s() const;
     std::string admin_token() const { return live_.get()->admin_token; }
+    // Fingerprints (common/fingerprint.hpp) of the JWT secrets, current first; the mesh.
+    std::vector<std::string> token_fingerprints() const;
+    mesh_status mesh() const { return cluster_ ? cluster_->mesh() : mesh_status{}; }
     // How long POST /push waits for the cluster's answer.
     std::chrono::milliseconds push_timeout() const;
 
@@ -123,7 +130,8 @@ class gateway_server final {
 
   private:
     asio::awaitable<void> accept_loop();
-    asio::awaitable<void> drain_loop();
+    asio::awaitable<void> drain_loop(uint64_t epoch);
+    asio::awaitable<undrain_result> reopen_listener(std::string* error);
     asio::awaitable<void> stop_loop(std::function<void()> done);
     asio::awaitable<void> lag_probe();
     asio::awaitable<void> housekeeping();
@@ -150,6 +158,8 @@ class gateway_server final {
     asio::steady_timer summary_timer_;  // login_summary_loop's; cancelled by stop()
 
     std::atomic<gateway_state> state_{gateway_state::serving};
+    // Bumped by every drain and undrain: a drain loop of an earlier drain stops redirecting.
+    std::atomic<uint64_t> drain_epoch_{0};
     // Orders state changes against on_login: once drain() returns, every session is either
     // logged in (and will be redirected) or will be refused.
     std::mutex login_mu_;

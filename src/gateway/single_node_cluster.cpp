@@ -17,6 +17,8 @@ class single_node_cluster final : public cluster {
     void device_login(const std::string&, const std::string&) override {}
     void reload(const fleet_config&) override {}
     void stop() override {}
+    // No peers and no cluster secret: nothing to be linked to, nothing to mismatch.
+    mesh_status mesh() const override { return {}; }
 };
 
 }  // namespace

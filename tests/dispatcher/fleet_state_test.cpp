@@ -395,3 +395,201 @@ TEST(FleetState, StatusJsonExplainsEachGateway) {
     EXPECT_NE(m.find("imgate_dispatcher_pulls_total{gateway=\"gw3\",result=\"failed\"} 1"),
               std::string::npos);
 }
+
+namespace {
+gateway_status meshy(const std::string& id, std::optional<std::string> jwt, uint64_t links,
+                     uint64_t peers = 2) {
+    auto s = status(id);
+    s.jwt_fingerprint = std::move(jwt);
+    s.links_up = links;
+    s.peers_expected = peers;
+    return s;
+}
+}  // namespace
+
+TEST(FleetState, GatewayWithAnotherJwtSecretIsDegradedAndNeverHandedOut) {
+    harness h;
+    h.fs.apply(fleet({gw("gw1", 100), gw("gw2", 100), gw("gw3", 100)}), params(), true);
+    // First pulls in the worst order: the odd one first, when it is the only vote.
+    for (int i = 0; i < 2; ++i) {
+        h.ok(meshy("gw3", "bbbb", 2));
+        h.ok(meshy("gw1", "aaaa", 2));
+        h.ok(meshy("gw2", "aaaa", 2));
+    }
+    EXPECT_EQ(h.fs.state_of("gw3"), gw_state::degraded);
+    EXPECT_EQ(h.fs.degraded_reason("gw3"), "jwt_secret_mismatch");
+    EXPECT_EQ(h.fs.jwt_majority(), "aaaa");
+    EXPECT_EQ(h.fs.state_of("gw1"), gw_state::up);
+    auto c = h.count(3000);
+    EXPECT_EQ(c["gw3"], 0);
+    EXPECT_GT(c["gw1"], 1000);
+    EXPECT_EQ(h.fs.picks_of("gw3"), 0u);
+    auto text = h.metrics.render();
+    EXPECT_NE(
+        text.find(
+            R"(imgate_dispatcher_gateway_degraded{gateway="gw3",reason="jwt_secret_mismatch"} 1)"),
+        std::string::npos);
+    EXPECT_NE(text.find(R"(imgate_dispatcher_gateway_state{gateway="gw3",state="degraded"} 1)"),
+              std::string::npos);
+    EXPECT_NE(
+        text.find(
+            R"(imgate_dispatcher_gateway_degraded{gateway="gw1",reason="jwt_secret_mismatch"} 0)"),
+        std::string::npos);
+    auto j = h.fs.status_json();
+    EXPECT_EQ(j[2]["state"], "degraded");
+    EXPECT_EQ(j[2]["degraded_reason"], "jwt_secret_mismatch");
+    EXPECT_NE(j[2]["reason"].get<std::string>().find("bbbb"), std::string::npos);
+    EXPECT_TRUE(j[0]["degraded_reason"].is_null());
+    // Its secrets fixed (same process, next pull): handed out again.
+    h.ok(meshy("gw3", "aaaa", 2));
+    EXPECT_EQ(h.fs.state_of("gw3"), gw_state::up);
+}
+
+TEST(FleetState, EvenJwtSplitDegradesNobodyAndIsReported) {
+    harness h;
+    h.fs.apply(fleet({gw("gw1", 100), gw("gw2", 100)}), params(), true);
+    for (int i = 0; i < 2; ++i) {
+        h.ok(meshy("gw1", "aaaa", 1, 1));
+        h.ok(meshy("gw2", "bbbb", 1, 1));
+    }
+    EXPECT_TRUE(h.fs.jwt_split());
+    EXPECT_FALSE(h.fs.jwt_majority());
+    EXPECT_EQ(h.fs.state_of("gw1"), gw_state::up);
+    EXPECT_EQ(h.fs.state_of("gw2"), gw_state::up);
+}
+
+TEST(FleetState, GatewaysNotReportingMeshOrSecretsAreNotDegradedByTheirAbsence) {
+    harness h;
+    h.fs.apply(fleet({gw("gw1", 100), gw("gw2", 100), gw("gw3", 100)}), params(), true);
+    for (int i = 0; i < 5; ++i) {
+        h.ok("gw1");  // an older gateway: no mesh, no secrets
+        h.ok(meshy("gw2", "aaaa", 2));
+        h.ok(meshy("gw3", "aaaa", 2));
+    }
+    EXPECT_EQ(h.fs.state_of("gw1"), gw_state::up);
+    EXPECT_EQ(h.fs.jwt_majority(), "aaaa");
+}
+
+TEST(FleetState, NoMeshLinksDegradesOnlyAfterTheGracePulls) {
+    harness h;
+    auto p = params();
+    p.degraded_after = 3;
+    h.fs.apply(fleet({gw("gw1", 100), gw("gw2", 100)}), p, true);
+    h.ok(meshy("gw1", "aaaa", 1, 1));
+    h.ok(meshy("gw2", "aaaa", 0, 1));  // freshly started: links not formed yet
+    h.ok(meshy("gw1", "aaaa", 1, 1));
+    h.ok(meshy("gw2", "aaaa", 0, 1));
+    EXPECT_EQ(h.fs.state_of("gw2"), gw_state::up);  // 2 of 3 grace pulls
+    EXPECT_TRUE(h.fs.in_transition("gw2"));         // pulled fast while counting
+    h.ok(meshy("gw2", "aaaa", 0, 1));
+    EXPECT_EQ(h.fs.state_of("gw2"), gw_state::degraded);
+    EXPECT_EQ(h.fs.degraded_reason("gw2"), "no_mesh_links");
+    EXPECT_FALSE(h.fs.in_transition("gw2"));
+    auto c = h.count(500);
+    EXPECT_EQ(c["gw2"], 0);
+    // One link comes up: the count restarts and it is a candidate at once.
+    h.ok(meshy("gw2", "aaaa", 1, 1));
+    EXPECT_EQ(h.fs.state_of("gw2"), gw_state::up);
+    // A link that drops once is within the grace again.
+    h.ok(meshy("gw2", "aaaa", 0, 1));
+    EXPECT_EQ(h.fs.state_of("gw2"), gw_state::up);
+}
+
+TEST(FleetState, NoMeshLinksIsNotDegradedForASingleGatewayOrWithoutPeers) {
+    harness h;
+    h.fs.apply(fleet({gw("gw1", 100)}), params(), true);
+    for (int i = 0; i < 6; ++i)
+        h.ok(meshy("gw1", "aaaa", 0, 3));  // alone in this dispatcher's fleet
+    EXPECT_EQ(h.fs.state_of("gw1"), gw_state::up);
+    harness h2;
+    h2.fs.apply(fleet({gw("gw1", 100), gw("gw2", 100)}), params(), true);
+    for (int i = 0; i < 6; ++i) {
+        h2.ok(meshy("gw1", "aaaa", 0, 0));  // single-node gateway: nothing expected
+        h2.ok(meshy("gw2", "aaaa", 0, 0));
+    }
+    EXPECT_EQ(h2.fs.state_of("gw1"), gw_state::up);
+}
+
+TEST(FleetState, EveryCandidateDegradedMeansNoAnswer) {
+    harness h;
+    auto p = params();
+    p.degraded_after = 1;
+    h.fs.apply(fleet({gw("gw1", 100), gw("gw2", 100)}), p, true);
+    for (int i = 0; i < 2; ++i) {
+        h.ok(meshy("gw1", "aaaa", 0, 1));
+        h.ok(meshy("gw2", "aaaa", 0, 1));
+    }
+    EXPECT_TRUE(h.fs.pick({}).empty());
+    EXPECT_EQ(h.fs.available(), 0u);
+}
+
+TEST(FleetState, RuntimeOverridesApplyAtOnceAndAReloadDropsThem) {
+    harness h;
+    auto f = fleet({gw("gw1", 100), gw("gw2", 100)});
+    h.fs.apply(f, params(), true);
+    h.bring_up({"gw1", "gw2"});
+    EXPECT_FALSE(h.fs.set_weight("gw9", 5, "x"));
+    ASSERT_TRUE(h.fs.set_weight("gw1", 0, "127.0.0.1 token abcd"));
+    EXPECT_EQ(h.fs.state_of("gw1"), gw_state::disabled);
+    EXPECT_EQ(h.count(500)["gw1"], 0);
+    auto ov = h.fs.override_of("gw1");
+    ASSERT_TRUE(ov);
+    EXPECT_EQ(ov->weight, 0u);
+    EXPECT_EQ(ov->by, "127.0.0.1 token abcd");
+    EXPECT_EQ(ov->at_ms, h.clock.wall_ms());
+    auto j = h.fs.status_json();
+    EXPECT_EQ(j[0]["override"]["weight"], 0);
+    EXPECT_EQ(j[0]["file_weight"], 100);
+    // Back to the file's weight: no override left.
+    ASSERT_TRUE(h.fs.set_weight("gw1", 100, "x"));
+    EXPECT_FALSE(h.fs.override_of("gw1"));
+    EXPECT_EQ(h.fs.state_of("gw1"), gw_state::up);
+
+    ASSERT_TRUE(h.fs.set_disabled("gw2", true, "x"));
+    EXPECT_EQ(h.fs.state_of("gw2"), gw_state::disabled);
+    auto c = h.count(500);
+    EXPECT_EQ(c["gw2"], 0);
+    EXPECT_EQ(c["gw1"], 500);
+    ASSERT_TRUE(h.fs.set_disabled("gw2", false, "x"));
+    EXPECT_EQ(h.fs.state_of("gw2"), gw_state::up);
+    EXPECT_GT(h.count(500)["gw2"], 0);
+
+    ASSERT_TRUE(h.fs.set_weight("gw2", 300, "x"));
+    ASSERT_TRUE(h.fs.set_disabled("gw1", true, "x"));
+    auto sum = h.fs.apply(f, params(), false);
+    EXPECT_EQ(sum.overrides_dropped, (std::vector<std::string>{"gw1", "gw2"}));
+    EXPECT_FALSE(h.fs.override_of("gw1"));
+    EXPECT_EQ(h.fs.state_of("gw1"), gw_state::up);
+    EXPECT_EQ(h.fs.status_json()[1]["weight"], 100);
+}
+
+TEST(FleetState, PickExplanationNamesSkippedGatewaysAndThePool) {
+    harness h;
+    h.fs.apply(fleet({gw("gw1", 100), gw("gw2", 100), gw("gw3", 100, "us")}), params(), true);
+    h.bring_up({"gw1", "gw2", "gw3"});
+    ASSERT_TRUE(h.fs.set_disabled("gw2", true, "x"));
+    pick_request r;
+    r.region = "eu";
+    r.exclude = {"gw1"};
+    pick_explanation why;
+    auto t = h.fs.pick(r, &why);
+    ASSERT_EQ(t.size(), 1u);
+    EXPECT_EQ(t[0].id, "gw3");
+    EXPECT_EQ(why.pool, "fallback");
+    EXPECT_EQ(why.skipped, (std::vector<std::pair<std::string, std::string>>{{"gw1", "excluded"},
+                                                                             {"gw2", "disabled"}}));
+    EXPECT_NE(why.chosen_why.find("weight 100"), std::string::npos);
+}
+
+TEST(FleetState, SamplingFollowsTheInjectedRandomSource) {
+    harness a(5), b(5);
+    int hits = 0;
+    for (int i = 0; i < 10000; ++i) {
+        bool x = a.fs.sample(0.1);
+        EXPECT_EQ(x, b.fs.sample(0.1));  // same seed, same decisions
+        hits += x;
+    }
+    EXPECT_NEAR(hits, 1000, 150);
+    EXPECT_FALSE(a.fs.sample(0));
+    EXPECT_TRUE(a.fs.sample(1));
+}

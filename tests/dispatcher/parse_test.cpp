@@ -197,3 +197,54 @@ TEST(DispatcherConfig, ErrorsNameFileLineAndKey) {
     expect_error("fleet: missing.yaml\n", "missing.yaml: cannot open file");
     expect_error("listen: 127.0.0.1:1\n", "fleet: required key is missing");
 }
+
+TEST(GatewayStatus, MeshAndSecretsAreOptionalButCheckedWhenPresent) {
+    auto parse = [](const std::string& extra) {
+        std::string body = good_status;
+        body.insert(body.size() - 1, extra);
+        return parse_gateway_status(body);
+    };
+    // Older gateways do not send them: no fields, no error.
+    auto old = std::get<gateway_status>(parse(""));
+    EXPECT_FALSE(old.links_up);
+    EXPECT_FALSE(old.peers_expected);
+    EXPECT_FALSE(old.jwt_fingerprint);
+    auto r = parse(R"(,"mesh":{"peers_expected":2,"links_up":1,"peers":[]},)"
+                   R"("secrets":{"jwt":["aaaa","bbbb"],"cluster":null})");
+    ASSERT_TRUE(std::holds_alternative<gateway_status>(r)) << std::get<std::string>(r);
+    auto& s = std::get<gateway_status>(r);
+    EXPECT_EQ(s.peers_expected, 2u);
+    EXPECT_EQ(s.links_up, 1u);
+    EXPECT_EQ(s.jwt_fingerprint, "aaaa");  // the current one: first
+    auto err = [&](const std::string& extra) {
+        auto x = parse(extra);
+        return std::holds_alternative<std::string>(x) ? std::get<std::string>(x) : "";
+    };
+    EXPECT_EQ(err(R"(,"mesh":[])"), "status field 'mesh' is not an object");
+    EXPECT_EQ(err(R"(,"mesh":{"links_up":-1})"),
+              "status field 'mesh.links_up' is not a non-negative integer");
+    EXPECT_EQ(err(R"(,"secrets":{"jwt":"aaaa"})"), "status field 'secrets.jwt' is not an array");
+    EXPECT_EQ(err(R"(,"secrets":{"jwt":[1]})"), "status field 'secrets.jwt' holds a non-string");
+}
+
+TEST(DispatcherConfig, AdminTokenDegradedAfterAndDecisionLog) {
+    temp_dir d;
+    d.write("fleet.yaml", fleet_yaml);
+    d.write("admin.token", "  s3cret-admin-token-0123\n");
+    auto path = d.write("dispatcher.yaml",
+                        "fleet: fleet.yaml\nadmin: {token_file: admin.token}\n"
+                        "poll: {degraded_after: 5}\ndecision_log: {enabled: true, sample: 0.5}\n");
+    auto c = load_dispatcher_config(path);
+    EXPECT_EQ(c.admin.token, "s3cret-admin-token-0123");
+    EXPECT_EQ(c.poll.degraded_after, 5u);
+    EXPECT_TRUE(c.decision_log.enabled);
+    EXPECT_DOUBLE_EQ(c.decision_log.sample, 0.5);
+    auto def = load_dispatcher_config(d.write("dispatcher.yaml", "fleet: fleet.yaml\n"));
+    EXPECT_TRUE(def.admin.token.empty());
+    EXPECT_EQ(def.poll.degraded_after, 3u);
+    EXPECT_FALSE(def.decision_log.enabled);
+    auto bad = d.write("dispatcher.yaml", "fleet: fleet.yaml\nadmin: {token_file: nope.token}\n");
+    EXPECT_THROW(load_dispatcher_config(bad), config_error);
+    auto bad_rate = d.write("dispatcher.yaml", "fleet: fleet.yaml\ndecision_log: {sample: 2}\n");
+    EXPECT_THROW(load_dispatcher_config(bad_rate), config_error);
+}

@@ -262,6 +262,8 @@ TEST_F(OpsDashboard, RealDispatcherShowsTheLocalFleet) {
     dcfg["listen"] = "127.0.0.1:0";
     dcfg["admin_listen"] = "127.0.0.1:0";
     write_file(ddir.file("dispatcher.yaml"), YAML::Dump(dcfg) + "\n");
+    // It names admin.token (runtime overrides) next to itself, as config/local does.
+    write_secret_file(ddir.file("admin.token"), read_file(source_path("config/local/admin.token")));
     daemon_process disp("dispatcher", binary_path("imgate-dispatcher"),
                         {"--config", ddir.file("dispatcher.yaml")}, ddir);
     ASSERT_TRUE(disp.wait_ready()) << disp.log();

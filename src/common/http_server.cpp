@@ -1,5 +1,6 @@
 #include "common/http_server.hpp"
 
+#include <openssl/crypto.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <boost/asio/as_tuple.hpp>
@@ -22,6 +23,7 @@
 
 #include "common/awaitable.hpp"
 #include "common/daemon.hpp"
+#include "common/fingerprint.hpp"
 #include "common/log_throttle.hpp"
 
 namespace imgate {
@@ -271,6 +273,13 @@ struct http_server::conn : std::enable_shared_from_this<http_server::conn> {
         asio::co_spawn(srv->io_, route->async(ctx), std::move(done));
     }
 
+    void audit(http::status st) const {
+        auto ctx = context();
+        spdlog::info("audit: {} {} {} from {} token {}: {}", srv->opts_.name,
+                     std::string_view(ctx.req.method_string()), std::string_view(ctx.req.target()),
+                     remote.to_string(), bearer_fingerprint(ctx), static_cast<unsigned>(st));
+    }
+
     // Anyone can send bad or unauthorized requests in a loop: the line is throttled.
     void note_refusal(http::status st, const char* why) const {
         IMGATE_LOG_THROTTLED(warn, "{} listener: refused a request from {} with {}: {}",
@@ -307,6 +316,9 @@ struct http_server::conn : std::enable_shared_from_this<http_server::conn> {
                           srv->opts_.name, dropped);
         }
         srv->requests_counter(static_cast<unsigned>(r.status)).inc();
+        if (route && route->opts.audit && r.status != http::status::unauthorized &&
+            r.status != http::status::forbidden)
+            audit(r.status);
         arm(true, now + std::chrono::nanoseconds(lim.write_timeout).count());
         // A response almost always fits the socket buffer: try it in place (the socket is
         // non-blocking) and fall back to an async write for what is left. Saves a reactor
@@ -659,6 +671,29 @@ std::optional<std::map<std::string, std::string>> parse_query(std::string_view q
             return fail("repeated query parameter");
     }
     return out;
+}
+
+namespace {
+std::optional<std::string_view> bearer_of(const http_request_ctx& ctx) {
+    auto it = ctx.req.find(http::field::authorization);
+    if (it == ctx.req.end()) return std::nullopt;
+    std::string_view v(it->value().data(), it->value().size());
+    constexpr std::string_view scheme = "Bearer ";
+    if (v.substr(0, scheme.size()) != scheme) return std::nullopt;
+    return v.substr(scheme.size());
+}
+}  // namespace
+
+bool bearer_matches(const http_request_ctx& ctx, std::string_view token) {
+    auto presented = bearer_of(ctx);
+    if (token.empty() || !presented || presented->size() != token.size()) return false;
+    return CRYPTO_memcmp(presented->data(), token.data(), token.size()) == 0;
+}
+
+std::string bearer_fingerprint(const http_request_ctx& ctx) {
+    auto presented = bearer_of(ctx);
+    if (!presented || presented->empty()) return "none";
+    return secret_fingerprint("admin", *presented);
 }
 
 }  // namespace imgate

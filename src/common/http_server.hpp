@@ -67,7 +67,19 @@ struct route_options {
     // route takes none, and a request declaring a body (Content-Length > 0 or chunked) is
     // refused with 413 without reading it.
     uint64_t body_limit = 0;
+    // One `audit:` line (info) per served request: who (address, fingerprint of the bearer
+    // token presented), what (method and target), result (status). Refusals by the authorizer
+    // are not audited line by line — a stranger could flood the log — but go to the throttled
+    // refusal warning and the rejected-requests metric.
+    bool audit = false;
 };
+
+// Whether the request carries `Authorization: Bearer <token>` (constant-time compare). Always
+// false for an empty token: no token configured means nobody is authorized.
+bool bearer_matches(const http_request_ctx& ctx, std::string_view token);
+// secret_fingerprint("admin", ...) of the bearer token the request presents, or "none": what an
+// audit line records about the caller without writing the credential itself.
+std::string bearer_fingerprint(const http_request_ctx& ctx);
 
 struct http_server_options {
     std::string name = "admin";  // metrics label

@@ -3,14 +3,12 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
-#include <openssl/crypto.h>
-
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
 
-#include "common/fingerprint.hpp"
+#include "common/log_throttle.hpp"
 #include "common/logging.hpp"
 #include "dispatcher/dashboard.hpp"
 #include "dispatcher/query.hpp"
@@ -345,23 +343,17 @@ http_response dispatcher_app::admin_change(const http_request_ctx& ctx, const ch
                          "Admin API changes refused, by action and reason",
                          {{"action", action}, {"reason", code}})
             .inc();
-        spdlog::info("audit: {} {}?{} from {}: refused ({}: {})", "POST", ctx.path, ctx.query,
-                     ctx.remote.to_string(), code, msg);
+        // A stranger can send these in a loop: throttled, unlike the audit of applied changes.
+        IMGATE_LOG_THROTTLED(info, "audit: {} {}?{} from {} token {}: refused ({}: {})", "POST",
+                             ctx.path, ctx.query, ctx.remote.to_string(), bearer_fingerprint(ctx),
+                             code, msg);
         return http_response::error(st, code, msg);
     };
     if (r->admin_token.empty())
         return refuse(http::status::forbidden, "no_admin_token",
                       "runtime changes are off: set admin.token_file in dispatcher.yaml and "
                       "reload");
-    auto it = ctx.req.find(http::field::authorization);
-    bool ok = false;
-    if (it != ctx.req.end()) {
-        std::string_view v(it->value().data(), it->value().size());
-        constexpr std::string_view bearer = "Bearer ";
-        const auto& token = r->admin_token;
-        if (v.size() == bearer.size() + token.size() && v.substr(0, bearer.size()) == bearer)
-            ok = CRYPTO_memcmp(v.data() + bearer.size(), token.data(), token.size()) == 0;
-    }
+    bool ok = bearer_matches(ctx, r->admin_token);
     if (!ok)
         return refuse(http::status::unauthorized, "unauthorized",
                       "missing or wrong admin bearer token");
@@ -369,8 +361,7 @@ http_response dispatcher_app::admin_change(const http_request_ctx& ctx, const ch
     if (!id || id->empty())
         return refuse(http::status::bad_request, "bad_request", "give the gateway as ?id=<id>");
     std::string gid(*id);
-    std::string by =
-        ctx.remote.to_string() + " token " + secret_fingerprint("admin", r->admin_token);
+    std::string by = ctx.remote.to_string() + " token " + bearer_fingerprint(ctx);
     std::string action_s = action;
     bool found = false;
     std::string what;
@@ -398,9 +389,7 @@ http_response dispatcher_app::admin_change(const http_request_ctx& ctx, const ch
     }
     if (!found)
         return refuse(http::status::not_found, "unknown_gateway",
-                      "no gateway "
-                      " + gid + "
-                      " in the fleet");
+                      "no gateway \"" + gid + "\" in the fleet");
     metrics_
         .get_counter("imgate_dispatcher_admin_changes_total",
                      "Runtime changes applied through the admin API, by action",

@@ -55,8 +55,25 @@ uint32_t fleet_state::weight_of(const entry& e) const {
 
 std::string fleet_state::degraded_of(const entry& e) const {
     if (e.jwt_mismatch) return "jwt_secret_mismatch";
-    if (e.no_links_in_row >= std::max<uint32_t>(1, params_.degraded_after)) return "no_mesh_links";
+    if (e.no_links_in_row >= std::max<uint32_t>(1, params_.degraded_after) && mesh_elsewhere(e))
+        return "no_mesh_links";
     return "";
+}
+
+// Whether another gateway the dispatcher can reach is linked to some peer: only then is a gateway
+// without links cut off from a mesh that works. When its peers are down (or the whole mesh is
+// broken) it is the last one serving, and local delivery still works: handing it out beats a 503
+// (the mesh alert tells the operator).
+bool fleet_state::mesh_elsewhere(const entry& e) const {
+    for (auto& up : entries_) {
+        const entry& f = *up;
+        if (&f == &e) continue;
+        auto st = f.health.state(weight_of(f));
+        if (st != gw_state::up && st != gw_state::overloaded && st != gw_state::draining) continue;
+        const auto& s = f.health.status();
+        if (s && s->links_up && *s->links_up > 0) return true;
+    }
+    return false;
 }
 
 gw_state fleet_state::state_of(const entry& e) const {

@@ -139,6 +139,7 @@ class fleet_state {
     uint32_t weight_of(const entry& e) const;  // the override's, else the fleet file's
     gw_state state_of(const entry& e) const;   // health state, disabled override, degraded
     std::string degraded_of(const entry& e) const;
+    bool mesh_elsewhere(const entry& e) const;
     void update_jwt_majority();
     void change_override(entry& e, const std::string& by, const char* what);
     double effective_weight(const entry& e, steady_time now) const;

@@ -1,6 +1,5 @@
 #include "gateway/admin_api.hpp"
 
-#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <unistd.h>
 
@@ -86,13 +85,13 @@ admin_api::admin_api(asio::io_context& io, gateway_server& gw, message_router& r
     };
     http_->route(http::verb::post, "/drain",
                  http_sync_handler([this](const http_request_ctx&) { return drain(); }),
-                 route_options{.authorize = authorize});
+                 route_options{.authorize = authorize, .audit = true});
     http_->route(http::verb::post, "/push",
                  http_handler([this](http_request_ctx ctx) { return push(std::move(ctx)); }),
-                 route_options{.authorize = authorize, .body_limit = max_push_body});
+                 route_options{.authorize = authorize, .body_limit = max_push_body, .audit = true});
     http_->route(http::verb::post, "/undrain",
                  http_handler([this](http_request_ctx ctx) { return undrain(std::move(ctx)); }),
-                 route_options{.authorize = authorize});
+                 route_options{.authorize = authorize, .audit = true});
     for (const char* r : {"undrained", "already_serving", "stopping", "listen_failed"})
         registry_.get_counter("imgate_gateway_undrains_total", "POST /undrain calls, by result",
                               {{"result", r}});
@@ -109,15 +108,7 @@ void admin_api::stop() {
 }
 
 bool admin_api::authorized(const http_request_ctx& ctx) {
-    std::string token = gw_.admin_token();
-    auto it = ctx.req.find(http::field::authorization);
-    bool ok = false;
-    if (!token.empty() && it != ctx.req.end()) {
-        std::string_view v(it->value().data(), it->value().size());
-        constexpr std::string_view bearer = "Bearer ";
-        if (v.size() == bearer.size() + token.size() && v.substr(0, bearer.size()) == bearer)
-            ok = CRYPTO_memcmp(v.data() + bearer.size(), token.data(), token.size()) == 0;
-    }
+    bool ok = bearer_matches(ctx, gw_.admin_token());
     if (!ok) metrics_.admin_unauthorized->inc();
     return ok;
 }

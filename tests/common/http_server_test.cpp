@@ -79,7 +79,7 @@ struct server_fixture {
         srv->route(http::verb::post, "/hello", http_sync_handler([](const http_request_ctx& c) {
                        return http_response::text(c.req.body());
                    }),
-                   route_options{.body_limit = 1 << 20});
+                   route_options{.authorize = {}, .body_limit = 1 << 20});
         // Guarded: the key is checked on the header; the body (at most 64 bytes) is read after.
         srv->route(
             http::verb::post, "/guarded", http_sync_handler([this](const http_request_ctx& c) {

@@ -512,15 +512,63 @@ TEST(FleetState, NoMeshLinksIsNotDegradedForASingleGatewayOrWithoutPeers) {
 
 TEST(FleetState, EveryCandidateDegradedMeansNoAnswer) {
     harness h;
+    h.fs.apply(fleet({gw("gw1", 100), gw("gw2", 100), gw("gw3", 100)}), params(), true);
+    for (int i = 0; i < 2; ++i) {
+        h.ok(meshy("gw1", "aaaa", 1));
+        h.ok(meshy("gw2", "aaaa", 1));
+        h.ok(meshy("gw3", "bbbb", 0));
+    }
+    ASSERT_EQ(h.fs.degraded_reason("gw3"), "jwt_secret_mismatch");
+    ASSERT_TRUE(h.fs.set_disabled("gw1", true, "ops"));
+    ASSERT_TRUE(h.fs.set_disabled("gw2", true, "ops"));
+    // Only gw3 is left, and logins there fail: a clear 503 beats handing it out.
+    EXPECT_TRUE(h.fs.pick({}).empty());
+    EXPECT_EQ(h.fs.available(), 0u);
+}
+
+// A gateway whose peers are all gone has no links through no fault of its own: it is the last
+// one serving (local delivery works), so it stays a candidate. Seen as a 503 storm in
+// ClientCli.ListenerReconnectsAfterItsGatewayDies: gw1 killed, gw2 degraded for 0 links.
+TEST(FleetState, NoMeshLinksIsNotDegradedWhenNoOtherGatewayHasLinks) {
+    harness h;
+    auto p = params();
+    p.degraded_after = 1;
+    h.fs.apply(fleet({gw("gw1", 100), gw("gw2", 100), gw("gw3", 100)}), p, true);
+    for (int i = 0; i < 2; ++i)
+        for (auto id : {"gw1", "gw2", "gw3"}) h.ok(meshy(id, "aaaa", 2));
+    for (int i = 0; i < 4; ++i) {
+        h.fail("gw1");
+        h.fail("gw2");
+        h.ok(meshy("gw3", "aaaa", 0));
+    }
+    ASSERT_EQ(h.fs.state_of("gw1"), gw_state::down);
+    EXPECT_EQ(h.fs.state_of("gw3"), gw_state::up);
+    EXPECT_EQ(h.count(100)["gw3"], 100);
+    // gw1 returns with a link to gw2's address gone too: still nobody with links, still up.
+    h.ok(meshy("gw1", "aaaa", 0));
+    h.ok(meshy("gw1", "aaaa", 0));
+    EXPECT_EQ(h.fs.state_of("gw3"), gw_state::up);
+    // A mesh forms elsewhere (gw1 and gw2 linked) while gw3 still has none: now it is cut off.
+    h.ok(meshy("gw2", "aaaa", 1));
+    h.ok(meshy("gw2", "aaaa", 1));
+    h.ok(meshy("gw1", "aaaa", 1));
+    h.ok(meshy("gw3", "aaaa", 0));
+    EXPECT_EQ(h.fs.state_of("gw3"), gw_state::degraded);
+    EXPECT_EQ(h.fs.degraded_reason("gw3"), "no_mesh_links");
+}
+
+TEST(FleetState, TwoGatewaysWithABrokenMeshBothStayCandidates) {
+    harness h;
     auto p = params();
     p.degraded_after = 1;
     h.fs.apply(fleet({gw("gw1", 100), gw("gw2", 100)}), p, true);
-    for (int i = 0; i < 2; ++i) {
+    for (int i = 0; i < 4; ++i) {
         h.ok(meshy("gw1", "aaaa", 0, 1));
         h.ok(meshy("gw2", "aaaa", 0, 1));
     }
-    EXPECT_TRUE(h.fs.pick({}).empty());
-    EXPECT_EQ(h.fs.available(), 0u);
+    EXPECT_EQ(h.fs.state_of("gw1"), gw_state::up);
+    EXPECT_EQ(h.fs.state_of("gw2"), gw_state::up);
+    EXPECT_EQ(h.fs.available(), 2u);
 }
 
 TEST(FleetState, RuntimeOverridesApplyAtOnceAndAReloadDropsThem) {

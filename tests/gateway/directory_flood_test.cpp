@@ -14,6 +14,7 @@
 #include <sstream>
 #include <thread>
 
+#include "../support/process.hpp"
 #include "../support/raw_conn.hpp"
 #include "gateway/rpc_cluster.hpp"
 #include "gateway/rpc_handshake.hpp"
@@ -28,13 +29,9 @@ namespace {
 
 const std::string secret = "directory-flood-test-cluster-secret";
 
-bool eventually(const std::function<bool()>& cond, std::chrono::milliseconds limit = 10s) {
-    auto end = std::chrono::steady_clock::now() + limit;
-    while (std::chrono::steady_clock::now() < end) {
-        if (cond()) return true;
-        std::this_thread::sleep_for(5ms);
-    }
-    return cond();
+// Flooding 100k entries through a sanitizer build takes a while: a longer default wait.
+bool eventually(const std::function<bool()>& cond) {
+    return test::eventually(cond, 10s);
 }
 
 // Stands in for the gateway core: the users with sessions here.

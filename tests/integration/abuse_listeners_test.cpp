@@ -45,24 +45,7 @@ struct rss_watch {
 };
 
 std::string rpc_header(uint32_t len, uint8_t op) {
-    std::string h;
-    byte_writer w(h);
-    w.u32(len);
-    w.u8(rpc_protocol_version);
-    w.u8(op);
-    w.u16(0);
-    w.u32(0);
-    return h;
-}
-
-std::string hello_from(const std::string& id) {
-    std::string body;
-    byte_writer w(body);
-    w.str16(id);
-    w.str16(std::string(16, 'n'));
-    std::string out;
-    append_frame(out, rpc_protocol_version, 0x01, 0, body);
-    return out;
+    return frame_header(len, rpc_protocol_version, op);
 }
 
 // (a) 300 connections without the admin token, each declaring a 1 MiB body and sending part of
@@ -162,7 +145,7 @@ TEST(AbuseListeners, RpcRefusesLargeFramesBeforeTheHandshake) {
     {
         raw_conn w;
         ASSERT_TRUE(w.connect(rpc));
-        w.send(hello_from("gw9"));
+        w.send(rpc_hello_from("gw9"));
         ASSERT_TRUE(w.wait_closed(5s));
     }
     rss_watch rss(pid);
@@ -244,7 +227,7 @@ TEST(AbuseListeners, RefusedHandshakeFloodWritesAFewLogLinesPerSecond) {
         return n;
     };
     size_t before = lines_with(needle);
-    const std::string hello = hello_from("gw9");
+    const std::string hello = rpc_hello_from("gw9");
     auto refuse_one = [&] {
         raw_conn c;
         if (!c.connect(rpc)) return false;

@@ -42,14 +42,7 @@ inline long status_kb(pid_t pid, const std::string& field) {
 
 // A client frame header (12 bytes) declaring a body of `len` bytes.
 inline std::string header(uint32_t len, proto::op o = proto::op::login, uint32_t corr = 1) {
-    std::string h;
-    byte_writer w(h);
-    w.u32(len);
-    w.u8(client_protocol_version);
-    w.u8(uint8_t(o));
-    w.u16(0);
-    w.u32(corr);
-    return h;
+    return frame_header(len, client_protocol_version, uint8_t(o), corr);
 }
 
 // Reads on c until pred(c) holds, the peer closes, or timeout passes.

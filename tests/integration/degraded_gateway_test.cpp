@@ -97,31 +97,43 @@ TEST(DegradedGateway, StatusShowsTheMeshLinksPerPeer) {
     EXPECT_EQ(http_get(admin1, "/status").json()["mesh"]["links_up"], 0);
 }
 
-TEST(DegradedGateway, GatewayWithoutMeshLinksIsDegradedAfterTheGrace) {
-    // gw2 has another cluster secret: its links never authenticate, in either direction.
-    truth_fleet f({"gw1", "gw2"}, "");
+TEST(DegradedGateway, GatewayCutOffFromAWorkingMeshIsDegradedAfterTheGrace) {
+    // gw3 has another cluster secret: its links never authenticate, in either direction, while
+    // gw1 and gw2 form a mesh. gw3 is cut off from it (its users would be `offline` for everyone
+    // else), so it is not handed out; the other two are, and the dispatcher stays ready.
+    truth_fleet f({"gw1", "gw2", "gw3"}, "");
     write_secret_file(f.files.dir().file("other-cluster.secret"),
                       "another-cluster-secret-0123456789\n");
     auto fleet = read_file(f.files.dir().file("fleet.yaml"));
-    write_file(f.files.dir().file("fleet-gw2.yaml"),
+    write_file(f.files.dir().file("fleet-gw3.yaml"),
                std::regex_replace(fleet, std::regex("secret_file: cluster.secret"),
                                   "secret_file: other-cluster.secret"));
-    auto cfg2 =
-        f.gateway_config_variant("gateway-gw2.yaml", "fleet: fleet.yaml", "fleet: fleet-gw2.yaml");
+    auto cfg3 =
+        f.gateway_config_variant("gateway-gw3.yaml", "fleet: fleet.yaml", "fleet: fleet-gw3.yaml");
     ASSERT_TRUE(f.start_gateway("gw1")) << f.gws["gw1"]->log();
-    ASSERT_TRUE(f.start_gateway("gw2", cfg2)) << f.gws["gw2"]->log();
+    ASSERT_TRUE(f.start_gateway("gw2")) << f.gws["gw2"]->log();
+    ASSERT_TRUE(f.start_gateway("gw3", cfg3)) << f.gws["gw3"]->log();
     ASSERT_TRUE(f.start_dispatcher()) << f.disp->log();
-    ASSERT_TRUE(f.wait_state("gw1", "degraded")) << f.status().dump(1);
-    ASSERT_TRUE(f.wait_state("gw2", "degraded")) << f.status().dump(1);
-    EXPECT_EQ(f.gateway("gw2")["degraded_reason"], "no_mesh_links");
+    ASSERT_TRUE(f.wait_state("gw3", "degraded")) << f.status().dump(1);
+    EXPECT_EQ(f.gateway("gw3")["degraded_reason"], "no_mesh_links");
     EXPECT_EQ(
-        f.metric(R"(imgate_dispatcher_gateway_degraded{gateway="gw2",reason="no_mesh_links"})"), 1);
-    // Every candidate degraded: a clear 503, on /get-tcp-ip and on the readiness check.
-    auto r = http_get(f.pub, "/get-tcp-ip?uid=u1");
-    EXPECT_EQ(r.status, 503) << r.body;
-    EXPECT_EQ(http_get(f.pub, "/healthz").status, 503);
-    EXPECT_NE(f.gateway("gw1")["reason"].get<std::string>().find("no_mesh_links"),
+        f.metric(R"(imgate_dispatcher_gateway_degraded{gateway="gw3",reason="no_mesh_links"})"), 1);
+    EXPECT_NE(f.gateway("gw3")["reason"].get<std::string>().find("no_mesh_links"),
               std::string::npos);
+    EXPECT_EQ(f.state_of("gw1"), "up") << f.status().dump(1);
+    EXPECT_EQ(f.state_of("gw2"), "up") << f.status().dump(1);
+    auto seen = f.picks(60);
+    EXPECT_EQ(seen["gw3"], 0);
+    EXPECT_EQ(seen["gw1"] + seen["gw2"], 60);
+    EXPECT_EQ(http_get(f.pub, "/healthz").status, 200);
+
+    // gw2 dies: gw1 keeps its link to nobody and is still handed out (never a 503 because its
+    // peers are gone); gw3 stays out until a mesh it is not in is gone too.
+    f.gws["gw2"]->signal(SIGKILL);
+    ASSERT_TRUE(f.gws["gw2"]->wait_exit());
+    ASSERT_TRUE(f.wait_state("gw2", "down")) << f.status().dump(1);
+    ASSERT_TRUE(eventually([&] { return f.picks(5)["gw1"] == 5; }, 8000ms)) << f.status().dump(1);
+    EXPECT_EQ(http_get(f.pub, "/healthz").status, 200);
 }
 
 }  // namespace

@@ -174,25 +174,10 @@ TEST(FaultCluster, GarbageAndWrongSecretOnRpcPortRefusedMeshUnaffected) {
     size_t fds_before = open_fds(pid);
 
     auto rpc_header = [](uint32_t len, uint8_t op) {
-        std::string h;
-        byte_writer w(h);
-        w.u32(len);
-        w.u8(rpc_protocol_version);
-        w.u8(op);
-        w.u16(0);
-        w.u32(0);
-        return h;
+        return frame_header(len, rpc_protocol_version, op);
     };
     // HELLO from a real member id with a fresh nonce, then an AUTH whose proof is made up.
-    auto hello = [](const std::string& id) {
-        std::string body;
-        byte_writer w(body);
-        w.str16(id);
-        w.str16(std::string(16, 'n'));
-        std::string out;
-        append_frame(out, rpc_protocol_version, 0x01, 0, body);
-        return out;
-    };
+    auto hello = [](const std::string& id) { return rpc_hello_from(id); };
     std::string forged_auth;
     {
         std::string body;

@@ -75,4 +75,30 @@ TEST(GatewayUndrain, UndrainStopsTheRedirectsOfTheDrain) {
     EXPECT_EQ(gw.status().value("sessions", -1), 4);
 }
 
+// Issue 19 item 3: every admin call that changes something leaves one audit line naming the
+// caller's address and token fingerprint (never the token), what it called and the result; a
+// refused caller leaves no audit line of its own (only the throttled refusal warning).
+TEST(GatewayUndrain, AdminCallsLeaveAuditLinesWithTheTokenFingerprint) {
+    gateway_under_test gw;
+    ASSERT_TRUE(gw.ready()) << gw.proc->log();
+    ASSERT_EQ(gw.admin_post("/drain", "").status, 200);
+    ASSERT_EQ(gw.admin_post("/undrain", "").status, 200);
+    ASSERT_EQ(gw.admin_post("/drain", "", "wrong-token-of-a-stranger").status, 401);
+    std::string fp = secret_fingerprint("admin", gw_admin_token);
+    std::string log;
+    ASSERT_TRUE(eventually([&] {
+        log = gw.proc->log();
+        return log.find("POST /undrain from 127.0.0.1 token " + fp + ": 200") != std::string::npos;
+    })) << log;
+    EXPECT_NE(log.find("audit: admin POST /drain from 127.0.0.1 token " + fp + ": 200"),
+              std::string::npos)
+        << log;
+    EXPECT_EQ(
+        log.find("token " + secret_fingerprint("admin", "wrong-token-of-a-stranger") + ": 401"),
+        std::string::npos)
+        << log;
+    EXPECT_EQ(log.find(gw_admin_token), std::string::npos);
+    EXPECT_EQ(gw.metric("imgate_gateway_admin_unauthorized_total"), 1);
+}
+
 }  // namespace

@@ -139,12 +139,9 @@ TEST(MetricsAtZero, EverySeriesAnAlertSelectsExistsRightAfterStartUp) {
         all.merge(series_by_name(m.body));
     }
 
-    // Registered by the dispatcher work merged separately (see OpsDocs' pending_metrics).
-    const std::set<std::string> pending{"imgate_dispatcher_gateway_degraded"};
     size_t checked = 0;
     for (auto& e : exprs) {
         for (auto& s : selectors(e)) {
-            if (pending.count(s.name)) continue;
             ++checked;
             EXPECT_EQ(missing(all, s), "") << "in alert expression: " << e;
         }

@@ -39,13 +39,8 @@ std::set<std::string> referenced_metrics(const std::string& text) {
     return out;
 }
 
-// Named by the alert rules ahead of the branch that registers them (issue 19: the dispatcher's
-// degraded-gateway gauge is added by the dispatcher work, merged separately). Drop a name here once
-// a daemon registers it.
-const std::set<std::string> pending_metrics{"imgate_dispatcher_gateway_degraded"};
-
 bool known(const std::set<std::string>& reg, const std::string& name) {
-    if (reg.count(name) || pending_metrics.count(name)) return true;
+    if (reg.count(name)) return true;
     for (std::string suffix : {"_bucket", "_sum", "_count"})
         if (name.size() > suffix.size() && name.ends_with(suffix) &&
             reg.count(name.substr(0, name.size() - suffix.size())))

@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/bytes.hpp"
 #include "common/frame.hpp"
 #include "common/protocol.hpp"
 #include "process.hpp"
@@ -23,6 +24,31 @@
 namespace imgate::test {
 
 using namespace std::chrono_literals;
+
+// A lone 12-byte frame header declaring a body of `len` bytes, whatever follows: how the abuse
+// tests announce a body they never (or only partly) send.
+inline std::string frame_header(uint32_t len, uint8_t version, uint8_t op, uint32_t corr = 0) {
+    std::string h;
+    byte_writer w(h);
+    w.u32(len);
+    w.u8(version);
+    w.u8(op);
+    w.u16(0);
+    w.u32(corr);
+    return h;
+}
+
+// A whole RPC HELLO (op 0x01) from gateway `id` with a fixed nonce: the first frame a stranger
+// (or a peer) sends on the RPC port.
+inline std::string rpc_hello_from(const std::string& id) {
+    std::string body;
+    byte_writer w(body);
+    w.str16(id);
+    w.str16(std::string(16, 'n'));
+    std::string out;
+    append_frame(out, rpc_protocol_version, 0x01, 0, body);
+    return out;
+}
 
 // One plain TCP connection to a loopback address. Non-blocking after connect; every wait has a
 // deadline. Owns its descriptor.

@@ -81,7 +81,7 @@ dispatcher_config parse_dispatcher_config(yaml_map root, bool load_fleet_file) {
         // Skipped with the fleet file (the fuzzer parses without touching the file system).
         if (load_fleet_file) {
             try {
-                c.admin.token = read_secret_file(c.admin.token_file);
+                c.admin.token = read_protected_secret_file(c.admin.token_file);
             } catch (const std::exception& e) {
                 admin.fail("token_file", e.what());
             }

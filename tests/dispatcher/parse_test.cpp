@@ -230,7 +230,9 @@ TEST(GatewayStatus, MeshAndSecretsAreOptionalButCheckedWhenPresent) {
 TEST(DispatcherConfig, AdminTokenDegradedAfterAndDecisionLog) {
     temp_dir d;
     d.write("fleet.yaml", fleet_yaml);
-    d.write("admin.token", "  s3cret-admin-token-0123\n");
+    auto token_file = d.write("admin.token", "  s3cret-admin-token-0123\n");
+    std::filesystem::permissions(
+        token_file, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
     auto path = d.write("dispatcher.yaml",
                         "fleet: fleet.yaml\nadmin: {token_file: admin.token}\n"
                         "poll: {degraded_after: 5}\ndecision_log: {enabled: true, sample: 0.5}\n");
@@ -245,6 +247,17 @@ TEST(DispatcherConfig, AdminTokenDegradedAfterAndDecisionLog) {
     EXPECT_FALSE(def.decision_log.enabled);
     auto bad = d.write("dispatcher.yaml", "fleet: fleet.yaml\nadmin: {token_file: nope.token}\n");
     EXPECT_THROW(load_dispatcher_config(bad), config_error);
+    // A token every user can read is refused like the gateways' secret files, naming the fix.
+    std::filesystem::permissions(token_file, std::filesystem::perms::others_read,
+                                 std::filesystem::perm_options::add);
+    try {
+        load_dispatcher_config(
+            d.write("dispatcher.yaml", "fleet: fleet.yaml\nadmin: {token_file: admin.token}\n"));
+        ADD_FAILURE() << "a world-readable admin token was accepted";
+    } catch (const config_error& e) {
+        EXPECT_NE(std::string(e.what()).find("readable by every user"), std::string::npos)
+            << e.what();
+    }
     auto bad_rate = d.write("dispatcher.yaml", "fleet: fleet.yaml\ndecision_log: {sample: 2}\n");
     EXPECT_THROW(load_dispatcher_config(bad_rate), config_error);
 }

@@ -217,8 +217,9 @@ TEST(DirectoryFlood, PeerPastItsCapIsBoundedCountedAndFreedOnClose) {
     EXPECT_EQ(gw1.metric("imgate_rpc_protocol_errors_total"), 0);
     const size_t rss_full = rss_bytes();
     // 100k entries are ~15 MB; the 500k announced would be ~75 MB more. Generous bound.
-    EXPECT_LT(rss_full, rss_before + 60 * 1024 * 1024)
-        << "before " << rss_before << " full " << rss_full;
+    if (test::rss_is_meaningful)
+        EXPECT_LT(rss_full, rss_before + 60 * 1024 * 1024)
+            << "before " << rss_before << " full " << rss_full;
 
     // A recorded user goes to gw2; so does one whose entry was refused (only gw2 knows it), which
     // is unavailable here because gw1's own link to gw2 is down — not a false "offline".
@@ -241,8 +242,9 @@ TEST(DirectoryFlood, PeerPastItsCapIsBoundedCountedAndFreedOnClose) {
     std::printf("[ rss ] before %zu KiB, %u entries %zu KiB, after close %zu KiB\n",
                 rss_before / 1024, cap, rss_full / 1024, rss_after / 1024);
     // Most of what the entries took is given back to the system.
-    EXPECT_LT(rss_after, rss_before + (rss_full - rss_before) / 2 + 4 * 1024 * 1024)
-        << "before " << rss_before << " full " << rss_full << " after " << rss_after;
+    if (test::rss_is_meaningful)
+        EXPECT_LT(rss_after, rss_before + (rss_full - rss_before) / 2 + 4 * 1024 * 1024)
+            << "before " << rss_before << " full " << rss_full << " after " << rss_after;
 }
 
 // Two real nodes: gw1 holds at most 20 of gw2's users. Sends to users past the cap still reach

@@ -147,8 +147,9 @@ TEST(AbuseClient, PreLoginPartialFramesAtTheLimitStayBoundedAndCloseAtTheLoginDe
     long peak = status_kb(pid, "VmHWM");
     EXPECT_EQ(closed, n);
     EXPECT_EQ(timed_out, n) << "each must be closed by the login deadline, not before";
-    EXPECT_LT(peak - rss_before, 16 * 1024)
-        << "RSS grew from " << rss_before << " KiB to a peak of " << peak << " KiB";
+    if (rss_is_meaningful)
+        EXPECT_LT(peak - rss_before, 16 * 1024)
+            << "RSS grew from " << rss_before << " KiB to a peak of " << peak << " KiB";
     EXPECT_GE(f.gw_metric("gw1", R"(imgate_gateway_logins_total{result="login_timeout")"), n);
     auto ok = f.client("gw1", "zoë@example.com");
     ASSERT_TRUE(ok);
@@ -191,8 +192,9 @@ TEST(AbuseClient, PreLoginHeadersOfMaxFrameBytesAreRefusedBeforeBuffering) {
     long peak = status_kb(pid, "VmHWM");
     EXPECT_EQ(closed, n);
     EXPECT_EQ(refused, n);
-    EXPECT_LT(peak - rss_before, 16 * 1024)
-        << "RSS grew from " << rss_before << " KiB to a peak of " << peak << " KiB";
+    if (rss_is_meaningful)
+        EXPECT_LT(peak - rss_before, 16 * 1024)
+            << "RSS grew from " << rss_before << " KiB to a peak of " << peak << " KiB";
     EXPECT_GE(f.gw_metric("gw1", R"(imgate_gateway_logins_total{result="frame_too_large")"), n);
     EXPECT_GE(f.gw_metric("gw1", R"(imgate_gateway_errors_total{code="frame_too_large")"), n);
 }

@@ -61,6 +61,17 @@ inline std::string source_path(const std::string& rel) {
 #endif
 }
 
+// Whether this build runs under a sanitizer. The daemons the tests start come from the same
+// build, so it also says whether their RSS means anything: ASan keeps freed memory in its
+// quarantine (256 MiB by default) and adds shadow memory and redzones, TSan its shadow. Memory
+// bounds read from RSS are then asserted by the release suite only; everything else the test
+// checks (refusals, closes, metrics) is asserted under the sanitizers too.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+inline constexpr bool rss_is_meaningful = false;
+#else
+inline constexpr bool rss_is_meaningful = true;
+#endif
+
 // Polls pred every `step` until it is true or `timeout` passes. Used instead of fixed sleeps:
 // the wait ends as soon as the awaited state is observable.
 template <class Pred>

@@ -1,6 +1,5 @@
 #include "common/config_info.hpp"
 
-#include <openssl/evp.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 
@@ -167,20 +166,6 @@ std::vector<std::string> config_diff(const flat_config& before, const flat_confi
         all.push_back("... and " + std::to_string(more) + " more changes");
     }
     return all;
-}
-
-std::string sha256_hex(std::string_view data) {
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    EVP_Digest(data.data(), data.size(), md, &len, EVP_sha256(), nullptr);
-    static const char* hex = "0123456789abcdef";
-    std::string out;
-    out.reserve(len * 2);
-    for (unsigned i = 0; i < len; ++i) {
-        out += hex[md[i] >> 4];
-        out += hex[md[i] & 15];
-    }
-    return out;
 }
 
 config_snapshot snapshot_of(const config_files& files) {

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "common/fingerprint.hpp"
 #include "common/metrics.hpp"
 
 namespace imgate {
@@ -36,9 +37,6 @@ flat_config flatten_yaml(const YAML::Node& node, const std::string& prefix = "")
 // config_snapshot) print their fingerprints only.
 std::vector<std::string> config_diff(const flat_config& before, const flat_config& after,
                                      size_t max_lines = 30);
-
-// Lower-case hex SHA-256 of data (OpenSSL).
-std::string sha256_hex(std::string_view data);
 
 // What one load of the configuration looked like: hash over the main and fleet files' bytes (the
 // first 12 hex digits of SHA-256 of main's bytes, a NUL, fleet's bytes), and the flattened

@@ -16,6 +16,7 @@
 #include <sstream>
 #include <thread>
 
+#include "cluster_node.hpp"
 #include "gateway/rpc_cluster.hpp"
 
 using namespace imgate;
@@ -97,16 +98,7 @@ class fake_local final : public local_delivery {
 };
 
 fleet_config make_fleet(const std::map<std::string, uint16_t>& ports) {
-    fleet_config f;
-    for (auto& [id, port] : ports) {
-        gateway_spec g;
-        g.id = id;
-        g.client = {"127.0.0.1", 1};
-        g.admin = {"127.0.0.1", 1};
-        g.rpc = {"127.0.0.1", port};
-        f.gateways.push_back(g);
-    }
-    return f;
+    return test::cluster_fleet(ports);
 }
 
 rpc_config fast_config() {
@@ -120,57 +112,14 @@ rpc_config fast_config() {
     return c;
 }
 
-// One gateway's cluster layer with its own io thread and metrics.
-struct node {
+// One gateway's cluster layer with its own io thread and metrics, in the fast test timings.
+struct node : test::cluster_node<fake_local> {
     node(const fleet_config& fleet, const std::string& id, const std::string& sec,
          rpc_config cfg = fast_config())
-        : work(asio::make_work_guard(io)) {
-        cluster = std::make_unique<rpc_cluster>(io, fleet, id, sec, cfg, local, metrics);
-        thread = std::thread([this] { io.run(); });
-    }
-    ~node() { shutdown(); }
-    void shutdown() {
-        if (!thread.joinable()) return;
-        cluster->stop();
-        work.reset();
-        io.stop();
-        thread.join();
-    }
-
-    forward_result forward_sync(const outbound_message& m) {
-        auto p = std::make_shared<std::promise<forward_result>>();
-        auto fut = p->get_future();
-        auto calls = std::make_shared<std::atomic<int>>(0);
-        cluster->forward(m, [p, calls](forward_result r) {
-            if (calls->fetch_add(1) == 0) p->set_value(r);
-        });
-        if (fut.wait_for(5s) != std::future_status::ready) {
-            ADD_FAILURE() << "forward never completed";
-            return {proto::code::internal, 0};
-        }
-        return fut.get();
-    }
-
+        : cluster_node(fleet, id, sec, cfg) {}
     uint64_t counter_value(const std::string& needle) const {
-        // Sums every sample line of the rendered registry that starts with needle.
-        uint64_t sum = 0;
-        std::istringstream in(metrics.render());
-        std::string line;
-        while (std::getline(in, line)) {
-            if (line.rfind(needle, 0) != 0) continue;
-            auto sp = line.rfind(' ');
-            if (sp != std::string::npos)
-                sum += static_cast<uint64_t>(std::stod(line.substr(sp + 1)));
-        }
-        return sum;
+        return static_cast<uint64_t>(std::max(0.0, metric(needle)));
     }
-
-    asio::io_context io;
-    asio::executor_work_guard<asio::io_context::executor_type> work;
-    fake_local local;
-    metrics_registry metrics;
-    std::unique_ptr<rpc_cluster> cluster;
-    std::thread thread;
 };
 
 // The nodes were started with every rpc port 0, so each bound a port of its own choosing; the

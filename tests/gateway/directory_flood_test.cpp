@@ -16,6 +16,7 @@
 
 #include "../support/process.hpp"
 #include "../support/raw_conn.hpp"
+#include "cluster_node.hpp"
 #include "gateway/rpc_cluster.hpp"
 #include "gateway/rpc_handshake.hpp"
 #include "gateway/rpc_wire.hpp"
@@ -56,16 +57,7 @@ class fake_local final : public local_delivery {
 };
 
 fleet_config make_fleet(const std::map<std::string, uint16_t>& ports) {
-    fleet_config f;
-    for (auto& [id, port] : ports) {
-        gateway_spec g;
-        g.id = id;
-        g.client = {"127.0.0.1", 1};
-        g.admin = {"127.0.0.1", 1};
-        g.rpc = {"127.0.0.1", port};
-        f.gateways.push_back(g);
-    }
-    return f;
+    return test::cluster_fleet(ports);
 }
 
 rpc_config capped_config(uint32_t max_users) {
@@ -80,22 +72,12 @@ rpc_config capped_config(uint32_t max_users) {
     return c;
 }
 
-// One gateway's cluster layer with its own io thread and metrics.
-struct node {
+// One gateway's cluster layer with its own io thread and metrics, holding the cluster secret.
+struct node : test::cluster_node<fake_local> {
     node(const fleet_config& fleet, const std::string& id, rpc_config cfg)
-        : work(asio::make_work_guard(io)) {
-        cluster = std::make_unique<rpc_cluster>(io, fleet, id, secret, cfg, local, metrics);
-        thread = std::thread([this] { io.run(); });
-    }
-    ~node() { shutdown(); }
-    void shutdown() {
-        if (!thread.joinable()) return;
-        cluster->stop();
-        work.reset();
-        io.stop();
-        thread.join();
-    }
+        : cluster_node(fleet, id, secret, cfg) {}
 
+    using cluster_node::forward_sync;
     forward_result forward_sync(const std::string& user) {
         outbound_message m;
         m.server_msg_id = ++next_id;
@@ -105,36 +87,9 @@ struct node {
         m.from_device = "phone";
         m.payload = "hello";
         m.origin_gateway = "gw1";
-        auto p = std::make_shared<std::promise<forward_result>>();
-        auto fut = p->get_future();
-        cluster->forward(m, [p](forward_result r) { p->set_value(r); });
-        if (fut.wait_for(5s) != std::future_status::ready) {
-            ADD_FAILURE() << "forward never completed";
-            return {proto::code::internal, 0};
-        }
-        return fut.get();
+        return forward_sync(m);
     }
 
-    // Sum of the samples of the rendered registry whose line starts with needle; -1: none.
-    double metric(const std::string& needle) const {
-        double sum = 0;
-        bool found = false;
-        std::istringstream in(metrics.render());
-        std::string line;
-        while (std::getline(in, line)) {
-            if (line.rfind(needle, 0) != 0) continue;
-            sum += std::stod(line.substr(line.rfind(' ') + 1));
-            found = true;
-        }
-        return found ? sum : -1;
-    }
-
-    asio::io_context io;
-    asio::executor_work_guard<asio::io_context::executor_type> work;
-    fake_local local;
-    metrics_registry metrics;
-    std::unique_ptr<rpc_cluster> cluster;
-    std::thread thread;
     uint64_t next_id = 0;
 };
 

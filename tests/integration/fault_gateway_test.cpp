@@ -22,14 +22,7 @@ namespace {
 // A LOGIN frame header (12 bytes) declaring a body of `len` bytes.
 std::string header(uint32_t len, uint8_t op = uint8_t(proto::op::login),
                    uint8_t version = client_protocol_version) {
-    std::string h;
-    byte_writer w(h);
-    w.u32(len);
-    w.u8(version);
-    w.u8(op);
-    w.u16(0);
-    w.u32(1);
-    return h;
+    return frame_header(len, version, op, 1);
 }
 
 }  // namespace

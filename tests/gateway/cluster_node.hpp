@@ -1,0 +1,96 @@
+#pragma once
+// One gateway's cluster layer (rpc_cluster) running on its own io thread with its own metrics, for
+// tests that wire real RPC links over loopback. Local is the test's stand-in for the gateway core
+// (a local_delivery); each test keeps its own, since what it records differs.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <chrono>
+#include <future>
+#include <map>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include "common/metrics.hpp"
+#include "gateway/rpc_cluster.hpp"
+
+namespace imgate::test {
+
+// A fleet file of gateways on loopback with the given RPC ports (0: bind a port of its own
+// choosing); client and admin addresses are placeholders the cluster layer never uses.
+inline fleet_config cluster_fleet(const std::map<std::string, uint16_t>& rpc_ports) {
+    fleet_config f;
+    for (auto& [id, port] : rpc_ports) {
+        gateway_spec g;
+        g.id = id;
+        g.client = {"127.0.0.1", 1};
+        g.admin = {"127.0.0.1", 1};
+        g.rpc = {"127.0.0.1", port};
+        f.gateways.push_back(g);
+    }
+    return f;
+}
+
+// Owns the io_context, its thread, the metrics registry, the Local and the rpc_cluster on them.
+template <class Local>
+struct cluster_node {
+    cluster_node(const fleet_config& fleet, const std::string& id, const std::string& secret,
+                 gw::rpc_config cfg)
+        : work(boost::asio::make_work_guard(io)) {
+        cluster = std::make_unique<gw::rpc_cluster>(io, fleet, id, secret, cfg, local, metrics);
+        thread = std::thread([this] { io.run(); });
+    }
+    ~cluster_node() { shutdown(); }
+    void shutdown() {
+        if (!thread.joinable()) return;
+        cluster->stop();
+        work.reset();
+        io.stop();
+        thread.join();
+    }
+
+    // Forwards m and waits (5 s at most) for its one answer; a second completion is ignored here
+    // (tests that care count them themselves).
+    gw::forward_result forward_sync(const gw::outbound_message& m) {
+        auto p = std::make_shared<std::promise<gw::forward_result>>();
+        auto fut = p->get_future();
+        auto calls = std::make_shared<std::atomic<int>>(0);
+        cluster->forward(m, [p, calls](gw::forward_result r) {
+            if (calls->fetch_add(1) == 0) p->set_value(r);
+        });
+        if (fut.wait_for(std::chrono::seconds(5)) != std::future_status::ready) {
+            ADD_FAILURE() << "forward never completed";
+            return {proto::code::internal, 0};
+        }
+        return fut.get();
+    }
+
+    // Sum of the samples of the rendered registry whose line starts with needle; -1: none.
+    double metric(const std::string& needle) const {
+        double sum = 0;
+        bool found = false;
+        std::istringstream in(metrics.render());
+        std::string line;
+        while (std::getline(in, line)) {
+            if (line.rfind(needle, 0) != 0) continue;
+            auto sp = line.rfind(' ');
+            if (sp == std::string::npos) continue;
+            sum += std::stod(line.substr(sp + 1));
+            found = true;
+        }
+        return found ? sum : -1;
+    }
+
+    boost::asio::io_context io;
+    boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work;
+    Local local;
+    metrics_registry metrics;
+    std::unique_ptr<gw::rpc_cluster> cluster;
+    std::thread thread;
+};
+
+}  // namespace imgate::test

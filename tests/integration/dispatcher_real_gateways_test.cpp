@@ -74,7 +74,16 @@ TEST_F(DispatcherRealGateways, StoppedGatewayIsMarkedDownAndReadmittedAfterSigco
         << s["gateways"][1];
     EXPECT_EQ(picks(60)["gw2"], 0);
     gws_["gw2"]->signal(SIGCONT);
-    ASSERT_TRUE(wait_state("gw2", "up")) << disp_->log();
+    // Readmitted once it is up and back in the mesh: its peers dropped their links to it while
+    // it was stopped, and a gateway cut off from the working mesh is degraded, not handed out.
+    ASSERT_TRUE(eventually(
+        [&] {
+            auto g = http_get(admin_, "/status").json()["gateways"][1];
+            return g["state"] == "up" && g["links_up"].is_number() &&
+                   g["links_up"] == g["peers_expected"];
+        },
+        15000ms))
+        << http_get(admin_, "/status").body << disp_->log();
     EXPECT_GT(picks(90)["gw2"], 5);
 }
 

@@ -128,19 +128,37 @@ inline std::string read_file(const std::string& path) {
     return ss.str();
 }
 
-// A port that was free a moment ago (bind 0, read, close). Prefer letting the daemon bind port 0
-// and reading its ready file; use this only where an address must be known before start.
-// The kernel may hand the same ephemeral port out again right after it was closed, so a port
-// already returned by this process is never returned twice (a fleet needs distinct ports).
+// A port that was free a moment ago (bound once, then closed). Prefer letting the daemon bind port
+// 0 and reading its ready file; use this only where an address must be known before start. The
+// kernel may hand the same ephemeral port out again right after it was closed, so a port already
+// returned by this process is never returned twice (a fleet needs distinct ports).
 inline uint16_t free_port() {
     static std::mutex mu;
     static std::set<uint16_t> handed;
+    // Ports below the kernel's ephemeral range: no outgoing connection of a test running in
+    // parallel (the abuse tests open thousands) can take the port between this pick and the
+    // daemon's bind, as happened with ports the kernel handed out (seen as "Address already in
+    // use" at a gateway's start). Random within the range so parallel test processes rarely
+    // pick alike, and checked by binding.
+    uint16_t low = 32768;
+    if (std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range"); in) in >> low;
+    const uint16_t first = 10000;
     std::lock_guard lk(mu);
+    static std::mt19937 rng(std::random_device{}());
     boost::asio::io_context io;
     for (int attempt = 0; attempt < 1000; ++attempt) {
-        boost::asio::ip::tcp::acceptor a(
-            io, boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), 0));
-        uint16_t p = a.local_endpoint().port();
+        uint16_t p = 0;
+        if (low > first + 1000) {
+            p = static_cast<uint16_t>(std::uniform_int_distribution<int>(first, low - 1)(rng));
+        }
+        boost::system::error_code ec;
+        boost::asio::ip::tcp::acceptor a(io);
+        a.open(boost::asio::ip::tcp::v4(), ec);
+        if (!ec)
+            a.bind(boost::asio::ip::tcp::endpoint(boost::asio::ip::make_address("127.0.0.1"), p),
+                   ec);
+        if (ec) continue;  // taken: try another
+        p = a.local_endpoint().port();
         if (handed.insert(p).second) return p;
     }
     throw std::runtime_error("free_port: no new port after 1000 attempts");

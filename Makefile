@@ -16,7 +16,7 @@ export CCACHE_BASEDIR := $(CURDIR)
 # (`make deps-test`: test*, fuzz, format*). GTest is a build dependency: CMake requires it.
 DEB_BUILD_PACKAGES := build-essential cmake ninja-build ccache pkg-config \
   libboost1.81-dev nlohmann-json3-dev libspdlog-dev libyaml-cpp-dev libgtest-dev libgmock-dev \
-  libssl-dev libsystemd-dev libcli11-dev curl procps dpkg-dev file
+  libssl-dev openssl libsystemd-dev libcli11-dev curl procps dpkg-dev file
 DEB_TEST_PACKAGES := clang-14 clang-format-14 libclang-rt-14-dev prometheus wrk nginx-light \
   systemd chromium python3
 

@@ -329,6 +329,42 @@ uint16_t default_node_number(std::string_view gateway_id) {
     return static_cast<uint16_t>((((h >> 16) ^ (h & 0xffff)) % 0xffff) + 1);
 }
 
+const char* to_string(transport t) {
+    switch (t) {
+        case transport::tcp:
+            return "tcp";
+        case transport::tls:
+            return "tls";
+        case transport::ws:
+            return "ws";
+        case transport::wss:
+            return "wss";
+    }
+    return "tcp";
+}
+
+std::optional<transport> parse_transport(std::string_view s) {
+    for (auto t : all_transports)
+        if (s == to_string(t)) return t;
+    return std::nullopt;
+}
+
+const endpoint* gateway_spec::address_of(transport t) const {
+    const endpoint* e = t == transport::tcp   ? &client
+                        : t == transport::tls ? &tls
+                        : t == transport::ws  ? &ws
+                                              : &wss;
+    return e->host.empty() ? nullptr : e;
+}
+
+const endpoint* gateway_spec::listen_of(transport t) const {
+    if (!address_of(t)) return nullptr;
+    return t == transport::tcp   ? &client_listen
+           : t == transport::tls ? &tls_listen
+           : t == transport::ws  ? &ws_listen
+                                 : &wss_listen;
+}
+
 const gateway_spec* fleet_config::find(const std::string& id) const {
     for (const auto& g : gateways)
         if (g.id == id) return &g;
@@ -352,8 +388,33 @@ fleet_config parse_fleet(yaml_map root) {
         s.id = g.str("id");
         if (!ids::valid_node_id(s.id)) g.fail("id", "must be 1-64 characters of [A-Za-z0-9._-]");
         if (!ids.insert(s.id).second) g.fail("id", "duplicate gateway id \"" + s.id + "\"");
-        s.client = g.address("client");
-        s.client_listen = g.address_opt("client_listen").value_or(s.client);
+        // Every transport is optional, but a gateway must serve at least one.
+        struct keyed {
+            const char* key;
+            const char* listen_key;
+            endpoint* addr;
+            endpoint* listen;
+        };
+        keyed transports[] = {{"client", "client_listen", &s.client, &s.client_listen},
+                              {"tls", "tls_listen", &s.tls, &s.tls_listen},
+                              {"ws", "ws_listen", &s.ws, &s.ws_listen},
+                              {"wss", "wss_listen", &s.wss, &s.wss_listen}};
+        bool any = false;
+        for (auto& t : transports) {
+            auto a = g.address_opt(t.key);
+            auto l = g.address_opt(t.listen_key);
+            if (!a && l) g.fail(t.listen_key, std::string("needs `") + t.key + ":" + "` too");
+            if (!a) continue;
+            any = true;
+            *t.addr = *a;
+            *t.listen = l.value_or(*a);
+            if (t.listen->port != 0 && !addrs.insert(t.listen->to_string()).second)
+                g.fail(t.listen_key,
+                       "address " + t.listen->to_string() + " is used twice in the fleet");
+        }
+        if (!any)
+            g.fail("client",
+                   "a gateway needs at least one transport: client (tcp), tls, ws or wss");
         s.admin = g.address("admin");
         s.rpc = g.address("rpc");
         for (auto* key : {"admin", "rpc"}) {

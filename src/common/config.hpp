@@ -97,20 +97,38 @@ struct log_config {
 };
 log_config parse_log_config(yaml_map m);
 
+// How a client reaches a gateway (docs/protocol.md, "Transports"): the same frames over plain
+// TCP, inside TLS, or one frame per binary WebSocket message over ws or wss.
+enum class transport { tcp, tls, ws, wss };
+inline constexpr transport all_transports[] = {transport::tcp, transport::tls, transport::ws,
+                                               transport::wss};
+const char* to_string(transport t);
+std::optional<transport> parse_transport(std::string_view s);
+
 // One gateway as the fleet file describes it.
 struct gateway_spec {
     std::string id;
+    // Per transport: the address handed to clients and where the gateway binds (default: the
+    // same). An empty host means the gateway does not serve that transport. `client` is tcp.
     endpoint client;         // handed to clients by the dispatcher
     endpoint client_listen;  // where the gateway binds (default: client)
-    endpoint admin;          // status/metrics/drain/push, pulled by the dispatcher
-    endpoint rpc;            // gateway-to-gateway RPC
-    uint32_t weight = 100;   // 0: no new clients
+    endpoint tls, tls_listen;
+    endpoint ws, ws_listen;
+    endpoint wss, wss_listen;
+    endpoint admin;         // status/metrics/drain/push, pulled by the dispatcher
+    endpoint rpc;           // gateway-to-gateway RPC
+    uint32_t weight = 100;  // 0: no new clients
     std::string region = "default";
     std::map<std::string, std::string> labels;
     // The high 16 bits of every server_msg_id the gateway issues: `node:` in the fleet file, or
     // default_node_number(id). The fleet file is refused when two gateways would share one.
     uint16_t node = 0;
     bool operator==(const gateway_spec&) const = default;
+
+    // nullptr when the gateway does not serve t.
+    const endpoint* address_of(transport t) const;
+    const endpoint* listen_of(transport t) const;
+    bool serves(transport t) const { return address_of(t) != nullptr; }
 };
 
 // The single source of truth for fleet membership, read by both daemons.

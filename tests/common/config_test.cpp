@@ -142,3 +142,39 @@ TEST(Config, LocalFleetNodeNumbersAreDistinctAndNonZero) {
         EXPECT_TRUE(nodes.insert(g.node).second) << g.id;
     }
 }
+
+TEST(Config, TransportsArePerGatewayAndOptional) {
+    auto f = load_fleet(write_tmp("transports.yaml", R"(gateways:
+  - {id: a, client: 127.0.0.1:9001, tls: gw-a.example.com:443, tls_listen: 0.0.0.0:9441,
+     wss: gw-a.example.com:8443, admin: 127.0.0.1:9101, rpc: 127.0.0.1:9201}
+  - {id: b, wss: 127.0.0.1:9602, admin: 127.0.0.1:9102, rpc: 127.0.0.1:9202}
+)"));
+    const auto* a = f.find("a");
+    ASSERT_TRUE(a);
+    EXPECT_TRUE(a->serves(transport::tcp));
+    EXPECT_EQ(a->address_of(transport::tls)->to_string(), "gw-a.example.com:443");
+    EXPECT_EQ(a->listen_of(transport::tls)->to_string(), "0.0.0.0:9441");
+    EXPECT_EQ(a->listen_of(transport::wss)->to_string(), "gw-a.example.com:8443");
+    EXPECT_FALSE(a->serves(transport::ws));
+    const auto* b = f.find("b");
+    EXPECT_FALSE(b->serves(transport::tcp));
+    EXPECT_TRUE(b->serves(transport::wss));
+    EXPECT_EQ(parse_transport("wss"), transport::wss);
+    EXPECT_EQ(parse_transport("https"), std::nullopt);
+    EXPECT_STREQ(to_string(transport::tls), "tls");
+
+    auto e = error_of(write_tmp("no-transport.yaml", R"(gateways:
+  - {id: a, admin: 127.0.0.1:9101, rpc: 127.0.0.1:9201}
+)"));
+    EXPECT_NE(e.find("at least one transport"), std::string::npos) << e;
+    e = error_of(write_tmp("listen-only.yaml", R"(gateways:
+  - {id: a, client: 127.0.0.1:9001, ws_listen: 127.0.0.1:9501, admin: 127.0.0.1:9101,
+     rpc: 127.0.0.1:9201}
+)"));
+    EXPECT_NE(e.find("ws_listen"), std::string::npos) << e;
+    e = error_of(write_tmp("same-port.yaml", R"(gateways:
+  - {id: a, client: 127.0.0.1:9001, tls: 127.0.0.1:9001, admin: 127.0.0.1:9101,
+     rpc: 127.0.0.1:9201}
+)"));
+    EXPECT_NE(e.find("used twice"), std::string::npos) << e;
+}

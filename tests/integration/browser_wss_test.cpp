@@ -3,6 +3,7 @@
 // over wss, sends a message to a user logged in on gateway B over plain tcp with the test client,
 // receives that user's reply and ACKs it. Chromium trusts the test certificate by its public key
 // only (--ignore-certificate-errors-spki-list), not by ignoring certificate errors wholesale.
+// LocalTransports: the shipped configurations that offer these transports pass --check-config.
 #include <gtest/gtest.h>
 
 #include <boost/asio/as_tuple.hpp>
@@ -16,6 +17,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <regex>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -24,6 +26,7 @@
 #include "../support/process.hpp"
 #include "../support/test_certs.hpp"
 #include "../support/test_client.hpp"
+#include "common/config.hpp"
 #include "ops_chromium.hpp"
 
 namespace imgate::test {
@@ -286,6 +289,92 @@ TEST(BrowserWss, PageLogsInSendsAndReceivesTheReplyAcrossGateways) {
     EXPECT_EQ(element_text(r.dom, "reply"), reply_text) << r.dom;
     EXPECT_EQ(element_text(r.dom, "errors"), "") << r.dom;
     EXPECT_EQ(element_text(r.dom, "done"), "yes") << r.dom;
+}
+
+// The configurations that point browsers and apps at these transports: config/local (what
+// `make run` starts, and what the browser above would open in development) gives every gateway
+// tls, ws and wss on the documented port scheme and passes --check-config once dev-certs.sh made
+// its certificates, as run-fleet.sh does; config/etc's commented-out examples pass it when
+// uncommented.
+std::pair<int, std::string> check_config(const std::string& dir, const std::string& id) {
+    return run_command("timeout 30 " + shell_quote(binary_path("imgate-gateway")) + " --config " +
+                       shell_quote(dir + "/gateway.yaml") + " --id " + id + " --check-config");
+}
+
+TEST(LocalTransports, LocalFleetServesEveryTransportWithTheDevelopmentCertificate) {
+    temp_dir dir;
+    for (auto* f : {"fleet.yaml", "gateway.yaml"})
+        write_file(dir.file(f), read_file(source_path(std::string("config/local/") + f)));
+    for (auto* f : {"token.secret", "admin.token", "cluster.secret"})
+        write_secret_file(dir.file(f), read_file(source_path(std::string("config/local/") + f)));
+    // Without certificates the tls block is refused: the check below is not vacuous.
+    auto [nrc, nout] = check_config(dir.path().string(), "gw1");
+    EXPECT_NE(nrc, 0) << nout;
+    EXPECT_NE(nout.find("certs/server"), std::string::npos) << nout;
+
+    auto [crc, cout] = run_command(shell_quote(source_path("config/local/dev-certs.sh")) + " " +
+                                   shell_quote(dir.file("certs")) + " 2>&1");
+    ASSERT_EQ(crc, 0) << cout;
+    auto fleet = load_fleet(dir.file("fleet.yaml"));
+    ASSERT_EQ(fleet.gateways.size(), 3u);
+    for (size_t i = 0; i < fleet.gateways.size(); ++i) {
+        const auto& g = fleet.gateways[i];
+        // 90xx tcp, 94xx tls, 95xx ws, 96xx wss; the last digit is the gateway's number.
+        const std::map<transport, int> base{{transport::tcp, 9000},
+                                            {transport::tls, 9400},
+                                            {transport::ws, 9500},
+                                            {transport::wss, 9600}};
+        for (auto [t, b] : base) {
+            ASSERT_TRUE(g.serves(t)) << g.id << " " << to_string(t);
+            EXPECT_EQ(g.address_of(t)->to_string(), "127.0.0.1:" + std::to_string(b + 1 + i))
+                << g.id << " " << to_string(t);
+        }
+        auto [rc, out] = check_config(dir.path().string(), g.id);
+        EXPECT_EQ(rc, 0) << g.id << ": " << out;
+    }
+}
+
+TEST(LocalTransports, EtcTlsExamplesPassCheckConfigWhenUncommented) {
+    temp_dir etc;
+    // Uncommenting: "    # tls: ..." -> "    tls: ...", at the indentation of the other keys.
+    auto uncomment = [](std::string text, const std::vector<std::string>& keys) {
+        for (auto& k : keys) text = std::regex_replace(text, std::regex("# (" + k + ")"), "$1");
+        return text;
+    };
+    auto fleet = read_file(source_path("config/etc/fleet.yaml"));
+    auto gw = read_file(source_path("config/etc/gateway.yaml"));
+    // Both are off as shipped.
+    EXPECT_EQ(load_fleet(source_path("config/etc/fleet.yaml")).gateways[0].serves(transport::wss),
+              false);
+    write_file(etc.file("fleet.yaml"),
+               uncomment(fleet, {"tls: gw1", "tls_listen: ", "wss: gw1", "wss_listen: "}));
+    // In gateway.yaml the block starts at column 0: "# tls:" -> "tls:", "#   x" -> "  x".
+    gw = std::regex_replace(gw, std::regex("\\n# tls:"), "\ntls:");
+    gw = std::regex_replace(
+        gw, std::regex("\\n#   (cert_file|key_file|min_version|handshake_timeout|max_handshakes)"),
+        "\n  $1");
+    write_file(etc.file("gateway.yaml"), gw);
+    write_file(etc.file("dispatcher.yaml"), read_file(source_path("config/etc/dispatcher.yaml")));
+    for (auto f : {"cluster.secret", "token.secret", "admin.token"})
+        write_secret_file(etc.file(f),
+                          "an-operator-made-secret-" + std::string(f) + "-0123456789\n");
+    auto [crc, cout] = run_command(shell_quote(source_path("config/local/dev-certs.sh")) + " " +
+                                   shell_quote(etc.file("certs")) + " 2>&1");
+    ASSERT_EQ(crc, 0) << cout;
+    std::filesystem::create_directories(etc.file("tls"));
+    std::filesystem::copy_file(etc.file("certs/server.crt"), etc.file("tls/gw.crt"));
+    std::filesystem::copy_file(etc.file("certs/server.key"), etc.file("tls/gw.key"));
+
+    auto f = load_fleet(etc.file("fleet.yaml"));
+    const auto& gw1 = f.gateways[0];
+    ASSERT_TRUE(gw1.serves(transport::tls));
+    ASSERT_TRUE(gw1.serves(transport::wss));
+    EXPECT_EQ(gw1.address_of(transport::wss)->to_string(), "gw1.im.example.com:443");
+    EXPECT_EQ(gw1.listen_of(transport::wss)->to_string(), "0.0.0.0:9643");
+    EXPECT_TRUE(std::regex_search(gw, std::regex("\ntls: +#[^\n]*\n  cert_file: tls/gw.crt")))
+        << gw;
+    auto [rc, out] = check_config(etc.path().string(), gw1.id);
+    EXPECT_EQ(rc, 0) << out;
 }
 
 }  // namespace

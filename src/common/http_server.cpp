@@ -150,7 +150,6 @@ struct http_server::conn : std::enable_shared_from_this<http_server::conn> {
     std::atomic<int64_t> deadline{no_deadline};
     std::atomic<bool> timed_out{false};
     std::atomic<uint8_t> phase{reading};  // which deadline is running, for the timeout metrics
-    bool in_handshake = false;            // counted in the server's handshaking_
     std::mutex close_mu;
     bool closed = false;   // guarded by close_mu
     conn* prev = nullptr;  // server's intrusive list, guarded by the server's conns_mu_
@@ -186,7 +185,6 @@ struct http_server::conn : std::enable_shared_from_this<http_server::conn> {
     // TLS only: the first operation of the connection. Its deadline is handshake_timeout, so a
     // client that connects and sends nothing (or a partial ClientHello) is closed by the sweep.
     void start_handshake(int64_t now) {
-        in_handshake = true;
         arm(handshaking, now + std::chrono::nanoseconds(
                                    std::chrono::milliseconds(
                                        srv->handshake_timeout_ms_.load(std::memory_order_relaxed)))
@@ -198,7 +196,6 @@ struct http_server::conn : std::enable_shared_from_this<http_server::conn> {
 
     void on_handshake(boost::system::error_code ec) {
         deadline.store(no_deadline, std::memory_order_relaxed);
-        in_handshake = false;
         srv->handshaking_--;
         if (ec) {
             // Timeouts were counted by the sweep. Anyone can fail handshakes in a loop (a port

@@ -21,6 +21,8 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <cstdio>
+#include <ctime>
 #include <limits>
 #include <optional>
 
@@ -485,6 +487,17 @@ http_response http_response::text(std::string body, const char* content_type) {
     return r;
 }
 
+double not_after_unix(const tls_cert_info& info) {
+    // tls_cert_info::not_after is "YYYY-MM-DDTHH:MM:SSZ" (UTC).
+    struct tm tm {};
+    if (std::sscanf(info.not_after.c_str(), "%4d-%2d-%2dT%2d:%2d:%2dZ", &tm.tm_year, &tm.tm_mon,
+                    &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec) != 6)
+        return 0;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return static_cast<double>(::timegm(&tm));
+}
+
 bool is_fd_exhaustion(const boost::system::error_code& ec) {
     return ec == boost::system::errc::too_many_files_open ||
            ec == boost::system::errc::too_many_files_open_in_system ||
@@ -549,11 +562,11 @@ void http_server::enable_tls(std::shared_ptr<tls_context_holder> holder) {
     metrics_.gauge_fn("imgate_http_tls_handshakes_in_flight",
                       "TLS handshakes in progress on an HTTPS listener", {{"server", opts_.name}},
                       [this] { return static_cast<double>(handshaking_.load()); });
-    metrics_.gauge_fn(
-        "imgate_http_tls_certificate_expiry_seconds",
-        "Seconds until the certificate new TLS handshakes use expires (as of its last load)",
-        {{"server", opts_.name}},
-        [h = tls_] { return static_cast<double>(h->info().seconds_left); });
+    // A timestamp, not "seconds left": a value computed at load time would go stale, and an
+    // alert compares it with time() (like blackbox_exporter's probe_ssl_earliest_cert_expiry).
+    metrics_.gauge_fn("imgate_http_tls_certificate_not_after_seconds",
+                      "Unix time at which the certificate new TLS handshakes get expires",
+                      {{"server", opts_.name}}, [h = tls_] { return not_after_unix(h->info()); });
 }
 
 void http_server::set_tls_limits(const tls_settings& s) {

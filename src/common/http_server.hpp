@@ -224,6 +224,9 @@ std::optional<std::map<std::string, std::string>> parse_query(std::string_view q
                                                               size_t max_params = 32);
 std::optional<std::string> percent_decode(std::string_view s);
 
+// The certificate's not_after as Unix time (0 if unparsable): the TLS expiry metric's value.
+double not_after_unix(const tls_cert_info& info);
+
 // True for accept() errors that mean "out of descriptors": back off instead of spinning.
 bool is_fd_exhaustion(const boost::system::error_code& ec);
 

@@ -532,8 +532,7 @@ std::string dispatcher_app::status_body() const {
         j["https"] = {{"listen", https_endpoint()->to_string()},
                       {"subject", info.subject},
                       {"not_after", info.not_after},
-                      {"sha256", info.fingerprint},
-                      {"seconds_left", info.seconds_left}};
+                      {"sha256", info.fingerprint}};
     } else {
         j["https"] = nullptr;
     }

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <ctime>
 #include <memory>
 
 #include "../support/loopback_http.hpp"
@@ -72,6 +73,12 @@ TEST(HttpsServer, ServesKeepAliveRequestsToAClientTrustingItsCa) {
     }
     EXPECT_EQ(c.peer_fingerprint(), f.certs->info().fingerprint);
     EXPECT_EQ(f.handshakes("ok"), 1u);  // two requests, one handshake: kept alive
+    // The expiry metric is the certificate's not_after as a timestamp (dev-certs.sh: 825 days).
+    double now = static_cast<double>(std::time(nullptr));
+    EXPECT_GT(not_after_unix(f.certs->info()), now + 800.0 * 86400);
+    EXPECT_LT(not_after_unix(f.certs->info()), now + 826.0 * 86400);
+    EXPECT_NE(f.http.metrics().render().find("imgate_http_tls_certificate_not_after_seconds"),
+              std::string::npos);
     EXPECT_EQ(f.http.server().handshakes_in_flight(), 0u);
     // The routing and refusals are the plain server's.
     EXPECT_EQ(c.get("/nope").status, 404);

@@ -1,15 +1,18 @@
 #include "common/http_server.hpp"
 
 #include <openssl/crypto.h>
+#include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
@@ -18,6 +21,8 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <cstdio>
+#include <ctime>
 #include <limits>
 #include <optional>
 
@@ -109,17 +114,31 @@ void serialize_response(std::string& out, const http_response& r, unsigned versi
     out += r.body;
 }
 
-// One accepted connection. Owns its socket, read buffer, parser and the bytes of the response in
-// flight. Exactly one operation (read, handler or write) is pending at a time, so its callbacks
-// never run concurrently; the server's sweep and stop() only touch the socket through
+// One accepted connection. Owns its socket (or, on a TLS server, the TLS stream around it and the
+// context it handshook with), read buffer, parser and the bytes of the response in flight.
+// Exactly one operation (handshake, read, handler or write) is pending at a time, so its
+// callbacks never run concurrently; the server's sweep and stop() only touch the socket through
 // close_mu_ + shutdown(2), which is safe against the callback chain closing it.
 struct http_server::conn : std::enable_shared_from_this<http_server::conn> {
+    using tls_stream = ssl::stream<beast::tcp_stream>;
+    enum phase_t : uint8_t { reading, writing, handshaking };
+
     conn(std::shared_ptr<http_server> s, socket_type sock, asio::ip::address remote)
         : srv(std::move(s)), socket(std::move(sock)), remote(std::move(remote)) {}
+    // TLS: the connection keeps the context it started with, whatever a reload installs later.
+    conn(std::shared_ptr<http_server> s, socket_type sock, asio::ip::address remote,
+         std::shared_ptr<ssl::context> ctx)
+        : srv(std::move(s)),
+          socket(sock.get_executor()),
+          remote(std::move(remote)),
+          tls_ctx(std::move(ctx)),
+          tls(std::make_unique<tls_stream>(std::move(sock), *tls_ctx)) {}
 
     std::shared_ptr<http_server> srv;
-    socket_type socket;
+    socket_type socket;  // plain HTTP only; unused (never opened) on a TLS connection
     asio::ip::address remote;
+    std::shared_ptr<ssl::context> tls_ctx;  // declared before tls: outlives the stream
+    std::unique_ptr<tls_stream> tls;
     beast::flat_buffer buf;
     std::optional<http::request_parser<http::string_body>> parser;
     std::string out;
@@ -132,7 +151,7 @@ struct http_server::conn : std::enable_shared_from_this<http_server::conn> {
     // Deadline of the pending read or write (steady clock, ns), read by the sweep.
     std::atomic<int64_t> deadline{no_deadline};
     std::atomic<bool> timed_out{false};
-    std::atomic<bool> writing{false};  // which deadline is running, for the timeout metrics
+    std::atomic<uint8_t> phase{reading};  // which deadline is running, for the timeout metrics
     std::mutex close_mu;
     bool closed = false;   // guarded by close_mu
     conn* prev = nullptr;  // server's intrusive list, guarded by the server's conns_mu_
@@ -147,17 +166,68 @@ struct http_server::conn : std::enable_shared_from_this<http_server::conn> {
         if (closed) return;
         if (timeout && !timed_out.exchange(true, std::memory_order_relaxed)) {
             // Counted before the shutdown: whoever sees the connection close sees the count.
-            (writing.load(std::memory_order_relaxed) ? srv->write_timeouts_ : srv->read_timeouts_)
+            auto p = phase.load(std::memory_order_relaxed);
+            (p == writing       ? srv->write_timeouts_
+             : p == handshaking ? srv->tls_timeout_
+                                : srv->read_timeouts_)
                 ->inc();
         }
-        ::shutdown(socket.native_handle(), SHUT_RDWR);
+        ::shutdown(fd(), SHUT_RDWR);
     }
 
-    // Publishes the deadline of the read or write about to start, for the sweep; which of the
-    // two it is decides the timeout metric.
-    void arm(bool for_write, int64_t at_ns) {
-        writing.store(for_write, std::memory_order_relaxed);
+    int fd() { return tls ? tls->next_layer().socket().native_handle() : socket.native_handle(); }
+
+    // Publishes the deadline of the operation about to start, for the sweep; which one it is
+    // decides the timeout metric.
+    void arm(phase_t p, int64_t at_ns) {
+        phase.store(p, std::memory_order_relaxed);
         deadline.store(at_ns, std::memory_order_release);
+    }
+
+    // TLS only: the first operation of the connection. Its deadline is handshake_timeout, so a
+    // client that connects and sends nothing (or a partial ClientHello) is closed by the sweep.
+    void start_handshake(int64_t now) {
+        arm(handshaking, now + std::chrono::nanoseconds(
+                                   std::chrono::milliseconds(
+                                       srv->handshake_timeout_ms_.load(std::memory_order_relaxed)))
+                                   .count());
+        tls->async_handshake(
+            ssl::stream_base::server,
+            [self = shared_from_this()](boost::system::error_code ec) { self->on_handshake(ec); });
+    }
+
+    void on_handshake(boost::system::error_code ec) {
+        deadline.store(no_deadline, std::memory_order_relaxed);
+        srv->handshaking_--;
+        if (ec) {
+            // Timeouts were counted by the sweep. Anyone can fail handshakes in a loop (a port
+            // scanner, plain HTTP on the HTTPS port): the line is throttled.
+            if (!timed_out.load(std::memory_order_relaxed) &&
+                !srv->stopped_.load(std::memory_order_relaxed)) {
+                srv->tls_failed_->inc();
+                IMGATE_LOG_THROTTLED(info, "{} listener: TLS handshake with {} failed: {}",
+                                     srv->opts_.name, remote.to_string(), ec.message());
+            }
+            return finish();
+        }
+        srv->tls_ok_->inc();
+        read_next(now_ns());
+    }
+
+    template <class Handler>
+    void async_read_header(Handler&& h) {
+        if (tls)
+            http::async_read_header(*tls, buf, *parser, std::forward<Handler>(h));
+        else
+            http::async_read_header(socket, buf, *parser, std::forward<Handler>(h));
+    }
+
+    template <class Handler>
+    void async_read_body(Handler&& h) {
+        if (tls)
+            http::async_read(*tls, buf, *parser, std::forward<Handler>(h));
+        else
+            http::async_read(socket, buf, *parser, std::forward<Handler>(h));
     }
 
     // `now` comes from the caller where it has just been read: two clock reads per request.
@@ -171,11 +241,10 @@ struct http_server::conn : std::enable_shared_from_this<http_server::conn> {
         // No limit while the header is parsed: Beast would otherwise refuse a large
         // Content-Length before the route is known; on_header() checks it against the route's.
         parser->body_limit(boost::none);
-        arm(false, now + std::chrono::nanoseconds(lim.read_timeout).count());
-        http::async_read_header(socket, buf, *parser,
-                                [self = shared_from_this()](boost::system::error_code ec, size_t) {
-                                    self->on_header(ec);
-                                });
+        arm(reading, now + std::chrono::nanoseconds(lim.read_timeout).count());
+        async_read_header([self = shared_from_this()](boost::system::error_code ec, size_t) {
+            self->on_header(ec);
+        });
     }
 
     http_request_ctx context() const {
@@ -237,10 +306,9 @@ struct http_server::conn : std::enable_shared_from_this<http_server::conn> {
                 now_ns());
         }
         parser->body_limit(limit);  // a chunked body is counted against it as it arrives
-        http::async_read(socket, buf, *parser,
-                         [self = shared_from_this()](boost::system::error_code ec, size_t) {
-                             self->on_body(ec);
-                         });
+        async_read_body([self = shared_from_this()](boost::system::error_code ec, size_t) {
+            self->on_body(ec);
+        });
     }
 
     void on_body(boost::system::error_code ec) {
@@ -319,7 +387,15 @@ struct http_server::conn : std::enable_shared_from_this<http_server::conn> {
         if (route && route->opts.audit && r.status != http::status::unauthorized &&
             r.status != http::status::forbidden)
             audit(r.status);
-        arm(true, now + std::chrono::nanoseconds(lim.write_timeout).count());
+        arm(writing, now + std::chrono::nanoseconds(lim.write_timeout).count());
+        if (tls) {
+            // Through the TLS engine: records are built and written by the stream.
+            asio::async_write(*tls, asio::buffer(out),
+                              [self = shared_from_this()](boost::system::error_code ec, size_t) {
+                                  self->on_write(ec);
+                              });
+            return;
+        }
         // A response almost always fits the socket buffer: try it in place (the socket is
         // non-blocking) and fall back to an async write for what is left. Saves a reactor
         // operation and a trip through the scheduler per request.
@@ -341,13 +417,17 @@ struct http_server::conn : std::enable_shared_from_this<http_server::conn> {
         auto now = now_ns();
         if (started_ns) srv->latency_->observe(static_cast<double>(now - started_ns) / 1e9);
         started_ns = 0;
-        if (ec || !keep) return finish();
+        if (ec) return finish();
+        if (!keep) return tls ? close_tls(now) : finish();
         if (!nodelay) {
             // Only a connection that is kept alive can have a response queued behind an unacked
             // one (pipelining), where Nagle would hold it back; one-shot connections skip the
             // syscall, as nginx does.
             boost::system::error_code nec;
-            socket.set_option(asio::ip::tcp::no_delay(true), nec);
+            if (tls)
+                tls->next_layer().socket().set_option(asio::ip::tcp::no_delay(true), nec);
+            else
+                socket.set_option(asio::ip::tcp::no_delay(true), nec);
             nodelay = true;
         }
         // Keep the buffer of a connection that had a large response from pinning memory.
@@ -356,8 +436,21 @@ struct http_server::conn : std::enable_shared_from_this<http_server::conn> {
         // The client sends its next request only once this response reached it. Starting the
         // read after the other ready handlers makes asio's immediate recv() usually find it;
         // started right here it fails with EAGAIN almost every time (a wasted syscall).
-        asio::post(socket.get_executor(),
+        asio::post(srv->io_.get_executor(),
                    [self = shared_from_this(), now] { self->read_next(now); });
+    }
+
+    // The server closes a healthy TLS connection (Connection: close, a refused request): send
+    // close_notify so the client can tell the end of the response from a truncation, but do not
+    // wait for the client's own close_notify (marking it received makes SSL_shutdown complete
+    // once ours is written). The write deadline bounds even that.
+    void close_tls(int64_t now) {
+        SSL_set_shutdown(tls->native_handle(), SSL_RECEIVED_SHUTDOWN);
+        arm(writing, now + std::chrono::nanoseconds(lim.write_timeout).count());
+        tls->async_shutdown([self = shared_from_this()](boost::system::error_code) {
+            self->deadline.store(no_deadline, std::memory_order_relaxed);
+            self->finish();
+        });
     }
 
     void finish() {
@@ -365,7 +458,11 @@ struct http_server::conn : std::enable_shared_from_this<http_server::conn> {
         std::lock_guard lk(close_mu);
         if (closed) return;
         closed = true;
-        socket.close(ec);  // sends the FIN; a shutdown(SHUT_WR) first would only add a syscall
+        // Sends the FIN; a shutdown(SHUT_WR) first would only add a syscall.
+        if (tls)
+            tls->next_layer().socket().close(ec);
+        else
+            socket.close(ec);
     }
 };
 
@@ -388,6 +485,17 @@ http_response http_response::text(std::string body, const char* content_type) {
     r.content_type = content_type;
     r.body = std::move(body);
     return r;
+}
+
+double not_after_unix(const tls_cert_info& info) {
+    // tls_cert_info::not_after is "YYYY-MM-DDTHH:MM:SSZ" (UTC).
+    struct tm tm {};
+    if (std::sscanf(info.not_after.c_str(), "%4d-%2d-%2dT%2d:%2d:%2dZ", &tm.tm_year, &tm.tm_mon,
+                    &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec) != 6)
+        return 0;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return static_cast<double>(::timegm(&tm));
 }
 
 bool is_fd_exhaustion(const boost::system::error_code& ec) {
@@ -434,6 +542,36 @@ http_server::http_server(asio::io_context& io, http_server_options opts, metrics
                                        metrics_registry::latency_buckets_seconds(), l);
     metrics_.gauge_fn("imgate_http_connections", "Open HTTP connections", l,
                       [this] { return static_cast<double>(active_.load()); });
+}
+
+void http_server::enable_tls(std::shared_ptr<tls_context_holder> holder) {
+    tls_ = std::move(holder);
+    set_tls_limits(tls_->settings());
+    // Registered only on TLS servers: a plain listener has no handshakes to count.
+    auto handshakes = [this](const char* result) {
+        return &metrics_.get_counter(
+            "imgate_http_tls_handshakes_total",
+            "TLS handshakes on an HTTPS listener, by result (ok, failed, timeout, refused: past "
+            "max_handshakes in flight)",
+            {{"server", opts_.name}, {"result", result}});
+    };
+    tls_ok_ = handshakes("ok");
+    tls_failed_ = handshakes("failed");
+    tls_timeout_ = handshakes("timeout");
+    tls_refused_ = handshakes("refused");
+    metrics_.gauge_fn("imgate_http_tls_handshakes_in_flight",
+                      "TLS handshakes in progress on an HTTPS listener", {{"server", opts_.name}},
+                      [this] { return static_cast<double>(handshaking_.load()); });
+    // A timestamp, not "seconds left": a value computed at load time would go stale, and an
+    // alert compares it with time() (like blackbox_exporter's probe_ssl_earliest_cert_expiry).
+    metrics_.gauge_fn("imgate_http_tls_certificate_not_after_seconds",
+                      "Unix time at which the certificate new TLS handshakes get expires",
+                      {{"server", opts_.name}}, [h = tls_] { return not_after_unix(h->info()); });
+}
+
+void http_server::set_tls_limits(const tls_settings& s) {
+    handshake_timeout_ms_ = s.handshake_timeout.count();
+    max_handshakes_ = s.max_handshakes;
 }
 
 http_server::~http_server() = default;
@@ -536,6 +674,7 @@ void http_server::start_sweep() {
     // A deadline is enforced within an eighth of the shortest timeout (at most 250 ms late), so
     // a 1 s read_timeout closes a slowloris connection between 1.0 and 1.125 s.
     auto shortest = std::min(limits_.read_timeout_ms.load(), limits_.write_timeout_ms.load());
+    if (tls_) shortest = std::min(shortest, handshake_timeout_ms_.load());
     auto period = std::clamp<int64_t>(shortest / 8, 5, 250);
     sweep_timer_.expires_after(std::chrono::milliseconds(period));
     sweep_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
@@ -604,21 +743,41 @@ void http_server::admit(socket_type sock, const asio::ip::tcp::endpoint& peer) {
     if (active_.load() >= limits_.max_connections.load(std::memory_order_relaxed)) {
         rejected_busy_->inc();
         // Best effort: a short 503 without reading, then close. Non-blocking write of a few
-        // bytes into an empty socket buffer never stalls the accept loop.
+        // bytes into an empty socket buffer never stalls the accept loop. Not on a TLS
+        // listener, where plaintext would only be a garbled handshake to the client.
         static const std::string busy =
             "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
             "Retry-After: 1\r\nConnection: close\r\nContent-Length: 26\r\n\r\n"
             "{\"error\":\"server_busy\"}\r\n\r\n";
         sock.non_blocking(true, ec);
-        sock.write_some(asio::buffer(busy.data(), busy.size() - 4), ec);
+        if (!tls_) sock.write_some(asio::buffer(busy.data(), busy.size() - 4), ec);
         sock.close(ec);
         return;
     }
     // Non-blocking for the in-place writes; asio then skips its own FIONBIO on the first read.
     sock.non_blocking(true, ec);
-    auto c = std::make_shared<conn>(shared_from_this(), std::move(sock), peer.address());
+    if (!tls_) {
+        auto c = std::make_shared<conn>(shared_from_this(), std::move(sock), peer.address());
+        link(c.get());
+        c->read_next(now_ns());
+        return;
+    }
+    // A handshake costs far more CPU than a request: past max_handshakes in flight, new
+    // connections are closed at once (clients retry) instead of queueing behind the crypto.
+    if (handshaking_.fetch_add(1) >= max_handshakes_.load(std::memory_order_relaxed)) {
+        handshaking_--;
+        tls_refused_->inc();
+        IMGATE_LOG_THROTTLED(warn,
+                             "{} listener: {} TLS handshakes in flight (max_handshakes); closing "
+                             "a new connection from {}",
+                             opts_.name, handshaking_.load(), peer.address().to_string());
+        sock.close(ec);
+        return;
+    }
+    auto c =
+        std::make_shared<conn>(shared_from_this(), std::move(sock), peer.address(), tls_->get());
     link(c.get());
-    c->read_next(now_ns());
+    c->start_handshake(now_ns());
 }
 
 std::optional<std::string> percent_decode(std::string_view s) {

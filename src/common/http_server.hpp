@@ -3,7 +3,9 @@
 // public API): routes by method+path, header/body limits, a deadline on every read, a connection
 // cap, keep-alive, and request metrics. A request's header is read and routed first; its body is
 // read only when the route takes one and the route's authorizer has accepted the header, so a
-// stranger costs the server at most header_limit bytes per connection.
+// stranger costs the server at most header_limit bytes per connection. TLS is opt-in per server
+// (enable_tls before listen): a bounded number of handshakes in flight, each with a deadline, then
+// the same request handling over the encrypted stream.
 #include <array>
 #include <atomic>
 #include <boost/asio/awaitable.hpp>
@@ -27,6 +29,7 @@
 
 #include "common/config.hpp"
 #include "common/metrics.hpp"
+#include "common/tls.hpp"
 
 namespace imgate {
 
@@ -115,11 +118,20 @@ class http_server : public std::enable_shared_from_this<http_server> {
     void route(http::verb method, const std::string& path, http_sync_handler h,
                route_options o = {});
 
+    // Serves HTTPS instead of plain HTTP (before listen()). Every new connection handshakes with
+    // the context the holder has at that moment, so a holder reload() swaps the certificate for
+    // new connections only. handshake_timeout and max_handshakes come from holder->settings();
+    // set_tls_limits changes them for new connections (SIGHUP).
+    void enable_tls(std::shared_ptr<tls_context_holder> holder);
+    void set_tls_limits(const tls_settings& s);
+    bool tls_enabled() const { return tls_ != nullptr; }
+
     // Binds and starts accepting (throws on bind failure; start-up only).
     void listen(const endpoint& ep);
     asio::ip::tcp::endpoint local_endpoint() const;
     void stop();
     size_t connections() const { return active_.load(); }
+    size_t handshakes_in_flight() const { return handshaking_.load(); }
     void set_options(const http_server_options& o);  // limits apply to new requests
 
   private:
@@ -182,6 +194,15 @@ class http_server : public std::enable_shared_from_this<http_server> {
     std::map<std::string, std::map<http::verb, route_entry>, std::less<>> routes_;
     std::atomic<size_t> active_{0};
     std::atomic<bool> stopped_{false};
+    // TLS (null: plain HTTP). The limits are atomics for the same reason as limits_.
+    std::shared_ptr<tls_context_holder> tls_;
+    std::atomic<int64_t> handshake_timeout_ms_{10000};
+    std::atomic<uint32_t> max_handshakes_{1000};
+    std::atomic<size_t> handshaking_{0};
+    counter* tls_ok_ = nullptr;
+    counter* tls_failed_ = nullptr;
+    counter* tls_timeout_ = nullptr;
+    counter* tls_refused_ = nullptr;
     std::mutex conns_mu_;  // guards the intrusive list of open connections
     conn* conns_head_ = nullptr;
     counter* rejected_busy_;
@@ -202,6 +223,9 @@ std::optional<std::map<std::string, std::string>> parse_query(std::string_view q
                                                               std::string* err = nullptr,
                                                               size_t max_params = 32);
 std::optional<std::string> percent_decode(std::string_view s);
+
+// The certificate's not_after as Unix time (0 if unparsable): the TLS expiry metric's value.
+double not_after_unix(const tls_cert_info& info);
 
 // True for accept() errors that mean "out of descriptors": back off instead of spinning.
 bool is_fd_exhaustion(const boost::system::error_code& ec);

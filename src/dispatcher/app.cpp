@@ -39,6 +39,13 @@ http_server_options public_options(const dispatcher_config& c) {
     return o;
 }
 
+// The HTTPS listener takes the public listener's limits; its own name labels its metrics.
+http_server_options https_options(const dispatcher_config& c) {
+    http_server_options o = public_options(c);
+    o.name = "https";
+    return o;
+}
+
 http_server_options admin_options(const dispatcher_config& c) {
     http_server_options o;
     o.name = "admin";
@@ -48,6 +55,14 @@ http_server_options admin_options(const dispatcher_config& c) {
     o.header_limit = c.http.header_limit;
     o.body_limit = 0;
     return o;
+}
+
+// The HTTPS certificate and key are part of what --check-config validates: listed with the
+// secret files, a broken certificate deployed on disk turns imgate_config_file_valid to 0 and
+// the reload diff names a rotated file by fingerprint.
+std::vector<std::string> https_files(const dispatcher_config& c) {
+    if (!c.https.enabled()) return {};
+    return {c.https.tls.cert_file, c.https.tls.key_file};
 }
 
 endpoint to_endpoint(const asio::ip::tcp::endpoint& e) {
@@ -76,10 +91,11 @@ std::optional<std::string_view> query_param(std::string_view query, std::string_
 dispatcher_app::dispatcher_app(dispatcher_config cfg)
     : cfg_(std::move(cfg)),
       io_(static_cast<int>(cfg_.threads)),
-      config_info_(metrics_, {cfg_.file, cfg_.fleet_file, {}},
+      config_info_(metrics_, {cfg_.file, cfg_.fleet_file, https_files(cfg_)},
                    [file = cfg_.file] {
                        auto c = load_dispatcher_config(file);
-                       return config_files{c.file, c.fleet_file, {}};
+                       if (c.https.enabled()) make_server_tls_context(c.https.tls, nullptr);
+                       return config_files{c.file, c.fleet_file, https_files(c)};
                    }),
       fleet_(clock_, std::random_device{}(), &metrics_),
       poller_(io_.get_executor(), fleet_, metrics_),
@@ -135,30 +151,49 @@ std::shared_ptr<const dispatcher_app::runtime> dispatcher_app::rt() const {
     return rt_;
 }
 
+// The public routes, on the plain listener and (when configured) the HTTPS one alike.
+void dispatcher_app::add_public_routes(http_server& s) {
+    http_sync_handler tcp_ip = [this](const http_request_ctx& ctx) { return get_tcp_ip(ctx); };
+    s.route(http::verb::get, "/get-tcp-ip", tcp_ip);
+    // Readiness: 200 only while /get-tcp-ip can hand out a gateway; liveness is /livez.
+    http_sync_handler ready = [this](const http_request_ctx&) { return healthz(); };
+    s.route(http::verb::get, "/healthz", ready);
+    http_sync_handler livez = [](const http_request_ctx&) {
+        return http_response::json(http::status::ok, R"({"status":"alive"})");
+    };
+    s.route(http::verb::get, "/livez", livez);
+}
+
 void dispatcher_app::start() {
     public_ = std::make_shared<http_server>(io_, public_options(cfg_), metrics_);
     admin_ = std::make_shared<http_server>(io_, admin_options(cfg_), metrics_);
+    if (cfg_.https.enabled()) {
+        // Throws config_error naming the file and OpenSSL's reason: start-up fails.
+        certs_ = std::make_shared<tls_context_holder>(cfg_.https.tls);
+        https_ = std::make_shared<http_server>(io_, https_options(cfg_), metrics_);
+        https_->enable_tls(certs_);
+    }
     // The answers of the public API that alerts divide by each other exist at 0 from start-up
     // (a rate over a series born with its first 5xx misses that 5xx). Same name, labels and help
     // as the server's own per-status counter and the 400 counter of get_tcp_ip.
-    for (const char* code : {"200", "400", "404", "405", "413", "431", "500", "503"})
-        metrics_.get_counter("imgate_http_requests_total", "HTTP requests answered, by status",
-                             {{"server", "public"}, {"code", code}});
-    for (const char* reason : {"bad_query", "bad_uid", "bad_exclude", "bad_region",
+    for (const char* server : {"public", "https"}) {
+        if (std::string_view(server) == "https" && !https_) continue;
+        for (const char* code : {"200", "400", "404", "405", "413", "431", "500", "503"})
+            metrics_.get_counter("imgate_http_requests_total", "HTTP requests answered, by status",
+                                 {{"server", server}, {"code", code}});
+    }
+    for (const char* reason : {"bad_query", "bad_uid", "bad_exclude", "bad_region", "bad_transport",
                                "unknown_parameter", "unknown_region"})
         metrics_.get_counter("imgate_dispatcher_bad_requests_total",
                              "GET /get-tcp-ip refused with 400, by reason", {{"reason", reason}});
 
-    http_sync_handler tcp_ip = [this](const http_request_ctx& ctx) { return get_tcp_ip(ctx); };
-    public_->route(http::verb::get, "/get-tcp-ip", tcp_ip);
-    // Readiness: 200 only while /get-tcp-ip can hand out a gateway; liveness is /livez.
+    add_public_routes(*public_);
+    if (https_) add_public_routes(*https_);
     http_sync_handler ready = [this](const http_request_ctx&) { return healthz(); };
-    public_->route(http::verb::get, "/healthz", ready);
     admin_->route(http::verb::get, "/healthz", ready);
     http_sync_handler livez = [](const http_request_ctx&) {
         return http_response::json(http::status::ok, R"({"status":"alive"})");
     };
-    public_->route(http::verb::get, "/livez", livez);
     admin_->route(http::verb::get, "/livez", livez);
     for (const char* action : admin_actions) {
         http_sync_handler h = [this, action](const http_request_ctx& ctx) {
@@ -181,12 +216,41 @@ void dispatcher_app::start() {
 
     public_->listen(cfg_.listen);
     admin_->listen(cfg_.admin_listen);
+    if (https_) https_->listen(*cfg_.https.listen);
     poller_.set_settings(cfg_.poll);
     poller_.sync();
     control_.start();
-    spdlog::info("imgate-dispatcher {} listening: public {} admin {}; {} gateways from {}",
-                 IMGATE_VERSION, public_endpoint().to_string(), admin_endpoint().to_string(),
+    std::string https = "off";
+    if (https_) {
+        auto info = certs_->info();
+        https = https_endpoint()->to_string() + " (certificate " + info.subject + ", not after " +
+                info.not_after + ", sha256 " + info.fingerprint + ")";
+    }
+    spdlog::info("imgate-dispatcher {} listening: public {} admin {} https {}; {} gateways from {}",
+                 IMGATE_VERSION, public_endpoint().to_string(), admin_endpoint().to_string(), https,
                  cfg_.fleet.gateways.size(), cfg_.fleet_file);
+}
+
+bool dispatcher_app::reload_certificate(const dispatcher_config& next, std::string& error) {
+    auto before = certs_->info();
+    if (!certs_->reload(next.https.tls, error)) {
+        spdlog::error(
+            "https: certificate reload failed, keeping the running certificate ({}, not after {}, "
+            "sha256 {}): {}",
+            before.subject, before.not_after, before.fingerprint, error);
+        return false;
+    }
+    https_->set_tls_limits(next.https.tls);
+    auto now = certs_->info();
+    if (now.fingerprint == before.fingerprint)
+        spdlog::info("https: certificate unchanged ({}, not after {}, sha256 {})", now.subject,
+                     now.not_after, now.fingerprint);
+    else
+        spdlog::info(
+            "https: certificate reloaded: {}, not after {}, sha256 {} (was sha256 {}); new "
+            "handshakes use it, open connections keep theirs",
+            now.subject, now.not_after, now.fingerprint, before.fingerprint);
+    return true;
 }
 
 void dispatcher_app::run() {
@@ -200,6 +264,7 @@ void dispatcher_app::stop() {
     daemon_control::notify_stopping();
     poller_.stop();
     if (public_) public_->stop();
+    if (https_) https_->stop();
     if (admin_) admin_->stop();
     control_.stop_watching();
     // Dispatcher requests are tiny and clients retry: no need to wait for in-flight ones.
@@ -208,29 +273,42 @@ void dispatcher_app::stop() {
 
 bool dispatcher_app::reload() {
     daemon_control::notify_reloading();
-    dispatcher_config next;
-    try {
-        next = load_dispatcher_config(cfg_.file);
-    } catch (const std::exception& e) {
+    auto refuse = [this](const std::string& why) {
         reload_failures_->inc();
         {
             std::lock_guard lk(mu_);
             last_reload_ms_ = clock_.wall_ms();
             last_reload_ok_ = false;
-            last_reload_error_ = e.what();
+            last_reload_error_ = why;
         }
-        spdlog::error("reload refused, keeping the running configuration: {}", e.what());
-        daemon_control::notify_ready("reload failed: " + std::string(e.what()));
+        spdlog::error("reload refused, keeping the running configuration: {}", why);
+        daemon_control::notify_ready("reload failed: " + why);
         return false;
+    };
+    dispatcher_config next;
+    try {
+        next = load_dispatcher_config(cfg_.file);
+    } catch (const std::exception& e) {
+        return refuse(e.what());
     }
     if (!(next.listen == cfg_.listen) || !(next.admin_listen == cfg_.admin_listen) ||
-        next.threads != cfg_.threads)
+        next.threads != cfg_.threads || next.https.listen != cfg_.https.listen)
         spdlog::warn(
-            "reload: listen, admin_listen and threads changes need a restart; "
-            "keeping the current ones");
+            "reload: listen, admin_listen, https.listen (adding or removing `https:`) and threads "
+            "changes need a restart; keeping the current ones");
     next.listen = cfg_.listen;
     next.admin_listen = cfg_.admin_listen;
     next.threads = cfg_.threads;
+    next.https.listen = cfg_.https.listen;
+    if (!https_) {
+        next.https = cfg_.https;
+    } else {
+        if (!next.https.tls.enabled()) next.https.tls = cfg_.https.tls;  // `https:` removed
+        // The certificate first: a reload whose certificate does not load applies nothing (like
+        // an invalid file), so the configuration and the certificate never disagree.
+        std::string error;
+        if (!reload_certificate(next, error)) return refuse("https: " + error);
+    }
     auto sum = fleet_.apply(next.fleet, to_health(next), false);
     install(next);
     poller_.set_settings(next.poll);
@@ -283,22 +361,24 @@ http_response dispatcher_app::get_tcp_ip(const http_request_ctx& ctx) {
     }
     req.exclude = std::move(q.exclude);
     req.alternates = r->alternates;
+    req.via = q.via;
     bool log = r->decision_log.enabled && fleet_.sample(r->decision_log.sample);
     pick_explanation why;
     auto targets = fleet_.pick(req, log ? &why : nullptr);
-    if (log) log_decision(ctx, q.uid, req.region, targets, why);
+    if (log) log_decision(ctx, q.uid, req.region, req.via, targets, why);
     if (targets.empty()) {
         no_gateway_->inc();
         auto res = http_response::error(http::status::service_unavailable, "no_gateway_available");
         res.headers.emplace_back("Retry-After", std::to_string(r->retry_after_s));
         return res;
     }
-    spdlog::debug("get-tcp-ip uid={} region={} -> {}", q.uid, req.region, targets.front().id);
-    return http_response::json(http::status::ok, render_pick(targets));
+    spdlog::debug("get-tcp-ip uid={} region={} transport={} -> {}", q.uid, req.region,
+                  to_string(req.via), targets.front().id);
+    return http_response::json(http::status::ok, render_pick(targets, req.via));
 }
 
 void dispatcher_app::log_decision(const http_request_ctx& ctx, const std::string& uid,
-                                  const std::string& region,
+                                  const std::string& region, transport via,
                                   const std::vector<pick_target>& targets,
                                   const pick_explanation& why) const {
     std::string alternates, skipped;
@@ -307,10 +387,10 @@ void dispatcher_app::log_decision(const http_request_ctx& ctx, const std::string
     for (auto& [id, reason] : why.skipped)
         skipped += (skipped.empty() ? "" : ",") + id + ":" + reason;
     spdlog::info(
-        "decision: client={} uid={} region={} pool={} chosen={} ({}) alternates=[{}] "
-        "skipped=[{}]",
-        ctx.remote.to_string(), uid.empty() ? "-" : uid, region.empty() ? "-" : region, why.pool,
-        targets.empty() ? "none" : targets.front().id,
+        "decision: client={} uid={} region={} transport={} pool={} chosen={} ({}) "
+        "alternates=[{}] skipped=[{}]",
+        ctx.remote.to_string(), uid.empty() ? "-" : uid, region.empty() ? "-" : region,
+        to_string(via), why.pool, targets.empty() ? "none" : targets.front().id,
         targets.empty() ? "no candidate" : why.chosen_why, alternates, skipped);
 }
 
@@ -447,6 +527,15 @@ std::string dispatcher_app::status_body() const {
     j["jwt_majority"] = maj ? nlohmann::json(*maj) : nlohmann::json(nullptr);
     j["jwt_secret_split"] = fleet_.jwt_split();
     j["admin_token"] = !rt()->admin_token.empty();
+    if (certs_) {
+        auto info = certs_->info();
+        j["https"] = {{"listen", https_endpoint()->to_string()},
+                      {"subject", info.subject},
+                      {"not_after", info.not_after},
+                      {"sha256", info.fingerprint}};
+    } else {
+        j["https"] = nullptr;
+    }
     j["gateways"] = fleet_.status_json();
     uint64_t picks = 0;
     double rate = 0;
@@ -466,10 +555,16 @@ endpoint dispatcher_app::admin_endpoint() const {
     return to_endpoint(admin_->local_endpoint());
 }
 
+std::optional<endpoint> dispatcher_app::https_endpoint() const {
+    if (!https_) return std::nullopt;
+    return to_endpoint(https_->local_endpoint());
+}
+
 std::string dispatcher_app::ready_json() const {
     nlohmann::json j = {{"public", public_endpoint().to_string()},
                         {"admin", admin_endpoint().to_string()},
                         {"pid", static_cast<int64_t>(::getpid())}};
+    if (https_) j["https"] = https_endpoint()->to_string();
     return j.dump();
 }
 

@@ -1,6 +1,7 @@
 #pragma once
-// The dispatcher process: owns the io_context, the fleet state, the poller, the public and admin
-// listeners, and reload. main() only parses the command line and calls run().
+// The dispatcher process: owns the io_context, the fleet state, the poller, the public, optional
+// HTTPS and admin listeners (with the HTTPS certificate), and reload. main() only parses the
+// command line and calls run().
 #include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <memory>
@@ -14,6 +15,7 @@
 #include "common/daemon.hpp"
 #include "common/http_server.hpp"
 #include "common/metrics.hpp"
+#include "common/tls.hpp"
 #include "dispatcher/dispatcher_config.hpp"
 #include "dispatcher/fleet_state.hpp"
 #include "dispatcher/poller.hpp"
@@ -25,7 +27,8 @@ class dispatcher_app {
     explicit dispatcher_app(dispatcher_config cfg);
     ~dispatcher_app();
 
-    // Binds both listeners (throws on failure) and starts pulling.
+    // Loads the HTTPS certificate if configured, binds the listeners (throws on failure) and
+    // starts pulling.
     void start();
     // Runs the event loop on cfg.threads threads until stopped.
     void run();
@@ -35,6 +38,7 @@ class dispatcher_app {
 
     endpoint public_endpoint() const;
     endpoint admin_endpoint() const;
+    std::optional<endpoint> https_endpoint() const;  // none without `https:`
     std::string ready_json() const;
 
   private:
@@ -53,11 +57,15 @@ class dispatcher_app {
     http_response get_tcp_ip(const http_request_ctx& ctx);
     std::string status_body() const;
     http_response healthz() const;
+    void add_public_routes(http_server& s);
+    // SIGHUP with `https:`: new handshakes get the certificate and key now on disk. False (and
+    // error set) when they do not load; the running certificate stays.
+    bool reload_certificate(const dispatcher_config& next, std::string& error);
     // POST /gateways/{weight,disable,enable}?id=...: runtime overrides (docs/admin-api.md).
     http_response admin_change(const http_request_ctx& ctx, const char* action);
     void log_decision(const http_request_ctx& ctx, const std::string& uid,
-                      const std::string& region, const std::vector<pick_target>& targets,
-                      const pick_explanation& why) const;
+                      const std::string& region, transport via,
+                      const std::vector<pick_target>& targets, const pick_explanation& why) const;
 
     dispatcher_config cfg_;
     boost::asio::io_context io_;
@@ -68,6 +76,8 @@ class dispatcher_app {
     poller poller_;
     std::shared_ptr<http_server> public_;
     std::shared_ptr<http_server> admin_;
+    std::shared_ptr<http_server> https_;         // null without `https:`
+    std::shared_ptr<tls_context_holder> certs_;  // the HTTPS listener's certificate
     daemon_control control_;
     mutable std::mutex mu_;
     std::shared_ptr<const runtime> rt_;

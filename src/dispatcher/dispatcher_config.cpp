@@ -16,6 +16,17 @@ dispatcher_config parse_dispatcher_config(yaml_map root, bool load_fleet_file) {
     if (auto e = root.address_opt("admin_listen")) c.admin_listen = *e;
     if (c.listen.port != 0 && c.listen == c.admin_listen)
         root.fail("admin_listen", "must differ from listen");
+    auto https = root.map("https");  // read even when empty: `https:` alone is no unknown key
+    if (root.has("https")) {
+        c.https.listen = https.address("listen");
+        // The TLS keys are the gateway's `tls:` keys (parse_tls_settings reads and finishes the
+        // map; `listen` was read above, so it is not an unknown key there).
+        c.https.tls = parse_tls_settings(https);
+        if (!c.https.tls.enabled()) https.fail("cert_file", "required (with key_file)");
+        if (c.https.listen->port != 0 &&
+            (*c.https.listen == c.listen || *c.https.listen == c.admin_listen))
+            https.fail("listen", "must differ from listen and admin_listen");
+    }
     c.threads = static_cast<uint32_t>(root.integer("threads", 1, 1, 64));
 
     auto poll = root.map("poll");

@@ -3,9 +3,11 @@
 // plus the fleet file it points to. Parsing is strict (unknown keys name file:line).
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "common/config.hpp"
+#include "common/tls.hpp"
 #include "dispatcher/region_table.hpp"
 
 namespace imgate::disp {
@@ -51,12 +53,20 @@ struct decision_log_settings {
     double sample = 0.01;  // fraction of picks logged, drawn from the balancer's random source
 };
 
+// The optional HTTPS public listener (`https:`): the same routes as `listen`, over TLS.
+struct https_settings {
+    std::optional<endpoint> listen;  // none: no HTTPS listener
+    tls_settings tls;                // cert_file, key_file, min_version, handshake_timeout, ...
+    bool enabled() const { return listen.has_value(); }
+};
+
 struct dispatcher_config {
     std::string file;  // the dispatcher.yaml path as given
     std::string id = "dispatcher";
     std::string fleet_file;  // resolved
     endpoint listen{"127.0.0.1", 8080};
     endpoint admin_listen{"127.0.0.1", 8081};
+    https_settings https;
     uint32_t threads = 1;
     poll_settings poll;
     overload_settings overload;

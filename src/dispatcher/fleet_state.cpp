@@ -419,6 +419,12 @@ std::vector<pick_target> fleet_state::pick(const pick_request& r, pick_explanati
             if (why) why->skipped.emplace_back(e.spec.id, "excluded");
             continue;
         }
+        // Not a candidate at all for this transport: weights and scores are compared among the
+        // gateways that serve it only.
+        if (!e.spec.serves(r.via)) {
+            if (why) why->skipped.emplace_back(e.spec.id, std::string("no_") + to_string(r.via));
+            continue;
+        }
         double w = effective_weight(e, now);
         if (w <= 0) {
             if (why) {
@@ -447,7 +453,7 @@ std::vector<pick_target> fleet_state::pick(const pick_request& r, pick_explanati
         while (out.size() < want && !pool->empty()) {
             size_t i = choose(*pool);
             entry& e = *(*pool)[i].e;
-            out.push_back({e.spec.id, e.spec.client});
+            out.push_back({e.spec.id, *e.spec.address_of(r.via)});
             if (out.size() == 1 && why)
                 why->chosen_why = "weight " + std::to_string(weight_of(e)) + " effective " +
                                   fixed2((*pool)[i].weight) + " score " + fixed2((*pool)[i].score) +
@@ -588,7 +594,14 @@ nlohmann::json fleet_state::status_json() const {
         g["pid"] = st ? nlohmann::json(st->pid) : nlohmann::json(nullptr);
         g["uptime_s"] = st ? nlohmann::json(st->uptime_s) : nlohmann::json(nullptr);
         g["admin"] = e.spec.admin.to_string();
-        g["client"] = e.spec.client.to_string();
+        // Every transport the gateway serves, with the address handed out for it; "client" stays
+        // the tcp address (null when the gateway serves no plain tcp).
+        auto* tcp = e.spec.address_of(transport::tcp);
+        g["client"] = tcp ? nlohmann::json(tcp->to_string()) : nlohmann::json(nullptr);
+        auto transports = nlohmann::json::object();
+        for (auto t : all_transports)
+            if (auto* a = e.spec.address_of(t)) transports[to_string(t)] = a->to_string();
+        g["transports"] = std::move(transports);
         g["region"] = e.spec.region;
         g["labels"] = e.spec.labels;
         g["last_pull_ms"] =

@@ -27,11 +27,12 @@ struct pick_request {
     std::string region;                // preferred region ("" = none)
     std::vector<std::string> exclude;  // gateway ids the client does not want
     size_t alternates = 0;
+    transport via = transport::tcp;  // only gateways serving it are candidates
 };
 
 struct pick_target {
     std::string id;
-    endpoint client;
+    endpoint address;  // the gateway's advertised address for the request's transport
 };
 
 // Why pick() answered what it did, for the decision log: one line per gateway left out.
@@ -82,8 +83,9 @@ class fleet_state {
     void pull_failed(const std::string& id, uint64_t token, const std::string& error,
                      double latency_ms);
 
-    // The first element is the pick, the rest are alternates in preference order. Empty when no
-    // gateway can take clients. Only the first counts as handed out.
+    // The first element is the pick, the rest are alternates in preference order, all among the
+    // gateways serving r.via. Empty when none of those can take clients. Only the first counts as
+    // handed out.
     std::vector<pick_target> pick(const pick_request& r, pick_explanation* why = nullptr);
     // true with probability p, from the injected random source (decision log sampling).
     bool sample(double p);

@@ -10,6 +10,7 @@
 
 #include "common/daemon.hpp"
 #include "common/logging.hpp"
+#include "common/tls.hpp"
 #include "dispatcher/app.hpp"
 
 int main(int argc, char** argv) {
@@ -22,7 +23,7 @@ int main(int argc, char** argv) {
     cli.add_flag("--check-config", check, "validate the configuration (and its fleet) and exit");
     cli.add_flag("--version", version, "print the version and exit");
     cli.add_option("--ready-file", ready_file,
-                   "once listening, write {\"public\",\"admin\",\"pid\"} JSON here");
+                   "once listening, write {\"public\",\"admin\",[\"https\",]\"pid\"} JSON here");
     CLI11_PARSE(cli, argc, argv);
 
     if (version) {
@@ -41,8 +42,22 @@ int main(int argc, char** argv) {
         return 1;
     }
     if (check) {
-        std::printf("%s: OK (%zu gateways from %s)\n", config_file.c_str(),
-                    cfg.fleet.gateways.size(), cfg.fleet_file.c_str());
+        std::string https;
+        if (cfg.https.enabled()) {
+            // The certificate is part of the configuration: load it as start-up would.
+            imgate::tls_cert_info info;
+            try {
+                imgate::make_server_tls_context(cfg.https.tls, &info);
+            } catch (const std::exception& e) {
+                std::fprintf(stderr, "imgate-dispatcher: invalid configuration: https: %s\n",
+                             e.what());
+                return 1;
+            }
+            https = "; https " + cfg.https.listen->to_string() + " with " + info.subject +
+                    ", not after " + info.not_after;
+        }
+        std::printf("%s: OK (%zu gateways from %s%s)\n", config_file.c_str(),
+                    cfg.fleet.gateways.size(), cfg.fleet_file.c_str(), https.c_str());
         return 0;
     }
 

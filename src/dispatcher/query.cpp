@@ -46,6 +46,12 @@ std::variant<tcp_ip_query, query_error> parse_tcp_ip_query(std::string_view quer
                 return query_error{"bad_region",
                                    "region must be 1-64 characters of [A-Za-z0-9._-]"};
             q.region = v;
+        } else if (k == "transport") {
+            auto t = parse_transport(v);
+            if (!t)
+                return query_error{"bad_transport",
+                                   "transport must be one of tcp, tls, ws, wss (default tcp)"};
+            q.via = *t;
         } else {
             std::string shown = k.size() > 32 ? k.substr(0, 32) + "..." : k;
             nlohmann::json name = shown;
@@ -53,13 +59,13 @@ std::variant<tcp_ip_query, query_error> parse_tcp_ip_query(std::string_view quer
                 "unknown_parameter",
                 "unknown query parameter " +
                     name.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) +
-                    " (accepted: uid, exclude, region)"};
+                    " (accepted: uid, exclude, region, transport)"};
         }
     }
     return q;
 }
 
-std::string render_pick(const std::vector<pick_target>& targets) {
+std::string render_pick(const std::vector<pick_target>& targets, transport via) {
     // Built by hand: this is the hot path of the public API, and ids are [A-Za-z0-9._-] while
     // hosts are escaped anyway. Keys in the same order nlohmann::json would print them.
     auto escaped = [](std::string& out, std::string_view s) {
@@ -71,13 +77,24 @@ std::string render_pick(const std::vector<pick_target>& targets) {
         else
             out += json_escape(s);
     };
-    auto target = [&escaped](std::string& out, const pick_target& t) {
+    const char* via_name = to_string(via);
+    bool web = via == transport::ws || via == transport::wss;
+    auto target = [&escaped, via_name, web](std::string& out, const pick_target& t) {
         out += "\"host\":\"";
-        escaped(out, t.client.host);
+        escaped(out, t.address.host);
         out += "\",\"id\":\"";
         escaped(out, t.id);
         out += "\",\"port\":";
-        out += std::to_string(t.client.port);
+        out += std::to_string(t.address.port);
+        out += ",\"transport\":\"";
+        out += via_name;
+        out += '"';
+        if (web) {
+            // endpoint::to_string brackets an IPv6 host, as a URL needs.
+            out += ",\"url\":\"";
+            escaped(out, std::string(via_name) + "://" + t.address.to_string() + "/");
+            out += '"';
+        }
     };
     std::string out;
     out.reserve(64 + 64 * targets.size());

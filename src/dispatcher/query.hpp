@@ -15,6 +15,7 @@ struct tcp_ip_query {
     std::string uid;
     std::vector<std::string> exclude;
     std::optional<std::string> region;
+    transport via = transport::tcp;  // ?transport=tcp|tls|ws|wss
 };
 
 struct query_error {
@@ -30,7 +31,9 @@ struct query_limits {
 std::variant<tcp_ip_query, query_error> parse_tcp_ip_query(std::string_view query,
                                                            const query_limits& limits);
 
-// {"id":..,"host":..,"port":..,"alternates":[{"id","host","port"},..]}
-std::string render_pick(const std::vector<pick_target>& targets);
+// {"id":..,"host":..,"port":..,"transport":..,["url":..,]"alternates":[{same keys},..]}: host and
+// port are the targets' addresses for `via`; url (ws and wss only) is "ws[s]://host:port/" with an
+// IPv6 host in brackets.
+std::string render_pick(const std::vector<pick_target>& targets, transport via = transport::tcp);
 
 }  // namespace imgate::disp

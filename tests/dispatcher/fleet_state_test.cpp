@@ -267,7 +267,7 @@ TEST(FleetState, RegionPreferenceWithFallbackAndAlternates) {
         EXPECT_EQ(t[0].id, "gw3");
         EXPECT_NE(t[1].id, "gw3");
         EXPECT_NE(t[2].id, t[1].id);
-        EXPECT_EQ(t[0].client.port, 9003);
+        EXPECT_EQ(t[0].address.port, 9003);
     }
     pick_request eu;
     eu.region = "eu";

@@ -100,7 +100,7 @@ TEST(TcpIpQuery, RendersPickWithAlternates) {
     std::vector<pick_target> t{{"gw1", {"10.0.0.1", 9001}}, {"gw2", {"10.0.0.2", 9002}}};
     EXPECT_EQ(
         render_pick(t),
-        R"({"alternates":[{"host":"10.0.0.2","id":"gw2","port":9002}],"host":"10.0.0.1","id":"gw1","port":9001})");
+        R"({"alternates":[{"host":"10.0.0.2","id":"gw2","port":9002,"transport":"tcp"}],"host":"10.0.0.1","id":"gw1","port":9001,"transport":"tcp"})");
 }
 
 // The rendered body is valid JSON whatever the host string holds (escaped, not passed through).

@@ -5,16 +5,22 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/websocket/ssl.hpp>
 #include <boost/beast/websocket/stream.hpp>
+#include <nlohmann/json.hpp>
 
 #include "../support/test_certs.hpp"
 #include "client/cli_options.hpp"
+#include "client/connector.hpp"
 #include "client/session.hpp"
 #include "common/awaitable.hpp"
 #include "common/daemon.hpp"
+#include "common/frame.hpp"
+#include "common/http_server.hpp"
+#include "common/metrics.hpp"
 #include "common/tls.hpp"
 
 using namespace imgate::client;
@@ -257,10 +263,41 @@ struct fake_ws_gateway {
         }
     }
 
+    // The tls transport: the same frames as tcp, as a byte stream inside TLS (no WebSocket).
+    asio::awaitable<void> converse_raw(asio::ssl::stream<tcp::socket>& s) {
+        accepted = true;
+        imgate::frame_decoder dec;
+        char buf[4096];
+        std::string login = proto::encode(
+            proto::login_result_msg{"alice@example.com", "d", "faketls", 0, 0, 65536}, 1);
+        bool answered = false;
+        while (true) {
+            auto [e, n] = co_await s.async_read_some(asio::buffer(buf), use_tuple);
+            if (e) break;
+            dec.feed(std::string_view(buf, n));
+            while (auto f = dec.next()) {
+                received.push_back(std::string(1, static_cast<char>(f->op)));
+                if (answered) continue;
+                answered = true;
+                std::string out = login;
+                for (auto& m : script) out += m;  // one write: frames need not align to records
+                auto [we, wn] = co_await asio::async_write(s, asio::buffer(out), use_tuple);
+                if (we) co_return;
+            }
+        }
+    }
+
+    bool raw_tls = false;
+
     asio::awaitable<void> serve() {
         auto [ec, sock] = co_await acc.async_accept(use_tuple);
         if (ec) co_return;
-        if (tls) {
+        if (tls && raw_tls) {
+            asio::ssl::stream<tcp::socket> s(std::move(sock), *tls);
+            auto [hec] = co_await s.async_handshake(asio::ssl::stream_base::server, use_tuple);
+            if (hec) co_return;
+            co_await converse_raw(s);
+        } else if (tls) {
             websocket::stream<asio::ssl::stream<tcp::socket>> ws(std::move(sock), *tls);
             auto [hec] =
                 co_await ws.next_layer().async_handshake(asio::ssl::stream_base::server, use_tuple);
@@ -381,6 +418,24 @@ TEST(WssTransport, TrustedCertificateCarriesFrames) {
     EXPECT_EQ(r.delivered, (std::vector<std::string>{"über TLS", "zwei"}));
 }
 
+TEST(TlsTransport, TrustedCertificateCarriesTheByteStream) {
+    auto& main = imgate::test::test_certs("main");
+    asio::io_context io;
+    fake_ws_gateway gw(io, server_context(main));
+    gw.raw_tls = true;
+    gw.script = {proto::encode(deliver(1, "naïve café")), proto::encode(deliver(2, "2"))};
+    auto r = converse(io, gw, opts(transport::tls, make_tls_client(main.ca_crt, false)));
+    ASSERT_FALSE(r.connect_ec) << r.connect_detail;
+    ASSERT_TRUE(r.login.ok) << r.login.detail;
+    EXPECT_EQ(r.login.result.gateway_id, "faketls");
+    EXPECT_EQ(r.delivered, (std::vector<std::string>{"naïve café", "2"}));
+    EXPECT_EQ(r.end.reason, end_reason::local) << r.end.describe();
+    // LOGIN, then both ACKs over the TLS stream.
+    EXPECT_EQ(gw.received, (std::vector<std::string>{std::string(1, char(proto::op::login)),
+                                                     std::string(1, char(proto::op::ack)),
+                                                     std::string(1, char(proto::op::ack))}));
+}
+
 TEST(WssTransport, UntrustedCertificateIsRefusedWithTheCaNamed) {
     auto& main = imgate::test::test_certs("main");
     auto& other = imgate::test::test_certs("other");
@@ -427,4 +482,94 @@ TEST(TlsTransport, InsecureSkipsVerificationAndPlainPortFailsClearly) {
         EXPECT_NE(r.connect_detail.find("TLS handshake with 127.0.0.1:"), std::string::npos)
             << r.connect_detail;
     }
+}
+
+namespace {
+
+imgate::metrics_registry& test_metrics() {
+    static imgate::metrics_registry m;
+    return m;
+}
+
+// A dispatcher stand-in answering every GET /get-tcp-ip with `body`, recording the queries.
+struct fake_dispatcher {
+    std::shared_ptr<imgate::http_server> srv;
+    std::vector<std::string> queries;
+    std::string body;
+
+    explicit fake_dispatcher(asio::io_context& io) {
+        srv = std::make_shared<imgate::http_server>(io, imgate::http_server_options{},
+                                                    test_metrics());
+        imgate::http_sync_handler h = [this](const imgate::http_request_ctx& ctx) {
+            queries.emplace_back(ctx.query);
+            return imgate::http_response::json(boost::beast::http::status::ok, body);
+        };
+        srv->route(boost::beast::http::verb::get, "/get-tcp-ip", h);
+        srv->listen({"127.0.0.1", 0});
+    }
+    http_url url() const { return {"127.0.0.1", srv->local_endpoint().port(), "", false}; }
+};
+
+}  // namespace
+
+TEST(TransportConnector, RefusedCertificateOfAFixedGatewayIsFatal) {
+    auto& main = imgate::test::test_certs("main");
+    auto& other = imgate::test::test_certs("other");
+    asio::io_context io;
+    fake_ws_gateway gw(io, server_context(main));
+    imgate::spawn(io, gw.serve(), "fake wss gateway");
+    connect_result r;
+    auto t0 = std::chrono::steady_clock::now();
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        target_spec t;
+        t.gateway = gateway_addr{"", "127.0.0.1", gw.port(), "/"};
+        t.via = transport::wss;
+        t.tls = make_tls_client(other.ca_crt, false);
+        connector c(io.get_executor(), t, opts(transport::tcp), 1);
+        r = co_await c.connect("alice", "token", std::chrono::steady_clock::now() + 8s);
+    });
+    EXPECT_FALSE(r.session);
+    EXPECT_TRUE(r.fatal);
+    EXPECT_TRUE(r.cert_refused);
+    EXPECT_EQ(r.attempts, 1u);
+    EXPECT_NE(r.error.find("was not trusted"), std::string::npos) << r.error;
+    // No back-off loop until the deadline.
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 3s);
+}
+
+TEST(TransportConnector, AlternatesAreTriedThenARoundOfRefusalsEnds) {
+    auto& main = imgate::test::test_certs("main");
+    auto& other = imgate::test::test_certs("other");
+    asio::io_context io;
+    fake_ws_gateway gw1(io, server_context(main)), gw2(io, server_context(main));
+    imgate::spawn(io, gw1.serve(), "fake wss gateway 1");
+    imgate::spawn(io, gw2.serve(), "fake wss gateway 2");
+    fake_dispatcher disp(io);
+    auto url = [](uint16_t p) { return "wss://127.0.0.1:" + std::to_string(p) + "/"; };
+    disp.body =
+        nlohmann::json{
+            {"id", "gw1"},
+            {"host", "127.0.0.1"},
+            {"port", 1},
+            {"transport", "wss"},
+            {"url", url(gw1.port())},
+            {"alternates",
+             {{{"id", "gw2"}, {"host", "127.0.0.1"}, {"port", 2}, {"url", url(gw2.port())}}}}}
+            .dump();
+    connect_result r;
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        target_spec t;
+        t.dispatcher = disp.url();
+        t.via = transport::wss;
+        t.tls = make_tls_client(other.ca_crt, false);
+        connector c(io.get_executor(), t, opts(transport::tcp), 1);
+        r = co_await c.connect("alice@example.com", "token", std::chrono::steady_clock::now() + 8s);
+        disp.srv->stop();
+    });
+    EXPECT_FALSE(r.session);
+    EXPECT_TRUE(r.fatal);
+    EXPECT_EQ(r.attempts, 2u);  // the pick and its alternate, both by their url's port
+    ASSERT_EQ(disp.queries.size(), 1u);
+    EXPECT_EQ(disp.queries[0], "uid=alice%40example.com&transport=wss");
+    EXPECT_NE(r.error.find("was not trusted"), std::string::npos) << r.error;
 }

@@ -157,8 +157,8 @@ class Transports : public ::testing::Test {
         ASSERT_TRUE(eventually(
             [&] {
                 for (auto& [id, p] : ports_)
-                    if (metric("127.0.0.1:" + std::to_string(p.admin), "imgate_rpc_links_up") !=
-                        1.0)
+                    if (fault::metric("127.0.0.1:" + std::to_string(p.admin),
+                                      "imgate_rpc_links_up") != 1.0)
                         return false;
                 return true;
             },

@@ -400,6 +400,7 @@ fleet_config parse_fleet(yaml_map root) {
                               {"ws", "ws_listen", &s.ws, &s.ws_listen},
                               {"wss", "wss_listen", &s.wss, &s.wss_listen}};
         bool any = false;
+        std::set<std::string> own;  // one listen address per transport within this gateway
         for (auto& t : transports) {
             auto a = g.address_opt(t.key);
             auto l = g.address_opt(t.listen_key);
@@ -408,9 +409,9 @@ fleet_config parse_fleet(yaml_map root) {
             any = true;
             *t.addr = *a;
             *t.listen = l.value_or(*a);
-            if (t.listen->port != 0 && !addrs.insert(t.listen->to_string()).second)
-                g.fail(t.listen_key,
-                       "address " + t.listen->to_string() + " is used twice in the fleet");
+            if (t.listen->port != 0 && !own.insert(t.listen->to_string()).second)
+                g.fail(t.listen_key, "address " + t.listen->to_string() +
+                                         " is used by two transports of this gateway");
         }
         if (!any)
             g.fail("client",

@@ -67,6 +67,10 @@ std::string gateway_app::ready_json() const {
                      {"admin", hostport(server_.admin_endpoint())},
                      {"rpc", server_.rpc_endpoint()},
                      {"pid", ::getpid()}};
+    // Every transport's bound address by name ("tcp", "tls", "ws", "wss"), so tests and
+    // scripts started on port 0 find each listener.
+    for (auto t : all_transports)
+        if (auto ep = server_.client_endpoint(t)) j[to_string(t)] = hostport(*ep);
     return j.dump();
 }
 

@@ -112,11 +112,19 @@ gateway_config load_gateway_config(const std::string& path, const std::string& i
     c.limits = parse_limits(root.map("limits"), root.map("timeouts"), root.map("drain"));
     c.log = parse_log_config(root.map("log"));
     c.rpc = parse_rpc_config(root.map("cluster_rpc"));
+    c.tls = parse_tls_settings(root.map("tls"));
     root.finish();
 
     c.fleet = load_fleet(c.fleet_file);
     if (!c.fleet.find(c.id))
         throw config_error(c.fleet_file + ": gateway id \"" + c.id + "\" is not in the fleet");
+    const auto* spec = c.fleet.find(c.id);
+    if ((spec->serves(transport::tls) || spec->serves(transport::wss)) && !c.tls.enabled())
+        throw config_error(path + ": tls: gateway \"" + c.id + "\" serves " +
+                           (spec->serves(transport::tls) ? "tls" : "wss") + " in " + c.fleet_file +
+                           " but has no certificate: set tls.cert_file and tls.key_file");
+    // The certificate is loaded here too, so --check-config and a reload refuse a bad one.
+    if (c.tls.enabled()) make_server_tls_context(c.tls, nullptr);
     if (!c.fleet.cluster_secret_file.empty()) {
         try {
             c.cluster_secret = read_protected_secret_file(c.fleet.cluster_secret_file);

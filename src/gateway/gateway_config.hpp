@@ -8,6 +8,7 @@
 
 #include "common/config.hpp"
 #include "common/ids.hpp"
+#include "common/tls.hpp"
 #include "gateway/rpc_config.hpp"
 
 namespace imgate::gw {
@@ -81,6 +82,9 @@ struct gateway_config {
     log_config log;
     rpc_config rpc;
     std::string cluster_secret;  // empty: single node
+    // Certificate of the tls and wss listeners; handshake_timeout and max_handshakes apply to
+    // the ws listener too (docs/configuration.md, `tls:`).
+    tls_settings tls;
 };
 
 // Loads and validates gateway.yaml (and the fleet and secret files it names). id_override wins

@@ -75,8 +75,27 @@ gateway_metrics::gateway_metrics(metrics_registry& m) : registry_(m) {
     redirects = &m.get_counter("imgate_gateway_redirects_total", "Sessions redirected by drain");
     reload_ok =
         &m.get_counter("imgate_gateway_reloads_total", "Configuration reloads", {{"result", "ok"}});
+    for (auto t : {transport::tls, transport::ws, transport::wss})
+        for (const char* r : {"ok", "timeout", "failed", "not_websocket", "busy"}) {
+            if (t == transport::tls && std::string_view(r) == "not_websocket") continue;
+            handshakes_[{t, r}] = &m.get_counter(
+                "imgate_gateway_handshakes_total",
+                "TLS and WebSocket handshakes of client connections, by transport and outcome",
+                {{"transport", to_string(t)}, {"result", r}});
+        }
     reload_failed = &m.get_counter("imgate_gateway_reloads_total", "Configuration reloads",
                                    {{"result", "failed"}});
+}
+
+void gateway_metrics::handshake(transport t, std::string_view result) {
+    auto it = handshakes_.find(std::pair<transport, std::string>(t, std::string(result)));
+    if (it != handshakes_.end()) it->second->inc();
+}
+
+void gateway_metrics::expose_cert_expiry(std::function<double()> seconds_left) {
+    registry_.gauge_fn("imgate_gateway_tls_cert_expiry_seconds",
+                       "Seconds until the client listeners' TLS certificate expires", {},
+                       std::move(seconds_left));
 }
 
 void gateway_metrics::expose(gauge_sources g) {

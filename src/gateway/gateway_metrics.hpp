@@ -6,7 +6,10 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <string_view>
+#include <utility>
 
+#include "common/config.hpp"
 #include "common/metrics.hpp"
 #include "common/protocol.hpp"
 
@@ -41,6 +44,11 @@ class gateway_metrics {
     }
     // One routed message by kind (user, room, or a backend push) and outcome.
     void message(proto::target_kind kind, bool push, proto::code status);
+    // One TLS or WebSocket handshake of a client listener, by outcome (ok, timeout, failed,
+    // not_websocket, busy: refused past tls.max_handshakes).
+    void handshake(transport t, std::string_view result);
+    // Seconds until the serving certificate expires (read at scrape time); unset: no series.
+    void expose_cert_expiry(std::function<double()> seconds_left);
     void write(size_t frames) {
         writes->inc();
         frames_written->inc(frames);
@@ -69,6 +77,7 @@ class gateway_metrics {
     std::array<counter*, 256> rate_limited_{};  // by client op; only the limited ops are set
     std::map<std::string, counter*> logins_;    // filled in the constructor, read-only after
     counter* msgs_[3][3] = {};                  // [user|room|push][delivered|offline|error]
+    std::map<std::pair<transport, std::string>, counter*, std::less<>> handshakes_;
 };
 
 }  // namespace imgate::gw

@@ -22,7 +22,14 @@ namespace imgate::gw {
 namespace {
 
 gateway_live live_of(const gateway_config& c) {
-    return gateway_live{c.limits, c.token_secrets, c.token_leeway_s, c.admin_token};
+    return gateway_live{c.limits,      c.token_secrets,         c.token_leeway_s,
+                        c.admin_token, c.tls.handshake_timeout, c.tls.max_handshakes};
+}
+
+std::string hostport(const asio::ip::tcp::endpoint& ep) {
+    auto a = ep.address();
+    return (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" +
+           std::to_string(ep.port());
 }
 }  // namespace
 
@@ -45,7 +52,7 @@ gateway_server::gateway_server(asio::io_context& io, gateway_config cfg, metrics
       metrics_(metrics),
       live_(live_of(cfg_)),
       router_(cfg_.id, cfg_.fleet.find(cfg_.id)->node, cfg_.limits, metrics_),
-      acceptor_(asio::make_strand(io)),
+      listen_strand_(asio::make_strand(io)),
       started_(std::chrono::steady_clock::now()),
       summary_timer_(asio::make_strand(io)) {
     login_limiter_.set_limits(cfg_.limits.login_rate, cfg_.limits.login_burst);
@@ -69,39 +76,74 @@ std::shared_ptr<const gateway_limits> gateway_server::limits(uint64_t& gen) cons
 
 void gateway_server::start() {
     const gateway_spec* spec = cfg_.fleet.find(cfg_.id);
+    if (cfg_.tls.enabled()) {
+        tls_ = std::make_unique<tls_context_holder>(cfg_.tls);
+        auto info = tls_->info();
+        spdlog::info("tls: certificate {} (sha256 {}), valid until {}", info.subject,
+                     info.fingerprint, info.not_after);
+        metrics_.expose_cert_expiry([this] { return double(tls_->info().seconds_left); });
+    }
     cluster_ =
         make_cluster(cfg_.fleet, cfg_.id, cfg_.cluster_secret, cfg_.rpc, router_, io_, registry_);
     router_.attach(*cluster_);
 
-    auto ep_str = spec->client_listen.to_string();
-    boost::system::error_code ec;
-    auto addr = asio::ip::make_address(spec->client_listen.host, ec);
-    if (ec) throw config_error("client_listen " + ep_str + ": host must be an IP address");
-    asio::ip::tcp::endpoint ep(addr, spec->client_listen.port);
-    acceptor_.open(ep.protocol());
-    acceptor_.set_option(asio::socket_base::reuse_address(true));
-    acceptor_.bind(ep, ec);
-    if (ec) throw std::runtime_error("cannot bind client listener " + ep_str + ": " + ec.message());
-    acceptor_.listen(asio::socket_base::max_listen_connections);
-    client_ep_ = acceptor_.local_endpoint();
+    for (auto t : all_transports) {
+        const endpoint* where = spec->listen_of(t);
+        if (!where) continue;
+        auto l = std::make_unique<client_listener>(t, listen_strand_);
+        bind_listener(*l, *where);
+        listeners_.push_back(std::move(l));
+    }
 
     admin_ = std::make_unique<admin_api>(io_, *this, router_, metrics_, registry_);
     admin_->listen(spec->admin);
 
-    // The accept loop and close_acceptor() share the acceptor's strand: no race on close.
-    spawn(acceptor_.get_executor(), accept_loop(), "gateway accept");
+    // The accept loops and close_acceptor() share the listeners' strand: no race on close.
+    for (auto& l : listeners_) spawn(listen_strand_, accept_loop(*l), "gateway accept");
     spawn(io_, lag_probe(), "gateway lag probe");
     spawn(io_, housekeeping(), "gateway housekeeping");
     // On the timer's strand, like the cancel in stop(): a timer is not thread-safe.
     spawn(summary_timer_.get_executor(), login_summary_loop(), "gateway login summary");
-    spdlog::info(
-        "gateway {} serving clients on {}, admin on {}", cfg_.id,
-        client_ep_.address().to_string() + ":" + std::to_string(client_ep_.port()),
-        admin_endpoint().address().to_string() + ":" + std::to_string(admin_endpoint().port()));
+    std::string serving;
+    for (auto& l : listeners_)
+        serving +=
+            (serving.empty() ? "" : ", ") + std::string(to_string(l->kind)) + " " + hostport(l->ep);
+    spdlog::info("gateway {} serving clients on {}; admin on {}", cfg_.id, serving,
+                 hostport(admin_endpoint()));
+}
+
+void gateway_server::bind_listener(client_listener& l, const endpoint& where) {
+    auto ep_str = where.to_string();
+    const char* key = l.kind == transport::tcp   ? "client_listen"
+                      : l.kind == transport::tls ? "tls_listen"
+                      : l.kind == transport::ws  ? "ws_listen"
+                                                 : "wss_listen";
+    boost::system::error_code ec;
+    auto addr = asio::ip::make_address(where.host, ec);
+    if (ec) throw config_error(std::string(key) + " " + ep_str + ": host must be an IP address");
+    asio::ip::tcp::endpoint ep(addr, where.port);
+    l.acceptor.open(ep.protocol());
+    l.acceptor.set_option(asio::socket_base::reuse_address(true));
+    l.acceptor.bind(ep, ec);
+    if (ec)
+        throw std::runtime_error(std::string("cannot bind the ") + to_string(l.kind) +
+                                 " client listener " + ep_str + ": " + ec.message());
+    l.acceptor.listen(asio::socket_base::max_listen_connections);
+    l.ep = l.acceptor.local_endpoint();
 }
 
 asio::ip::tcp::endpoint gateway_server::client_endpoint() const {
-    return client_ep_;
+    if (auto ep = client_endpoint(transport::tcp)) return *ep;
+    return listeners_.empty() ? asio::ip::tcp::endpoint{} : listeners_.front()->ep;
+}
+std::optional<asio::ip::tcp::endpoint> gateway_server::client_endpoint(transport t) const {
+    for (auto& l : listeners_)
+        if (l->kind == t) return l->ep;
+    return std::nullopt;
+}
+std::optional<tls_cert_info> gateway_server::tls_info() const {
+    if (!tls_) return std::nullopt;
+    return tls_->info();
 }
 asio::ip::tcp::endpoint gateway_server::admin_endpoint() const {
     return admin_->local_endpoint();
@@ -116,11 +158,12 @@ std::chrono::milliseconds gateway_server::push_timeout() const {
     return cfg_.rpc.call_timeout + std::chrono::seconds(5);
 }
 
-asio::awaitable<void> gateway_server::accept_loop() {
+asio::awaitable<void> gateway_server::accept_loop(client_listener& l) {
     for (;;) {
-        auto [ec, strand_sock] = co_await acceptor_.async_accept(asio::make_strand(io_), use_tuple);
+        auto [ec, strand_sock] =
+            co_await l.acceptor.async_accept(asio::make_strand(io_), use_tuple);
         if (ec) {
-            if (ec == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
+            if (ec == asio::error::operation_aborted || !l.acceptor.is_open()) co_return;
             if (is_fd_exhaustion(ec)) {
                 // Throttled: this repeats every 100 ms for as long as descriptors are short.
                 IMGATE_LOG_THROTTLED(warn, "accept: {}: backing off 100ms", ec.message());
@@ -140,24 +183,72 @@ asio::awaitable<void> gateway_server::accept_loop() {
         }
         uint64_t g;
         if (connections_.load() >= limits(g)->max_connections) {
-            refuse_busy(sock);
+            refuse_busy(sock, l.kind);
             continue;
         }
         metrics_.accepted->inc();
-        connections_.fetch_add(1);
-        uint64_t sid = next_session_id_.fetch_add(1);
-        auto s = std::make_shared<session>(*this, std::move(sock), sid);
-        {
-            std::lock_guard lk(conns_mu_);
-            conns_[sid] = s;
+        if (l.kind == transport::tcp) {
+            connections_.fetch_add(1);
+            start_session(make_tcp_io(std::move(sock)));
+            continue;
         }
-        s->start();
+        // TLS and WebSocket handshakes cost CPU and memory before any credential is seen: a
+        // bounded number run at once, the rest are closed at accept (counted, result "busy").
+        if (l.handshakes.load() >= live_.get()->max_handshakes) {
+            metrics_.handshake(l.kind, "busy");
+            IMGATE_LOG_THROTTLED(warn, "{} listener: {} handshakes in flight: refusing connections",
+                                 to_string(l.kind), l.handshakes.load());
+            boost::system::error_code ignored;
+            sock.close(ignored);
+            continue;
+        }
+        l.handshakes.fetch_add(1);
+        connections_.fetch_add(1);
+        auto ex = sock.get_executor();
+        spawn(ex, handshake_and_start(l, std::move(sock)), "gateway client handshake");
     }
 }
 
-void gateway_server::refuse_busy(asio::ip::tcp::socket& sock) {
+asio::awaitable<void> gateway_server::handshake_and_start(client_listener& l,
+                                                          asio::ip::tcp::socket sock) {
+    handshake_options opts;
+    uint64_t g;
+    auto live = live_.get();
+    opts.timeout = live->handshake_timeout;
+    opts.max_prelogin_body = prelogin_max_frame_body(*limits(g));
+    auto ctx = tls_ ? tls_->get() : nullptr;
+    auto r = co_await server_handshake(l.kind, std::move(sock), std::move(ctx), opts);
+    l.handshakes.fetch_sub(1);
+    metrics_.handshake(l.kind, r.result);
+    if (!r.io || state_.load() == gateway_state::stopping) {
+        if (!r.io) spdlog::debug("{} handshake {}: {}", to_string(l.kind), r.result, r.error);
+        if (r.io) r.io->close();
+        connections_.fetch_sub(1);
+        co_return;
+    }
+    start_session(std::move(r.io));
+}
+
+void gateway_server::start_session(std::unique_ptr<session_io> io) {
+    uint64_t sid = next_session_id_.fetch_add(1);
+    auto s = std::make_shared<session>(*this, std::move(io), sid);
+    {
+        std::lock_guard lk(conns_mu_);
+        conns_[sid] = s;
+    }
+    s->start();
+}
+
+void gateway_server::refuse_busy(asio::ip::tcp::socket& sock, transport kind) {
     metrics_.busy->inc();
     count_error(proto::code::server_busy);
+    if (kind != transport::tcp) {
+        // A frame would need a TLS or WebSocket handshake first: a full gateway spends no CPU
+        // on that, the client sees the close and asks the dispatcher again.
+        boost::system::error_code ignored;
+        sock.close(ignored);
+        return;
+    }
     // Best effort, non-blocking: the error frame fits any socket buffer.
     static const std::string frame =
         proto::encode(proto::error_msg{proto::code::server_busy, "gateway is full"});
@@ -235,9 +326,9 @@ std::vector<std::shared_ptr<session>> gateway_server::open_sessions() {
 }
 
 void gateway_server::close_acceptor() {
-    asio::post(acceptor_.get_executor(), [this] {
+    asio::post(listen_strand_, [this] {
         boost::system::error_code e;
-        acceptor_.close(e);
+        for (auto& l : listeners_) l->acceptor.close(e);
     });
 }
 
@@ -311,8 +402,7 @@ std::vector<std::string> gateway_server::token_fingerprints() const {
 
 asio::awaitable<gateway_server::undrain_result> gateway_server::undrain(std::string& error) {
     // On the acceptor's strand, after the close a drain posted there: no race on the acceptor.
-    co_return co_await asio::co_spawn(acceptor_.get_executor(), reopen_listener(&error),
-                                      asio::use_awaitable);
+    co_return co_await asio::co_spawn(listen_strand_, reopen_listener(&error), asio::use_awaitable);
 }
 
 asio::awaitable<gateway_server::undrain_result> gateway_server::reopen_listener(
@@ -320,18 +410,19 @@ asio::awaitable<gateway_server::undrain_result> gateway_server::reopen_listener(
     auto st = state_.load();
     if (st == gateway_state::serving) co_return undrain_result::already_serving;
     if (st == gateway_state::stopping) co_return undrain_result::stopping;
-    if (!acceptor_.is_open()) {
-        // The same address and port as before the drain (client_ep_ holds the bound port).
+    for (auto& l : listeners_) {
+        if (l->acceptor.is_open()) continue;
+        // The same address and port as before the drain (l->ep holds the bound port).
         boost::system::error_code ec;
-        acceptor_.open(client_ep_.protocol(), ec);
-        if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
-        if (!ec) acceptor_.bind(client_ep_, ec);
-        if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+        l->acceptor.open(l->ep.protocol(), ec);
+        if (!ec) l->acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+        if (!ec) l->acceptor.bind(l->ep, ec);
+        if (!ec) l->acceptor.listen(asio::socket_base::max_listen_connections, ec);
         if (ec) {
             boost::system::error_code ignored;
-            acceptor_.close(ignored);
-            *error = "cannot reopen the client listener on " + client_ep_.address().to_string() +
-                     ":" + std::to_string(client_ep_.port()) + ": " + ec.message();
+            for (auto& other : listeners_) other->acceptor.close(ignored);
+            *error = std::string("cannot reopen the ") + to_string(l->kind) +
+                     " client listener on " + hostport(l->ep) + ": " + ec.message();
             spdlog::error("undrain: {}; still draining", *error);
             co_return undrain_result::listen_failed;
         }
@@ -346,9 +437,9 @@ asio::awaitable<gateway_server::undrain_result> gateway_server::reopen_listener(
         }
         ++drain_epoch_;  // the running drain loop stops redirecting at its next tick
     }
-    spdlog::info("undrain: serving again; client listener reopened");
+    spdlog::info("undrain: serving again; client listeners reopened");
     daemon_control::notify_status("serving");
-    spawn(acceptor_.get_executor(), accept_loop(), "gateway accept");
+    for (auto& l : listeners_) spawn(listen_strand_, accept_loop(*l), "gateway accept");
     co_return undrain_result::undrained;
 }
 
@@ -436,6 +527,22 @@ bool gateway_server::reload() {
     daemon_control::notify_reloading();
     try {
         auto c = load_gateway_config(cfg_.file, cfg_.id);
+        if (tls_) {
+            // New handshakes get the new certificate; sessions keep the one they started with.
+            if (!c.tls.enabled())
+                throw config_error(
+                    "tls: the certificate cannot be removed while the tls/wss "
+                    "listeners run; restart without them instead");
+            auto before = tls_->info();
+            std::string error;
+            if (!tls_->reload(c.tls, error)) throw config_error("tls: " + error);
+            auto after = tls_->info();
+            if (after.fingerprint != before.fingerprint)
+                spdlog::info(
+                    "reload: tls certificate {} (sha256 {}) replaces sha256 {}, valid "
+                    "until {}",
+                    after.subject, after.fingerprint, before.fingerprint, after.not_after);
+        }
         apply(c);
         metrics_.reload_ok->inc();
         spdlog::info("reload: configuration applied");

@@ -8,6 +8,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -21,6 +22,7 @@
 #include "common/jwt.hpp"
 #include "common/live_config.hpp"
 #include "common/metrics.hpp"
+#include "common/tls.hpp"
 #include "gateway/cluster.hpp"
 #include "gateway/flood_penalty.hpp"
 #include "gateway/gateway_config.hpp"
@@ -34,6 +36,7 @@ namespace imgate::gw {
 
 namespace asio = boost::asio;
 class session;
+class session_io;
 class admin_api;
 
 enum class gateway_state { serving, draining, stopping };
@@ -45,6 +48,8 @@ struct gateway_live {
     std::vector<std::string> token_secrets;
     int64_t token_leeway_s = 0;
     std::string admin_token;
+    std::chrono::milliseconds handshake_timeout{10000};
+    uint32_t max_handshakes = 1000;
 };
 
 // Owns everything of one running gateway except the io_context and its threads: the listener,
@@ -54,9 +59,15 @@ class gateway_server final {
     gateway_server(asio::io_context& io, gateway_config cfg, metrics_registry& metrics);
     ~gateway_server();
 
-    // Start-up (throws on bind failure): builds the cluster, binds the client and admin listeners.
+    // Start-up (throws on bind failure or a bad certificate): builds the cluster, binds a client
+    // listener per transport the fleet file gives this gateway, and the admin listener.
     void start();
+    // The tcp listener's bound address (the first listener's when the gateway has no tcp).
     asio::ip::tcp::endpoint client_endpoint() const;
+    // The bound address of one transport's listener; nullopt when the gateway does not serve it.
+    std::optional<asio::ip::tcp::endpoint> client_endpoint(transport t) const;
+    // The serving certificate (tls and wss), if any.
+    std::optional<tls_cert_info> tls_info() const;
     asio::ip::tcp::endpoint admin_endpoint() const;
     std::string rpc_endpoint() const;  // as configured in the fleet
     const std::string& id() const { return cfg_.id; }
@@ -129,14 +140,26 @@ class gateway_server final {
     hub& sessions_hub() { return router_.sessions(); }
 
   private:
-    asio::awaitable<void> accept_loop();
+    // One client listener: its transport, acceptor and the handshakes it has in flight.
+    struct client_listener {
+        transport kind;
+        asio::ip::tcp::acceptor acceptor;
+        asio::ip::tcp::endpoint ep;  // bound (the port stays the same across drain/undrain)
+        std::atomic<uint32_t> handshakes{0};
+        client_listener(transport k, asio::any_io_executor ex) : kind(k), acceptor(ex) {}
+    };
+
+    asio::awaitable<void> accept_loop(client_listener& l);
+    asio::awaitable<void> handshake_and_start(client_listener& l, asio::ip::tcp::socket sock);
+    void start_session(std::unique_ptr<session_io> io);
+    void bind_listener(client_listener& l, const endpoint& where);
     asio::awaitable<void> drain_loop(uint64_t epoch);
     asio::awaitable<undrain_result> reopen_listener(std::string* error);
     asio::awaitable<void> stop_loop(std::function<void()> done);
     asio::awaitable<void> lag_probe();
     asio::awaitable<void> housekeeping();
     asio::awaitable<void> login_summary_loop();
-    void refuse_busy(asio::ip::tcp::socket& sock);
+    void refuse_busy(asio::ip::tcp::socket& sock, transport t);
     void apply(const gateway_config& c);
     void close_acceptor();
     std::vector<std::shared_ptr<session>> open_sessions();
@@ -149,8 +172,10 @@ class gateway_server final {
     message_router router_;
     std::unique_ptr<cluster> cluster_;  // after router_: it delivers into the router
     std::unique_ptr<admin_api> admin_;
-    asio::ip::tcp::acceptor acceptor_;
-    asio::ip::tcp::endpoint client_ep_;
+    // Every acceptor runs on this strand: accept loops, drain's close and undrain's reopen.
+    asio::strand<asio::io_context::executor_type> listen_strand_;
+    std::vector<std::unique_ptr<client_listener>> listeners_;
+    std::unique_ptr<tls_context_holder> tls_;  // set when tls.cert_file is configured
     std::chrono::steady_clock::time_point started_;
     login_limiter login_limiter_{0, 1};
     flood_penalty flood_penalty_;

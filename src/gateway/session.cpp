@@ -33,7 +33,7 @@ struct session::gateway_port {
     bool serving() const { return s.srv_.state() == gateway_state::serving; }
     bool allow_login() {
         boost::system::error_code ec;
-        auto remote = s.sock_.remote_endpoint(ec);
+        auto remote = s.io_->socket().remote_endpoint(ec);
         return ec || s.srv_.allow_login(remote.address());
     }
     jwt::verify_result verify_token(std::string_view token) { return s.srv_.verify_token(token); }
@@ -52,7 +52,7 @@ struct session::gateway_port {
         s.srv_.count_login(result);
         if (std::string_view(result) != "ok") {
             boost::system::error_code ec;
-            auto remote = s.sock_.remote_endpoint(ec);
+            auto remote = s.io_->socket().remote_endpoint(ec);
             s.srv_.login_failed(result, ec ? std::string("unknown") : remote.address().to_string());
         }
     }
@@ -72,14 +72,15 @@ struct session::gateway_port {
     }
 };
 
-session::session(gateway_server& srv, asio::ip::tcp::socket sock, uint64_t id)
+session::session(gateway_server& srv, std::unique_ptr<session_io> io, uint64_t id)
     : srv_(srv),
       id_(id),
-      sock_(std::move(sock)),
-      timer_(sock_.get_executor()),
+      io_(std::move(io)),
+      timer_(io_->executor()),
       proto_(srv.limits(limits_gen_), clock_now()) {
     // Before login only a LOGIN fits: an unauthenticated connection buffers at most that much.
     dec_.set_max_body(proto_.max_frame_body());
+    io_->set_max_body(proto_.max_frame_body());
     max_outbound_ = proto_.limits().max_outbound_bytes;
 }
 
@@ -87,10 +88,10 @@ session::~session() = default;
 
 void session::start() {
     boost::system::error_code ec;
-    sock_.set_option(asio::ip::tcp::no_delay(true), ec);
-    sock_.non_blocking(true, ec);
+    io_->socket().set_option(asio::ip::tcp::no_delay(true), ec);
+    io_->socket().non_blocking(true, ec);
     auto self = shared_from_this();
-    asio::dispatch(sock_.get_executor(), [self] {
+    asio::dispatch(io_->executor(), [self] {
         self->carry_out(self->proto_.start());
         self->wait_readable();
     });
@@ -100,6 +101,7 @@ void session::refresh_limits(steady_time now) {
     if (limits_gen_ == srv_.limits_generation()) return;
     proto_.set_limits(srv_.limits(limits_gen_), now);
     dec_.set_max_body(proto_.max_frame_body());  // still the pre-login limit until LOGIN succeeds
+    io_->set_max_body(proto_.max_frame_body());
     max_outbound_.store(proto_.limits().max_outbound_bytes, std::memory_order_relaxed);
 }
 
@@ -109,14 +111,13 @@ void session::reset_decoder() {
     frame_decoder fresh(proto_.max_frame_body());
     std::swap(dec_, fresh);
     dec_fed_ = 0;
+    io_->set_max_body(proto_.max_frame_body());
 }
 
 void session::wait_readable() {
     // A plain callback instead of a coroutine: an idle session then costs one small pending
     // wait operation rather than a coroutine frame and its awaitable thread.
-    auto self = shared_from_this();
-    sock_.async_wait(asio::ip::tcp::socket::wait_read,
-                     [self](const boost::system::error_code& ec) { self->on_readable(ec); });
+    io_->wait_readable(shared_from_this());
 }
 
 void session::on_readable(const boost::system::error_code& wec) {
@@ -127,12 +128,22 @@ void session::on_readable(const boost::system::error_code& wec) {
             // Fairness: let other sessions run, then carry on without waiting for a new edge
             // (data may still be buffered in the socket).
             auto self = shared_from_this();
-            asio::post(sock_.get_executor(), [self] { self->on_readable({}); });
+            asio::post(io_->executor(), [self] { self->on_readable({}); });
             return;
         }
         boost::system::error_code ec;
-        size_t n = sock_.read_some(asio::buffer(read_buf, sizeof read_buf), ec);
+        io_error violation = io_error::none;
+        size_t n = io_->read_some(read_buf, sizeof read_buf, ec, violation);
         if (ec == asio::error::would_block || ec == asio::error::try_again) break;
+        if (violation != io_error::none) {
+            if (closing_.load()) return on_read_end();
+            IMGATE_LOG_THROTTLED(info, "session {} ({}): {}: closing", id_, user_,
+                                 to_string(violation));
+            carry_out(proto_.on_transport_error(to_string(violation), gw));
+            // Nothing more is read from a stream that broke the contract; the error frame is
+            // flushed and the session closes.
+            return;
+        }
         if (ec) {
             if (ec != asio::error::eof && ec != asio::error::connection_reset &&
                 ec != asio::error::operation_aborted && ec != asio::error::bad_descriptor)
@@ -190,10 +201,7 @@ void session::carry_out(session_actions&& a) {
         // login deadline, the rest of a read behind a refused header) now, not after the linger.
         reset_decoder();
     }
-    if (a.shutdown_send) {
-        boost::system::error_code ec;
-        sock_.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
-    }
+    if (a.shutdown_send) io_->shutdown_send(shared_from_this());
     if (a.close != close_cause::none) {
         if (a.close == close_cause::write_stalled)
             spdlog::info("session {} ({}): a write stalled for {} ms: closing as slow consumer",
@@ -207,6 +215,7 @@ void session::carry_out(session_actions&& a) {
             reset_decoder();
         } else {
             dec_.set_max_body(proto_.max_frame_body());
+            io_->set_max_body(proto_.max_frame_body());
         }
     }
     if (a.deadline != steady_time{}) arm_timer(a.deadline);
@@ -235,7 +244,7 @@ bool session::push_item(out_item item, size_t size) {
             spdlog::info("session {} ({}): outbound queue over {} bytes: closing as slow consumer",
                          id_, user_, bound);
             auto self = shared_from_this();
-            asio::post(sock_.get_executor(), [self] { self->close_now(); });
+            asio::post(io_->executor(), [self] { self->close_now(); });
             return false;
         }
         queued_bytes_ += size;
@@ -246,7 +255,7 @@ bool session::push_item(out_item item, size_t size) {
         auto self = shared_from_this();
         // Always deferred, even on our own strand: frames queued by the rest of this handler
         // (results of a batch of sends, more room copies) join the same gathered write.
-        asio::post(sock_.get_executor(), [self] { self->start_write(); });
+        asio::post(io_->executor(), [self] { self->start_write(); });
     }
     return true;
 }
@@ -265,7 +274,7 @@ void session::finish(std::string last_frame) {
     }
     closing_ = true;  // stop handling input; the queue still flushes
     auto self = shared_from_this();
-    asio::dispatch(sock_.get_executor(), [self, start] {
+    asio::dispatch(io_->executor(), [self, start] {
         if (start) self->start_write();
     });
 }
@@ -287,9 +296,7 @@ void session::start_write() {
     }
     proto_.on_write_started(clock_now());
     srv_.count_write(writing_.size());
-    auto self = shared_from_this();
-    asio::async_write(sock_, bufs_,
-                      [self](const boost::system::error_code& ec, size_t) { self->on_write(ec); });
+    io_->write(bufs_, shared_from_this());
 }
 
 void session::on_write(const boost::system::error_code& ec) {
@@ -318,9 +325,8 @@ void session::on_write(const boost::system::error_code& ec) {
 
 void session::close_now() {
     closing_ = true;
-    boost::system::error_code ec;
     timer_.cancel();
-    sock_.close(ec);  // the read loop sees the error and unregisters the session
+    io_->close();  // the read loop sees the error and unregisters the session
 }
 
 void session::arm_timer(steady_time at) {

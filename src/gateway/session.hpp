@@ -1,7 +1,7 @@
 #pragma once
-// One client connection: the socket, its deadline timer, the decoder and one bounded outbound
-// queue flushed by a single gathered write. Every protocol decision is session_protocol's; this
-// file carries out the actions it returns.
+// One client connection: its transport (session_io: tcp, tls, ws, wss), its deadline timer, the
+// decoder and one bounded outbound queue flushed by a single gathered write. Every protocol
+// decision is session_protocol's; this file carries out the actions it returns.
 #include <atomic>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -16,6 +16,7 @@
 #include "common/frame.hpp"
 #include "common/protocol.hpp"
 #include "gateway/hub.hpp"
+#include "gateway/session_io.hpp"
 #include "gateway/session_protocol.hpp"
 
 namespace imgate::gw {
@@ -24,12 +25,12 @@ namespace asio = boost::asio;
 class gateway_server;
 struct gateway_limits;
 
-// Owns the socket, the deadline timer, the decoder, the outbound queue and the protocol state of
+// Owns the transport, the deadline timer, the decoder, the outbound queue and the protocol state of
 // one connection. Input and the protocol run on the socket's strand; push_frame, push_owned and
 // finish may be called from any thread.
 class session final : public session_sink, public std::enable_shared_from_this<session> {
   public:
-    session(gateway_server& srv, asio::ip::tcp::socket sock, uint64_t id);
+    session(gateway_server& srv, std::unique_ptr<session_io> io, uint64_t id);
     ~session() override;
 
     void start();
@@ -43,12 +44,17 @@ class session final : public session_sink, public std::enable_shared_from_this<s
     // Queues a final frame (kick/redirect/error), flushes the queue, then closes.
     void finish(std::string last_frame) override;
     void close_now();
-    asio::any_io_executor socket_executor() { return sock_.get_executor(); }
+    asio::any_io_executor socket_executor() { return io_->executor(); }
+    transport kind() const { return io_->kind(); }
     bool finishing() const { return closing_.load(std::memory_order_relaxed); }
     bool logged_in() const { return logged_in_.load(std::memory_order_acquire); }
     // Set by gateway_server::on_login in the same critical section as its state check, so a
     // drain sees every session that got in and no session that was refused.
     void set_logged_in() { logged_in_.store(true, std::memory_order_release); }
+
+    // Completions of the transport's wait and write (session_io calls them on the strand).
+    void on_readable(const boost::system::error_code& ec);
+    void on_write(const boost::system::error_code& ec);
 
   private:
     struct out_item {
@@ -60,12 +66,10 @@ class session final : public session_sink, public std::enable_shared_from_this<s
     struct gateway_port;  // session_gateway over gateway_server, for this session
 
     void wait_readable();
-    void on_readable(const boost::system::error_code& ec);
     void on_read_end();
     void carry_out(session_actions&& a);
     bool push_item(out_item item, size_t size);
     void start_write();
-    void on_write(const boost::system::error_code& ec);
     void arm_timer(steady_time at);
     void on_timer();
     void refresh_limits(steady_time now);
@@ -74,7 +78,7 @@ class session final : public session_sink, public std::enable_shared_from_this<s
 
     gateway_server& srv_;
     uint64_t id_;
-    asio::ip::tcp::socket sock_;
+    std::unique_ptr<session_io> io_;
     asio::steady_timer timer_;
     frame_decoder dec_;
     size_t dec_fed_ = 0;    // bytes fed to dec_ since it was last (re)created

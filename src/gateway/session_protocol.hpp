@@ -95,6 +95,16 @@ class session_protocol {
     // The decoder failed (over max_frame_body(), wrong version).
     template <session_gateway G>
     session_actions on_framing_error(frame_error e, G& gw);
+    // The transport broke its framing contract (a WebSocket message that is not exactly one
+    // frame, or a text message): ERROR bad_frame (corr 0) and close after the flush.
+    template <session_gateway G>
+    session_actions on_transport_error(std::string_view why, G& gw) {
+        session_actions a;
+        if (!logged_in_) gw.count_login("bad_frame");
+        error(a, gw, proto::code::bad_frame, std::string(why), 0);
+        a.finish = true;
+        return a;
+    }
     // The timer fired. finishing: the session is flushing its last frames (no input handled).
     template <session_gateway G>
     session_actions on_deadline(steady_time now, bool finishing, G& gw);

@@ -176,5 +176,5 @@ TEST(Config, TransportsArePerGatewayAndOptional) {
   - {id: a, client: 127.0.0.1:9001, tls: 127.0.0.1:9001, admin: 127.0.0.1:9101,
      rpc: 127.0.0.1:9201}
 )"));
-    EXPECT_NE(e.find("used twice"), std::string::npos) << e;
+    EXPECT_NE(e.find("used by two transports"), std::string::npos) << e;
 }

@@ -6,6 +6,8 @@
 //   cross_node_bench --secret-file F --mode user|room --send HOST:PORT --recv HOST:PORT[,...]
 //                    --pids PID,PID[,...] [--messages N] [--receivers N] [--senders N]
 //                    [--window N] [--payload-bytes N] [--max-seconds S]
+//                    [--transport tcp|tls] [--ca FILE]
+// A window's sends go out in one write, so only the byte-stream transports (tcp, tls) apply.
 #include <unistd.h>
 
 #include <atomic>
@@ -27,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/bench_stream.hpp"
 #include "common/awaitable.hpp"
 #include "common/config.hpp"
 #include "common/daemon.hpp"
@@ -47,6 +50,8 @@ struct options {
     std::vector<int> pids;
     uint64_t messages = 100000;
     uint32_t receivers = 100, senders = 4, window = 200, payload = 64, max_seconds = 60;
+    transport kind = transport::tcp;
+    std::shared_ptr<asio::ssl::context> tls;  // for tls
 };
 
 std::vector<std::string> split(const std::string& s) {
@@ -63,8 +68,7 @@ double cpu_seconds(int pid) {
 
 // One logged-in client connection.
 struct client {
-    explicit client(asio::io_context& io) : sock(io) {}
-    tcp::socket sock;
+    bench::bench_stream stream;
     frame_decoder dec{absolute_max_frame_body};
     char buf[64 * 1024];
 
@@ -72,7 +76,7 @@ struct client {
         for (;;) {
             if (auto f = dec.next()) co_return f;
             if (dec.error() != frame_error::none) co_return std::nullopt;
-            auto [ec, n] = co_await sock.async_read_some(asio::buffer(buf), use_tuple);
+            auto [ec, n] = co_await stream.read_some(buf, sizeof buf);
             if (ec) co_return std::nullopt;
             dec.feed(std::string_view(buf, n));
         }
@@ -88,15 +92,15 @@ struct stats {
     std::atomic<bool> stop{false};
 };
 
-asio::awaitable<bool> login(client& c, const std::string& addr, const std::string& token) {
+asio::awaitable<bool> login(client& c, const options& o, const std::string& addr,
+                            const std::string& token) {
     auto ep = parse_endpoint(addr);
     if (!ep) co_return false;
     tcp::endpoint e(asio::ip::make_address(ep->host), ep->port);
-    auto [ec] = co_await c.sock.async_connect(e, use_tuple);
+    auto ec = co_await c.stream.connect(o.kind, e, {}, o.tls.get());
     if (ec) co_return false;
-    c.sock.set_option(tcp::no_delay(true));
     std::string out = proto::encode(proto::login_msg{token});
-    auto [wec, wn] = co_await asio::async_write(c.sock, asio::buffer(out), use_tuple);
+    auto wec = co_await c.stream.write(out);
     if (wec) co_return false;
     auto f = co_await c.next();
     co_return f&& proto::decode<proto::login_result_msg>(*f);
@@ -134,7 +138,7 @@ asio::awaitable<void> send_loop(std::shared_ptr<client> c, stats& st, const opti
             ++sent;
         }
         if (!out.empty()) {
-            auto [ec, n] = co_await asio::async_write(c->sock, asio::buffer(out), use_tuple);
+            auto ec = co_await c->stream.write(out);
             if (ec) break;
         }
         // Read what is there (at least one frame) before topping the window up again.
@@ -182,6 +186,15 @@ int main(int argc, char** argv) {
             o.payload = std::stoul(v);
         else if (k == "--max-seconds")
             o.max_seconds = std::stoul(v);
+        else if (k == "--transport") {
+            auto t = parse_transport(v);
+            if (!t || *t == transport::ws || *t == transport::wss) {
+                std::fprintf(stderr, "--transport: tcp or tls\n");
+                return 2;
+            }
+            o.kind = *t;
+        } else if (k == "--ca")
+            o.tls = make_client_tls_context(v, false);
         else {
             std::fprintf(stderr, "unknown option %s\n", k.c_str());
             return 2;
@@ -191,6 +204,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "see the usage at the top of bench/cross_node_bench.cpp\n");
         return 2;
     }
+    if (o.kind == transport::tls && !o.tls) o.tls = make_client_tls_context("", true);
     std::string secret = read_secret_file(o.secret_file);
     auto token = [&](const std::string& user) {
         auto now = jwt::now_seconds();
@@ -203,15 +217,15 @@ int main(int argc, char** argv) {
     bool setup_ok = true;
     auto setup = [&]() -> asio::awaitable<void> {
         for (uint32_t i = 0; i < o.receivers; ++i) {
-            auto c = std::make_shared<client>(io);
+            auto c = std::make_shared<client>();
             auto& addr = o.recv_addrs[i % o.recv_addrs.size()];
-            if (!co_await login(*c, addr, token("r" + std::to_string(i)))) {
+            if (!co_await login(*c, o, addr, token("r" + std::to_string(i)))) {
                 setup_ok = false;
                 co_return;
             }
             if (o.mode == "room") {
                 std::string j = proto::encode(proto::join_msg{"bench-room"});
-                co_await asio::async_write(c->sock, asio::buffer(j), use_tuple);
+                co_await c->stream.write(j);
                 auto f = co_await c->next();
                 auto rr = f ? proto::decode<proto::room_result_msg>(*f) : std::nullopt;
                 if (!rr || rr->status != proto::code::ok) {
@@ -222,8 +236,8 @@ int main(int argc, char** argv) {
             receivers.push_back(c);
         }
         for (uint32_t i = 0; i < o.senders; ++i) {
-            auto c = std::make_shared<client>(io);
-            if (!co_await login(*c, o.send_addr, token("s" + std::to_string(i)))) {
+            auto c = std::make_shared<client>();
+            if (!co_await login(*c, o, o.send_addr, token("s" + std::to_string(i)))) {
                 setup_ok = false;
                 co_return;
             }
@@ -250,7 +264,7 @@ int main(int argc, char** argv) {
                 m.target = o.mode == "room" ? "bench-room" : "r" + std::to_string(o.receivers - 1);
                 m.payload = "probe";
                 std::string out = proto::encode(m);
-                co_await asio::async_write(c.sock, asio::buffer(out), use_tuple);
+                co_await c.stream.write(out);
                 auto f = co_await c.next();
                 auto r = f ? proto::decode<proto::send_result_msg>(*f) : std::nullopt;
                 uint32_t want = o.mode == "room" ? o.receivers : 1;

@@ -8,7 +8,7 @@
 #   env: DURATION=5s (per wrk run) ROUNDS=3 (runs per server and mode; medians reported)
 #        CONNECTIONS=32 KILL_RUNS=3
 # Needs wrk, nginx (nginx-light) and python3. Uses the fixed ports of config/local (8080-8081,
-# 9001-9203) plus 18080 for nginx: stop a running local fleet first.
+# 9001-9203, 9401-9603 for tls/ws/wss) plus 18080 for nginx: stop a running local fleet first.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-build}
@@ -29,7 +29,8 @@ trap cleanup EXIT
 for tool in wrk nginx python3 curl; do
     command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 1; }
 done
-for port in 8080 8081 9001 9002 9003 9101 9102 9103 $nginx_port; do
+for port in 8080 8081 9001 9002 9003 9101 9102 9103 9401 9402 9403 9501 9502 9503 9601 9602 \
+    9603 $nginx_port; do
     if (echo >/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
         echo "port $port is in use (a local fleet running?)" >&2
         exit 1
@@ -37,6 +38,8 @@ for port in 8080 8081 9001 9002 9003 9101 9102 9103 $nginx_port; do
 done
 
 gw_config="$root/config/local/gateway.yaml"
+# Its tls block names the development certificate, made as `make run` makes it.
+"$root/config/local/dev-certs.sh" "$root/config/local/certs" >/dev/null
 start_gateway() {  # id -> pid in $gw_pid, once ready
     bench_start_gateway "$1"
     gw_pid=$started_pid

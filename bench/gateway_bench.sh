@@ -8,7 +8,7 @@
 # Usage: bench/gateway_bench.sh [build-dir]
 # Env: MESSAGES (default 200000), ROOM_MESSAGES (2000), RECEIVERS (100), ROOM_MEMBERS (1000),
 #      WINDOW (200), ROOM_WINDOW (20), PAYLOAD (64), WORKERS (gateway event-loop threads, default 1),
-#      MODES ("user room"), GW_WRAPPER (e.g. "perf record -g -o /tmp/gw.perf --" to profile;
+#      MODES ("user room"), TRANSPORT (tcp or tls: the clients' transport, default tcp), GW_WRAPPER (e.g. "perf record -g -o /tmp/gw.perf --" to profile;
 #      the CPU figures are then meaningless)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -41,13 +41,15 @@ limits:
   max_outbound_bytes: 16777216
 log:
   level: warn
+$(bench_tls_yaml)
 YAML
+transport=${TRANSPORT:-tcp}
 
 # shellcheck disable=SC2086 # GW_WRAPPER is a command line
 bench_start_gateway gw1 ${GW_WRAPPER:-}
 gw_pid=$started_pid
 bench_wait_ready gw1
-addr=$(ready_field gw1 client)
+addr=$(ready_field gw1 "$transport")
 admin=$(ready_field gw1 admin)
 # Frames per gathered socket write so far (the batching the writer achieved).
 # utime and stime of the gateway in clock ticks.
@@ -63,11 +65,12 @@ batching() { curl -s "http://$admin/metrics" | grep -E '^imgate_gateway_(socket_
 
 modes=${MODES:-user room}
 if [[ " $modes " == *" user "* ]]; then
-echo "== 1:1 on one gateway: $messages messages, 4 senders, $receivers receivers, window $window, payload $payload B, workers $workers"
+echo "== 1:1 on one gateway over $transport: $messages messages, 4 senders, $receivers receivers, window $window, payload $payload B, workers $workers"
 t0=$(cpu_ticks)
 "$client" --secret-file "$work/token.secret" --mode user --send "$addr" --recv "$addr" \
     --pids "$gw_pid" --messages "$messages" --receivers "$receivers" --senders 4 \
-    --window "$window" --payload-bytes "$payload" --max-seconds 60 | tee "$work/user.out"
+    --window "$window" --payload-bytes "$payload" --max-seconds 60 \
+    --transport "$transport" --ca "$work/certs/ca.crt" | tee "$work/user.out"
 split_cpu "$t0" "$(cpu_ticks)" "$(grep -o 'delivered_copies=[0-9]*' "$work/user.out" | cut -d= -f2)"
 batching
 fi
@@ -76,7 +79,8 @@ echo "== room on one gateway: $room_messages messages to one room of $room_membe
 t0=$(cpu_ticks)
 "$client" --secret-file "$work/token.secret" --mode room --send "$addr" --recv "$addr" \
     --pids "$gw_pid" --messages "$room_messages" --receivers "$room_members" --senders 1 \
-    --window "${ROOM_WINDOW:-20}" --payload-bytes "$payload" --max-seconds 60 | tee "$work/room.out"
+    --window "${ROOM_WINDOW:-20}" --payload-bytes "$payload" --max-seconds 60 \
+    --transport "$transport" --ca "$work/certs/ca.crt" | tee "$work/room.out"
 split_cpu "$t0" "$(cpu_ticks)" "$(grep -o 'delivered_copies=[0-9]*' "$work/room.out" | cut -d= -f2)"
 batching
 fi

@@ -65,9 +65,20 @@ bench_single_gateway_fleet() {
 gateways:
   - id: gw1
     client: 127.0.0.1:0
+    tls: 127.0.0.1:0
+    ws: 127.0.0.1:0
+    wss: 127.0.0.1:0
     admin: 127.0.0.1:0
     rpc: 127.0.0.1:0
 YAML
+    # A throw-away CA and certificate for the tls and wss listeners (the gateway.yaml of each
+    # script names them: bench_tls_yaml).
+    "$root/config/local/dev-certs.sh" "$work/certs" >/dev/null
+}
+
+# bench_tls_yaml: the gateway.yaml `tls:` block for bench_single_gateway_fleet's certificate.
+bench_tls_yaml() {
+    printf 'tls:\n  cert_file: certs/server.crt\n  key_file: certs/server.key\n  max_handshakes: 100000\n'
 }
 
 # bench_three_gateway_fleet: random $work/{token,cluster}.secret and admin.token, and

@@ -8,6 +8,8 @@
 #   run-fleet.sh stop MEMBER      stop one member gracefully (MEMBER: gw1, gw2, gw3, dispatcher)
 #   run-fleet.sh restart MEMBER   stop it if it runs, start it again with the same config
 #
+# Before starting, it makes the development CA and server certificate of the tls/ws/wss
+# listeners in CONFIG/certs (dev-certs.sh; see make_dev_certs below for when).
 # Each member runs in its own session (setsid), so a terminal's Ctrl-C reaches only this script,
 # which then sends each member exactly one SIGTERM. A member's stdout+stderr go to RUN/MEMBER.log.
 # State of the running fleet, all in RUN (the repo's run/, git-ignored):
@@ -48,6 +50,16 @@ is_member() {
 
 # The value of "key":"value" in a flat JSON ready file.
 json_str() { sed -n "s/.*\"$2\":\"\([^\"]*\)\".*/\1/p" "$1" 2>/dev/null; }
+
+# " tls HOST:PORT ws ... wss ..." for the transports gateway M's ready file names besides tcp.
+transports_of() {
+    local t a out=""
+    for t in tls ws wss; do
+        a=$(json_str "$run/$1.ready" "$t")
+        [ -n "$a" ] && out+=" $t $a"
+    done
+    printf '%s' "$out"
+}
 
 # "status 0" / "killed by SIGKILL" from a wait status as bash reports it.
 describe_status() {
@@ -186,7 +198,7 @@ cmd_status() {
             if [ "$m" = dispatcher ]; then
                 line="public $(json_str "$run/$m.ready" public)  admin $(json_str "$run/$m.ready" admin)"
             else
-                line="client $(json_str "$run/$m.ready" client)  admin $(json_str "$run/$m.ready" admin)"
+                line="client $(json_str "$run/$m.ready" client)$(transports_of "$m")  admin $(json_str "$run/$m.ready" admin)"
             fi
             printf '  %-10s running  pid %-7s %s\n' "$m" "$pid" "$line"
         elif [ -f "$run/$m.exit" ]; then
@@ -318,6 +330,33 @@ check_members() {
     done
 }
 
+# The development CA and server certificate the tls and wss listeners use (gateway.yaml names
+# certs/server.crt and certs/server.key next to it). For the repository's config/local,
+# dev-certs.sh runs on every start: it does nothing while the certificate is valid for 30 more
+# days and renews it otherwise. Another IMGATE_FLEET_CONFIG directory is the caller's: its certs/
+# are only made when gateway.yaml names them and they are missing, never replaced. The keys are
+# made here, on this machine, into a git-ignored directory; none is ever committed.
+make_dev_certs() {
+    local certs="$config/certs" script="$here/dev-certs.sh"
+    if ! [ "$config" -ef "$here" ]; then
+        grep -q 'certs/server\.crt' "$config/gateway.yaml" 2>/dev/null || return 0
+        [ -s "$certs/server.crt" ] && [ -s "$certs/server.key" ] && return 0
+    fi
+    local out
+    if ! out=$("$script" "$certs" 2>&1); then
+        # A read-only checkout cannot get its certificates: say what to do instead of starting
+        # gateways that would refuse their tls block.
+        [ -s "$certs/server.crt" ] && [ -s "$certs/server.key" ] && {
+            say "warning: could not renew the development certificate in $certs: $out"
+            return 0
+        }
+        die "could not make the development certificates in $certs: $out
+  (a read-only checkout? copy config/local elsewhere and start with IMGATE_FLEET_CONFIG=DIR)"
+    fi
+    [ -n "$out" ] && say "${out#dev-certs.sh: }"
+    return 0
+}
+
 cmd_run() {
     local fp m pub adm i
     if fp=$(fleet_pid); then
@@ -337,6 +376,7 @@ cmd_run() {
     for f in "$config"/*.secret "$config"/admin.token; do
         [ -f "$f" ] && chmod 0600 "$f"
     done
+    make_dev_certs
     mkdir -p "$run"
     # Members of an earlier fleet whose script was SIGKILLed still hold the ports.
     local stale=""
@@ -364,7 +404,7 @@ cmd_run() {
     fi
     if [ "$ok" -ne 1 ]; then
         echo "run-fleet: are the fleet's ports free (config/local: 8080-8081, 9001-9003," \
-            "9101-9103, 9201-9203)?" >&2
+            "9101-9103, 9201-9203, 9401-9403 tls, 9501-9503 ws, 9601-9603 wss)?" >&2
         stop_fleet 1
     fi
     pub=$(json_str "$run/dispatcher.ready" public)
@@ -378,16 +418,28 @@ cmd_run() {
 
     # Before the tips: a member killed right after them is still reported as exited.
     for m in "${members[@]}"; do member_pid "$m" && seen_pid[$m]=$pid; done
-    local secret="$config/token.secret"
-    local gws=""
-    for m in gw1 gw2 gw3; do gws+="$m $(json_str "$run/$m.ready" client)   "; done
+    local secret="$config/token.secret" ca="$config/certs/ca.crt"
+    local gws="" tls="" tls_tips="" t
+    for m in gw1 gw2 gw3; do
+        gws+="$m $(json_str "$run/$m.ready" client)   "
+        t=$(transports_of "$m")
+        [ -n "$t" ] && tls+="              $m$t"$'\n'
+    done
+    [ "$config" -ef "$here" ] && [ "$PWD" = "$root" ] && ca="config/local/certs/ca.crt"
+    # The secure transports' lines only when the gateways serve them (another config may not).
+    if [ -n "$tls" ]; then
+        tls="  transports  tls, ws, wss; the certificate is signed by the development CA $ca
+              (made by dev-certs.sh on this machine; never use it in production):"$'\n'"$tls"
+        tls_tips="  $bin/imgate listen --tls --ca $ca --dispatcher http://$pub --secret-file $secret -u alice@example.com
+  $bin/imgate send   --wss --ca $ca --dispatcher http://$pub --secret-file $secret -u bob --to alice@example.com \"hello over wss\""$'\n'
+    fi
     cat <<TIPS
 
 imgate local fleet is running:
   dispatcher  public http://$pub   admin + dashboard http://$adm/
   gateways    $gws(admin $(json_str "$run/gw1.ready" admin), $(json_str "$run/gw2.ready" admin), $(json_str "$run/gw3.ready" admin))
   logs        $show_run/<member>.log, shown below as they are written
-
+$tls
 Try, in other terminals:
   curl -s 'http://$pub/get-tcp-ip?uid=alice'
   $bin/imgate listen --secret-file $secret --user bob --room lobby
@@ -395,7 +447,7 @@ Try, in other terminals:
   $bin/imgate send   --secret-file $secret --user alice --room lobby "hello room"
   $bin/imgate push   --admin $(json_str "$run/gw2.ready" admin) --admin-token-file $config/admin.token --user bob "from the backend"
   $bin/imgate chat   --secret-file $secret --user carol --to bob      # each line typed is sent
-  $bin/imgate load   --secret-file $secret --clients 200 --rate 500 --duration 5s
+$tls_tips  $bin/imgate load   --secret-file $secret --clients 200 --rate 500 --duration 5s
   open http://$adm/ for the fleet dashboard;  curl -s http://$adm/status
 
 Kill a gateway and watch the dispatcher route around it (the rest keeps running):

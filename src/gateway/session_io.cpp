@@ -126,8 +126,8 @@ class tls_io final : public session_io {
     }
 
     void wait_readable(std::shared_ptr<session> s) override {
-        // Records already decrypted or received stay inside the SSL object; the socket would
-        // not wake us for them.
+        // Plaintext of a record already decrypted (more than the last read took) stays inside
+        // the SSL object; the socket would not wake us for it.
         if (SSL_pending(ssl_) > 0) {
             asio::post(sock_.get_executor(), [s = std::move(s)] { s->on_readable({}); });
             return;

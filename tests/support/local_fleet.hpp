@@ -1,10 +1,12 @@
 #pragma once
-// A copy of the config/local fleet for integration tests: the dev secrets, config/local's
-// gateway.yaml (one worker, plus edits), a fleet.yaml of N gateways on fresh loopback ports with
-// the cluster secret, and a dispatcher.yaml with the test's poll settings. Owns the processes.
+// A copy of the config/local fleet for integration tests: the dev secrets, development
+// certificates, config/local's gateway.yaml (one worker, plus edits), a fleet.yaml of N gateways on
+// fresh loopback ports with the cluster secret, and a dispatcher.yaml with the test's poll
+// settings. Owns the processes.
 #include <map>
 #include <memory>
 #include <regex>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -26,6 +28,12 @@ class local_fleet {
         for (auto* f : {"token.secret", "admin.token", "cluster.secret"})
             write_secret_file(dir_.file(f),
                               read_file(source_path(std::string("config/local/") + f)));
+        // config/local/gateway.yaml's tls block names certs/server.{crt,key} next to it: make
+        // them in the copy with the script `make run` uses (the repo's own are git-ignored and
+        // may not exist).
+        auto [rc, out] = run_command(source_path("config/local/dev-certs.sh") + " '" +
+                                     dir_.file("certs") + "' 2>&1");
+        if (rc != 0) throw std::runtime_error("dev-certs.sh failed: " + out);
         auto gw_yaml = read_file(source_path("config/local/gateway.yaml"));
         gw_yaml = std::regex_replace(gw_yaml, std::regex("workers: 0"), "workers: 1");
         for (auto& [from, to] : opt_.gateway_edits)

@@ -88,13 +88,18 @@ target_or_error make_target(const session_args& a) {
     target_or_error out;
     target_spec t;
     t.region = a.region;
+    bool https = a.gateway.empty() && a.dispatcher.rfind("https://", 0) == 0;
+    auto tr = prepare_transport(a.transport, https, &out.error);
+    if (!tr) return out;
+    t.via = tr->via;
+    t.tls = tr->tls;
     if (!a.gateway.empty()) {
         auto ep = parse_endpoint(a.gateway);
         if (!ep || ep->port == 0) {
             out.error = "--gateway: expected host:port, got \"" + a.gateway + "\"";
             return out;
         }
-        t.gateway = gateway_addr{"", ep->host, ep->port};
+        t.gateway = gateway_addr{"", ep->host, ep->port, ""};
     } else {
         std::string err;
         auto u = parse_http_url(a.dispatcher, &err);
@@ -133,6 +138,27 @@ std::string default_device(const char* what) {
 }
 
 }  // namespace
+
+std::optional<transport_setup> prepare_transport(const transport_args& a, bool https_dispatcher,
+                                                 std::string* err) {
+    auto via = chosen_transport(a, err);
+    if (!via) return std::nullopt;
+    transport_setup out;
+    out.via = *via;
+    if (a.insecure)
+        err_line(
+            "warning: --insecure: TLS certificates are NOT verified (anyone on the path can "
+            "read and change the traffic); for local tests only");
+    if (is_tls(out.via) || https_dispatcher) {
+        try {
+            out.tls = make_tls_client(a.ca_file, a.insecure);
+        } catch (const std::exception& e) {
+            *err = e.what();
+            return std::nullopt;
+        }
+    }
+    return out;
+}
 
 std::string default_secret_file(const std::string& given) {
     return first_existing(given, "IMGATE_TOKEN_SECRET_FILE", "config/local/token.secret");
@@ -223,9 +249,14 @@ int run_get_gateway(const get_gateway_args& a) {
         err_line("--dispatcher: " + err);
         return 1;
     }
+    auto tr = prepare_transport(a.transport, u->tls, &err);
+    if (!tr) {
+        err_line(err);
+        return 1;
+    }
     return run_main([&](asio::io_context& io) -> asio::awaitable<int> {
-        auto d =
-            co_await get_gateway(io.get_executor(), *u, a.user, a.region, split_list(a.exclude));
+        auto d = co_await get_gateway(io.get_executor(), *u, a.user, a.region,
+                                      split_list(a.exclude), tr->via, tr->tls);
         if (d.answer) {
             out_line(d.raw);
             co_return 0;
@@ -271,6 +302,7 @@ struct listener {
     asio::awaitable<int> run() {
         session_options so;
         if (auto ct = parse_duration(a.s.connect_timeout)) so.connect_timeout = *ct;
+        so.handshake_timeout = so.connect_timeout;
         connector conn(io.get_executor(), target, so, std::random_device{}(),
                        [](const std::string& m) { err_line(m); });
         auto end_at = deadline.value_or(clock::time_point::max());
@@ -291,6 +323,9 @@ struct listener {
             auto& info = current->info();
             err_line("connected to " + r.gateway.to_string() +
                      (info.gateway_id == r.gateway.id ? "" : " (gateway " + info.gateway_id + ")") +
+                     (target.via == transport::tcp
+                          ? ""
+                          : std::string(" over ") + to_string(target.via)) +
                      " as " + info.user + (info.device.empty() ? "" : "/" + info.device) +
                      ", heartbeat " + std::to_string(info.heartbeat_ms) + " ms");
             for (auto& room : a.rooms) current->join(room);
@@ -339,7 +374,7 @@ struct listener {
             } else if (end.redirect) {
                 wait = milliseconds(end.redirect->reconnect_after_ms);
                 if (!end.redirect->host.empty())
-                    first = gateway_addr{"", end.redirect->host, end.redirect->port};
+                    first = gateway_addr{"", end.redirect->host, end.redirect->port, ""};
             } else {
                 wait = drop_backoff.next(rng);
             }
@@ -452,6 +487,7 @@ int run_send(send_args a) {
     return run_main([&](asio::io_context& io) -> asio::awaitable<int> {
         session_options so;
         if (auto ct = parse_duration(a.s.connect_timeout)) so.connect_timeout = *ct;
+        so.handshake_timeout = so.connect_timeout;
         connector conn(io.get_executor(), session->target, so, std::random_device{}(),
                        [](const std::string& m) { err_line(m); });
         conn.max_rounds = 2;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "client/logic.hpp"
+#include "client/tls_client.hpp"
 
 namespace imgate::client {
 
@@ -20,7 +21,8 @@ struct session_args {
     std::string gateway;  // host:port; empty: through the dispatcher
     std::string dispatcher = "http://127.0.0.1:8080";
     std::string region;
-    std::string connect_timeout = "10s";
+    std::string connect_timeout = "10s";  // also bounds the TLS / WebSocket handshake
+    transport_args transport;
     bool json = false;
 };
 
@@ -54,6 +56,7 @@ struct get_gateway_args {
     std::string user;
     std::string region;
     std::string exclude;
+    transport_args transport;
 };
 
 struct token_args {
@@ -74,6 +77,16 @@ std::optional<std::string> token_subject(const std::string& token);
 // Resolves the token of a session: --token, or minted from the secret file. On failure returns
 // nullopt with err set to a line for the user.
 std::optional<std::string> session_token(session_args& a, std::string* err);
+
+// The transport and TLS trust a command uses. The TLS context is made when something needs it
+// (tls/wss, or https_dispatcher); --insecure prints its warning here. nullopt with err set on a
+// flag conflict or an unreadable CA file.
+struct transport_setup {
+    transport via = transport::tcp;
+    std::shared_ptr<const tls_client> tls;
+};
+std::optional<transport_setup> prepare_transport(const transport_args& a, bool https_dispatcher,
+                                                 std::string* err);
 
 int run_token(const token_args& a);
 int run_get_gateway(const get_gateway_args& a);

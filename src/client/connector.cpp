@@ -31,7 +31,13 @@ connector::connector(asio::any_io_executor ex, target_spec target, session_optio
       target_(std::move(target)),
       opts_(std::move(opts)),
       rng_(seed),
-      log_(std::move(log)) {}
+      log_(std::move(log)) {
+    // The target decides the transport; the options only carry it to each session.
+    opts_.via = target_.via;
+    if (!target_.tls && (is_tls(target_.via) || target_.dispatcher.tls))
+        target_.tls = make_tls_client("", false);
+    if (target_.tls) opts_.tls = target_.tls;
+}
 
 asio::awaitable<bool> connector::sleep_until(std::chrono::milliseconds d,
                                              clock::time_point deadline) {
@@ -57,9 +63,10 @@ asio::awaitable<connect_result> connector::try_one(const gateway_addr& g,
     }
     auto s = std::make_shared<client_session>(ex_, opts_);
     std::string detail;
-    auto ec = co_await s->connect(g.host, g.port, &detail);
+    auto ec = co_await s->connect(g.host, g.port, &detail, g.path);
     if (ec) {
         out.error = (g.id.empty() ? "" : g.id + ": ") + detail;
+        out.cert_refused = s->certificate_refused();
         co_return out;
     }
     auto lo = co_await s->login(token);
@@ -99,6 +106,8 @@ asio::awaitable<connect_result> connector::connect(const std::string& user,
         if (target_.gateway) {
             auto r = co_await try_one(*target_.gateway, token);
             attempts += r.attempts;
+            // The only gateway: a certificate it presents now won't be trusted on a retry.
+            if (r.cert_refused) r.fatal = true;
             if (r.session || r.fatal) {
                 r.attempts = attempts;
                 if (r.session) backoff_.reset();
@@ -108,7 +117,7 @@ asio::awaitable<connect_result> connector::connect(const std::string& user,
             last = std::move(r);
         } else {
             auto d = co_await get_gateway(ex_, target_.dispatcher, user, target_.region,
-                                          plan_.exclude());
+                                          plan_.exclude(), target_.via, target_.tls);
             if (!d.answer) {
                 last = connect_result{};
                 last.error = d.error;
@@ -116,6 +125,7 @@ asio::awaitable<connect_result> connector::connect(const std::string& user,
                 log(d.error);
             } else {
                 plan_.start(*d.answer);
+                unsigned tried = 0, refused = 0;
                 while (auto g = plan_.next()) {
                     if (clock::now() >= deadline) break;
                     auto r = co_await try_one(*g, token);
@@ -130,7 +140,15 @@ asio::awaitable<connect_result> connector::connect(const std::string& user,
                     }
                     log(r.error);
                     plan_.mark_failed(*g);
+                    ++tried;
+                    if (r.cert_refused) ++refused;
                     last = std::move(r);
+                }
+                // Every gateway of the answer refused our trust: asking again won't change it.
+                if (tried > 0 && refused == tried) {
+                    last.fatal = true;
+                    last.attempts = attempts;
+                    co_return last;
                 }
             }
         }

@@ -2,7 +2,8 @@
 // Gets a logged-in session: to a fixed gateway, or through the dispatcher — try its pick, then
 // its alternates without another call; when all fail, ask again with exclude=<failed ids> and
 // back off (honouring Retry-After). Login errors that a retry cannot fix (bad or expired token)
-// end the attempt at once.
+// end the attempt at once. A refused TLS certificate is fatal for that gateway only: the
+// alternates are still tried, but a round in which every gateway refused ends the attempt.
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -20,6 +21,10 @@ struct target_spec {
     std::optional<gateway_addr> gateway;  // fixed gateway; otherwise the dispatcher
     http_url dispatcher;
     std::string region;
+    transport via = transport::tcp;  // asked of the dispatcher, used for every gateway
+    // TLS trust for tls/wss gateways and an https dispatcher (null: made on demand from the
+    // system store).
+    std::shared_ptr<const tls_client> tls;
 };
 
 struct connect_result {
@@ -27,6 +32,7 @@ struct connect_result {
     gateway_addr gateway;                     // where it is connected
     std::string error;                        // the last failure, one line
     bool fatal = false;                       // retrying cannot help (auth)
+    bool cert_refused = false;                // the gateway's TLS certificate was refused
     std::optional<proto::error_msg> login_error;
     unsigned attempts = 0;  // gateways tried
 };

@@ -6,6 +6,7 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
 #include <nlohmann/json.hpp>
 
 #include "common/awaitable.hpp"
@@ -17,27 +18,51 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
+namespace {
+
+// Writes the request and reads the answer on a connected (and, for https, handshaken) stream.
+template <class Stream>
+asio::awaitable<void> exchange(Stream& stream, http::request<http::string_body>& req,
+                               const std::string& where, const std::string& target,
+                               http_result& out) {
+    auto [wec, wn] = co_await http::async_write(stream, req, use_tuple);
+    if (wec) {
+        out.error = "request to " + where + target + " failed: " + wec.message();
+        co_return;
+    }
+    beast::flat_buffer buf;
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(4 * 1024 * 1024);
+    auto [rec2, rn] = co_await http::async_read(stream, buf, parser, use_tuple);
+    if (rec2) {
+        out.error = "no answer from " + where + target + ": " +
+                    (rec2 == beast::error::timeout ? std::string("timed out") : rec2.message());
+        co_return;
+    }
+    auto& res = parser.get();
+    out.ok = true;
+    out.status = static_cast<int>(res.result_int());
+    out.body = res.body();
+    if (auto it = res.find(http::field::retry_after); it != res.end())
+        out.retry_after = std::string(it->value());
+}
+
+}  // namespace
+
 asio::awaitable<http_result> http_request(asio::any_io_executor ex, const std::string& method,
                                           const std::string& host, uint16_t port,
                                           const std::string& target, std::string body,
                                           std::vector<std::pair<std::string, std::string>> headers,
-                                          std::chrono::milliseconds timeout) {
+                                          std::chrono::milliseconds timeout,
+                                          std::shared_ptr<const tls_client> tls) {
     http_result out;
-    std::string where = "http://" +
-                        (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
-                        std::to_string(port);
+    std::string authority = (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
+                            std::to_string(port);
+    std::string where = (tls ? "https://" : "http://") + authority;
     tcp::resolver resolver(ex);
     auto [rec, results] = co_await resolver.async_resolve(host, std::to_string(port), use_tuple);
     if (rec) {
         out.error = "cannot resolve " + host + ": " + rec.message();
-        co_return out;
-    }
-    beast::tcp_stream stream(ex);
-    stream.expires_after(timeout);
-    auto [cec, ep] = co_await stream.async_connect(results, use_tuple);
-    if (cec) {
-        out.error = "cannot connect to " + where + ": " +
-                    (cec == beast::error::timeout ? std::string("timed out") : cec.message());
         co_return out;
     }
     http::request<http::string_body> req(http::string_to_verb(method), target, 11);
@@ -49,41 +74,60 @@ asio::awaitable<http_result> http_request(asio::any_io_executor ex, const std::s
         req.body() = std::move(body);
     }
     req.prepare_payload();
-    auto [wec, wn] = co_await http::async_write(stream, req, use_tuple);
-    if (wec) {
-        out.error = "request to " + where + target + " failed: " + wec.message();
+    if (!tls) {
+        beast::tcp_stream stream(ex);
+        stream.expires_after(timeout);
+        auto [cec, ep] = co_await stream.async_connect(results, use_tuple);
+        if (cec) {
+            out.error = "cannot connect to " + where + ": " +
+                        (cec == beast::error::timeout ? std::string("timed out") : cec.message());
+            co_return out;
+        }
+        co_await exchange(stream, req, where, target, out);
+        beast::error_code ignored;
+        stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
         co_return out;
     }
-    beast::flat_buffer buf;
-    http::response_parser<http::string_body> parser;
-    parser.body_limit(4 * 1024 * 1024);
-    auto [rec2, rn] = co_await http::async_read(stream, buf, parser, use_tuple);
-    if (rec2) {
-        out.error = "no answer from " + where + target + ": " +
-                    (rec2 == beast::error::timeout ? std::string("timed out") : rec2.message());
+    // One deadline (the tcp_stream's) covers connect, handshake, request and answer.
+    beast::ssl_stream<beast::tcp_stream> stream(ex, *tls->ctx);
+    beast::get_lowest_layer(stream).expires_after(timeout);
+    auto [cec, ep] = co_await beast::get_lowest_layer(stream).async_connect(results, use_tuple);
+    if (cec) {
+        out.error = "cannot connect to " + where + ": " +
+                    (cec == beast::error::timeout ? std::string("timed out") : cec.message());
         co_return out;
     }
-    auto& res = parser.get();
-    out.ok = true;
-    out.status = static_cast<int>(res.result_int());
-    out.body = res.body();
-    if (auto it = res.find(http::field::retry_after); it != res.end())
-        out.retry_after = std::string(it->value());
+    std::string why;
+    if (!prepare_tls_host(stream.native_handle(), host, *tls, &why)) {
+        out.error = why;
+        co_return out;
+    }
+    auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::client, use_tuple);
+    if (hec) {
+        out.error = hec == beast::error::timeout
+                        ? "TLS handshake with " + where + " timed out"
+                        : describe_tls_failure(stream.native_handle(), host, authority, *tls, hec);
+        co_return out;
+    }
+    co_await exchange(stream, req, where, target, out);
     beast::error_code ignored;
-    stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+    beast::get_lowest_layer(stream).socket().shutdown(tcp::socket::shutdown_both, ignored);
     co_return out;
 }
 
 asio::awaitable<dispatch_result> get_gateway(asio::any_io_executor ex, const http_url& dispatcher,
                                              const std::string& user, const std::string& region,
-                                             const std::vector<std::string>& exclude,
+                                             const std::vector<std::string>& exclude, transport via,
+                                             std::shared_ptr<const tls_client> tls,
                                              std::chrono::milliseconds timeout) {
     dispatch_result out;
     std::string target = dispatcher.prefix + "/get-tcp-ip";
-    std::string q = get_gateway_query(user, region, exclude);
+    std::string q = get_gateway_query(user, region, exclude, via);
     if (!q.empty()) target += "?" + q;
-    auto r =
-        co_await http_request(ex, "GET", dispatcher.host, dispatcher.port, target, "", {}, timeout);
+    if (dispatcher.tls && !tls) tls = make_tls_client("", false);
+    if (!dispatcher.tls) tls = nullptr;
+    auto r = co_await http_request(ex, "GET", dispatcher.host, dispatcher.port, target, "", {},
+                                   timeout, tls);
     if (!r.ok) {
         out.error = "dispatcher: " + r.error;
         co_return out;
@@ -96,7 +140,11 @@ asio::awaitable<dispatch_result> get_gateway(asio::any_io_executor ex, const htt
     if (r.status == 200) {
         std::string err;
         out.answer = parse_gateway_answer(r.body, &err);
-        if (!out.answer) out.error = "dispatcher http://" + dispatcher.authority() + ": " + err;
+        if (out.answer) err = check_answer_transport(*out.answer, via);
+        if (!err.empty()) {
+            out.answer.reset();
+            out.error = "dispatcher " + dispatcher.origin() + ": " + err;
+        }
         co_return out;
     }
     std::string code, msg;
@@ -105,9 +153,8 @@ asio::awaitable<dispatch_result> get_gateway(asio::any_io_executor ex, const htt
         if (auto it = j.find("error"); it != j.end() && it->is_string()) code = *it;
         if (auto it = j.find("message"); it != j.end() && it->is_string()) msg = *it;
     }
-    out.error = "dispatcher http://" + dispatcher.authority() + " answered " +
-                std::to_string(r.status) + (code.empty() ? "" : " " + code) +
-                (msg.empty() ? "" : ": " + msg);
+    out.error = "dispatcher " + dispatcher.origin() + " answered " + std::to_string(r.status) +
+                (code.empty() ? "" : " " + code) + (msg.empty() ? "" : ": " + msg);
     co_return out;
 }
 

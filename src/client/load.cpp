@@ -65,6 +65,7 @@ struct load_run {
     const load_params& p;
     std::string secret;
     bool quiet;
+    std::shared_ptr<const tls_client> tls;  // one context for every client (tls, wss, https)
     clock::time_point epoch = clock::now();
     std::mt19937_64 rng{std::random_device{}()};
     std::string prefix;
@@ -86,9 +87,11 @@ struct load_run {
 
     target_spec target_for(uint32_t i) const {
         target_spec t;
+        t.via = p.via;
+        t.tls = tls;
         if (!p.gateways.empty()) {
             auto& g = p.gateways[i % p.gateways.size()];
-            t.gateway = gateway_addr{"", g.host, g.port};
+            t.gateway = gateway_addr{"", g.host, g.port, ""};
         } else {
             t.dispatcher = *parse_http_url(p.dispatcher);
         }
@@ -100,6 +103,7 @@ struct load_run {
             uint32_t i = next_connect++;
             session_options so;
             so.connect_timeout = milliseconds(5000);
+            so.handshake_timeout = milliseconds(5000);
             if (p.source_spread)
                 so.source = asio::ip::address_v4((127u << 24) | (1 + i % p.source_spread));
             connector conn(io.get_executor(), target_for(i), so, rng());
@@ -192,7 +196,8 @@ struct load_run {
 
     asio::awaitable<int> run(bool json) {
         sessions.resize(p.clients);
-        note(quiet, "connecting " + std::to_string(p.clients) + " clients to " +
+        note(quiet, "connecting " + std::to_string(p.clients) + " clients over " +
+                        to_string(p.via) + " to " +
                         (p.gateways.empty() ? p.dispatcher
                                             : std::to_string(p.gateways.size()) + " gateway(s)"));
         uint32_t workers = std::min(p.connect_concurrency, p.clients);
@@ -337,9 +342,23 @@ int run_load(const load_params& p, const std::string& secret_file, bool json, bo
         std::fprintf(stderr, "imgate load: cannot read the token secret: %s\n", e.what());
         return 1;
     }
+    std::shared_ptr<const tls_client> tls;
+    if (p.insecure)
+        std::fprintf(stderr,
+                     "imgate load: warning: --insecure: TLS certificates are NOT verified; for "
+                     "local tests only\n");
+    if (is_tls(p.via) || p.dispatcher.rfind("https://", 0) == 0) {
+        try {
+            tls = make_tls_client(p.ca_file, p.insecure);
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "imgate load: %s\n", e.what());
+            return 1;
+        }
+    }
     raise_fd_limit(p.clients);
     asio::io_context io(1);
     load_run run(io, p, secret, quiet);
+    run.tls = tls;
     run.rep.clients = p.clients;
     // A per-run prefix keeps two runs (or a run and a human) from replacing each other's sessions.
     run.prefix =

@@ -9,6 +9,7 @@
 #include <ctime>
 
 #include "common/bytes.hpp"
+#include "common/frame.hpp"
 
 namespace imgate::client {
 
@@ -79,43 +80,149 @@ std::string http_url::authority() const {
     return h + ":" + std::to_string(port);
 }
 
+std::string http_url::origin() const {
+    return (tls ? "https://" : "http://") + authority();
+}
+
+namespace {
+
+// host[:port] or [v6][:port] of a URL; false with `why` set on a bad one.
+bool parse_authority(std::string_view auth, std::string& host, uint16_t& port, std::string& why) {
+    if (auth.empty()) {
+        why = "missing host";
+        return false;
+    }
+    if (auth.front() == '[' || std::count(auth.begin(), auth.end(), ':') == 1) {
+        auto ep = parse_endpoint(auth);
+        if (!ep) {
+            if (auth.front() == '[' && auth.back() == ']' && auth.size() > 2) {
+                host = std::string(auth.substr(1, auth.size() - 2));
+                return true;
+            }
+            why = "bad host:port";
+            return false;
+        }
+        if (ep->port == 0) {
+            why = "port 0";
+            return false;
+        }
+        host = ep->host;
+        port = ep->port;
+        return true;
+    }
+    if (auth.find(':') != std::string_view::npos) {
+        why = "IPv6 addresses must be in brackets";
+        return false;
+    }
+    host = std::string(auth);
+    return true;
+}
+
+}  // namespace
+
 std::optional<http_url> parse_http_url(std::string_view s, std::string* err) {
     auto fail = [&](const std::string& why) -> std::optional<http_url> {
         if (err) *err = "bad URL \"" + std::string(s) + "\": " + why;
         return std::nullopt;
     };
-    constexpr std::string_view scheme = "http://";
-    if (s.substr(0, scheme.size()) != scheme) {
-        if (s.substr(0, 8) == "https://") return fail("https is not supported, use http://");
-        return fail("expected http://host[:port][/path]");
-    }
-    s.remove_prefix(scheme.size());
-    auto slash = s.find('/');
-    std::string_view auth = s.substr(0, slash);
     http_url u;
+    std::string_view rest;
+    if (s.substr(0, 7) == "http://") {
+        rest = s.substr(7);
+    } else if (s.substr(0, 8) == "https://") {
+        rest = s.substr(8);
+        u.tls = true;
+        u.port = 443;
+    } else {
+        return fail("expected http[s]://host[:port][/path]");
+    }
+    auto slash = rest.find('/');
+    std::string_view auth = rest.substr(0, slash);
     if (slash != std::string_view::npos) {
-        u.prefix = std::string(s.substr(slash));
+        u.prefix = std::string(rest.substr(slash));
         while (!u.prefix.empty() && u.prefix.back() == '/') u.prefix.pop_back();
     }
-    if (auth.empty()) return fail("missing host");
-    if (auth.front() == '[' || std::count(auth.begin(), auth.end(), ':') == 1) {
-        auto ep = parse_endpoint(auth);
-        if (!ep) {
-            if (auth.front() == '[' && auth.back() == ']') {
-                u.host = std::string(auth.substr(1, auth.size() - 2));
-                return u;
-            }
-            return fail("bad host:port");
-        }
-        if (ep->port == 0) return fail("port 0");
-        u.host = ep->host;
-        u.port = ep->port;
-    } else if (auth.find(':') != std::string_view::npos) {
-        return fail("IPv6 addresses must be in brackets");
-    } else {
-        u.host = std::string(auth);
-    }
+    std::string why;
+    if (!parse_authority(auth, u.host, u.port, why)) return fail(why);
     return u;
+}
+
+std::optional<ws_url> parse_ws_url(std::string_view s, std::string* err) {
+    auto fail = [&](const std::string& why) -> std::optional<ws_url> {
+        if (err) *err = "bad WebSocket URL \"" + std::string(s) + "\": " + why;
+        return std::nullopt;
+    };
+    ws_url u;
+    std::string_view rest;
+    if (s.substr(0, 5) == "ws://") {
+        rest = s.substr(5);
+    } else if (s.substr(0, 6) == "wss://") {
+        rest = s.substr(6);
+        u.secure = true;
+        u.port = 443;
+    } else {
+        return fail("expected ws[s]://host[:port][/path]");
+    }
+    auto slash = rest.find('/');
+    if (slash != std::string_view::npos) u.path = std::string(rest.substr(slash));
+    for (unsigned char c : u.path)
+        if (c <= 0x20 || c == 0x7f) return fail("control character or space in the path");
+    std::string why;
+    if (!parse_authority(rest.substr(0, slash), u.host, u.port, why)) return fail(why);
+    return u;
+}
+
+std::optional<transport> chosen_transport(const transport_args& a, std::string* err) {
+    std::optional<transport> t;
+    int flags = int(a.tls) + int(a.ws) + int(a.wss);
+    if (flags > 1) {
+        if (err) *err = "--tls, --ws and --wss are mutually exclusive: give at most one";
+        return std::nullopt;
+    }
+    if (a.tls) t = transport::tls;
+    if (a.ws) t = transport::ws;
+    if (a.wss) t = transport::wss;
+    if (!a.name.empty()) {
+        auto n = parse_transport(a.name);
+        if (!n) {
+            if (err) *err = "--transport: expected tcp, tls, ws or wss, got \"" + a.name + "\"";
+            return std::nullopt;
+        }
+        if (t && *t != *n) {
+            if (err)
+                *err =
+                    std::string("--transport ") + to_string(*n) + " contradicts --" + to_string(*t);
+            return std::nullopt;
+        }
+        t = n;
+    }
+    return t.value_or(transport::tcp);
+}
+
+size_t frame_size_at(std::string_view bytes) {
+    if (bytes.size() < frame_header_size) return 0;
+    auto b = reinterpret_cast<const unsigned char*>(bytes.data());
+    uint32_t len = (uint32_t(b[0]) << 24) | (uint32_t(b[1]) << 16) | (uint32_t(b[2]) << 8) | b[3];
+    return frame_header_size + size_t(len);
+}
+
+std::string check_ws_message(std::string_view msg, uint32_t max_body) {
+    if (msg.size() < frame_header_size)
+        return "a WebSocket message of " + std::to_string(msg.size()) +
+               " bytes is shorter than a frame header (12 bytes)";
+    size_t want = frame_size_at(msg);
+    uint32_t body = static_cast<uint32_t>(want - frame_header_size);
+    if (static_cast<unsigned char>(msg[4]) != client_protocol_version)
+        return "a WebSocket message carries a frame of version " +
+               std::to_string(static_cast<unsigned char>(msg[4])) + " (expected 1)";
+    if (body > max_body)
+        return "a WebSocket message carries a frame declaring a " + std::to_string(body) +
+               "-byte body, over the " + std::to_string(max_body) + "-byte limit";
+    if (msg.size() != want)
+        return "a WebSocket message of " + std::to_string(msg.size()) +
+               " bytes is not exactly one frame (its header declares " + std::to_string(want) +
+               " bytes): each message must carry one frame";
+    return "";
 }
 
 std::string gateway_addr::to_string() const {
@@ -146,6 +253,20 @@ bool read_addr(const json& j, gateway_addr& g, std::string* err, const std::stri
     g.port = static_cast<uint16_t>(port->get<int64_t>());
     auto id = j.find("id");
     if (id != j.end() && id->is_string()) g.id = id->get<std::string>();
+    // The WebSocket transports name the endpoint as a URL; it wins over host/port (a proxy in
+    // front may serve the upgrade on another path or port than the gateway binds).
+    auto url = j.find("url");
+    if (url != j.end() && !url->is_null()) {
+        std::string why;
+        auto u = url->is_string() ? parse_ws_url(url->get<std::string>(), &why) : std::nullopt;
+        if (!u) {
+            if (err) *err = where + ".url: " + (why.empty() ? "not a string" : why);
+            return false;
+        }
+        g.host = u->host;
+        g.port = u->port;
+        g.path = u->path;
+    }
     return true;
 }
 
@@ -159,6 +280,13 @@ std::optional<gateway_answer> parse_gateway_answer(std::string_view body, std::s
     }
     gateway_answer a;
     if (!read_addr(j, a.primary, err, "answer")) return std::nullopt;
+    if (auto t = j.find("transport"); t != j.end() && !t->is_null()) {
+        if (!t->is_string()) {
+            if (err) *err = "answer.transport: expected a string";
+            return std::nullopt;
+        }
+        a.transport_name = t->get<std::string>();
+    }
     auto alts = j.find("alternates");
     if (alts != j.end() && !alts->is_null()) {
         if (!alts->is_array()) {
@@ -190,8 +318,17 @@ std::string percent_encode(std::string_view s) {
     return out;
 }
 
+std::string check_answer_transport(const gateway_answer& a, transport want) {
+    std::string got = a.transport_name.empty() ? "tcp" : a.transport_name;
+    if (got == to_string(want)) return "";
+    if (a.transport_name.empty())
+        return std::string("the dispatcher's answer names no transport (it only knows tcp); ") +
+               "asked for " + to_string(want);
+    return "the dispatcher answered transport " + got + ", asked for " + to_string(want);
+}
+
 std::string get_gateway_query(const std::string& user, const std::string& region,
-                              const std::vector<std::string>& exclude) {
+                              const std::vector<std::string>& exclude, transport via) {
     std::string q;
     auto add = [&](const char* k, const std::string& v) {
         if (v.empty()) return;
@@ -205,6 +342,7 @@ std::string get_gateway_query(const std::string& user, const std::string& region
     std::string ex;
     for (auto& e : exclude) ex += (ex.empty() ? "" : ",") + e;
     add("exclude", ex);
+    if (via != transport::tcp) add("transport", to_string(via));
     return q;
 }
 

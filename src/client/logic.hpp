@@ -28,21 +28,58 @@ std::vector<std::string> split_list(std::string_view s);
 // ever talks to such addresses.
 bool is_loopback_host(std::string_view host);
 
-// An http://host[:port][/prefix] URL (no TLS: the dispatcher's public listener is plain HTTP
-// behind whatever terminates TLS in front of it).
+// An http[s]://host[:port][/prefix] URL: the dispatcher (plain HTTP, or HTTPS when it serves
+// TLS itself or sits behind a TLS terminator).
 struct http_url {
     std::string host;
     uint16_t port = 80;
     std::string prefix;  // path prefix without trailing '/', may be empty
+    bool tls = false;    // https://
     std::string authority() const;
+    std::string origin() const;  // "http[s]://authority"
 };
 std::optional<http_url> parse_http_url(std::string_view s, std::string* err = nullptr);
+
+// A ws[s]://host[:port][/path] URL as the dispatcher hands it out for the WebSocket transports.
+struct ws_url {
+    bool secure = false;  // wss://
+    std::string host;
+    uint16_t port = 80;
+    std::string path = "/";  // the request target, "/" when absent
+};
+std::optional<ws_url> parse_ws_url(std::string_view s, std::string* err = nullptr);
+
+// The transport chosen on the command line: at most one of --tls, --ws, --wss (or --transport
+// NAME on get-gateway), plus what to trust for TLS (the gateway's tls/wss and an https dispatcher).
+struct transport_args {
+    bool tls = false;
+    bool ws = false;
+    bool wss = false;
+    std::string name;  // --transport NAME (get-gateway); may also be given with the flags if equal
+    std::string ca_file;
+    bool insecure = false;  // no certificate verification: local tests only
+};
+// The transport, or nullopt with err set (two flags, an unknown name).
+std::optional<transport> chosen_transport(const transport_args& a, std::string* err);
+inline bool is_tls(transport t) {
+    return t == transport::tls || t == transport::wss;
+}
+inline bool is_ws(transport t) {
+    return t == transport::ws || t == transport::wss;
+}
+
+// WebSocket transports carry exactly one frame (12-byte header + body) per binary message.
+// Returns "" when msg is one well-formed frame whose body fits max_body, else why not.
+std::string check_ws_message(std::string_view msg, uint32_t max_body);
+// The size of the frame at the start of `bytes` (header + declared body); 0 if under 12 bytes.
+size_t frame_size_at(std::string_view bytes);
 
 // One gateway address as the dispatcher hands it out.
 struct gateway_addr {
     std::string id;
     std::string host;
     uint16_t port = 0;
+    std::string path;               // WebSocket request target from the answer's url ("" means "/")
     std::string to_string() const;  // "id host:port" or "host:port" when id is empty
     bool operator==(const gateway_addr&) const = default;
 };
@@ -51,14 +88,21 @@ struct gateway_addr {
 struct gateway_answer {
     gateway_addr primary;
     std::vector<gateway_addr> alternates;
+    std::string transport_name;  // the answer's "transport" ("" when absent: a tcp-only dispatcher)
 };
 
-// Parses the 200 body; nullopt (and err) when a field is missing or has the wrong type.
+// Parses the 200 body; nullopt (and err) when a field is missing or has the wrong type. For
+// ws/wss an address's "url" (ws[s]://host:port/path), when present, gives host, port and path.
 std::optional<gateway_answer> parse_gateway_answer(std::string_view body, std::string* err);
+// "" when the answer is for transport `want` (an answer without "transport" is tcp), else why
+// not: connecting with TLS to a plaintext port (or the reverse) would only fail later, unclearly.
+std::string check_answer_transport(const gateway_answer& a, transport want);
 
-// Builds the query string of GET /get-tcp-ip (percent-encoded).
+// Builds the query string of GET /get-tcp-ip (percent-encoded). transport= is only sent for a
+// transport other than tcp, so a tcp client still works with a dispatcher that predates it.
 std::string get_gateway_query(const std::string& user, const std::string& region,
-                              const std::vector<std::string>& exclude);
+                              const std::vector<std::string>& exclude,
+                              transport via = transport::tcp);
 
 std::string percent_encode(std::string_view s);
 
@@ -127,6 +171,9 @@ struct load_params {
 
     std::vector<endpoint> gateways;  // direct mode
     std::string dispatcher;          // dispatcher mode when gateways is empty
+    transport via = transport::tcp;  // every client's transport
+    std::string ca_file;             // TLS trust for tls/wss and an https dispatcher
+    bool insecure = false;
     uint32_t clients = 100;
     uint32_t rooms = 10;
     double rate = 100;  // sends per second, all clients together

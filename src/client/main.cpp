@@ -4,6 +4,7 @@
 
 #include <cstdio>
 
+#include "client/cli_options.hpp"
 #include "client/commands.hpp"
 #include "client/load.hpp"
 
@@ -25,8 +26,10 @@ void add_session_options(CLI::App* c, session_args& s) {
                   ->capture_default_str();
     g->excludes(d);
     c->add_option("--region", s.region, "preferred region, passed to the dispatcher");
-    c->add_option("--connect-timeout", s.connect_timeout, "TCP connect timeout per gateway")
+    c->add_option("--connect-timeout", s.connect_timeout,
+                  "connect timeout per gateway (and again for the TLS/WebSocket handshake)")
         ->capture_default_str();
+    add_transport_options(c, s.transport);
     c->add_flag("--json", s.json, "JSON lines on stdout instead of text");
 }
 
@@ -54,6 +57,7 @@ int main(int argc, char** argv) {
     getgw->add_option("--user,-u", gg.user, "user id (for affinity)");
     getgw->add_option("--region", gg.region, "preferred region");
     getgw->add_option("--exclude", gg.exclude, "comma-separated gateway ids to avoid");
+    add_transport_options(getgw, gg.transport, true);
 
     listen_args la;
     auto* listen = app.add_subcommand(
@@ -124,6 +128,8 @@ int main(int argc, char** argv) {
     load->add_option(
         "--secret-file", load_secret,
         "HS256 secret (default: $IMGATE_TOKEN_SECRET_FILE or ./config/local/token.secret)");
+    transport_args load_transport;
+    add_transport_options(load, load_transport);
     load->add_flag("--json", load_json, "print the report as one JSON object");
     load->add_flag("--quiet,-q", quiet, "no progress lines on stderr");
 
@@ -160,6 +166,15 @@ int main(int argc, char** argv) {
         }
         lp.dispatcher = load_dispatcher;
         if (lp.gateways.empty() && lp.dispatcher.empty()) lp.dispatcher = "http://127.0.0.1:8080";
+        std::string terr;
+        auto via = chosen_transport(load_transport, &terr);
+        if (!via) {
+            std::fprintf(stderr, "imgate load: %s\n", terr.c_str());
+            return 1;
+        }
+        lp.via = *via;
+        lp.ca_file = load_transport.ca_file;
+        lp.insecure = load_transport.insecure;
         auto d = parse_duration(duration);
         if (!d) {
             std::fprintf(stderr, "imgate load: --duration: expected a duration like 10s\n");

@@ -2,9 +2,16 @@
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/connect.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/websocket/ssl.hpp>
+#include <boost/beast/websocket/stream.hpp>
+#include <tuple>
 
+#include "client/logic.hpp"
 #include "common/awaitable.hpp"
 #include "common/daemon.hpp"
 
@@ -13,6 +20,28 @@ namespace imgate::client {
 using boost::system::error_code;
 using tcp = asio::ip::tcp;
 using clock = std::chrono::steady_clock;
+namespace beast = boost::beast;
+namespace websocket = beast::websocket;
+using tls_stream = asio::ssl::stream<tcp::socket&>;
+
+// The streams layered over the session's socket for tls, ws and wss (only the one of the
+// session's transport exists). They refer to socket_, so closing it aborts whatever they do.
+struct client_session::layers {
+    std::optional<tls_stream> tls;
+    std::optional<websocket::stream<tcp::socket&>> ws;
+    std::optional<websocket::stream<tls_stream>> wss;
+    beast::flat_buffer in;  // one WebSocket message
+};
+
+namespace {
+
+// The peer went away, whatever the layer says it with.
+bool is_closed(const error_code& ec) {
+    return ec == asio::error::eof || ec == asio::error::connection_reset ||
+           ec == asio::ssl::error::stream_truncated || ec == websocket::error::closed;
+}
+
+}  // namespace
 
 const char* to_string(end_reason r) {
     switch (r) {
@@ -83,7 +112,7 @@ client_session::client_session(asio::any_io_executor ex, session_options opts)
 client_session::~client_session() = default;
 
 asio::awaitable<error_code> client_session::connect(std::string host, uint16_t port,
-                                                    std::string* detail) {
+                                                    std::string* detail, std::string ws_path) {
     std::string where = (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
                         std::to_string(port);
     remote_ = where;
@@ -125,13 +154,171 @@ asio::awaitable<error_code> client_session::connect(std::string host, uint16_t p
         co_return ec;
     }
     socket_.set_option(tcp::no_delay(true), ec);
+    if (opts_.via != transport::tcp) {
+        ec = co_await handshake(host, port, ws_path, detail);
+        if (ec) {
+            error_code ignored;
+            socket_.close(ignored);
+            co_return ec;
+        }
+    }
     open_ = true;
     last_rx_ = clock::now();
     co_return error_code{};
 }
 
+asio::awaitable<error_code> client_session::handshake(const std::string& host, uint16_t port,
+                                                      const std::string& ws_path,
+                                                      std::string* detail) {
+    layers_ = std::make_unique<layers>();
+    bool tls = is_tls(opts_.via);
+    auto guard = std::make_shared<deadline_state>();
+    asio::steady_timer timer(ex_);
+    timer.expires_after(opts_.handshake_timeout);
+    timer.async_wait(deadline_handler(guard));
+    error_code ec;
+    std::string why;
+    if (tls && !opts_.tls) {
+        ec = asio::error::invalid_argument;
+        why = "no TLS configuration for a " + std::string(to_string(opts_.via)) + " connection";
+    } else if (tls) {
+        tls_stream* ts = nullptr;
+        if (opts_.via == transport::tls) {
+            layers_->tls.emplace(socket_, *opts_.tls->ctx);
+            ts = &*layers_->tls;
+        } else {
+            layers_->wss.emplace(socket_, *opts_.tls->ctx);
+            ts = &layers_->wss->next_layer();
+        }
+        if (!prepare_tls_host(ts->native_handle(), host, *opts_.tls, &why)) {
+            ec = asio::error::invalid_argument;
+        } else {
+            auto [hec] = co_await ts->async_handshake(asio::ssl::stream_base::client, use_tuple);
+            ec = hec;
+            if (ec && !guard->fired)
+                why = describe_tls_failure(ts->native_handle(), host, remote_, *opts_.tls, ec,
+                                           &cert_refused_);
+        }
+    }
+    if (!ec && is_ws(opts_.via)) {
+        std::string host_header = (host.find(':') != std::string::npos ? "[" + host + "]" : host) +
+                                  ":" + std::to_string(port);
+        std::string target = ws_path.empty() ? "/" : ws_path;
+        auto decorate = [](websocket::request_type& req) {
+            req.set(beast::http::field::user_agent, std::string("imgate/") + IMGATE_VERSION);
+        };
+        uint64_t max_message = uint64_t(decoder_.max_body()) + frame_header_size;
+        websocket::response_type res;
+        if (opts_.via == transport::ws) {
+            layers_->ws.emplace(socket_);
+            auto& ws = *layers_->ws;
+            ws.set_option(websocket::stream_base::decorator(decorate));
+            ws.binary(true);
+            ws.auto_fragment(false);
+            ws.read_message_max(max_message);
+            auto [hec] = co_await ws.async_handshake(res, host_header, target, use_tuple);
+            ec = hec;
+        } else {
+            auto& ws = *layers_->wss;
+            ws.set_option(websocket::stream_base::decorator(decorate));
+            ws.binary(true);
+            ws.auto_fragment(false);
+            ws.read_message_max(max_message);
+            auto [hec] = co_await ws.async_handshake(res, host_header, target, use_tuple);
+            ec = hec;
+        }
+        if (ec && !guard->fired) {
+            std::string url = std::string(tls ? "wss://" : "ws://") + host_header + target;
+            why = ec == websocket::error::upgrade_declined
+                      ? "WebSocket upgrade at " + url + " was refused: HTTP " +
+                            std::to_string(res.result_int())
+                      : "WebSocket handshake with " + url + " failed: " +
+                            (is_closed(ec) ? "the server closed the connection" : ec.message());
+        }
+    }
+    guard->done = true;
+    timer.cancel();
+    if (guard->fired) {
+        ec = asio::error::timed_out;
+        why = std::string(tls ? "TLS" : "WebSocket") + " handshake with " + remote_ +
+              " timed out after " + std::to_string(opts_.handshake_timeout.count()) + " ms";
+    }
+    if (ec && detail) *detail = why;
+    co_return ec;
+}
+
+asio::awaitable<error_code> client_session::write_all(std::string_view bytes) {
+    if (opts_.via == transport::tcp) {
+        auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(bytes), use_tuple);
+        co_return ec;
+    }
+    if (opts_.via == transport::tls) {
+        auto [ec, n] = co_await asio::async_write(*layers_->tls, asio::buffer(bytes), use_tuple);
+        co_return ec;
+    }
+    // One binary message per frame: the queue holds whole frames back to back.
+    while (!bytes.empty()) {
+        size_t n = frame_size_at(bytes);
+        if (n == 0 || n > bytes.size()) n = bytes.size();  // never: we only queue whole frames
+        auto msg = asio::buffer(bytes.data(), n);
+        error_code ec;
+        if (opts_.via == transport::ws) {
+            auto [wec, wn] = co_await layers_->ws->async_write(msg, use_tuple);
+            ec = wec;
+        } else {
+            auto [wec, wn] = co_await layers_->wss->async_write(msg, use_tuple);
+            ec = wec;
+        }
+        if (ec) co_return ec;
+        bytes.remove_prefix(n);
+    }
+    co_return error_code{};
+}
+
+asio::awaitable<error_code> client_session::read_message() {
+    auto& in = layers_->in;
+    in.clear();
+    error_code ec;
+    bool text = false;
+    if (opts_.via == transport::ws) {
+        auto [rec, n] = co_await layers_->ws->async_read(in, use_tuple);
+        ec = rec;
+        text = layers_->ws->got_text();
+    } else {
+        auto [rec, n] = co_await layers_->wss->async_read(in, use_tuple);
+        ec = rec;
+        text = layers_->wss->got_text();
+    }
+    if (ec == websocket::error::message_too_big) {
+        transport_error_ = "a WebSocket message from " + remote_ + " is larger than one frame of " +
+                           std::to_string(decoder_.max_body()) + " body bytes";
+        co_return asio::error::invalid_argument;
+    }
+    if (ec) co_return ec;
+    std::string_view msg(static_cast<const char*>(in.data().data()), in.size());
+    if (text) {
+        transport_error_ =
+            "a text WebSocket message from " + remote_ + " (frames travel in binary messages only)";
+        co_return asio::error::invalid_argument;
+    }
+    if (auto why = check_ws_message(msg, decoder_.max_body()); !why.empty()) {
+        transport_error_ = why + " (from " + remote_ + ")";
+        co_return asio::error::invalid_argument;
+    }
+    decoder_.feed(msg);
+    last_rx_ = clock::now();
+    co_return error_code{};
+}
+
 asio::awaitable<error_code> client_session::read_more() {
-    auto [ec, n] = co_await socket_.async_read_some(asio::buffer(rbuf_), use_tuple);
+    if (is_ws(opts_.via)) co_return co_await read_message();
+    error_code ec;
+    size_t n = 0;
+    if (opts_.via == transport::tcp) {
+        std::tie(ec, n) = co_await socket_.async_read_some(asio::buffer(rbuf_), use_tuple);
+    } else {
+        std::tie(ec, n) = co_await layers_->tls->async_read_some(asio::buffer(rbuf_), use_tuple);
+    }
     if (!ec) {
         decoder_.feed(std::string_view(rbuf_, n));
         last_rx_ = clock::now();
@@ -151,8 +338,7 @@ asio::awaitable<login_outcome> client_session::login(std::string token) {
     timer.expires_after(opts_.login_timeout);
     timer.async_wait(deadline_handler(guard));
     std::string wire = proto::encode(proto::login_msg{std::move(token)}, next_corr_++);
-    auto [wec, wn] = co_await asio::async_write(socket_, asio::buffer(wire), use_tuple);
-    error_code ec = wec;
+    error_code ec = co_await write_all(wire);
     std::optional<frame> f;
     while (!ec) {
         f = decoder_.next();
@@ -172,10 +358,13 @@ asio::awaitable<login_outcome> client_session::login(std::string token) {
         out.ec = asio::error::timed_out;
         fail("no login answer from " + remote_ + " within " +
              std::to_string(opts_.login_timeout.count()) + " ms");
+    } else if (!transport_error_.empty()) {
+        out.ec = asio::error::invalid_argument;
+        fail("protocol error during login: " + transport_error_);
     } else if (ec) {
         out.ec = ec;
-        fail(ec == asio::error::eof ? "gateway " + remote_ + " closed the connection during login"
-                                    : "login to " + remote_ + " failed: " + ec.message());
+        fail(is_closed(ec) ? "gateway " + remote_ + " closed the connection during login"
+                           : "login to " + remote_ + " failed: " + ec.message());
     } else if (!f) {
         out.ec = asio::error::invalid_argument;
         fail(std::string("bad frame from ") + remote_ + ": " + to_string(decoder_.error()));
@@ -183,7 +372,12 @@ asio::awaitable<login_outcome> client_session::login(std::string token) {
         out.ok = true;
         out.result = *r;
         info_ = *r;
-        if (r->max_frame) decoder_.set_max_body(std::max(r->max_frame, opts_.max_frame));
+        if (r->max_frame) {
+            decoder_.set_max_body(std::max(r->max_frame, opts_.max_frame));
+            uint64_t max_message = uint64_t(decoder_.max_body()) + frame_header_size;
+            if (layers_ && layers_->ws) layers_->ws->read_message_max(max_message);
+            if (layers_ && layers_->wss) layers_->wss->read_message_max(max_message);
+        }
     } else if (auto e = proto::decode<proto::error_msg>(*f)) {
         out.error = *e;
         fail(std::string(proto::to_string(e->status)) +
@@ -377,7 +571,9 @@ asio::awaitable<session_end> client_session::run(session_events ev) {
         error_code ec = co_await read_more();
         if (ec) {
             if (!open_) break;  // closed by us (deadline, kick, close())
-            if (ec == asio::error::eof || ec == asio::error::connection_reset)
+            if (!transport_error_.empty())
+                shutdown(end_reason::protocol_error, {}, transport_error_);
+            else if (is_closed(ec))
                 shutdown(end_reason::eof, ec, ec == asio::error::eof ? "" : ec.message());
             else
                 shutdown(end_reason::io_error, ec, ec.message());
@@ -403,7 +599,14 @@ asio::awaitable<void> client_session::writer(std::shared_ptr<client_session> sel
         pending_.clear();
         writing_ = true;
         write_started_ = clock::now();
-        auto [ec, n] = co_await asio::async_write(socket_, asio::buffer(inflight_), use_tuple);
+        error_code ec;
+        if (opts_.via == transport::tcp) {
+            // The load generator's hot path: the socket directly, no extra coroutine frame.
+            auto [wec, n] = co_await asio::async_write(socket_, asio::buffer(inflight_), use_tuple);
+            ec = wec;
+        } else {
+            ec = co_await write_all(inflight_);
+        }
         writing_ = false;
         inflight_.clear();
         if (ec) {

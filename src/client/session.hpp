@@ -2,6 +2,8 @@
 // An asynchronous client session to one gateway over the client protocol (docs/protocol.md):
 // connect with a timeout, log in, then a read loop with a deadline, one writer with a bounded
 // queue, heartbeats at the interval the gateway announced, and callbacks for every event.
+// Transports: tcp (the frames on the socket), tls (the same bytes inside TLS), ws and wss (one
+// binary WebSocket message per frame, each way; wss inside TLS).
 // Used by `imgate listen/send/load` and by tests. Not thread-safe: use it from one executor
 // (or a strand); run the whole tool on one io_context thread. Create it with make_shared.
 #include <boost/asio/any_io_executor.hpp>
@@ -14,6 +16,8 @@
 #include <optional>
 #include <string>
 
+#include "client/tls_client.hpp"
+#include "common/config.hpp"
 #include "common/frame.hpp"
 #include "common/protocol.hpp"
 
@@ -35,6 +39,9 @@ struct session_options {
     bool auto_ack = true;                     // ack every DELIVER (so senders get receipts)
     bool heartbeat = true;                    // send PING at the announced interval
     std::optional<asio::ip::address> source;  // local address to bind before connecting
+    transport via = transport::tcp;
+    std::shared_ptr<const tls_client> tls;  // required for tls and wss
+    milliseconds handshake_timeout{10000};  // TLS and WebSocket handshakes, after the connect
 };
 
 enum class end_reason {
@@ -85,9 +92,12 @@ class client_session : public std::enable_shared_from_this<client_session> {
     client_session(const client_session&) = delete;
     client_session& operator=(const client_session&) = delete;
 
-    // Resolves host and connects within connect_timeout. The error names the address.
+    // Resolves host and connects within connect_timeout, then does the TLS and/or WebSocket
+    // handshake (ws_path: the upgrade's target, "" for "/") within handshake_timeout. The error
+    // names the address; a refused certificate also sets certificate_refused().
     asio::awaitable<boost::system::error_code> connect(std::string host, uint16_t port,
-                                                       std::string* detail = nullptr);
+                                                       std::string* detail = nullptr,
+                                                       std::string ws_path = {});
     // Sends LOGIN and waits (login_timeout) for LOGIN_RESULT or ERROR.
     asio::awaitable<login_outcome> login(std::string token);
     // Reads, writes and heartbeats until the session ends; returns why. Frames queued before
@@ -110,8 +120,13 @@ class client_session : public std::enable_shared_from_this<client_session> {
     std::string remote() const { return remote_; }
     uint64_t frames_in() const { return frames_in_; }
     uint64_t unknown_ops() const { return unknown_ops_; }
+    transport via() const { return opts_.via; }
+    // The last connect() failed because the gateway's certificate was refused (not trusted, or
+    // not for that host): fatal for this gateway, retrying it cannot help.
+    bool certificate_refused() const { return cert_refused_; }
 
   private:
+    struct layers;  // the TLS and WebSocket streams over socket_ (session.cpp)
     struct deadline_state {
         bool done = false;
         bool fired = false;
@@ -122,6 +137,11 @@ class client_session : public std::enable_shared_from_this<client_session> {
     bool enqueue(const M& m);
     void shutdown(end_reason r, boost::system::error_code ec = {}, std::string detail = "");
     asio::awaitable<boost::system::error_code> read_more();
+    asio::awaitable<boost::system::error_code> read_message();  // ws/wss: one frame
+    asio::awaitable<boost::system::error_code> write_all(std::string_view bytes);
+    asio::awaitable<boost::system::error_code> handshake(const std::string& host, uint16_t port,
+                                                         const std::string& ws_path,
+                                                         std::string* detail);
     bool handle(const frame& f);  // false: the session ended
     asio::awaitable<void> writer(std::shared_ptr<client_session> self);
     asio::awaitable<void> ticker(std::shared_ptr<client_session> self);
@@ -130,8 +150,9 @@ class client_session : public std::enable_shared_from_this<client_session> {
     asio::any_io_executor ex_;
     session_options opts_;
     asio::ip::tcp::socket socket_;
-    asio::steady_timer wake_;  // wakes the writer
-    asio::steady_timer tick_;  // heartbeats and deadlines
+    std::unique_ptr<layers> layers_;  // after socket_: its streams refer to it
+    asio::steady_timer wake_;         // wakes the writer
+    asio::steady_timer tick_;         // heartbeats and deadlines
     frame_decoder decoder_;
     std::string pending_;   // frames queued, not yet written
     std::string inflight_;  // frames being written
@@ -150,6 +171,8 @@ class client_session : public std::enable_shared_from_this<client_session> {
     uint64_t frames_in_ = 0;
     uint64_t unknown_ops_ = 0;
     uint32_t next_corr_ = 1;
+    bool cert_refused_ = false;
+    std::string transport_error_;  // why a WebSocket message was refused
     char rbuf_[4096];
 };
 

@@ -329,7 +329,7 @@ struct fake_dispatcher {
         srv->route(boost::beast::http::verb::get, "/get-tcp-ip", h);
         srv->listen({"127.0.0.1", 0});
     }
-    http_url url() const { return {"127.0.0.1", srv->local_endpoint().port(), ""}; }
+    http_url url() const { return {"127.0.0.1", srv->local_endpoint().port(), "", false}; }
 };
 
 std::string answer(const std::string& id, uint16_t port,

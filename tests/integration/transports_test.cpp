@@ -20,73 +20,13 @@
 #include "../support/process.hpp"
 #include "../support/test_certs.hpp"
 #include "../support/test_client.hpp"
+#include "../support/tool_process.hpp"
 #include "fault_fixture.hpp"
 
 namespace {
 
 using namespace imgate::test;
 using json = nlohmann::json;
-
-// One run of the imgate binary in the background: stdout and stderr to files, killed and reaped
-// by the destructor (and by the kernel if the test dies).
-class tool_process {
-  public:
-    tool_process(const temp_dir& dir, const std::string& name, std::vector<std::string> args)
-        : out_(dir.file(name + ".out")), err_(dir.file(name + ".err")) {
-        args.insert(args.begin(), binary_path("imgate"));
-        pid_ = ::fork();
-        if (pid_ == 0) {
-            ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-            int o = ::open(out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-            int e = ::open(err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-            ::dup2(o, 1);
-            ::dup2(e, 2);
-            std::vector<char*> argv;
-            for (auto& a : args) argv.push_back(a.data());
-            argv.push_back(nullptr);
-            ::execv(argv[0], argv.data());
-            ::_exit(127);
-        }
-    }
-    ~tool_process() {
-        if (!exited_) {
-            ::kill(pid_, SIGKILL);
-            int st;
-            ::waitpid(pid_, &st, 0);
-        }
-    }
-    std::string out() const { return read_file(out_); }
-    std::string err() const { return read_file(err_); }
-    std::optional<int> wait(std::chrono::milliseconds timeout = 15000ms) {
-        if (exited_) return code_;
-        bool done = eventually(
-            [&] {
-                int st;
-                if (::waitpid(pid_, &st, WNOHANG) != pid_) return false;
-                exited_ = true;
-                code_ = WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
-                return true;
-            },
-            timeout, 5ms);
-        if (!done) return std::nullopt;
-        return code_;
-    }
-    std::vector<json> json_lines() const {
-        std::vector<json> v;
-        std::istringstream in(out());
-        std::string line;
-        while (std::getline(in, line))
-            if (!line.empty()) v.push_back(json::parse(line, nullptr, false));
-        return v;
-    }
-    bool connected() const { return err().find("connected to ") != std::string::npos; }
-
-  private:
-    std::string out_, err_;
-    pid_t pid_ = -1;
-    bool exited_ = false;
-    int code_ = -1;
-};
 
 // Shell-quotes one argument for run_command.
 std::string q(const std::string& s) {

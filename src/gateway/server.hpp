@@ -1,8 +1,8 @@
 #pragma once
-// The gateway core's lifecycle: the client listener and the registry of open connections, login
-// admission (the drain contract), drain, graceful stop and reload. Messages are the router's
-// (router.hpp), the admin API is admin_api.hpp, metrics are gateway_metrics.hpp; the io_context,
-// threads and signals belong to gateway_app (app.hpp).
+// The gateway core's lifecycle: the client listeners (one per transport) and the registry of open
+// connections, login admission (the drain contract), drain, graceful stop and reload. Messages are
+// the router's (router.hpp), the admin API is admin_api.hpp, metrics are gateway_metrics.hpp; the
+// io_context, threads and signals belong to gateway_app (app.hpp).
 #include <atomic>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
@@ -52,7 +52,7 @@ struct gateway_live {
     uint32_t max_handshakes = 1000;
 };
 
-// Owns everything of one running gateway except the io_context and its threads: the listener,
+// Owns everything of one running gateway except the io_context and its threads: the listeners,
 // the connection registry, the router, the cluster, the admin API and the live configuration.
 class gateway_server final {
   public:
@@ -79,7 +79,7 @@ class gateway_server final {
     // POST /drain.
     void drain();
     // POST /undrain: a draining gateway serves again (stops redirecting, reopens the client
-    // listener on its old port, accepts logins). Runs the reopen on the listener's strand.
+    // listeners on their old ports, accepts logins). Runs the reopen on the listeners' strand.
     enum class undrain_result { undrained, already_serving, stopping, listen_failed };
     asio::awaitable<undrain_result> undrain(std::string& error);
     gateway_state state() const { return state_.load(); }

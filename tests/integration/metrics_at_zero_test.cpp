@@ -127,8 +127,12 @@ TEST(MetricsAtZero, EverySeriesAnAlertSelectsExistsRightAfterStartUp) {
     auto exprs = alert_exprs(read_file(source_path("docs/prometheus-alerts.yml")));
     ASSERT_GE(exprs.size(), 15u) << "the rules file parsed into almost no expressions";
 
-    // Two gateways, so the RPC mesh (and its failure counters) exists, and a dispatcher.
-    local_fleet fleet(local_fleet::options{});
+    // Two gateways, so the RPC mesh (and its failure counters) exists, and a dispatcher with
+    // both public listeners (the get-tcp-ip alerts select server="public" and "https").
+    local_fleet::options o;
+    o.dispatcher_extra =
+        "https: {listen: 127.0.0.1:0, cert_file: certs/server.crt, key_file: certs/server.key}\n";
+    local_fleet fleet(o);
     std::string why;
     ASSERT_TRUE(fleet.start(&why)) << why;
     // One scrape each, before anything happened: no client, no push, no failure.

@@ -22,6 +22,8 @@ class local_fleet {
         std::string poll = "{interval: 100ms, timeout: 80ms, rise: 2, fall: 2, slow_start: 0ms}";
         // Regex replacements applied to config/local/gateway.yaml, after "workers: 0" -> 1.
         std::vector<std::pair<std::string, std::string>> gateway_edits;
+        // Appended to dispatcher.yaml (e.g. an https: block on certs/, which exist next to it).
+        std::string dispatcher_extra;
     };
 
     explicit local_fleet(options o) : opt_(std::move(o)) {
@@ -50,7 +52,7 @@ class local_fleet {
         write_file(dir_.file("dispatcher.yaml"),
                    "fleet: fleet.yaml\nlisten: 127.0.0.1:0\nadmin_listen: 127.0.0.1:0\n"
                    "poll: " +
-                       opt_.poll + "\nlog: {level: info}\n");
+                       opt_.poll + "\nlog: {level: info}\n" + opt_.dispatcher_extra);
     }
 
     // Starts every gateway, then the dispatcher; false (with the log in *why) if one does not

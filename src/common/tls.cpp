@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <ctime>
 
+#include "common/fingerprint.hpp"
+
 namespace imgate {
 
 namespace {
@@ -38,19 +40,28 @@ tls_cert_info read_info(SSL_CTX* ctx) {
         if (ASN1_TIME_diff(&days, &secs, nullptr, na) == 1)
             info.seconds_left = int64_t(days) * 86400 + secs;
     }
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    if (X509_digest(cert, EVP_sha256(), md, &len) == 1) {
-        static constexpr char hex[] = "0123456789abcdef";
-        for (unsigned i = 0; i < len; ++i) {
-            info.fingerprint.push_back(hex[md[i] >> 4]);
-            info.fingerprint.push_back(hex[md[i] & 15]);
-        }
-    }
+    info.fingerprint = certificate_fingerprint(cert);
     return info;
 }
 
 }  // namespace
+
+std::string certificate_fingerprint(X509* cert) {
+    if (!cert) return "";
+    unsigned char* der = nullptr;
+    int len = i2d_X509(cert, &der);
+    if (len <= 0) return "";
+    auto fp = sha256_hex(std::string_view(reinterpret_cast<const char*>(der), size_t(len)));
+    OPENSSL_free(der);
+    return fp;
+}
+
+std::string peer_certificate_fingerprint(SSL* ssl) {
+    X509* cert = ssl ? SSL_get1_peer_certificate(ssl) : nullptr;
+    auto fp = certificate_fingerprint(cert);
+    X509_free(cert);
+    return fp;
+}
 
 std::string openssl_errors(const std::string& fallback) {
     std::string out;

@@ -53,6 +53,12 @@ std::shared_ptr<ssl::context> make_client_tls_context(const std::string& ca_file
 // False when OpenSSL refuses the name.
 bool set_client_tls_host(SSL* ssl, const std::string& host, bool verify);
 
+// SHA-256 of a certificate's DER encoding, lower-case hex (what `openssl x509 -fingerprint
+// -sha256` shows, without colons); of the certificate the peer of ssl presented when given an
+// SSL. Empty when there is none.
+std::string certificate_fingerprint(X509* cert);
+std::string peer_certificate_fingerprint(SSL* ssl);
+
 // OpenSSL's queued errors as one line (and clears the queue); `fallback` when there are none.
 std::string openssl_errors(const std::string& fallback = "unknown TLS error");
 

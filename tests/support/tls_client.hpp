@@ -96,20 +96,7 @@ class tls_client {
 
     // SHA-256 of the certificate the server presented on this connection (lower-case hex).
     std::string peer_fingerprint() const {
-        if (!stream_) return "";
-        X509* cert = SSL_get1_peer_certificate(stream_->native_handle());
-        if (!cert) return "";
-        unsigned char md[EVP_MAX_MD_SIZE];
-        unsigned int len = 0;
-        X509_digest(cert, EVP_sha256(), md, &len);
-        X509_free(cert);
-        static constexpr char hex[] = "0123456789abcdef";
-        std::string out;
-        for (unsigned i = 0; i < len; ++i) {
-            out.push_back(hex[md[i] >> 4]);
-            out.push_back(hex[md[i] & 15]);
-        }
-        return out;
+        return stream_ ? peer_certificate_fingerprint(stream_->native_handle()) : "";
     }
 
     boost::system::error_code error() const { return error_; }

@@ -195,20 +195,7 @@ class transport_client {
         SSL* ssl = tls_   ? tls_->native_handle()
                    : wss_ ? wss_->next_layer().native_handle()
                           : nullptr;
-        if (!ssl) return "";
-        X509* cert = SSL_get1_peer_certificate(ssl);
-        if (!cert) return "";
-        unsigned char md[EVP_MAX_MD_SIZE];
-        unsigned int len = 0;
-        X509_digest(cert, EVP_sha256(), md, &len);
-        X509_free(cert);
-        static constexpr char hex[] = "0123456789abcdef";
-        std::string out;
-        for (unsigned i = 0; i < len; ++i) {
-            out.push_back(hex[md[i] >> 4]);
-            out.push_back(hex[md[i] & 15]);
-        }
-        return out;
+        return peer_certificate_fingerprint(ssl);
     }
     asio::ip::tcp::socket& lowest() {
         if (tcp_) return *tcp_;

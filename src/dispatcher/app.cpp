@@ -99,8 +99,10 @@ dispatcher_app::dispatcher_app(dispatcher_config cfg)
                    }),
       fleet_(clock_, std::random_device{}(), &metrics_),
       poller_(io_.get_executor(), fleet_, metrics_),
+      rebalancer_(io_.get_executor(), fleet_, metrics_, clock_),
       control_(
           io_, [this] { stop(); }, [this] { reload(); }),
+      rng_(std::random_device{}()),
       started_(std::chrono::steady_clock::now()) {
     no_gateway_ = &metrics_.get_counter("imgate_dispatcher_no_gateway_total",
                                         "GET /get-tcp-ip answered 503: no gateway available");
@@ -126,6 +128,7 @@ dispatcher_app::dispatcher_app(dispatcher_config cfg)
 
 dispatcher_app::~dispatcher_app() {
     poller_.stop();
+    rebalancer_.stop();
 }
 
 void dispatcher_app::install(const dispatcher_config& c) {
@@ -136,12 +139,13 @@ void dispatcher_app::install(const dispatcher_config& c) {
     r->max_uid_length = c.max_uid_length;
     r->max_exclude = c.max_exclude;
     r->alternates = c.alternates;
-    r->retry_after_s =
-        static_cast<int>(std::max<int64_t>(1, (c.poll.interval.count() + 999) / 1000));
+    r->retry_base_ms = 1000 * std::max<int64_t>(1, (c.poll.interval.count() + 999) / 1000);
+    r->reconnect = {c.reconnect.base.count(), c.reconnect.jitter.count(), c.reconnect.max.count()};
     r->admin_token = c.admin.token;
     r->decision_log = c.decision_log;
     // Regions named only in the CIDR table are valid to ask for (they may gain gateways later).
     for (auto& name : c.regions.regions()) r->known_regions.insert(name);
+    rebalancer_.configure(c.rebalance, c.admin.token);
     std::lock_guard lk(mu_);
     rt_ = std::move(r);
 }
@@ -219,6 +223,7 @@ void dispatcher_app::start() {
     if (https_) https_->listen(*cfg_.https.listen);
     poller_.set_settings(cfg_.poll);
     poller_.sync();
+    rebalancer_.start();
     control_.start();
     std::string https = "off";
     if (https_) {
@@ -263,6 +268,7 @@ void dispatcher_app::run() {
 void dispatcher_app::stop() {
     daemon_control::notify_stopping();
     poller_.stop();
+    rebalancer_.stop();
     if (public_) public_->stop();
     if (https_) https_->stop();
     if (admin_) admin_->stop();
@@ -368,13 +374,20 @@ http_response dispatcher_app::get_tcp_ip(const http_request_ctx& ctx) {
     if (log) log_decision(ctx, q.uid, req.region, req.via, targets, why);
     if (targets.empty()) {
         no_gateway_->inc();
-        auto res = http_response::error(http::status::service_unavailable, "no_gateway_available");
-        res.headers.emplace_back("Retry-After", std::to_string(r->retry_after_s));
+        // Spread per answer, so that the clients refused together do not come back together.
+        int64_t retry_ms = 0;
+        {
+            std::lock_guard lk(rng_mu_);
+            retry_ms = spread_retry_ms(r->retry_base_ms, r->reconnect.jitter_ms, rng_);
+        }
+        auto res =
+            http_response::json(http::status::service_unavailable, render_no_gateway(retry_ms));
+        res.headers.emplace_back("Retry-After", std::to_string(retry_after_seconds(retry_ms)));
         return res;
     }
     spdlog::debug("get-tcp-ip uid={} region={} transport={} -> {}", q.uid, req.region,
                   to_string(req.via), targets.front().id);
-    return http_response::json(http::status::ok, render_pick(targets, req.via));
+    return http_response::json(http::status::ok, render_pick(targets, req.via, &r->reconnect));
 }
 
 void dispatcher_app::log_decision(const http_request_ctx& ctx, const std::string& uid,
@@ -536,7 +549,20 @@ std::string dispatcher_app::status_body() const {
     } else {
         j["https"] = nullptr;
     }
+    {
+        auto rc = rt()->reconnect;
+        j["reconnect"] = {
+            {"base_ms", rc.base_ms}, {"jitter_ms", rc.jitter_ms}, {"max_ms", rc.max_ms}};
+    }
+    j["rebalance"] = rebalancer_.status_json();
     j["gateways"] = fleet_.status_json();
+    auto balance = rebalancer_.gateway_json();
+    for (auto& g : j["gateways"]) {
+        auto b = balance.find(g["id"].get<std::string>());
+        g["fair_share"] = b == balance.end() ? nlohmann::json(nullptr) : b->second["fair_share"];
+        g["last_rebalance"] =
+            b == balance.end() ? nlohmann::json(nullptr) : b->second["last_rebalance"];
+    }
     uint64_t picks = 0;
     double rate = 0;
     for (auto& g : j["gateways"]) {

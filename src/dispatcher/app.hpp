@@ -7,6 +7,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <set>
 #include <string>
 
@@ -19,6 +20,8 @@
 #include "dispatcher/dispatcher_config.hpp"
 #include "dispatcher/fleet_state.hpp"
 #include "dispatcher/poller.hpp"
+#include "dispatcher/query.hpp"
+#include "dispatcher/rebalance.hpp"
 
 namespace imgate::disp {
 
@@ -48,8 +51,10 @@ class dispatcher_app {
         size_t max_uid_length = 128;
         size_t max_exclude = 32;
         size_t alternates = 2;
-        int retry_after_s = 1;
-        std::string admin_token;  // empty: the mutating admin endpoints answer 403
+        // What the 503's retry hint is based on: the poll interval rounded up to whole seconds.
+        int64_t retry_base_ms = 1000;
+        reconnect_policy reconnect;  // handed out in every 200 answer
+        std::string admin_token;     // empty: the mutating admin endpoints answer 403
         decision_log_settings decision_log;
     };
     std::shared_ptr<const runtime> rt() const;
@@ -74,6 +79,7 @@ class dispatcher_app {
     system_clock_source clock_;
     fleet_state fleet_;
     poller poller_;
+    rebalancer rebalancer_;
     std::shared_ptr<http_server> public_;
     std::shared_ptr<http_server> admin_;
     std::shared_ptr<http_server> https_;         // null without `https:`
@@ -81,6 +87,8 @@ class dispatcher_app {
     daemon_control control_;
     mutable std::mutex mu_;
     std::shared_ptr<const runtime> rt_;
+    std::mutex rng_mu_;
+    std::mt19937_64 rng_;  // spreads the 503 retry hints
     std::chrono::steady_clock::time_point started_;
     int64_t last_reload_ms_ = 0;
     bool last_reload_ok_ = true;

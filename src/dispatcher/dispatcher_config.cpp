@@ -105,6 +105,39 @@ dispatcher_config parse_dispatcher_config(yaml_map root, bool load_fleet_file) {
     c.decision_log.sample = dl.number("sample", c.decision_log.sample, 0.0, 1.0);
     dl.finish();
 
+    constexpr std::chrono::milliseconds ten_minutes{600000};
+    auto rc = root.map("reconnect");
+    c.reconnect.base = rc.duration("base", c.reconnect.base);
+    if (c.reconnect.base.count() <= 0) rc.fail("base", "must be positive");
+    if (c.reconnect.base > ten_minutes) rc.fail("base", "must be at most 10m");
+    c.reconnect.max = rc.duration("max", c.reconnect.max);
+    if (c.reconnect.max < c.reconnect.base) rc.fail("max", "must be at least reconnect.base");
+    if (c.reconnect.max > ten_minutes) rc.fail("max", "must be at most 10m");
+    c.reconnect.jitter = rc.duration("jitter", c.reconnect.jitter);
+    if (c.reconnect.jitter.count() < 0) rc.fail("jitter", "must not be negative");
+    if (c.reconnect.jitter > ten_minutes) rc.fail("jitter", "must be at most 10m");
+    rc.finish();
+
+    auto rb = root.map("rebalance");
+    c.rebalance.enabled = rb.boolean("enabled", c.rebalance.enabled);
+    c.rebalance.threshold = rb.number("threshold", c.rebalance.threshold, 0.0, 10.0);
+    c.rebalance.rate = rb.number("rate", c.rebalance.rate, 0.0, 1000000.0);
+    if (c.rebalance.rate <= 0) rb.fail("rate", "must be above 0 (sessions per second)");
+    c.rebalance.max_per_request = static_cast<uint64_t>(rb.integer(
+        "max_per_request", static_cast<int64_t>(c.rebalance.max_per_request), 1, 10000000));
+    c.rebalance.interval = rb.duration("interval", c.rebalance.interval);
+    if (c.rebalance.interval < std::chrono::milliseconds(100))
+        rb.fail("interval", "must be at least 100ms");
+    if (c.rebalance.interval > std::chrono::milliseconds(3600000))
+        rb.fail("interval", "must be at most 1h");
+    // The gateways' POST /rebalance takes the admin bearer token: without one every request
+    // would be refused, so an enabled rebalancer without it is a configuration error.
+    if (c.rebalance.enabled && c.admin.token_file.empty())
+        rb.fail("enabled",
+                "true needs admin.token_file (the gateways' admin token, sent as the bearer of "
+                "POST /rebalance)");
+    rb.finish();
+
     c.log = parse_log_config(root.map("log"));
     root.finish();
     if (load_fleet_file) c.fleet = load_fleet(c.fleet_file);

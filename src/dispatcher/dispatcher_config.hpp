@@ -60,6 +60,26 @@ struct https_settings {
     bool enabled() const { return listen.has_value(); }
 };
 
+// `reconnect:` — the reconnect policy every 200 /get-tcp-ip answer hands to clients, and the
+// jitter that spreads the 503 Retry-After per answer (docs/protocol.md section 1).
+struct reconnect_settings {
+    std::chrono::milliseconds base{500};     // delay before the 2nd attempt; doubles per round
+    std::chrono::milliseconds max{30000};    // cap of that delay
+    std::chrono::milliseconds jitter{1000};  // uniform [0, jitter] added to every wait
+    bool operator==(const reconnect_settings&) const = default;
+};
+
+// `rebalance:` — whether and how the dispatcher asks overfull gateways to shed sessions
+// (POST /rebalance on their admin address; rebalance.hpp).
+struct rebalance_settings {
+    bool enabled = false;
+    double threshold = 0.10;  // overfull: connections > fair share * (1 + threshold)
+    double rate = 200;        // sessions per second asked of each overfull gateway
+    uint64_t max_per_request = 2000;
+    std::chrono::milliseconds interval{5000};
+    bool operator==(const rebalance_settings&) const = default;
+};
+
 struct dispatcher_config {
     std::string file;  // the dispatcher.yaml path as given
     std::string id = "dispatcher";
@@ -78,6 +98,8 @@ struct dispatcher_config {
     log_config log;
     admin_settings admin;
     decision_log_settings decision_log;
+    reconnect_settings reconnect;
+    rebalance_settings rebalance;
     fleet_config fleet;
 };
 

@@ -17,7 +17,10 @@ constexpr const char* degraded_reasons[] = {"jwt_secret_mismatch", "no_mesh_link
 constexpr const char* per_gateway_families[] = {
     "imgate_dispatcher_picks_total", "imgate_dispatcher_pulls_total",
     "imgate_dispatcher_gateway_state", "imgate_dispatcher_gateway_effective_weight",
-    "imgate_dispatcher_gateway_degraded"};
+    "imgate_dispatcher_gateway_degraded",
+    // Registered by the rebalancer on each request, looked up by name every time (never cached).
+    "imgate_dispatcher_rebalance_requests_total",
+    "imgate_dispatcher_rebalance_sessions_asked_total"};
 
 std::string iso_time(int64_t wall_ms) {
     std::time_t t = static_cast<std::time_t>(wall_ms / 1000);
@@ -494,6 +497,24 @@ gw_state fleet_state::state_of(const std::string& id) const {
 size_t fleet_state::size() const {
     std::lock_guard lk(mu_);
     return entries_.size();
+}
+
+std::vector<gateway_load> fleet_state::load_snapshot() const {
+    std::lock_guard lk(mu_);
+    auto now = clock_.now();
+    std::vector<gateway_load> out;
+    out.reserve(entries_.size());
+    for (auto& e : entries_) {
+        gateway_load g;
+        g.id = e->spec.id;
+        g.admin = e->spec.admin;
+        g.state = state_of(*e);
+        g.weight = weight_of(*e);
+        g.slow_start = e->health.slow_start_factor(now, params_) < 1.0;
+        if (const auto& st = e->health.status()) g.connections = st->connections;
+        out.push_back(std::move(g));
+    }
+    return out;
 }
 
 std::string fleet_state::degraded_reason(const std::string& id) const {

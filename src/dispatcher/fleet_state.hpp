@@ -58,6 +58,16 @@ struct pull_target {
     bool operator==(const pull_target&) const = default;
 };
 
+// One gateway as the rebalancing planner sees it (rebalance.hpp): a copy, taken under the lock.
+struct gateway_load {
+    std::string id;
+    endpoint admin;
+    gw_state state = gw_state::down;
+    uint32_t weight = 0;      // in force: the runtime override's, else the fleet file's
+    bool slow_start = false;  // ramping in after coming back (slow-start factor below 1)
+    std::optional<uint64_t> connections;  // from the last good pull; none before any
+};
+
 class fleet_state {
   public:
     fleet_state(const clock_source& clock, uint64_t seed, metrics_registry* metrics = nullptr);
@@ -106,6 +116,7 @@ class fleet_state {
     gw_state state_of(const std::string& id) const;  // disabled for unknown ids
     uint64_t picks_of(const std::string& id) const;
     size_t size() const;  // gateways configured
+    std::vector<gateway_load> load_snapshot() const;
 
   private:
     struct entry {

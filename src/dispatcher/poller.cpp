@@ -6,18 +6,11 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core/error.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http/empty_body.hpp>
-#include <boost/beast/http/parser.hpp>
-#include <boost/beast/http/read.hpp>
-#include <boost/beast/http/string_body.hpp>
-#include <boost/beast/http/write.hpp>
 #include <random>
 
 #include "common/awaitable.hpp"
 #include "common/daemon.hpp"
+#include "dispatcher/admin_http.hpp"
 
 namespace imgate::disp {
 
@@ -26,17 +19,12 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
 
-namespace {}
-
 struct poller::loop {
     loop(asio::any_io_executor ex, pull_target t)
-        : target(std::move(t)), timer(ex), stream(ex), resolver(ex), rng(std::random_device{}()) {}
+        : target(std::move(t)), timer(ex), conn(ex), rng(std::random_device{}()) {}
     pull_target target;
     asio::steady_timer timer;
-    beast::tcp_stream stream;
-    tcp::resolver resolver;
-    beast::flat_buffer buf;
-    bool connected = false;
+    admin_connection conn;  // kept alive between pulls
     std::atomic<bool> stopped{false};
     std::mt19937_64 rng;
 };
@@ -84,9 +72,7 @@ void poller::stop_loop(const std::shared_ptr<loop>& l) {
     l->stopped = true;
     asio::post(l->timer.get_executor(), [l] {
         l->timer.cancel();
-        l->resolver.cancel();
-        boost::system::error_code ec;
-        l->stream.socket().close(ec);
+        l->conn.close();
     });
 }
 
@@ -98,63 +84,18 @@ void poller::stop() {
 
 asio::awaitable<std::string> poller::pull_once(loop& l, std::string& body) {
     auto timeout = std::chrono::milliseconds(timeout_ms_.load());
-    l.stream.expires_after(timeout);
-    // A kept-alive connection may have been closed by the gateway while idle; that is not the
-    // gateway failing, so one fresh attempt follows within the same deadline.
-    for (int attempt = 0; attempt < 2; ++attempt) {
-        bool reused = l.connected;
-        if (!l.connected) {
-            l.buf.clear();
-            auto [rec, results] = co_await l.resolver.async_resolve(
-                l.target.admin.host, std::to_string(l.target.admin.port), use_tuple);
-            if (rec) co_return "resolve " + l.target.admin.host + ": " + rec.message();
-            auto [cec, ep] = co_await l.stream.async_connect(results, use_tuple);
-            if (cec == beast::error::timeout)
-                co_return "connect: timeout after " + std::to_string(timeout.count()) + "ms";
-            if (cec) co_return "connect: " + cec.message();
-            l.stream.socket().set_option(tcp::no_delay(true));
-            l.connected = true;
-        }
-        http::request<http::empty_body> req{http::verb::get, "/status", 11};
-        req.set(http::field::host, l.target.admin.to_string());
-        req.set(http::field::user_agent, "imgate-dispatcher");
-        req.keep_alive(true);
-        auto [wec, wn] = co_await http::async_write(l.stream, req, use_tuple);
-        http::response_parser<http::string_body> parser;
-        parser.body_limit(max_status_body);
-        parser.header_limit(16 * 1024);
-        boost::system::error_code rec;
-        if (!wec) {
-            auto [e, n] = co_await http::async_read(l.stream, l.buf, parser, use_tuple);
-            rec = e;
-        }
-        auto ec = wec ? wec : rec;
-        if (ec) {
-            boost::system::error_code ignore;
-            l.stream.socket().close(ignore);
-            l.connected = false;
-            bool stale =
-                reused && (ec == http::error::end_of_stream || ec == asio::error::eof ||
-                           ec == asio::error::connection_reset || ec == asio::error::broken_pipe);
-            if (stale && attempt == 0) continue;
-            if (ec == beast::error::timeout)
-                co_return "timeout after " + std::to_string(timeout.count()) + "ms";
-            if (ec == http::error::body_limit) co_return "status body larger than 256 KiB";
-            co_return std::string(wec ? "write: " : "read: ") + ec.message();
-        }
-        auto& res = parser.get();
-        if (!res.keep_alive()) {
-            boost::system::error_code ignore;
-            l.stream.socket().shutdown(tcp::socket::shutdown_both, ignore);
-            l.stream.socket().close(ignore);
-            l.connected = false;
-        }
-        if (res.result() != http::status::ok)
-            co_return "GET /status answered HTTP " + std::to_string(res.result_int());
-        body = std::move(res.body());
-        co_return std::string();
-    }
-    co_return "connection closed twice";
+    admin_request req{http::verb::get, "/status", 11};
+    req.set(http::field::host, l.target.admin.to_string());
+    req.set(http::field::user_agent, "imgate-dispatcher");
+    req.keep_alive(true);
+    admin_response res;
+    std::string err =
+        co_await admin_exchange(l.conn, l.target.admin, req, res, timeout, max_status_body);
+    if (!err.empty()) co_return err.starts_with("body ") ? "status " + err : err;
+    if (res.result() != http::status::ok)
+        co_return "GET /status answered HTTP " + std::to_string(res.result_int());
+    body = std::move(res.body());
+    co_return std::string();
 }
 
 asio::awaitable<void> poller::run(std::shared_ptr<loop> l) {
@@ -189,8 +130,7 @@ asio::awaitable<void> poller::run(std::shared_ptr<loop> l) {
         l->timer.expires_after(wait);
         co_await l->timer.async_wait(use_tuple);
     }
-    boost::system::error_code ignore;
-    l->stream.socket().close(ignore);
+    l->conn.close();
 }
 
 }  // namespace imgate::disp

@@ -65,7 +65,21 @@ std::variant<tcp_ip_query, query_error> parse_tcp_ip_query(std::string_view quer
     return q;
 }
 
-std::string render_pick(const std::vector<pick_target>& targets, transport via) {
+int64_t spread_retry_ms(int64_t base_ms, int64_t jitter_ms, std::mt19937_64& rng) {
+    if (jitter_ms <= 0) return base_ms;
+    return base_ms + std::uniform_int_distribution<int64_t>(0, jitter_ms)(rng);
+}
+
+int64_t retry_after_seconds(int64_t retry_ms) {
+    return std::max<int64_t>(1, (retry_ms + 999) / 1000);
+}
+
+std::string render_no_gateway(int64_t retry_ms) {
+    return R"({"error":"no_gateway_available","retry_after_ms":)" + std::to_string(retry_ms) + "}";
+}
+
+std::string render_pick(const std::vector<pick_target>& targets, transport via,
+                        const reconnect_policy* policy) {
     // Built by hand: this is the hot path of the public API, and ids are [A-Za-z0-9._-] while
     // hosts are escaped anyway. Keys in the same order nlohmann::json would print them.
     auto escaped = [](std::string& out, std::string_view s) {
@@ -79,13 +93,23 @@ std::string render_pick(const std::vector<pick_target>& targets, transport via) 
     };
     const char* via_name = to_string(via);
     bool web = via == transport::ws || via == transport::wss;
-    auto target = [&escaped, via_name, web](std::string& out, const pick_target& t) {
+    auto target = [&escaped, via_name, web](std::string& out, const pick_target& t,
+                                            const reconnect_policy* p) {
         out += "\"host\":\"";
         escaped(out, t.address.host);
         out += "\",\"id\":\"";
         escaped(out, t.id);
         out += "\",\"port\":";
         out += std::to_string(t.address.port);
+        if (p) {  // "reconnect" sorts between "port" and "transport"
+            out += ",\"reconnect\":{\"base_ms\":";
+            out += std::to_string(p->base_ms);
+            out += ",\"jitter_ms\":";
+            out += std::to_string(p->jitter_ms);
+            out += ",\"max_ms\":";
+            out += std::to_string(p->max_ms);
+            out += '}';
+        }
         out += ",\"transport\":\"";
         out += via_name;
         out += '"';
@@ -102,11 +126,11 @@ std::string render_pick(const std::vector<pick_target>& targets, transport via) 
     for (size_t i = 1; i < targets.size(); ++i) {
         if (i > 1) out += ',';
         out += '{';
-        target(out, targets[i]);
+        target(out, targets[i], nullptr);
         out += '}';
     }
     out += "],";
-    target(out, targets.front());
+    target(out, targets.front(), policy);
     out += '}';
     return out;
 }

@@ -145,7 +145,7 @@ void dispatcher_app::install(const dispatcher_config& c) {
     r->decision_log = c.decision_log;
     // Regions named only in the CIDR table are valid to ask for (they may gain gateways later).
     for (auto& name : c.regions.regions()) r->known_regions.insert(name);
-    rebalancer_.configure(c.rebalance, c.admin.token);
+    rebalancer_.configure(c.rebalance, c.rebalance.token);
     std::lock_guard lk(mu_);
     rt_ = std::move(r);
 }

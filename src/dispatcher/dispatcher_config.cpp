@@ -130,12 +130,22 @@ dispatcher_config parse_dispatcher_config(yaml_map root, bool load_fleet_file) {
         rb.fail("interval", "must be at least 100ms");
     if (c.rebalance.interval > std::chrono::milliseconds(3600000))
         rb.fail("interval", "must be at most 1h");
-    // The gateways' POST /rebalance takes the admin bearer token: without one every request
+    if (rb.has("token_file")) {
+        c.rebalance.token_file = resolve_path(root.file(), rb.str("token_file"));
+        if (load_fleet_file) {
+            try {
+                c.rebalance.token = read_protected_secret_file(c.rebalance.token_file);
+            } catch (const std::exception& e) {
+                rb.fail("token_file", e.what());
+            }
+        }
+    }
+    // The gateways' POST /rebalance takes their admin bearer token: without one every request
     // would be refused, so an enabled rebalancer without it is a configuration error.
-    if (c.rebalance.enabled && c.admin.token_file.empty())
+    if (c.rebalance.enabled && c.rebalance.token_file.empty())
         rb.fail("enabled",
-                "true needs admin.token_file (the gateways' admin token, sent as the bearer of "
-                "POST /rebalance)");
+                "true needs rebalance.token_file (the gateways' admin token, sent as the bearer "
+                "of POST /rebalance)");
     rb.finish();
 
     c.log = parse_log_config(root.map("log"));

@@ -77,6 +77,11 @@ struct rebalance_settings {
     double rate = 200;        // sessions per second asked of each overfull gateway
     uint64_t max_per_request = 2000;
     std::chrono::milliseconds interval{5000};
+    // The gateways' admin token, sent as the bearer of POST /rebalance. Its own key, so that the
+    // dispatcher's admin.token (runtime overrides) never has to be the gateways' token, which
+    // can push to every user.
+    std::string token_file;  // resolved; required when enabled
+    std::string token;
     bool operator==(const rebalance_settings&) const = default;
 };
 

@@ -97,10 +97,9 @@ TEST(StormConfig, DefaultsWhenTheBlocksAreAbsent) {
 TEST(StormConfig, ReadsEveryKey) {
     config_files f;
     auto c = f.load(
-        "admin: {token_file: admin.token}\n"
         "reconnect: {base: 250ms, max: 2m, jitter: 0}\n"
         "rebalance: {enabled: true, threshold: 0.25, rate: 37.5, max_per_request: 9, "
-        "interval: 750ms}\n");
+        "interval: 750ms, token_file: admin.token}\n");
     EXPECT_EQ(c.reconnect.base, 250ms);
     EXPECT_EQ(c.reconnect.max, 120s);
     EXPECT_EQ(c.reconnect.jitter, 0ms);
@@ -109,6 +108,8 @@ TEST(StormConfig, ReadsEveryKey) {
     EXPECT_DOUBLE_EQ(c.rebalance.rate, 37.5);
     EXPECT_EQ(c.rebalance.max_per_request, 9u);
     EXPECT_EQ(c.rebalance.interval, 750ms);
+    EXPECT_FALSE(c.rebalance.token.empty());
+    EXPECT_TRUE(c.admin.token.empty()) << "the gateways' token must not become the admin token";
 }
 
 TEST(StormConfig, ErrorsNameFileLineAndKey) {
@@ -133,19 +134,20 @@ TEST(StormConfig, ErrorsNameFileLineAndKey) {
     EXPECT_TRUE(has(e, "reconnect.base")) << e;
 
     e = f.error("rebalance:\n  enabled: true\n");
-    EXPECT_TRUE(has(e, "dispatcher.yaml:3:3: rebalance.enabled: true needs admin.token_file")) << e;
-    const std::string tok = "admin: {token_file: admin.token}\n";
-    e = f.error(tok + "rebalance: {rate: 0}\n");
+    EXPECT_TRUE(has(e, "dispatcher.yaml:3:3: rebalance.enabled: true needs rebalance.token_file")) << e;
+    e = f.error("admin: {token_file: admin.token}\nrebalance: {enabled: true}\n");
+    EXPECT_TRUE(has(e, "rebalance.enabled: true needs rebalance.token_file")) << e;
+    e = f.error("rebalance: {rate: 0}\n");
     EXPECT_TRUE(has(e, "rebalance.rate: must be above 0")) << e;
-    e = f.error(tok + "rebalance: {threshold: -0.1}\n");
+    e = f.error("rebalance: {threshold: -0.1}\n");
     EXPECT_TRUE(has(e, "rebalance.threshold")) << e;
-    e = f.error(tok + "rebalance: {max_per_request: 0}\n");
+    e = f.error("rebalance: {max_per_request: 0}\n");
     EXPECT_TRUE(has(e, "rebalance.max_per_request")) << e;
-    e = f.error(tok + "rebalance: {interval: 50ms}\n");
+    e = f.error("rebalance: {interval: 50ms}\n");
     EXPECT_TRUE(has(e, "rebalance.interval: must be at least 100ms")) << e;
-    e = f.error(tok + "rebalance: {enabled: yes please}\n");
+    e = f.error("rebalance: {enabled: yes please}\n");
     EXPECT_TRUE(has(e, "rebalance.enabled")) << e;
-    e = f.error(tok + "rebalance: {target: 5}\n");
+    e = f.error("rebalance: {target: 5}\n");
     EXPECT_TRUE(has(e, "rebalance.target: unknown key")) << e;
     // Disabled without a token is fine: nothing will be sent.
     EXPECT_EQ(f.error("rebalance: {enabled: false, rate: 10}\n"), "accepted");

@@ -113,12 +113,16 @@ class DispatcherRebalance : public ::testing::Test {
         ASSERT_TRUE(disp_->wait_ready()) << disp_->log();
         admin_ = disp_->addr("admin");
     }
+    // A flow map of rebalance settings plus the gateways' token file.
+    static std::string with_token(const std::string& rebalance) {
+        return "{token_file: admin.token, " + rebalance.substr(1);
+    }
     void write_config(const std::string& rebalance, const std::string& slow_start) {
         write_file(dir_.file("dispatcher.yaml"),
                    "id: rebalance-disp\nfleet: fleet.yaml\nlisten: 127.0.0.1:0\n"
-                   "admin_listen: 127.0.0.1:0\nadmin: {token_file: admin.token}\n"
+                   "admin_listen: 127.0.0.1:0\n"
                    "poll: {interval: 50ms, timeout: 40ms, rise: 1, fall: 1, slow_start: " +
-                       slow_start + "}\nlog: {level: info}\nrebalance: " + rebalance + "\n");
+                       slow_start + "}\nlog: {level: info}\nrebalance: " + with_token(rebalance) + "\n");
     }
     void reload() {
         auto before = status()["reloads"].get<int>();
@@ -305,7 +309,7 @@ TEST_F(DispatcherRebalance, EnabledWithoutAnAdminTokenDoesNotStart) {
     auto [rc, out] = run_command("timeout 30 " + binary_path("imgate-dispatcher") + " --config " +
                                  dir_.file("dispatcher.yaml") + " --check-config 2>&1");
     EXPECT_NE(rc, 0) << out;
-    EXPECT_NE(out.find("dispatcher.yaml:3:3: rebalance.enabled: true needs admin.token_file"),
+    EXPECT_NE(out.find("dispatcher.yaml:3:3: rebalance.enabled: true needs rebalance.token_file"),
               std::string::npos)
         << out;
 }

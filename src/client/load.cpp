@@ -336,6 +336,7 @@ struct load_run {
         bool first_login = true;
         std::unique_ptr<connector> conn;  // only while (re)connecting: keeps a held client small
         std::string excluded;
+        unsigned tried = 0;  // gateways tried since the loss (or the start)
         while (!stopping) {
             auto& gate = first_login ? connect_slots : reconnect_slots;
             co_await gate.acquire(io.get_executor());
@@ -351,6 +352,7 @@ struct load_run {
             auto r = co_await conn->connect(user(i), token, clock::time_point::max());
             gate.release();
             if (stopping) break;
+            tried += r.attempts;
             if (!r.session) {
                 if (r.fatal) {
                     note(quiet, "client " + user(i) + " gives up: " + r.error);
@@ -367,6 +369,8 @@ struct load_run {
                 ++rep.connected;
                 first_login = false;
             }
+            r.attempts = tried;
+            tried = 0;
             logged_in(i, r);
             conn.reset();
             auto ev = make_events();

@@ -1,5 +1,7 @@
 #include "client/logic.hpp"
 
+#include "client/load.hpp"
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -452,4 +454,54 @@ TEST(ReconnectSchedule, DrawsAreUniformOverTheJitter) {
         EXPECT_GT(b, 800);
         EXPECT_LT(b, 1200);
     }
+}
+
+TEST(LoadReport, ReconnectAdditionsAndExitCode) {
+    load_params p;
+    p.dispatcher = "http://127.0.0.1:8080";
+    p.reconnect = true;
+    p.clients = 60;
+    p.shard_index = 1;
+    p.shard_count = 2;
+    load_report r;
+    r.clients = 30;
+    r.connected = 30;
+    r.logins = 41;
+    r.losses = 11;
+    r.loss_reasons = {{"reset", 10}, {"kick:shutdown", 1}};
+    r.relogins = 11;
+    r.attempts_failed = 3;
+    r.failed_by_cause = {{"http_503", 2}, {"refused", 1}};
+    for (uint64_t ms : {100, 300, 900}) r.relogin_ms.add(ms);
+    auto text = r.text(p);
+    EXPECT_NE(text.find("losses       11 [kick:shutdown 1] [reset 10], re-logins 11"),
+              std::string::npos)
+        << text;
+    EXPECT_NE(text.find("loss->login   p50 300"), std::string::npos) << text;
+    EXPECT_NE(text.find("503s 2"), std::string::npos) << text;
+    EXPECT_NE(text.find("30 of 30 connected, stuck 0"), std::string::npos) << text;
+    auto j = nlohmann::json::parse(r.json(p));
+    EXPECT_EQ(j["losses"], 11);
+    EXPECT_EQ(j["relogins"], 11);
+    EXPECT_EQ(j["http_503"], 2);
+    EXPECT_EQ(j["attempts_failed_by_cause"]["refused"], 1);
+    EXPECT_EQ(j["relogin_ms"]["max"], 900);
+    EXPECT_EQ(j["params"]["shard"], "1/2");
+    EXPECT_EQ(j["params"]["first_client"], 30);
+    EXPECT_EQ(j["params"]["reconnect_concurrency"], 1000);
+    // Reconnect mode: losses are fine when everyone is back; a stuck client or a missing
+    // result fails the run.
+    EXPECT_EQ(r.exit_code(p), 0);
+    r.lost_with_session = 4;
+    EXPECT_EQ(r.exit_code(p), 0);
+    r.stuck = 1;
+    EXPECT_EQ(r.exit_code(p), 1);
+    r.stuck = 0;
+    r.missing = 1;
+    EXPECT_EQ(r.exit_code(p), 1);
+    // Without --reconnect a failed first connect still fails the run.
+    p.reconnect = false;
+    r.missing = 0;
+    r.connect_failed = 1;
+    EXPECT_EQ(r.exit_code(p), 1);
 }

@@ -307,8 +307,6 @@ struct listener {
                        [](const std::string& m) { err_line(m); });
         auto end_at = deadline.value_or(clock::time_point::max());
         std::optional<gateway_addr> first;
-        std::mt19937_64 rng(std::random_device{}());
-        backoff drop_backoff(milliseconds(100), milliseconds(5000));
         while (!done && !interrupted) {
             auto r = co_await conn.connect(a.s.user, token, end_at, first);
             first.reset();
@@ -362,24 +360,18 @@ struct listener {
             if (done || interrupted) co_return 0;
             if (timed_out) co_return finish_code();
             err_line("session ended: " + end.describe());
-            milliseconds wait{0};
-            if (end.kick) {
-                if (end.kick->reason == proto::kick_reason::replaced) {
-                    err_line(
-                        "another session logged in with the same user and device; "
-                        "not reconnecting (use a different --device to run both)");
-                    co_return 3;
-                }
-                wait = milliseconds(end.kick->reconnect_after_ms);
-            } else if (end.redirect) {
-                wait = milliseconds(end.redirect->reconnect_after_ms);
-                if (!end.redirect->host.empty())
-                    first = gateway_addr{"", end.redirect->host, end.redirect->port, ""};
-            } else {
-                wait = drop_backoff.next(rng);
+            if (end.kick && end.kick->reason == proto::kick_reason::replaced) {
+                err_line(
+                    "another session logged in with the same user and device; "
+                    "not reconnecting (use a different --device to run both)");
+                co_return 3;
             }
-            // Spread a fleet-wide reconnect a little even when the gateway asked for 0 ms.
-            wait += milliseconds(std::uniform_int_distribution<int>(0, 250)(rng));
+            if (end.redirect && !end.redirect->host.empty())
+                first = gateway_addr{"", end.redirect->host, end.redirect->port, ""};
+            // Rule A (docs/protocol.md section 5): the server's hint exactly, else uniform
+            // [0, jitter]; the first round asks the dispatcher to exclude the gateway just lost.
+            milliseconds wait = conn.schedule().after_loss(server_hint(end));
+            conn.exclude_once(r.gateway.id.empty() ? info.gateway_id : r.gateway.id);
             err_line("reconnecting in " + std::to_string(wait.count()) + " ms");
             asio::steady_timer t(io);
             t.expires_at(std::min(end_at, clock::now() + wait));

@@ -1,8 +1,9 @@
 #pragma once
 // Gets a logged-in session: to a fixed gateway, or through the dispatcher — try its pick, then
-// its alternates without another call; when all fail, ask again with exclude=<failed ids> and
-// back off (honouring Retry-After). Login errors that a retry cannot fix (bad or expired token)
-// end the attempt at once. A refused TLS certificate is fatal for that gateway only: the
+// its alternates without another call; when all fail, wait per the reconnect rule (contract A,
+// docs/protocol.md section 5: the dispatcher's policy, server hints waited exactly) and ask again
+// with exclude=<failed ids>. Login errors that a retry cannot fix (bad or expired token) end the
+// attempt at once. A refused TLS certificate is fatal for that gateway only: the
 // alternates are still tried, but a round in which every gateway refused ends the attempt.
 #include <chrono>
 #include <functional>
@@ -35,7 +36,17 @@ struct connect_result {
     bool cert_refused = false;                // the gateway's TLS certificate was refused
     std::optional<proto::error_msg> login_error;
     unsigned attempts = 0;  // gateways tried
+    // Why the last attempt failed, one of the load events' causes: refused, timeout,
+    // rate_limited, server_busy, draining, http_503, http_error, tls, other.
+    const char* cause = "";
+    // The longest server hint of the last round (503 retry_after_ms / Retry-After, the REDIRECT
+    // after a rate refusal): the next round waits exactly this.
+    std::optional<std::chrono::milliseconds> hint;
 };
+
+// The server's reconnect hint in how a session ended: a KICK's or REDIRECT's reconnect_after_ms
+// when it is > 0 (a KICK idle carries none); nullopt when the client's own jitter applies.
+std::optional<std::chrono::milliseconds> server_hint(const session_end& e);
 
 // True for login errors a retry elsewhere cannot fix.
 bool is_fatal_login_error(proto::code c);
@@ -58,8 +69,14 @@ class connector {
     // Rounds (one dispatcher answer, or one try of a fixed gateway) before giving up; 0: until
     // the deadline. One-shot commands use 2: the pick and its alternates, then one re-ask.
     unsigned max_rounds = 0;
-    // Called with each dispatcher answer (get-gateway prints nothing; listen logs it).
+    // Called for every failed attempt: the gateway id ("" for the dispatcher) and the cause.
+    std::function<void(const std::string& gateway, const char* cause)> on_attempt_failed;
     const failover_plan& plan() const { return plan_; }
+    // The reconnect rule with the dispatcher's latest policy (defaults until one was seen).
+    reconnect_schedule& schedule() { return schedule_; }
+    // Asks the next dispatcher call (the first round of the next connect()) to exclude this
+    // gateway: the one just lost, which the dispatcher may still believe up.
+    void exclude_once(std::string id) { exclude_once_ = std::move(id); }
 
   private:
     asio::awaitable<connect_result> try_one(const gateway_addr& g, const std::string& token);
@@ -69,10 +86,11 @@ class connector {
     asio::any_io_executor ex_;
     target_spec target_;
     session_options opts_;
-    std::mt19937_64 rng_;
+    std::minstd_rand rng_;  // small: the load generator keeps one per reconnecting client
     log_fn log_;
     failover_plan plan_;
-    backoff backoff_{std::chrono::milliseconds(200), std::chrono::milliseconds(10000)};
+    reconnect_schedule schedule_;
+    std::string exclude_once_;
 };
 
 }  // namespace imgate::client

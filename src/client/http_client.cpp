@@ -152,6 +152,11 @@ asio::awaitable<dispatch_result> get_gateway(asio::any_io_executor ex, const htt
     if (j.is_object()) {
         if (auto it = j.find("error"); it != j.end() && it->is_string()) code = *it;
         if (auto it = j.find("message"); it != j.end() && it->is_string()) msg = *it;
+        // The dispatcher's per-answer spread wait (ms) is finer than Retry-After's whole seconds.
+        if (auto it = j.find("retry_after_ms");
+            r.status == 503 && it != j.end() && it->is_number_integer() &&
+            it->get<int64_t>() >= 0 && it->get<int64_t>() <= reconnect_policy::limit.count())
+            out.retry_after = std::chrono::milliseconds(it->get<int64_t>());
     }
     out.error = "dispatcher " + dispatcher.origin() + " answered " + std::to_string(r.status) +
                 (code.empty() ? "" : " " + code) + (msg.empty() ? "" : ": " + msg);

@@ -34,8 +34,9 @@ struct dispatch_result {
     std::optional<gateway_answer> answer;
     int status = 0;
     std::string error;  // why there is no answer (transport, 503 no_gateway_available, bad JSON)
-    std::chrono::milliseconds retry_after{0};  // from Retry-After on 503
-    std::string raw;                           // the body as received
+    // On 503: the body's retry_after_ms, else the Retry-After header (seconds).
+    std::chrono::milliseconds retry_after{0};
+    std::string raw;  // the body as received
 };
 
 // For a transport other than tcp, asks with transport= and refuses an answer for another one. An

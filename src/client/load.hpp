@@ -3,6 +3,9 @@
 // or through the dispatcher), join rooms, and send 1:1 and room messages at a total rate for a
 // fixed duration while acking every delivery. Every send is accounted for: it gets a result or
 // is counted as missing at the end. Only loopback targets are accepted (validate_load).
+// With --reconnect the clients hold their sessions and log in again after every loss (the
+// reconnect rule of docs/protocol.md section 5), logging each login/loss/failed attempt to an
+// events file and the live counts to a status file (docs/client.md).
 #include <cstdint>
 #include <map>
 #include <string>
@@ -31,11 +34,22 @@ struct load_report {
     std::map<std::string, uint64_t> end_reasons;
     latency_stats send_to_result;
     latency_stats send_to_deliver;
+    // --reconnect (and the events of any run)
+    uint64_t logins = 0;                           // every login, the first ones included
+    uint64_t losses = 0;                           // sessions lost before the run's end
+    std::map<std::string, uint64_t> loss_reasons;  // eof, reset, kick:<r>, ...
+    uint64_t relogins = 0;                         // logins after a loss
+    uint64_t attempts_failed = 0;
+    std::map<std::string, uint64_t> failed_by_cause;  // refused, timeout, http_503, ...
+    uint32_t stuck = 0;              // this process's clients not connected at the end
+    uint64_t lost_with_session = 0;  // sends outstanding when their session was lost
+    latency_stats relogin_ms;        // loss -> logged in again (ms)
 
     std::string text(const load_params& p) const;
     std::string json(const load_params& p) const;
-    // 0 when every send got a result and every client connected.
-    int exit_code() const;
+    // 0 when every send got a result and every client connected (--reconnect: every client
+    // connected at the end).
+    int exit_code(const load_params& p) const;
 };
 
 // Runs the load; prints progress to stderr and the report to stdout.

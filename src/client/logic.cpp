@@ -272,6 +272,51 @@ bool read_addr(const json& j, gateway_addr& g, std::string* err, const std::stri
 
 }  // namespace
 
+namespace {
+
+std::optional<reconnect_policy> read_reconnect_policy(const json& j) {
+    if (!j.is_object()) return std::nullopt;
+    auto ms = [&](const char* k) -> std::optional<std::chrono::milliseconds> {
+        auto it = j.find(k);
+        if (it == j.end() || !it->is_number_integer()) return std::nullopt;
+        auto v = it->get<int64_t>();
+        if (v < 0 || v > reconnect_policy::limit.count()) return std::nullopt;
+        return std::chrono::milliseconds(v);
+    };
+    auto base = ms("base_ms"), jitter = ms("jitter_ms"), max = ms("max_ms");
+    if (!base || !jitter || !max || base->count() == 0 || *max < *base) return std::nullopt;
+    return reconnect_policy{*base, *jitter, *max};
+}
+
+}  // namespace
+
+std::optional<reconnect_policy> parse_reconnect_policy(const std::string& json_object) {
+    return read_reconnect_policy(json::parse(json_object, nullptr, false));
+}
+
+std::chrono::milliseconds reconnect_schedule::jitter() {
+    double r = random01_ ? std::clamp(random01_(), 0.0, 1.0) : 1.0;
+    return std::chrono::milliseconds(
+        static_cast<int64_t>(std::llround(r * double(policy_.jitter.count()))));
+}
+
+std::chrono::milliseconds reconnect_schedule::after_loss(
+    std::optional<std::chrono::milliseconds> hint) {
+    failed_rounds_ = 0;
+    if (hint) return *hint;
+    return jitter();
+}
+
+std::chrono::milliseconds reconnect_schedule::after_failed_round(
+    std::optional<std::chrono::milliseconds> hint) {
+    // The doubling part is common/backoff's full base (draw 1.0): min(max, base * 2^(n-1)).
+    backoff b(policy_.base, policy_.max);
+    for (uint32_t i = 0; i < std::min(failed_rounds_, 40u); ++i) b.next_at(1.0);
+    if (failed_rounds_ < 1000000) ++failed_rounds_;
+    if (hint) return *hint;
+    return b.next_at(1.0) + jitter();
+}
+
 std::optional<gateway_answer> parse_gateway_answer(std::string_view body, std::string* err) {
     json j = json::parse(body, nullptr, false);
     if (j.is_discarded()) {
@@ -300,6 +345,8 @@ std::optional<gateway_answer> parse_gateway_answer(std::string_view body, std::s
             a.alternates.push_back(std::move(g));
         }
     }
+    // Optional, and never a reason to refuse an answer: a bad policy is ignored.
+    if (auto r = j.find("reconnect"); r != j.end()) a.reconnect = read_reconnect_policy(*r);
     return a;
 }
 
@@ -434,11 +481,30 @@ std::string validate_load(const load_params& p) {
             return "refusing to load dispatcher " + u->host +
                    ": the load generator only targets loopback (127.0.0.0/8, ::1)";
     }
-    if (p.clients < 2 || p.clients > lp::max_clients)
-        return "--clients must be in [2, " + std::to_string(lp::max_clients) + "]";
+    if (p.shard_count < 1 || p.shard_count > lp::max_shards || p.shard_index >= p.shard_count)
+        return "--shard I/N: need 0 <= I < N <= " + std::to_string(lp::max_shards);
+    if (p.shard_count == 1) {
+        if (p.clients < 2 || p.clients > lp::max_clients)
+            return "--clients must be in [2, " + std::to_string(lp::max_clients) + "]";
+    } else {
+        if (p.clients < 2 || p.clients > lp::max_sharded_clients)
+            return "--clients must be in [2, " + std::to_string(lp::max_sharded_clients) +
+                   "] with --shard";
+        if (p.local_clients() > lp::max_clients)
+            return "--shard: this process's share (" + std::to_string(p.local_clients()) +
+                   " clients) exceeds " + std::to_string(lp::max_clients) + "; use more shards";
+        if (p.local_clients() == 0) return "--shard: this shard has no clients";
+    }
+    if (!p.run_id.empty() && !valid_run_id(p.run_id))
+        return "--run-id must be 1.." + std::to_string(lp::max_run_id) + " of [A-Za-z0-9_-]";
+    if (p.reconnect && p.dispatcher.empty())
+        return "--reconnect needs --dispatcher (reconnects ask it for a gateway)";
+    if (p.reconnect_concurrency == 0) return "--reconnect-concurrency must be >= 1";
     if (p.rooms > p.clients) return "--rooms must not exceed --clients";
-    if (!(p.rate > 0) || p.rate > lp::max_rate)
-        return "--rate must be in (0, " + std::to_string(lp::max_rate) + "] sends/s";
+    bool rate_ok = p.reconnect ? p.rate >= 0 : p.rate > 0;
+    if (!rate_ok || p.rate > lp::max_rate)
+        return std::string("--rate must be in ") + (p.reconnect ? "[0, " : "(0, ") +
+               std::to_string(lp::max_rate) + "] sends/s";
     if (!(p.duration_s > 0) || p.duration_s > lp::max_duration_s)
         return "--duration must be in (0, " + std::to_string(lp::max_duration_s) + "] s";
     if (p.payload_bytes < lp::min_payload || p.payload_bytes > lp::max_payload)
@@ -449,6 +515,26 @@ std::string validate_load(const load_params& p) {
     if (p.connect_concurrency == 0) return "--connect-concurrency must be >= 1";
     if (p.source_spread > 254) return "--source-spread must be in [0, 254]";
     return "";
+}
+
+std::optional<std::pair<uint32_t, uint32_t>> parse_shard(std::string_view s) {
+    auto slash = s.find('/');
+    if (slash == std::string_view::npos) return std::nullopt;
+    uint32_t i = 0, n = 0;
+    auto a = s.substr(0, slash), b = s.substr(slash + 1);
+    if (a.empty() || b.empty()) return std::nullopt;
+    auto [pa, ea] = std::from_chars(a.data(), a.data() + a.size(), i);
+    auto [pb, eb] = std::from_chars(b.data(), b.data() + b.size(), n);
+    if (ea != std::errc() || eb != std::errc() || pa != a.data() + a.size() ||
+        pb != b.data() + b.size())
+        return std::nullopt;
+    return std::make_pair(i, n);
+}
+
+bool valid_run_id(std::string_view s) {
+    if (s.empty() || s.size() > load_params::max_run_id) return false;
+    return std::all_of(s.begin(), s.end(),
+                       [](unsigned char c) { return std::isalnum(c) || c == '_' || c == '-'; });
 }
 
 int send_exit_code(proto::code status) {

@@ -17,6 +17,10 @@
 
 namespace imgate::client {
 
+// The doubling back-off shared with the gateway's RPC links (common/backoff.hpp); the reconnect
+// rule below wraps it.
+using imgate::backoff;
+
 // "1500ms", "2s", "5m", "1h", or a bare number of seconds ("30", "0.5"). nullopt when invalid
 // or negative.
 std::optional<std::chrono::milliseconds> parse_duration(std::string_view s);
@@ -84,15 +88,64 @@ struct gateway_addr {
     bool operator==(const gateway_addr&) const = default;
 };
 
+// The reconnect policy a dispatcher hands out with every answer ("reconnect":{base_ms,jitter_ms,
+// max_ms}); the defaults are what a client uses before it has seen one (docs/protocol.md
+// section 5).
+struct reconnect_policy {
+    std::chrono::milliseconds base{500};     // wait after the 1st failed round (doubles per round)
+    std::chrono::milliseconds jitter{1000};  // uniform [0, jitter] added to every own wait
+    std::chrono::milliseconds max{30000};    // cap of the doubling part
+    static constexpr std::chrono::milliseconds limit{600000};  // 10 min: larger values are refused
+    bool operator==(const reconnect_policy&) const = default;
+};
+// The policy in a "reconnect" JSON value; nullopt (keep what you had) when it is not an object of
+// integers with base > 0, max >= base, jitter >= 0, all <= 10 min.
+std::optional<reconnect_policy> parse_reconnect_policy(const std::string& json_object);
+
+// The reconnect rule (contract A, docs/protocol.md section 5) without sockets or clocks: the
+// policy in force, the count of failed rounds since the last loss, and the injected random source.
+// A hint from the server is waited exactly (it is already spread per client); the client's own
+// waits add uniform [0, jitter].
+class reconnect_schedule {
+  public:
+    using random_source = backoff::random_source;  // uniform [0, 1]
+    explicit reconnect_schedule(random_source random01, reconnect_policy p = {})
+        : random01_(std::move(random01)), policy_(p) {}
+
+    void set_policy(const reconnect_policy& p) { policy_ = p; }
+    const reconnect_policy& policy() const { return policy_; }
+    // The wait before the first attempt after a session was lost: the hint when the server gave
+    // one (KICK/REDIRECT reconnect_after_ms), else uniform [0, jitter]. Restarts the round count.
+    std::chrono::milliseconds after_loss(std::optional<std::chrono::milliseconds> hint = {});
+    // The wait after the n-th failed round since the loss (n counted here):
+    // min(max, base * 2^(n-1)) + uniform [0, jitter], or exactly the hint when the round got one
+    // (a 503 retry_after_ms / Retry-After, a REDIRECT after a rate refusal).
+    std::chrono::milliseconds after_failed_round(
+        std::optional<std::chrono::milliseconds> hint = {});
+    // A session is up again: the next loss starts over.
+    void reset() { failed_rounds_ = 0; }
+    uint32_t failed_rounds() const { return failed_rounds_; }
+
+  private:
+    std::chrono::milliseconds jitter();
+
+    random_source random01_;
+    reconnect_policy policy_;
+    uint32_t failed_rounds_ = 0;
+};
+
 // The answer of GET /get-tcp-ip: a pick plus alternates to fail over to without another call.
 struct gateway_answer {
     gateway_addr primary;
     std::vector<gateway_addr> alternates;
     std::string transport_name;  // the answer's "transport" ("" when absent: a tcp-only dispatcher)
+    // The answer's "reconnect" policy; nullopt when absent or invalid (the client keeps its own).
+    std::optional<reconnect_policy> reconnect;
 };
 
 // Parses the 200 body; nullopt (and err) when a field is missing or has the wrong type. For
 // ws/wss an address's "url" (ws[s]://host:port/path), when present, gives host, port and path.
+// A bad "reconnect" value does not fail the answer: it is ignored (reconnect stays nullopt).
 std::optional<gateway_answer> parse_gateway_answer(std::string_view body, std::string* err);
 // "" when the answer is for transport `want` (an answer without "transport" is tcp), else why
 // not: connecting with TLS to a plaintext port (or the reverse) would only fail later, unclearly.
@@ -134,10 +187,6 @@ class failover_plan {
     std::vector<std::string> exclude_;  // ids only
 };
 
-// Reconnect back-off: the one shared with the gateway's RPC links (common/backoff.hpp), driven
-// here by the caller's generator: next(rng, floor).
-using imgate::backoff;
-
 // Latency samples with bounded memory: exact up to `capacity` samples, reservoir-sampled beyond
 // (uniform, with the injected random source), so percentiles stay unbiased over long runs.
 class latency_stats {
@@ -163,7 +212,10 @@ class latency_stats {
 
 // Hard limits of `imgate load` and its validated parameters.
 struct load_params {
-    static constexpr uint32_t max_clients = 20000;
+    static constexpr uint32_t max_clients = 20000;           // per process
+    static constexpr uint32_t max_sharded_clients = 200000;  // --clients of a run with --shard
+    static constexpr uint32_t max_shards = 64;
+    static constexpr size_t max_run_id = 32;
     static constexpr uint32_t max_duration_s = 600;
     static constexpr uint32_t max_rate = 200000;
     static constexpr uint32_t min_payload = 32;  // room for the latency stamp
@@ -184,7 +236,26 @@ struct load_params {
     // Clients bind to 127.0.0.1 .. 127.0.0.<n> in turn (IPv4 targets), so gateway limits per
     // source address (login rate) and the ephemeral port range see many "machines". 0: off.
     uint32_t source_spread = 64;
+    // --reconnect: hold sessions for the duration and log in again after every loss (rule A/C).
+    bool reconnect = false;
+    uint32_t reconnect_concurrency = 1000;  // reconnects (dispatcher round + logins) in flight
+    // --shard I/N: this process runs global clients [I*C/N, (I+1)*C/N) of --clients C.
+    uint32_t shard_index = 0;
+    uint32_t shard_count = 1;
+    std::string run_id;       // user-id prefix shared by the shards ("" = random)
+    std::string events_file;  // --events: one JSON line per login/lost/attempt_failed
+    std::string status_file;  // --status-file: rewritten every 200 ms
+    uint32_t first_client() const {
+        return uint32_t(uint64_t(shard_index) * clients / shard_count);
+    }
+    uint32_t local_clients() const {
+        return uint32_t(uint64_t(shard_index + 1) * clients / shard_count) - first_client();
+    }
 };
+// "I/N" -> {I, N}; nullopt when malformed (the range is checked by validate_load).
+std::optional<std::pair<uint32_t, uint32_t>> parse_shard(std::string_view s);
+// A run id: 1..32 of [A-Za-z0-9_-].
+bool valid_run_id(std::string_view s);
 
 // Returns an error message for invalid parameters or any non-loopback target, "" when valid.
 std::string validate_load(const load_params& p);

@@ -111,7 +111,9 @@ int main(int argc, char** argv) {
     auto* ld =
         load->add_option("--dispatcher", load_dispatcher, "dispatcher URL (instead of --gateways)");
     lg->excludes(ld);
-    load->add_option("--clients,-c", lp.clients, "sessions (2..20000)")->capture_default_str();
+    load->add_option("--clients,-c", lp.clients,
+                     "sessions (2..20000; with --shard the whole run's, up to 200000)")
+        ->capture_default_str();
     load->add_option("--rooms", lp.rooms, "rooms; client i joins room i % rooms")
         ->capture_default_str();
     load->add_option("--rate", lp.rate, "sends per second, all clients together")
@@ -125,6 +127,23 @@ int main(int argc, char** argv) {
     load->add_option("--source-spread", lp.source_spread,
                      "bind clients to 127.0.0.1..127.0.0.N in turn (0: off)")
         ->capture_default_str();
+    std::string shard;
+    load->add_flag("--reconnect", lp.reconnect,
+                   "hold the sessions for --duration and log in again through the dispatcher "
+                   "after every loss (needs --dispatcher; --rate may be 0)");
+    load->add_option("--reconnect-concurrency", lp.reconnect_concurrency,
+                     "reconnects (dispatcher round and logins) in flight at once")
+        ->capture_default_str();
+    load->add_option("--shard", shard,
+                     "I/N: run clients [I*C/N, (I+1)*C/N) of --clients C (N <= 64, share <= "
+                     "20000; --clients up to 200000)");
+    load->add_option("--run-id", lp.run_id,
+                     "user-id prefix shared by the shards of one run (1..32 of [A-Za-z0-9_-]; "
+                     "default random)");
+    load->add_option("--events", lp.events_file,
+                     "append one JSON line per login, lost session and failed attempt");
+    load->add_option("--status-file", lp.status_file,
+                     "rewrite this JSON file every 200 ms with the live counts");
     load->add_option(
         "--secret-file", load_secret,
         "HS256 secret (default: $IMGATE_TOKEN_SECRET_FILE or ./config/local/token.secret)");
@@ -165,6 +184,19 @@ int main(int argc, char** argv) {
             lp.gateways.push_back(*ep);
         }
         lp.dispatcher = load_dispatcher;
+        if (lp.reconnect && load_dispatcher.empty()) {
+            std::fprintf(stderr, "imgate load: --reconnect needs --dispatcher URL\n");
+            return 1;
+        }
+        if (!shard.empty()) {
+            auto sh = parse_shard(shard);
+            if (!sh) {
+                std::fprintf(stderr, "imgate load: --shard: expected I/N like 0/4\n");
+                return 1;
+            }
+            lp.shard_index = sh->first;
+            lp.shard_count = sh->second;
+        }
         if (lp.gateways.empty() && lp.dispatcher.empty()) lp.dispatcher = "http://127.0.0.1:8080";
         std::string terr;
         auto via = chosen_transport(load_transport, &terr);

@@ -333,6 +333,7 @@ asio::awaitable<login_outcome> client_session::login(std::string token) {
         out.detail = "not connected";
         co_return out;
     }
+    auto login_started = clock::now();
     auto guard = std::make_shared<deadline_state>();
     asio::steady_timer timer(ex_);
     timer.expires_after(opts_.login_timeout);
@@ -380,6 +381,11 @@ asio::awaitable<login_outcome> client_session::login(std::string token) {
         }
     } else if (auto e = proto::decode<proto::error_msg>(*f)) {
         out.error = *e;
+        if (e->status == proto::code::rate_limited || e->status == proto::code::server_busy) {
+            auto left = opts_.login_timeout -
+                        std::chrono::duration_cast<milliseconds>(clock::now() - login_started);
+            out.retry_redirect = co_await read_retry_hint(std::min(left, milliseconds(2000)));
+        }
         fail(std::string(proto::to_string(e->status)) +
              (e->message.empty() ? "" : ": " + e->message));
     } else if (auto k = proto::decode<proto::kick_msg>(*f)) {
@@ -394,6 +400,47 @@ asio::awaitable<login_outcome> client_session::login(std::string token) {
              " frame during login");
     }
     co_return out;
+}
+
+asio::awaitable<std::optional<proto::redirect_msg>> client_session::read_retry_hint(
+    milliseconds within) {
+    // A gateway from before the hint closes right after the ERROR: EOF here is no failure.
+    if (within.count() <= 0) co_return std::nullopt;
+    auto guard = std::make_shared<deadline_state>();
+    asio::steady_timer timer(ex_);
+    timer.expires_after(within);
+    timer.async_wait(deadline_handler(guard));
+    std::optional<frame> f;
+    error_code ec;
+    while (!ec) {
+        f = decoder_.next();
+        if (f || decoder_.error() != frame_error::none) break;
+        ec = co_await read_more();
+    }
+    guard->done = true;
+    timer.cancel();
+    if (!f) co_return std::nullopt;
+    co_return proto::decode<proto::redirect_msg>(*f);
+}
+
+std::string loss_reason(const session_end& e) {
+    if (e.kick) return std::string("kick:") + proto::to_string(e.kick->reason);
+    if (e.redirect) return "redirect:" + e.redirect->reason;
+    switch (e.reason) {
+        case end_reason::eof:
+        case end_reason::io_error:
+            if (e.last_error) return std::string("error:") + proto::to_string(e.last_error->status);
+            return e.reason == end_reason::eof ? "eof" : "reset";
+        case end_reason::read_timeout:
+        case end_reason::write_timeout:
+            return "timeout";
+        case end_reason::protocol_error:
+            return "error:bad_frame";
+        case end_reason::queue_overflow:
+            return "error:queue_overflow";
+        default:
+            return "local";
+    }
 }
 
 template <class M>

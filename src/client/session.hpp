@@ -67,6 +67,10 @@ struct session_end {
     std::optional<proto::error_msg> last_error;
     std::string describe() const;  // one human line
 };
+// The loss reason of the load's events: eof, reset, timeout, kick:<reason>, redirect:<reason>,
+// error:<code> (the gateway's last ERROR before it closed, or what went wrong on our side:
+// error:bad_frame, error:queue_overflow), local.
+std::string loss_reason(const session_end& e);
 
 struct login_outcome {
     bool ok = false;
@@ -74,6 +78,9 @@ struct login_outcome {
     std::optional<proto::error_msg> error;  // the gateway's ERROR frame (auth_failed, ...)
     boost::system::error_code ec;           // transport failure or timeout
     std::string detail;                     // one human line when !ok
+    // After an ERROR rate_limited or server_busy the gateway may send one more frame, a REDIRECT
+    // whose reconnect_after_ms is the wait it asks for (docs/protocol.md section 5).
+    std::optional<proto::redirect_msg> retry_redirect;
 };
 
 struct session_events {
@@ -138,6 +145,8 @@ class client_session : public std::enable_shared_from_this<client_session> {
     void shutdown(end_reason r, boost::system::error_code ec = {}, std::string detail = "");
     asio::awaitable<boost::system::error_code> read_more();
     asio::awaitable<boost::system::error_code> read_message();  // ws/wss: one frame
+    // One more frame within `within` after a rate refusal: the REDIRECT carrying the retry hint.
+    asio::awaitable<std::optional<proto::redirect_msg>> read_retry_hint(milliseconds within);
     asio::awaitable<boost::system::error_code> write_all(std::string_view bytes);
     asio::awaitable<boost::system::error_code> handshake(const std::string& host, uint16_t port,
                                                          const std::string& ws_path,

@@ -8,6 +8,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,11 @@ class fake_gateway {
     bool answer_pings = true;
     bool send_receipts = true;
     proto::code send_status = proto::code::ok;
+    // Refuse every LOGIN with this ERROR (rate_limited, server_busy ...), then send
+    // refuse_redirect when set (a gateway with retry hints; without it, one from before them),
+    // then close.
+    std::optional<proto::code> refuse_login;
+    std::optional<proto::redirect_msg> refuse_redirect;
 
     // What the client did.
     int logins = 0;
@@ -101,6 +107,13 @@ class fake_gateway {
                 ++logins;
                 auto m = proto::decode<proto::login_msg>(f);
                 if (!answer_login) return true;
+                if (refuse_login) {
+                    std::string out = proto::encode(
+                        proto::error_msg{*refuse_login, "refused by the fake"}, f.corr);
+                    if (refuse_redirect) out += proto::encode(*refuse_redirect);
+                    write(out);
+                    return false;
+                }
                 if (!m || m->token == "bad") {
                     write(
                         proto::encode(proto::error_msg{proto::code::auth_failed, "bad_signature"}));

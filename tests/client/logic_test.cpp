@@ -1,5 +1,7 @@
 #include "client/logic.hpp"
 
+#include "client/load.hpp"
+
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -289,4 +291,217 @@ TEST(LoadPayload, RoundTripsAndRejectsForeign) {
     EXPECT_EQ(read_load_payload(p), 123456789u);
     EXPECT_FALSE(read_load_payload("hello world, not a stamp"));
     EXPECT_FALSE(read_load_payload("imgL"));
+}
+
+TEST(ValidateLoad, ShardsRunIdAndReconnect) {
+    auto with = [](auto f) {
+        load_params q;
+        q.dispatcher = "http://127.0.0.1:8080";
+        f(q);
+        return validate_load(q);
+    };
+    // Reconnect mode: a dispatcher is required, --rate 0 is allowed (only there).
+    EXPECT_EQ(with([](load_params& q) {
+                  q.reconnect = true;
+                  q.rate = 0;
+              }),
+              "");
+    EXPECT_NE(with([](load_params& q) { q.rate = 0; }), "");
+    EXPECT_NE(with([](load_params& q) {
+                  q.reconnect = true;
+                  q.rate = -1;
+              }),
+              "");
+    {
+        load_params q;
+        q.gateways = {{"127.0.0.1", 9001}};
+        q.reconnect = true;
+        EXPECT_NE(validate_load(q).find("--dispatcher"), std::string::npos);
+    }
+    EXPECT_NE(with([](load_params& q) { q.reconnect_concurrency = 0; }), "");
+    // --shard: 0 <= I < N <= 64; up to 200000 clients in all, at most 20000 in this process.
+    EXPECT_EQ(with([](load_params& q) {
+                  q.clients = 200000;
+                  q.shard_index = 63;
+                  q.shard_count = 64;
+              }),
+              "");
+    EXPECT_NE(with([](load_params& q) {
+                  q.clients = 200000;
+                  q.shard_index = 0;
+                  q.shard_count = 8;  // 25000 each
+              }).find("20000"),
+              std::string::npos);
+    EXPECT_NE(with([](load_params& q) {
+                  q.clients = 200001;
+                  q.shard_count = 64;
+              }),
+              "");
+    EXPECT_NE(with([](load_params& q) {
+                  q.shard_index = 2;
+                  q.shard_count = 2;
+              }),
+              "");
+    EXPECT_NE(with([](load_params& q) { q.shard_count = 65; }), "");
+    EXPECT_NE(with([](load_params& q) { q.clients = 20001; }), "");  // unsharded limit stays
+    EXPECT_NE(with([](load_params& q) { q.run_id = "bad id"; }), "");
+    EXPECT_NE(with([](load_params& q) { q.run_id = std::string(33, 'a'); }), "");
+    EXPECT_EQ(with([](load_params& q) { q.run_id = "storm_7-a"; }), "");
+}
+
+TEST(LoadParams, ShardsSplitTheGlobalIndexesWithoutGapsOrOverlap) {
+    for (uint32_t clients : {2u, 7u, 100u, 15001u}) {
+        for (uint32_t n : {1u, 2u, 3u, 64u}) {
+            if (n > clients) continue;
+            uint32_t next = 0;
+            for (uint32_t i = 0; i < n; ++i) {
+                load_params p;
+                p.clients = clients;
+                p.shard_index = i;
+                p.shard_count = n;
+                EXPECT_EQ(p.first_client(), next) << clients << " " << i << "/" << n;
+                next += p.local_clients();
+            }
+            EXPECT_EQ(next, clients);
+        }
+    }
+}
+
+TEST(ParseShard, AcceptsIOverNOnly) {
+    EXPECT_EQ(parse_shard("0/2"), std::make_pair(0u, 2u));
+    EXPECT_EQ(parse_shard("17/64"), std::make_pair(17u, 64u));
+    for (auto s : {"", "1", "/2", "1/", "a/2", "1/2/3", "-1/2", "1 /2", "1/2x"})
+        EXPECT_FALSE(parse_shard(s)) << s;
+}
+
+TEST(ReconnectPolicy, ParsedFromTheAnswerAndIgnoredWhenBad) {
+    auto ans = [](const std::string& rc) {
+        std::string err;
+        auto a = parse_gateway_answer(R"({"id":"gw1","host":"127.0.0.1","port":9001)" +
+                                          (rc.empty() ? "" : ",\"reconnect\":" + rc) + "}",
+                                      &err);
+        EXPECT_TRUE(a) << err;
+        return a ? a->reconnect : std::nullopt;
+    };
+    EXPECT_FALSE(ans(""));
+    auto p = ans(R"({"base_ms":250,"jitter_ms":0,"max_ms":4000})");
+    ASSERT_TRUE(p);
+    EXPECT_EQ(p->base, milliseconds(250));
+    EXPECT_EQ(p->jitter, milliseconds(0));
+    EXPECT_EQ(p->max, milliseconds(4000));
+    // Each bad value makes the whole policy ignored; the answer itself still stands.
+    for (auto bad : {R"({"base_ms":0,"jitter_ms":1,"max_ms":10})",
+                     R"({"base_ms":100,"jitter_ms":1,"max_ms":50})",
+                     R"({"base_ms":100,"jitter_ms":-1,"max_ms":500})",
+                     R"({"base_ms":100,"jitter_ms":1,"max_ms":600001})",
+                     R"({"base_ms":"100","jitter_ms":1,"max_ms":500})",
+                     R"({"base_ms":100.5,"jitter_ms":1,"max_ms":500})",
+                     R"({"base_ms":100,"max_ms":500})", R"([100,1,500])", R"(null)", R"("x")"})
+        EXPECT_FALSE(ans(bad)) << bad;
+    EXPECT_EQ(parse_reconnect_policy(R"({"base_ms":1,"jitter_ms":600000,"max_ms":600000})"),
+              (reconnect_policy{milliseconds(1), milliseconds(600000), milliseconds(600000)}));
+    EXPECT_FALSE(parse_reconnect_policy("not json"));
+}
+
+TEST(ReconnectSchedule, FirstAttemptAfterALossWaitsOnlyTheJitter) {
+    double r = 0;
+    reconnect_schedule s([&] { return r; });  // defaults: 500 / 1000 / 30000
+    EXPECT_EQ(s.after_loss(), milliseconds(0));
+    r = 0.25;
+    EXPECT_EQ(s.after_loss(), milliseconds(250));
+    r = 1;
+    EXPECT_EQ(s.after_loss(), milliseconds(1000));
+    r = 7;  // out of range draws are clamped
+    EXPECT_EQ(s.after_loss(), milliseconds(1000));
+    // A server hint is waited exactly: no jitter on top.
+    EXPECT_EQ(s.after_loss(milliseconds(1733)), milliseconds(1733));
+    EXPECT_EQ(s.after_loss(milliseconds(0)), milliseconds(0));
+}
+
+TEST(ReconnectSchedule, FailedRoundsDoubleToTheCapPlusJitter) {
+    double r = 0.5;
+    reconnect_schedule s([&] { return r; }, reconnect_policy{milliseconds(500), milliseconds(1000),
+                                                             milliseconds(3000)});
+    s.after_loss();
+    EXPECT_EQ(s.after_failed_round(), milliseconds(500 + 500));   // n=1: base
+    EXPECT_EQ(s.after_failed_round(), milliseconds(1000 + 500));  // n=2
+    EXPECT_EQ(s.after_failed_round(), milliseconds(2000 + 500));  // n=3
+    EXPECT_EQ(s.after_failed_round(), milliseconds(3000 + 500));  // capped
+    r = 0;
+    for (int i = 0; i < 100; ++i) EXPECT_EQ(s.after_failed_round(), milliseconds(3000));
+    EXPECT_EQ(s.failed_rounds(), 104u);
+    // A hint replaces the own wait but the round still counts.
+    EXPECT_EQ(s.after_failed_round(milliseconds(120)), milliseconds(120));
+    EXPECT_EQ(s.failed_rounds(), 105u);
+    // A new loss (or a session up: reset) starts the doubling over.
+    s.after_loss();
+    EXPECT_EQ(s.after_failed_round(), milliseconds(500));
+    s.reset();
+    EXPECT_EQ(s.after_failed_round(), milliseconds(500));
+}
+
+TEST(ReconnectSchedule, DrawsAreUniformOverTheJitter) {
+    std::mt19937_64 rng(7);
+    reconnect_schedule s([&] { return std::uniform_real_distribution<double>(0, 1)(rng); });
+    int buckets[10] = {};
+    for (int i = 0; i < 10000; ++i) {
+        auto d = s.after_loss().count();
+        ASSERT_GE(d, 0);
+        ASSERT_LE(d, 1000);
+        ++buckets[std::min<long>(d / 100, 9)];
+    }
+    for (int b : buckets) {
+        EXPECT_GT(b, 800);
+        EXPECT_LT(b, 1200);
+    }
+}
+
+TEST(LoadReport, ReconnectAdditionsAndExitCode) {
+    load_params p;
+    p.dispatcher = "http://127.0.0.1:8080";
+    p.reconnect = true;
+    p.clients = 60;
+    p.shard_index = 1;
+    p.shard_count = 2;
+    load_report r;
+    r.clients = 30;
+    r.connected = 30;
+    r.logins = 41;
+    r.losses = 11;
+    r.loss_reasons = {{"reset", 10}, {"kick:shutdown", 1}};
+    r.relogins = 11;
+    r.attempts_failed = 3;
+    r.failed_by_cause = {{"http_503", 2}, {"refused", 1}};
+    for (uint64_t ms : {100, 300, 900}) r.relogin_ms.add(ms);
+    auto text = r.text(p);
+    EXPECT_NE(text.find("losses       11 [kick:shutdown 1] [reset 10], re-logins 11"),
+              std::string::npos)
+        << text;
+    EXPECT_NE(text.find("loss->login   p50 300"), std::string::npos) << text;
+    EXPECT_NE(text.find("503s 2"), std::string::npos) << text;
+    EXPECT_NE(text.find("30 of 30 connected, stuck 0"), std::string::npos) << text;
+    auto j = nlohmann::json::parse(r.json(p));
+    EXPECT_EQ(j["losses"], 11);
+    EXPECT_EQ(j["relogins"], 11);
+    EXPECT_EQ(j["http_503"], 2);
+    EXPECT_EQ(j["attempts_failed_by_cause"]["refused"], 1);
+    EXPECT_EQ(j["relogin_ms"]["max"], 900);
+    EXPECT_EQ(j["params"]["shard"], "1/2");
+    EXPECT_EQ(j["params"]["first_client"], 30);
+    EXPECT_EQ(j["params"]["reconnect_concurrency"], 1000);
+    // Reconnect mode: losses are fine when everyone is back; a stuck client or a missing
+    // result fails the run.
+    EXPECT_EQ(r.exit_code(p), 0);
+    r.lost_with_session = 4;
+    EXPECT_EQ(r.exit_code(p), 0);
+    r.stuck = 1;
+    EXPECT_EQ(r.exit_code(p), 1);
+    r.stuck = 0;
+    r.missing = 1;
+    EXPECT_EQ(r.exit_code(p), 1);
+    // Without --reconnect a failed first connect still fails the run.
+    p.reconnect = false;
+    r.missing = 0;
+    r.connect_failed = 1;
+    EXPECT_EQ(r.exit_code(p), 1);
 }

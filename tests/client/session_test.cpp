@@ -310,14 +310,23 @@ imgate::metrics_registry& test_metrics() {
 struct fake_dispatcher {
     std::shared_ptr<imgate::http_server> srv;
     std::vector<std::string> queries;
-    std::vector<std::string> answers;  // one per call; the last repeats
+    std::vector<std::string> answers;                          // one per call; the last repeats
+    std::vector<std::chrono::steady_clock::time_point> times;  // of each query
 
     explicit fake_dispatcher(asio::io_context& io) {
         srv = std::make_shared<imgate::http_server>(io, imgate::http_server_options{},
                                                     test_metrics());
         imgate::http_sync_handler h = [this](const imgate::http_request_ctx& ctx) {
             queries.emplace_back(ctx.query);
+            times.push_back(std::chrono::steady_clock::now());
             auto& body = answers[std::min(queries.size(), answers.size()) - 1];
+            if (body.rfind("503:", 0) == 0) {
+                // A spread 503: the body's retry_after_ms, Retry-After in whole seconds.
+                auto r = imgate::http_response::json(
+                    boost::beast::http::status::service_unavailable, body.substr(4));
+                r.headers.emplace_back("Retry-After", "2");
+                return r;
+            }
             if (body.empty()) {
                 auto r = imgate::http_response::error(
                     boost::beast::http::status::service_unavailable, "no_gateway_available");
@@ -333,12 +342,22 @@ struct fake_dispatcher {
 };
 
 std::string answer(const std::string& id, uint16_t port,
-                   std::vector<std::pair<std::string, uint16_t>> alts = {}) {
+                   std::vector<std::pair<std::string, uint16_t>> alts = {},
+                   nlohmann::json reconnect = nullptr) {
     nlohmann::json j = {{"id", id}, {"host", "127.0.0.1"}, {"port", port}};
     j["alternates"] = nlohmann::json::array();
     for (auto& [i, p] : alts)
         j["alternates"].push_back({{"id", i}, {"host", "127.0.0.1"}, {"port", p}});
+    if (!reconnect.is_null()) j["reconnect"] = reconnect;
     return j.dump();
+}
+
+nlohmann::json policy(int base, int jitter, int max) {
+    return {{"base_ms", base}, {"jitter_ms", jitter}, {"max_ms", max}};
+}
+
+long ms_between(std::chrono::steady_clock::time_point a, std::chrono::steady_clock::time_point b) {
+    return static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(b - a).count());
 }
 
 uint16_t dead_port(asio::io_context& io) {
@@ -386,6 +405,215 @@ TEST(Connector, AsksAgainExcludingFailedGateways) {
     EXPECT_EQ(r.gateway.id, "gw3");
     ASSERT_EQ(disp.queries.size(), 2u);
     EXPECT_EQ(disp.queries[1], "uid=alice&exclude=gw1%2Cgw2");
+    // No policy in the answer: the defaults (500 ms + uniform [0, 1000 ms]) pace the re-ask.
+    auto gap = ms_between(disp.times[0], disp.times[1]);
+    EXPECT_GE(gap, 500);
+    EXPECT_LE(gap, 1500 + 300);
+}
+
+TEST(Connector, TheAnswersPolicyPacesFailedRounds) {
+    asio::io_context io;
+    fake_dispatcher disp(io);
+    // Nothing listens anywhere: every round fails; base 100, no jitter, cap 250.
+    disp.answers = {answer("gw1", dead_port(io), {}, policy(100, 0, 250))};
+    connect_result r;
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        target_spec t;
+        t.dispatcher = disp.url();
+        connector c(io.get_executor(), t, fast(), 1);
+        r = co_await c.connect("alice", "good", std::chrono::steady_clock::now() + 1200ms);
+        EXPECT_EQ(c.schedule().policy().base, 100ms);
+        disp.srv->stop();
+    });
+    EXPECT_FALSE(r.session);
+    // Waits 100, 200, 250, 250 ...: at least four asks in 1.2 s, each gap >= its step.
+    ASSERT_GE(disp.queries.size(), 4u);
+    EXPECT_GE(ms_between(disp.times[0], disp.times[1]), 100);
+    EXPECT_GE(ms_between(disp.times[1], disp.times[2]), 200);
+    EXPECT_GE(ms_between(disp.times[2], disp.times[3]), 250);
+    EXPECT_LT(ms_between(disp.times[0], disp.times[1]), 100 + 150);
+    EXPECT_LT(ms_between(disp.times[2], disp.times[3]), 250 + 150);
+}
+
+TEST(Connector, ExcludeOnceAsksWithoutTheLostGatewayOnTheFirstRoundOnly) {
+    asio::io_context io;
+    fake_gateway gw(io, "gw2");
+    fake_dispatcher disp(io);
+    disp.answers = {answer("gw2", gw.port())};
+    connect_result r1, r2;
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        target_spec t;
+        t.dispatcher = disp.url();
+        connector c(io.get_executor(), t, fast(), 1);
+        c.exclude_once("gw1");
+        r1 =
+            co_await c.connect("élodie@example.org", "good", std::chrono::steady_clock::now() + 2s);
+        if (r1.session) r1.session->close();
+        r2 =
+            co_await c.connect("élodie@example.org", "good", std::chrono::steady_clock::now() + 2s);
+        if (r2.session) r2.session->close();
+        disp.srv->stop();
+    });
+    ASSERT_TRUE(r1.session) << r1.error;
+    ASSERT_TRUE(r2.session) << r2.error;
+    ASSERT_EQ(disp.queries.size(), 2u);
+    EXPECT_EQ(disp.queries[0], "uid=%C3%A9lodie%40example.org&exclude=gw1");
+    EXPECT_EQ(disp.queries[1], "uid=%C3%A9lodie%40example.org");
+}
+
+TEST(Connector, SpreadRetryAfterMsOfA503IsWaitedExactly) {
+    asio::io_context io;
+    fake_gateway gw(io, "gw1");
+    fake_dispatcher disp(io);
+    disp.answers = {R"(503:{"error":"no_gateway_available","retry_after_ms":250})",
+                    answer("gw1", gw.port())};
+    connect_result r;
+    std::vector<std::string> causes;
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        target_spec t;
+        t.dispatcher = disp.url();
+        connector c(io.get_executor(), t, fast(), 1);
+        c.on_attempt_failed = [&](const std::string& g, const char* cause) {
+            causes.push_back(g + "/" + cause);
+        };
+        r = co_await c.connect("alice", "good", std::chrono::steady_clock::now() + 4s);
+        if (r.session) r.session->close();
+        disp.srv->stop();
+    });
+    ASSERT_TRUE(r.session) << r.error;
+    ASSERT_EQ(disp.queries.size(), 2u);
+    // Not Retry-After's 2 s, and not the hint plus the default policy's 500 ms + jitter.
+    auto gap = ms_between(disp.times[0], disp.times[1]);
+    EXPECT_GE(gap, 250);
+    EXPECT_LT(gap, 250 + 200);
+    EXPECT_EQ(causes, std::vector<std::string>{"/http_503"});
+}
+
+TEST(Connector, RateRefusalFailsOverAndItsRedirectHintPacesTheNextRound) {
+    asio::io_context io;
+    fake_gateway limited(io, "gw1"), busy(io, "gw2"), ok(io, "gw3");
+    limited.refuse_login = proto::code::rate_limited;
+    limited.refuse_redirect = proto::redirect_msg{300, "", 0, "rate_limited"};
+    busy.refuse_login = proto::code::server_busy;  // a gateway from before the hints
+    fake_dispatcher disp(io);
+    // The policy alone would wait 5 s: a shorter gap proves the hint was used.
+    disp.answers = {answer("gw1", limited.port(), {{"gw2", busy.port()}}, policy(5000, 0, 5000)),
+                    answer("gw3", ok.port())};
+    connect_result r;
+    std::vector<std::string> causes;
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        target_spec t;
+        t.dispatcher = disp.url();
+        connector c(io.get_executor(), t, fast(), 1);
+        c.on_attempt_failed = [&](const std::string& g, const char* cause) {
+            causes.push_back(g + "/" + cause);
+        };
+        r = co_await c.connect("alice", "good", std::chrono::steady_clock::now() + 4s);
+        if (r.session) r.session->close();
+        disp.srv->stop();
+    });
+    ASSERT_TRUE(r.session) << r.error;
+    EXPECT_EQ(r.gateway.id, "gw3");
+    EXPECT_EQ(r.attempts, 3u);
+    EXPECT_EQ(limited.logins, 1);
+    EXPECT_EQ(busy.logins, 1);
+    EXPECT_EQ(causes, (std::vector<std::string>{"gw1/rate_limited", "gw2/server_busy"}));
+    ASSERT_EQ(disp.queries.size(), 2u);
+    EXPECT_EQ(disp.queries[1], "uid=alice&exclude=gw1%2Cgw2");
+    auto gap = ms_between(disp.times[0], disp.times[1]);
+    EXPECT_GE(gap, 300);
+    EXPECT_LT(gap, 300 + 700);
+}
+
+TEST(ClientSession, RateRefusalReadsTheRedirectHintAfterTheError) {
+    asio::io_context io;
+    fake_gateway gw(io);
+    gw.refuse_login = proto::code::rate_limited;
+    gw.refuse_redirect = proto::redirect_msg{1234, "", 0, "rate_limited"};
+    login_outcome lo;
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        auto s = std::make_shared<client_session>(io.get_executor(), fast());
+        co_await s->connect("127.0.0.1", gw.port());
+        lo = co_await s->login("good");
+    });
+    EXPECT_FALSE(lo.ok);
+    ASSERT_TRUE(lo.error);
+    EXPECT_EQ(lo.error->status, proto::code::rate_limited);
+    ASSERT_TRUE(lo.retry_redirect);
+    EXPECT_EQ(lo.retry_redirect->reconnect_after_ms, 1234u);
+    EXPECT_EQ(lo.retry_redirect->reason, "rate_limited");
+}
+
+TEST(ClientSession, BusyRefusalWithoutRedirectEndsAtTheClose) {
+    asio::io_context io;
+    fake_gateway gw(io);
+    gw.refuse_login = proto::code::server_busy;
+    login_outcome lo;
+    long took = 0;
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        auto o = fast();
+        o.login_timeout = 5000ms;
+        auto s = std::make_shared<client_session>(io.get_executor(), o);
+        co_await s->connect("127.0.0.1", gw.port());
+        auto t0 = std::chrono::steady_clock::now();
+        lo = co_await s->login("good");
+        took = ms_between(t0, std::chrono::steady_clock::now());
+    });
+    ASSERT_TRUE(lo.error);
+    EXPECT_EQ(lo.error->status, proto::code::server_busy);
+    EXPECT_FALSE(lo.retry_redirect);
+    // The close ends the wait for a hint: no 2 s stall with an old gateway.
+    EXPECT_LT(took, 1000);
+}
+
+TEST(ClientSession, AnotherErrorReadsNoHint) {
+    asio::io_context io;
+    fake_gateway gw(io);
+    gw.refuse_login = proto::code::internal;
+    gw.refuse_redirect = proto::redirect_msg{1234, "", 0, "busy"};
+    login_outcome lo;
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        auto s = std::make_shared<client_session>(io.get_executor(), fast());
+        co_await s->connect("127.0.0.1", gw.port());
+        lo = co_await s->login("good");
+    });
+    ASSERT_TRUE(lo.error);
+    EXPECT_EQ(lo.error->status, proto::code::internal);
+    EXPECT_FALSE(lo.retry_redirect);
+}
+
+TEST(ServerHint, KickAndRedirectHintsButNotIdleOrZero) {
+    session_end e;
+    EXPECT_FALSE(server_hint(e));
+    e.kick = proto::kick_msg{proto::kick_reason::shutdown, 1700, ""};
+    EXPECT_EQ(server_hint(e), std::chrono::milliseconds(1700));
+    e.kick = proto::kick_msg{proto::kick_reason::idle, 1700, ""};
+    EXPECT_FALSE(server_hint(e));
+    e.kick.reset();
+    e.redirect = proto::redirect_msg{900, "", 0, "drain"};
+    EXPECT_EQ(server_hint(e), std::chrono::milliseconds(900));
+    e.redirect = proto::redirect_msg{0, "", 0, "drain"};
+    EXPECT_FALSE(server_hint(e));
+}
+
+TEST(LossReason, NamesEachWayASessionEnds) {
+    session_end e;
+    e.reason = end_reason::eof;
+    EXPECT_EQ(loss_reason(e), "eof");
+    e.reason = end_reason::io_error;
+    EXPECT_EQ(loss_reason(e), "reset");
+    e.reason = end_reason::read_timeout;
+    EXPECT_EQ(loss_reason(e), "timeout");
+    e.reason = end_reason::eof;
+    e.last_error = proto::error_msg{proto::code::slow_consumer, ""};
+    EXPECT_EQ(loss_reason(e), "error:slow_consumer");
+    e.reason = end_reason::kicked;
+    e.kick = proto::kick_msg{proto::kick_reason::shutdown, 0, ""};
+    EXPECT_EQ(loss_reason(e), "kick:shutdown");
+    e.kick.reset();
+    e.reason = end_reason::redirected;
+    e.redirect = proto::redirect_msg{0, "", 0, "rebalance"};
+    EXPECT_EQ(loss_reason(e), "redirect:rebalance");
 }
 
 TEST(Connector, AuthFailureIsFatalAndNotRetried) {

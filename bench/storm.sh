@@ -170,7 +170,6 @@ rebalance:
   threshold: 0.05
   rate: 500
   interval: 2s
-admin:
   token_file: admin.token
 http:
   max_connections: 100000
@@ -192,7 +191,7 @@ YAML
     local load_pids=()
     for i in $(seq 0 $((SHARDS - 1))); do
         "$bin/imgate" load --dispatcher "http://127.0.0.1:$disp_port" --reconnect \
-            --clients "$CLIENTS" --shard "$i/$SHARDS" --run-id storm --rate 0 --rooms 0 \
+            --clients "$CLIENTS" --shard "$i/$SHARDS" --run-id storm --rate 0 --rooms 0 --room-share 0 \
             --duration 600s --events "$work/events$i.jsonl" --status-file "$work/status$i.json" \
             --secret-file "$work/token.secret" --json -q >"$work/report$i.json" \
             2>"$work/load$i.log" &
@@ -232,6 +231,7 @@ YAML
         killed_count=$("$PY" -c 'import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]])' "$before_counts" "$victim")
         t0=$(ms_now)
         kill -9 "${gw_pid[$victim]}"
+        wait "${gw_pid[$victim]}" 2>/dev/null || true
         running=($(printf '%s\n' "${running[@]}" | grep -vx "$victim"))
         ;;
     restart)

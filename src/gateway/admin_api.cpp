@@ -86,6 +86,9 @@ admin_api::admin_api(asio::io_context& io, gateway_server& gw, message_router& r
     http_->route(http::verb::post, "/drain",
                  http_sync_handler([this](const http_request_ctx&) { return drain(); }),
                  route_options{.authorize = authorize, .audit = true});
+    http_->route(http::verb::post, "/rebalance",
+                 http_sync_handler([this](const http_request_ctx& ctx) { return rebalance(ctx); }),
+                 route_options{.authorize = authorize, .body_limit = 4096, .audit = true});
     http_->route(http::verb::post, "/push",
                  http_handler([this](http_request_ctx ctx) { return push(std::move(ctx)); }),
                  route_options{.authorize = authorize, .body_limit = max_push_body, .audit = true});
@@ -148,6 +151,8 @@ http_response admin_api::status() {
         {"jwt", gw_.token_fingerprints()},
         {"cluster", m.secret_fingerprint.empty() ? nlohmann::json(nullptr)
                                                  : nlohmann::json(m.secret_fingerprint)}};
+    auto rb = gw_.rebalance_state();
+    j["rebalance"] = {{"active", rb.active}, {"target", rb.target}, {"moved", rb.moved}};
     if (auto* ci = config_info::current()) j["config"] = ci->status_json();
     return http_response::json(http::status::ok, j.dump());
 }
@@ -156,6 +161,48 @@ http_response admin_api::drain() {
     gw_.drain();
     nlohmann::json j{{"state", to_string(gw_.state())}, {"connections", gw_.connections()}};
     return http_response::json(http::status::ok, j.dump());
+}
+
+// Authorized by the server on the header (route_options), like /drain. Every key is required and
+// checked strictly: a dispatcher sending something else has a bug that should be seen, not
+// guessed around.
+http_response admin_api::rebalance(const http_request_ctx& ctx) {
+    auto bad = [](std::string m) {
+        return http_response::error(http::status::bad_request, "bad_request", std::move(m));
+    };
+    auto j = nlohmann::json::parse(ctx.req.body(), nullptr, false);
+    if (j.is_discarded() || !j.is_object()) return bad("body must be a JSON object");
+    for (const auto& item : j.items()) {
+        const auto& k = item.key();
+        if (k != "target" && k != "rate" && k != "max") return bad("unknown key \"" + k + "\"");
+    }
+    // Unsigned integers only (not 2.0, not -1, not "3").
+    auto uint_of = [&](const char* k) -> std::optional<uint64_t> {
+        if (!j.contains(k) || !j[k].is_number_integer()) return std::nullopt;
+        if (j[k].is_number_unsigned()) return j[k].get<uint64_t>();
+        auto v = j[k].get<int64_t>();
+        if (v < 0) return std::nullopt;
+        return uint64_t(v);
+    };
+    rebalance_request r;
+    auto target = uint_of("target");
+    if (!target) return bad("\"target\" must be an unsigned integer");
+    auto max = uint_of("max");
+    if (!max || *max < 1) return bad("\"max\" must be an integer >= 1");
+    if (!j.contains("rate") || !j["rate"].is_number()) return bad("\"rate\" must be a number");
+    r.rate = j["rate"].get<double>();
+    if (!(r.rate > 0) || r.rate > 1e7) return bad("\"rate\" must be > 0 and at most 1e7");
+    r.target = *target;
+    r.max = *max;
+    size_t sessions = 0;
+    if (!gw_.rebalance(r, sessions))
+        return http_response::error(http::status::conflict, "draining",
+                                    std::string("the gateway is ") + to_string(gw_.state()));
+    uint64_t excess = sessions > r.target ? sessions - r.target : 0;
+    nlohmann::json out{{"sessions", sessions},
+                       {"target", r.target},
+                       {"to_move", std::min<uint64_t>(r.max, excess)}};
+    return http_response::json(http::status::ok, out.dump());
 }
 
 // Authorized by the server on the header (route_options), like /drain.

@@ -1,6 +1,7 @@
 #pragma once
 // The gateway's admin API (docs/protocol.md, "Admin API"): GET /status /metrics /healthz for the
-// dispatcher and Prometheus, POST /drain, POST /undrain and POST /push (bearer token) for operators
+// dispatcher and Prometheus, POST /drain, POST /undrain,
+// POST /rebalance and POST /push (bearer token) for operators
 // and backends.
 #include <memory>
 
@@ -32,6 +33,7 @@ class admin_api {
     bool authorized(const http_request_ctx& ctx);
     http_response status();
     http_response drain();
+    http_response rebalance(const http_request_ctx& ctx);
     asio::awaitable<http_response> push(http_request_ctx ctx);
     asio::awaitable<http_response> undrain(http_request_ctx ctx);
 

@@ -33,6 +33,19 @@ gateway_limits parse_limits(yaml_map m, yaml_map t, yaml_map d) {
         m.fail("login_failure_summary", "must not be negative");
     l.login_rate = m.number("login_rate", l.login_rate, 0, 1e7);
     l.login_burst = m.number("login_burst", l.login_burst, 1, 1e7);
+    l.gateway_login_rate = m.number("gateway_login_rate", l.gateway_login_rate, 0, 1e7);
+    l.gateway_login_burst = m.number("gateway_login_burst", l.gateway_login_burst, 0, 1e7);
+    if (l.gateway_login_rate > 0 && l.gateway_login_burst < 1)
+        m.fail("gateway_login_burst", "must be at least 1 when gateway_login_rate is set");
+    auto retry = [&](const char* key, std::chrono::milliseconds def, bool positive) {
+        auto v = m.duration(key, def);
+        if (positive ? v.count() <= 0 : v.count() < 0)
+            m.fail(key, positive ? "must be positive" : "must not be negative");
+        if (v > std::chrono::minutes(10)) m.fail(key, "must be at most 10min");
+        return v;
+    };
+    l.login_retry_after = retry("login_retry_after", l.login_retry_after, true);
+    l.login_retry_jitter = retry("login_retry_jitter", l.login_retry_jitter, false);
     l.max_outbound_bytes =
         uint64_t(m.integer("max_outbound_bytes", int64_t(l.max_outbound_bytes), 1024, 1LL << 32));
     l.max_rooms_per_session =
@@ -67,6 +80,9 @@ gateway_limits parse_limits(yaml_map m, yaml_map t, yaml_map d) {
 
     l.drain_rate = d.number("rate", l.drain_rate, 0.1, 1e7);
     l.reconnect_hint = d.duration("reconnect_after", l.reconnect_hint);
+    l.reconnect_jitter = d.duration("reconnect_jitter", l.reconnect_jitter);
+    if (l.reconnect_jitter.count() < 0 || l.reconnect_jitter > std::chrono::minutes(10))
+        d.fail("reconnect_jitter", "must be between 0 and 10min");
     d.finish();
     return l;
 }

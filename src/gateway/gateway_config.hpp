@@ -18,6 +18,15 @@ struct gateway_limits {
     uint32_t max_connections = 100000;
     double login_rate = 1000;  // LOGIN attempts per second per source address (0: no limit)
     double login_burst = 5000;
+    // LOGIN attempts per second over the whole gateway (0: no limit), checked after the
+    // per-address bucket: it protects the gateway's CPU (a login is a JWT HMAC plus directory
+    // announcements to every peer) during a reconnect storm. Defaults: docs/configuration.md.
+    double gateway_login_rate = 8000;
+    double gateway_login_burst = 16000;
+    // A LOGIN refused for a rate reason or server_busy gets a REDIRECT whose reconnect_after_ms is
+    // login_retry_after + uniform[0, login_retry_jitter]: refused clients come back spread out.
+    std::chrono::milliseconds login_retry_after{1000};
+    std::chrono::milliseconds login_retry_jitter{1000};
     uint32_t max_frame_bytes = 64 * 1024;  // largest frame body accepted from a client
     // Longest LOGIN token: before login a frame body is capped at this plus the str16 prefix, so
     // an unauthenticated connection buffers at most that much (docs/security.md).
@@ -53,6 +62,9 @@ struct gateway_limits {
     uint32_t dedupe_window = 1 << 18;                // recent forwarded ids remembered
     double drain_rate = 1000;                        // sessions redirected per second on drain
     std::chrono::milliseconds reconnect_hint{1000};  // reconnect_after_ms in redirect/kick
+    // Added per session to reconnect_hint, uniform[0, this]: a drained or stopped gateway's
+    // clients do not all come back in the same instant.
+    std::chrono::milliseconds reconnect_jitter{1000};
     std::chrono::milliseconds shutdown_grace{10000};
 };
 

@@ -31,9 +31,9 @@ gateway_metrics::gateway_metrics(metrics_registry& m) : registry_(m) {
         kicks_[size_t(k) & 7] =
             &m.get_counter("imgate_gateway_kicks_total", "Sessions kicked, by reason",
                            {{"reason", proto::to_string(k)}});
-    for (const char* r :
-         {"ok", "auth_failed", "token_expired", "login_required", "login_timeout", "bad_frame",
-          "bad_identity", "draining", "rate_limited", "frame_too_large", "flood_penalty"})
+    for (const char* r : {"ok", "auth_failed", "token_expired", "login_required", "login_timeout",
+                          "bad_frame", "bad_identity", "draining", "rate_limited",
+                          "rate_limited_gateway", "frame_too_large", "flood_penalty"})
         logins_[r] = &m.get_counter("imgate_gateway_logins_total", "Login attempts by result",
                                     {{"result", r}});
     for (auto [o, label] :
@@ -73,6 +73,18 @@ gateway_metrics::gateway_metrics(metrics_registry& m) : registry_(m) {
     admin_unauthorized = &m.get_counter("imgate_gateway_admin_unauthorized_total",
                                         "Admin requests refused for a missing or wrong token");
     redirects = &m.get_counter("imgate_gateway_redirects_total", "Sessions redirected by drain");
+    rebalance_requests =
+        &m.get_counter("imgate_gateway_rebalance_requests_total", "POST /rebalance calls accepted");
+    rebalance_redirects = &m.get_counter("imgate_gateway_rebalance_redirects_total",
+                                         "Sessions redirected by a rebalance");
+    retry_hints_rate_ = &m.get_counter(
+        "imgate_gateway_retry_hints_total",
+        "REDIRECT hints sent after a LOGIN refused for its rate or a server_busy refusal",
+        {{"reason", "rate_limited"}});
+    retry_hints_busy_ = &m.get_counter(
+        "imgate_gateway_retry_hints_total",
+        "REDIRECT hints sent after a LOGIN refused for its rate or a server_busy refusal",
+        {{"reason", "busy"}});
     reload_ok =
         &m.get_counter("imgate_gateway_reloads_total", "Configuration reloads", {{"result", "ok"}});
     for (auto t : {transport::tls, transport::ws, transport::wss})

@@ -49,6 +49,10 @@ class gateway_metrics {
     void handshake(transport t, std::string_view result);
     // Seconds until the serving certificate expires (read at scrape time); unset: no series.
     void expose_cert_expiry(std::function<double()> seconds_left);
+    // A REDIRECT after a refused LOGIN (reason rate_limited) or a server_busy refusal (busy).
+    void retry_hint(std::string_view reason) {
+        (reason == "busy" ? retry_hints_busy_ : retry_hints_rate_)->inc();
+    }
     void write(size_t frames) {
         writes->inc();
         frames_written->inc(frames);
@@ -69,14 +73,18 @@ class gateway_metrics {
     counter* reload_ok;
     counter* reload_failed;
     counter* flood_closes;
+    counter* rebalance_requests;
+    counter* rebalance_redirects;
 
   private:
     metrics_registry& registry_;
     std::array<counter*, 64> errors_{};
     std::array<counter*, 8> kicks_{};
     std::array<counter*, 256> rate_limited_{};  // by client op; only the limited ops are set
-    std::map<std::string, counter*> logins_;    // filled in the constructor, read-only after
-    counter* msgs_[3][3] = {};                  // [user|room|push][delivered|offline|error]
+    counter* retry_hints_rate_;
+    counter* retry_hints_busy_;
+    std::map<std::string, counter*> logins_;  // filled in the constructor, read-only after
+    counter* msgs_[3][3] = {};                // [user|room|push][delivered|offline|error]
     std::map<std::pair<transport, std::string>, counter*, std::less<>> handshakes_;
 };
 

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
@@ -55,7 +57,9 @@ gateway_server::gateway_server(asio::io_context& io, gateway_config cfg, metrics
       listen_strand_(asio::make_strand(io)),
       started_(std::chrono::steady_clock::now()),
       summary_timer_(asio::make_strand(io)) {
-    login_limiter_.set_limits(cfg_.limits.login_rate, cfg_.limits.login_burst);
+    admission_.set_limits(cfg_.limits.login_rate, cfg_.limits.login_burst,
+                          cfg_.limits.gateway_login_rate, cfg_.limits.gateway_login_burst,
+                          std::chrono::steady_clock::now());
     gateway_metrics::gauge_sources g;
     g.connections = [this] { return double(connections_.load()); };
     g.sessions = [this] { return double(router_.sessions().session_count()); };
@@ -249,9 +253,17 @@ void gateway_server::refuse_busy(asio::ip::tcp::socket& sock, transport kind) {
         sock.close(ignored);
         return;
     }
-    // Best effort, non-blocking: the error frame fits any socket buffer.
-    static const std::string frame =
+    // Best effort, non-blocking: both frames fit any socket buffer. The REDIRECT's hint spreads
+    // the refused clients' next attempts (docs/protocol.md section 3).
+    static const std::string error_frame =
         proto::encode(proto::error_msg{proto::code::server_busy, "gateway is full"});
+    uint64_t g;
+    auto lim = limits(g);
+    std::string frame =
+        error_frame +
+        proto::encode(proto::redirect_msg{
+            draw_hint(lim->login_retry_after, lim->login_retry_jitter), "", 0, "busy"});
+    metrics_.retry_hint("busy");
     boost::system::error_code ec;
     sock.non_blocking(true, ec);
     sock.write_some(asio::buffer(frame), ec);
@@ -265,8 +277,9 @@ void gateway_server::refuse_busy(asio::ip::tcp::socket& sock, transport kind) {
     });
 }
 
-bool gateway_server::allow_login(const asio::ip::address& remote) {
-    return login_limiter_.allow(remote.to_string(), std::chrono::steady_clock::now());
+admission gateway_server::admit_login(const std::optional<asio::ip::address>& remote) {
+    return admission_.admit(remote ? remote->to_string() : std::string(),
+                            std::chrono::steady_clock::now());
 }
 
 jwt::verify_result gateway_server::verify_token(std::string_view token) const {
@@ -387,11 +400,48 @@ void gateway_server::drain() {
         auto expected = gateway_state::serving;
         if (!state_.compare_exchange_strong(expected, gateway_state::draining)) return;
     }
-    uint64_t epoch = ++drain_epoch_;
+    uint64_t epoch;
+    {
+        // A drain moves every session: a running rebalance ends here.
+        std::lock_guard lk(rebalance_mu_);
+        rebalance_active_ = false;
+        epoch = ++drain_epoch_;
+    }
     spdlog::info("drain: no new clients; redirecting existing sessions to the dispatcher");
     daemon_control::notify_status("draining");
     close_acceptor();
-    spawn(io_, drain_loop(epoch), "gateway drain");
+    spawn(io_, redirect_loop(epoch), "gateway drain");
+}
+
+bool gateway_server::rebalance(const rebalance_request& r, size_t& sessions) {
+    uint64_t epoch;
+    {
+        // Under login_mu_ like drain(): a rebalance never starts on a draining gateway.
+        std::lock_guard lk(login_mu_);
+        if (state_.load() != gateway_state::serving) return false;
+        std::lock_guard rk(rebalance_mu_);
+        rebalance_ = r;
+        rebalance_active_ = true;
+        rebalance_moved_ = 0;
+        epoch = ++drain_epoch_;  // the loop of an earlier call stops at its next tick
+    }
+    metrics_.rebalance_requests->inc();
+    sessions = live_sessions();
+    spdlog::info("rebalance: {} sessions, keeping {}, moving at most {} at {}/s", sessions,
+                 r.target, r.max, r.rate);
+    spawn(io_, redirect_loop(epoch), "gateway rebalance");
+    return true;
+}
+
+rebalance_status gateway_server::rebalance_state() const {
+    std::lock_guard lk(rebalance_mu_);
+    return rebalance_status{rebalance_active_, rebalance_.target, rebalance_moved_};
+}
+
+size_t gateway_server::live_sessions() {
+    auto all = open_sessions();
+    return size_t(std::count_if(all.begin(), all.end(),
+                                [](const auto& s) { return s->logged_in() && !s->finishing(); }));
 }
 
 std::vector<std::string> gateway_server::token_fingerprints() const {
@@ -443,12 +493,21 @@ asio::awaitable<gateway_server::undrain_result> gateway_server::reopen_listener(
     co_return undrain_result::undrained;
 }
 
-asio::awaitable<void> gateway_server::drain_loop(uint64_t epoch) {
+asio::awaitable<void> gateway_server::redirect_loop(uint64_t epoch) {
     asio::steady_timer t(io_);
     const auto tick = std::chrono::milliseconds(20);
     double budget = 0;
     for (;;) {
-        if (state_.load() != gateway_state::draining || drain_epoch_.load() != epoch) co_return;
+        if (drain_epoch_.load() != epoch) co_return;
+        auto st = state_.load();
+        if (st == gateway_state::serving) {
+            if (!rebalance_tick(epoch, budget, tick)) co_return;
+            t.expires_after(tick);
+            auto [ec] = co_await t.async_wait(use_tuple);
+            if (ec) co_return;
+            continue;
+        }
+        if (st != gateway_state::draining) co_return;
         auto all = open_sessions();
         // Connections without a session are left alone: their LOGIN is refused with ERROR
         // draining, or the login timeout closes them.
@@ -464,13 +523,60 @@ asio::awaitable<void> gateway_server::drain_loop(uint64_t epoch) {
         budget -= double(n);
         for (size_t i = 0; i < n; ++i) {
             metrics_.redirects->inc();
-            all[i]->finish(proto::encode(
-                proto::redirect_msg{uint32_t(lim->reconnect_hint.count()), "", 0, "drain"}));
+            // Drawn per session: the drained clients come back spread over the jitter.
+            all[i]->finish(proto::encode(proto::redirect_msg{
+                draw_hint(lim->reconnect_hint, lim->reconnect_jitter), "", 0, "drain"}));
         }
         t.expires_after(tick);
         auto [ec] = co_await t.async_wait(use_tuple);
         if (ec) co_return;
     }
+}
+
+bool gateway_server::rebalance_tick(uint64_t epoch, double& budget,
+                                    std::chrono::milliseconds tick) {
+    rebalance_request r;
+    uint64_t moved;
+    {
+        std::lock_guard lk(rebalance_mu_);
+        if (!rebalance_active_ || drain_epoch_.load() != epoch) return false;
+        r = rebalance_;
+        moved = rebalance_moved_;
+    }
+    auto all = open_sessions();
+    std::erase_if(all, [](const auto& s) { return !s->logged_in() || s->finishing(); });
+    // The live count against target: sessions that left on their own count too, and two
+    // dispatchers asking the same target never move more than the excess.
+    if (all.size() <= r.target || moved >= r.max) {
+        std::lock_guard lk(rebalance_mu_);
+        if (drain_epoch_.load() == epoch) {
+            rebalance_active_ = false;
+            spdlog::info("rebalance: done, {} sessions moved, {} left", rebalance_moved_,
+                         all.size());
+        }
+        return false;
+    }
+    budget += r.rate * std::chrono::duration<double>(tick).count();
+    size_t n = std::min({size_t(budget), all.size() - size_t(r.target), size_t(r.max - moved)});
+    if (n == 0) return true;
+    budget -= double(n);
+    // Sessions that arrived less than rebalance_min_age ago go last: they are moved only when
+    // nothing older remains.
+    auto young_after = std::chrono::steady_clock::now() - rebalance_min_age;
+    std::stable_partition(all.begin(), all.end(),
+                          [&](const auto& s) { return s->logged_in_at() <= young_after; });
+    uint64_t g;
+    auto lim = limits(g);
+    std::lock_guard lk(rebalance_mu_);
+    // Replaced (or drained) meanwhile: the new epoch's loop decides from now on.
+    if (!rebalance_active_ || drain_epoch_.load() != epoch) return false;
+    for (size_t i = 0; i < n; ++i) {
+        metrics_.rebalance_redirects->inc();
+        all[i]->finish(proto::encode(proto::redirect_msg{
+            draw_hint(lim->reconnect_hint, lim->reconnect_jitter), "", 0, "rebalance"}));
+    }
+    rebalance_moved_ += n;
+    return true;
 }
 
 void gateway_server::stop(std::function<void()> done) {
@@ -490,12 +596,12 @@ asio::awaitable<void> gateway_server::stop_loop(std::function<void()> done) {
     auto all = open_sessions();
     spdlog::info("stopping: kicking {} connections (grace {} ms)", all.size(),
                  lim->shutdown_grace.count());
-    auto kick = proto::encode(proto::kick_msg{proto::kick_reason::shutdown,
-                                              uint32_t(lim->reconnect_hint.count()),
-                                              "gateway is shutting down"});
     for (auto& s : all) {
         count_kick(proto::kick_reason::shutdown);
-        s->finish(kick);
+        // Drawn per session: the fleet's other gateways do not get every client in one instant.
+        s->finish(proto::encode(proto::kick_msg{
+            proto::kick_reason::shutdown, draw_hint(lim->reconnect_hint, lim->reconnect_jitter),
+            "gateway is shutting down"}));
     }
     all.clear();
     auto deadline = std::chrono::steady_clock::now() + lim->shutdown_grace;
@@ -571,7 +677,8 @@ void gateway_server::apply(const gateway_config& c) {
             cfg_.id, old_spec->node, new_spec->node);
     live_.set(live_of(c));
     router_.set_limits(c.limits);
-    login_limiter_.set_limits(c.limits.login_rate, c.limits.login_burst);
+    admission_.set_limits(c.limits.login_rate, c.limits.login_burst, c.limits.gateway_login_rate,
+                          c.limits.gateway_login_burst, std::chrono::steady_clock::now());
     apply_log_config(c.log);
     // A rotated cluster secret file counts as a change too: the cluster re-reads it on reload.
     if (!(c.fleet.gateways == cfg_.fleet.gateways) || c.cluster_secret != cfg_.cluster_secret ||

@@ -23,12 +23,12 @@
 #include "common/live_config.hpp"
 #include "common/metrics.hpp"
 #include "common/tls.hpp"
+#include "gateway/admission.hpp"
 #include "gateway/cluster.hpp"
 #include "gateway/flood_penalty.hpp"
 #include "gateway/gateway_config.hpp"
 #include "gateway/gateway_metrics.hpp"
 #include "gateway/hub.hpp"
-#include "gateway/login_limiter.hpp"
 #include "gateway/login_summary.hpp"
 #include "gateway/router.hpp"
 
@@ -51,6 +51,22 @@ struct gateway_live {
     std::chrono::milliseconds handshake_timeout{10000};
     uint32_t max_handshakes = 1000;
 };
+
+// POST /rebalance's parameters (docs/admin-api.md).
+struct rebalance_request {
+    uint64_t target = 0;  // logged-in sessions to keep
+    double rate = 1;      // sessions redirected per second
+    uint64_t max = 1;     // sessions this call moves at most
+};
+// GET /status "rebalance": the last call's parameters and progress.
+struct rebalance_status {
+    bool active = false;
+    uint64_t target = 0;
+    uint64_t moved = 0;
+};
+// A rebalance leaves sessions that logged in less than this ago alone while others remain: a
+// client just moved here must not be moved on again.
+inline constexpr std::chrono::seconds rebalance_min_age{10};
 
 // Owns everything of one running gateway except the io_context and its threads: the listeners,
 // the connection registry, the router, the cluster, the admin API and the live configuration.
@@ -78,6 +94,12 @@ class gateway_server final {
     bool reload();
     // POST /drain.
     void drain();
+    // POST /rebalance: replaces the running rebalance (if any). False while draining or stopping.
+    // sessions: the live logged-in count at the call.
+    bool rebalance(const rebalance_request& r, size_t& sessions);
+    rebalance_status rebalance_state() const;
+    // Logged-in sessions that are not being closed (what a rebalance counts against target).
+    size_t live_sessions();
     // POST /undrain: a draining gateway serves again (stops redirecting, reopens the client
     // listeners on their old ports, accepts logins). Runs the reopen on the listeners' strand.
     enum class undrain_result { undrained, already_serving, stopping, listen_failed };
@@ -88,8 +110,14 @@ class gateway_server final {
     std::shared_ptr<const gateway_limits> limits(uint64_t& gen) const;
     uint64_t limits_generation() const { return live_.generation(); }
     jwt::verify_result verify_token(std::string_view token) const;
-    // Per-source-address LOGIN rate (limits.login_rate/login_burst); false: refuse this attempt.
-    bool allow_login(const asio::ip::address& remote);
+    // The LOGIN rate buckets: per source address (limits.login_rate/login_burst; none when the
+    // address is unknown), then gateway-wide (limits.gateway_login_rate/burst).
+    admission admit_login(const std::optional<asio::ip::address>& remote);
+    // base + uniform[0, jitter] ms, drawn per call (one per client told to reconnect).
+    uint32_t draw_hint(std::chrono::milliseconds base, std::chrono::milliseconds jitter) {
+        return hints_.draw(base, jitter);
+    }
+    void count_retry_hint(std::string_view reason) { metrics_.retry_hint(reason); }
     // Registers a logged-in session (replacing one with the same user+device) and marks it logged
     // in. False when the gateway is no longer serving (draining or stopping).
     bool on_login(const std::shared_ptr<session>& s);
@@ -153,7 +181,11 @@ class gateway_server final {
     asio::awaitable<void> handshake_and_start(client_listener& l, asio::ip::tcp::socket sock);
     void start_session(std::unique_ptr<session_io> io);
     void bind_listener(client_listener& l, const endpoint& where);
-    asio::awaitable<void> drain_loop(uint64_t epoch);
+    // Redirects logged-in sessions at a rate: all of them at drain.rate while draining, or the
+    // excess over a rebalance's target at its rate while serving. One loop per epoch.
+    asio::awaitable<void> redirect_loop(uint64_t epoch);
+    // One rebalance tick: false when the rebalance is over (or replaced).
+    bool rebalance_tick(uint64_t epoch, double& budget, std::chrono::milliseconds tick);
     asio::awaitable<undrain_result> reopen_listener(std::string* error);
     asio::awaitable<void> stop_loop(std::function<void()> done);
     asio::awaitable<void> lag_probe();
@@ -177,14 +209,19 @@ class gateway_server final {
     std::vector<std::unique_ptr<client_listener>> listeners_;
     std::unique_ptr<tls_context_holder> tls_;  // set when tls.cert_file is configured
     std::chrono::steady_clock::time_point started_;
-    login_limiter login_limiter_{0, 1};
+    login_admission admission_;
+    hint_source hints_;
     flood_penalty flood_penalty_;
     login_summary login_summary_;
     asio::steady_timer summary_timer_;  // login_summary_loop's; cancelled by stop()
 
     std::atomic<gateway_state> state_{gateway_state::serving};
-    // Bumped by every drain and undrain: a drain loop of an earlier drain stops redirecting.
+    // Bumped by every drain, undrain and rebalance: the redirect loop of an earlier one stops.
     std::atomic<uint64_t> drain_epoch_{0};
+    mutable std::mutex rebalance_mu_;  // guards the three below and their epoch check
+    rebalance_request rebalance_;
+    bool rebalance_active_ = false;
+    uint64_t rebalance_moved_ = 0;
     // Orders state changes against on_login: once drain() returns, every session is either
     // logged in (and will be redirected) or will be refused.
     std::mutex login_mu_;

@@ -31,11 +31,16 @@ struct session::gateway_port {
     session& s;
 
     bool serving() const { return s.srv_.state() == gateway_state::serving; }
-    bool allow_login() {
+    admission admit_login() {
         boost::system::error_code ec;
         auto remote = s.io_->socket().remote_endpoint(ec);
-        return ec || s.srv_.allow_login(remote.address());
+        // No address (the peer is already gone): only the gateway-wide bucket counts it.
+        return s.srv_.admit_login(ec ? std::nullopt : std::optional(remote.address()));
     }
+    uint32_t draw_hint(std::chrono::milliseconds base, std::chrono::milliseconds jitter) {
+        return s.srv_.draw_hint(base, jitter);
+    }
+    void count_retry_hint(std::string_view reason) { s.srv_.count_retry_hint(reason); }
     jwt::verify_result verify_token(std::string_view token) { return s.srv_.verify_token(token); }
     bool register_session(std::string user, std::string device) {
         s.user_ = std::move(user);

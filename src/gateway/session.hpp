@@ -50,7 +50,16 @@ class session final : public session_sink, public std::enable_shared_from_this<s
     bool logged_in() const { return logged_in_.load(std::memory_order_acquire); }
     // Set by gateway_server::on_login in the same critical section as its state check, so a
     // drain sees every session that got in and no session that was refused.
-    void set_logged_in() { logged_in_.store(true, std::memory_order_release); }
+    void set_logged_in() {
+        logged_in_at_.store(std::chrono::steady_clock::now().time_since_epoch().count(),
+                            std::memory_order_relaxed);
+        logged_in_.store(true, std::memory_order_release);
+    }
+    // When set_logged_in ran (a rebalance leaves sessions that just arrived alone).
+    std::chrono::steady_clock::time_point logged_in_at() const {
+        return std::chrono::steady_clock::time_point(
+            std::chrono::steady_clock::duration(logged_in_at_.load(std::memory_order_relaxed)));
+    }
 
     // Completions of the transport's wait and write (session_io calls them on the strand).
     void on_readable(const boost::system::error_code& ec);
@@ -86,6 +95,7 @@ class session final : public session_sink, public std::enable_shared_from_this<s
     std::string user_;
     std::string device_;
     std::atomic<bool> logged_in_{false};
+    std::atomic<std::chrono::steady_clock::rep> logged_in_at_{0};
 
     uint64_t limits_gen_ = 0;                // declared before proto_: its initializer writes it
     session_protocol proto_;                 // strand only

@@ -19,6 +19,7 @@
 #include "common/jwt.hpp"
 #include "common/protocol.hpp"
 #include "common/token_bucket.hpp"
+#include "gateway/admission.hpp"
 #include "gateway/gateway_config.hpp"
 
 namespace imgate::gw {
@@ -32,8 +33,14 @@ template <class G>
 concept session_gateway = requires(G& g, std::string_view sv, std::string s, proto::send_msg& m,
                                    const std::string& room, proto::code c, proto::target_kind k,
                                    proto::kick_reason r) {
-    { g.serving() } -> std::convertible_to<bool>;      // not draining or stopping
-    { g.allow_login() } -> std::convertible_to<bool>;  // the source address's LOGIN rate
+    { g.serving() } -> std::convertible_to<bool>;  // not draining or stopping
+    // The LOGIN rate buckets, per source address then gateway-wide (admission.hpp).
+    { g.admit_login() } -> std::same_as<admission>;
+    // base + uniform[0, jitter] ms (the random source is the gateway's).
+    {
+        g.draw_hint(std::chrono::milliseconds{}, std::chrono::milliseconds{})
+        } -> std::convertible_to<uint32_t>;
+    g.count_retry_hint(sv);  // a REDIRECT after a refused LOGIN, by its reason
     { g.verify_token(sv) } -> std::same_as<jwt::verify_result>;
     // Registers the session as user/device (replacing the same device); false: no longer serving.
     { g.register_session(std::move(s), std::move(s)) } -> std::convertible_to<bool>;
@@ -153,6 +160,18 @@ class session_protocol {
         gw.count_error(c);
         a.reply = proto::encode(proto::error_msg{c, std::move(message)}, corr);
     }
+    // A LOGIN refused for a rate reason: the ERROR with the LOGIN's corr, then a REDIRECT (corr
+    // 0, no address: ask the dispatcher) whose reconnect_after_ms is base + uniform[0,
+    // login_retry_jitter], then close: the refused clients come back spread out, not at once.
+    template <session_gateway G>
+    session_actions refuse_login_retry(G& gw, const char* result, std::string message,
+                                       uint32_t corr, std::chrono::milliseconds base) const {
+        auto a = refuse_login(gw, result, proto::code::rate_limited, std::move(message), corr);
+        uint32_t hint = gw.draw_hint(base, limits_->login_retry_jitter);
+        gw.count_retry_hint("rate_limited");
+        a.last_frame = proto::encode(proto::redirect_msg{hint, "", 0, "rate_limited"});
+        return a;
+    }
     // A login refusal: ERROR with the LOGIN's corr, then close after the flush.
     template <session_gateway G>
     static session_actions refuse_login(G& gw, const char* result, proto::code c,
@@ -240,9 +259,19 @@ session_actions session_protocol::on_login(const frame& f, steady_time now, G& g
         "gateway is draining; reconnect through the dispatcher";
     if (!gw.serving()) return refuse_login(gw, "draining", code::draining, draining_text, f.corr);
     // Before any HMAC work: one address flooding LOGINs is refused, others are unaffected.
-    if (!gw.allow_login())
-        return refuse_login(gw, "rate_limited", code::rate_limited,
-                            "too many logins from this address; retry later", f.corr);
+    // The per-address bucket first: an address over its rate takes no gateway-wide token.
+    switch (gw.admit_login()) {
+        case admission::ok:
+            break;
+        case admission::rate_limited_address:
+            return refuse_login_retry(gw, "rate_limited",
+                                      "too many logins from this address; retry later", f.corr,
+                                      limits_->login_retry_after);
+        case admission::rate_limited_gateway:
+            return refuse_login_retry(gw, "rate_limited_gateway",
+                                      "too many logins on this gateway; retry later", f.corr,
+                                      limits_->login_retry_after);
+    }
     auto r = gw.verify_token(m->token);
     if (!r) {
         bool expired = r.error == jwt::verify_error::expired;
@@ -263,10 +292,12 @@ session_actions session_protocol::on_login(const frame& f, steady_time now, G& g
     if (limits_->flood_penalty.count() > 0)
         if (auto until = gw.penalty_until(r.c.sub, now)) {
             auto left = std::chrono::ceil<std::chrono::seconds>(*until - now).count();
-            return refuse_login(gw, "flood_penalty", code::rate_limited,
-                                "a session of this user was closed for flooding; retry in " +
-                                    std::to_string(left) + " s",
-                                f.corr);
+            // The hint is the penalty left (never less: an earlier retry is refused again).
+            return refuse_login_retry(gw, "flood_penalty",
+                                      "a session of this user was closed for flooding; retry in " +
+                                          std::to_string(left) + " s",
+                                      f.corr,
+                                      std::chrono::ceil<std::chrono::milliseconds>(*until - now));
         }
     std::string device = r.c.dev.empty() ? std::string(proto::default_device) : std::move(r.c.dev);
     auto res = login_result(r.c.sub, device, gw.gateway_id());

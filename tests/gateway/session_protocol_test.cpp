@@ -42,10 +42,20 @@ struct fake_gateway {
     int flood_closes = 0;
 
     bool serving() const { return serving_now; }
-    bool allow_login() {
+    admission gateway_verdict = admission::ok;  // after the address's bucket let it through
+    admission admit_login() {
         ++allow_calls;
-        return address_allowed;
+        return address_allowed ? gateway_verdict : admission::rate_limited_address;
     }
+    // draw_hint answers base + min(jitter, drawn) and records what it was asked.
+    uint32_t drawn = 0;
+    std::vector<std::pair<std::chrono::milliseconds, std::chrono::milliseconds>> hints_asked;
+    uint32_t draw_hint(std::chrono::milliseconds base, std::chrono::milliseconds jitter) {
+        hints_asked.emplace_back(base, jitter);
+        return uint32_t(base.count() + std::min<int64_t>(drawn, jitter.count()));
+    }
+    std::map<std::string, int> retry_hints;
+    void count_retry_hint(std::string_view reason) { ++retry_hints[std::string(reason)]; }
     jwt::verify_result verify_token(std::string_view) {
         ++verify_calls;
         return verdict;
@@ -146,6 +156,19 @@ proto::error_msg expect_error(const std::string& bytes, proto::code c, uint32_t 
     EXPECT_TRUE(m.has_value());
     if (!m) return {};
     EXPECT_EQ(m->status, c) << m->message;
+    return *m;
+}
+
+// The REDIRECT a refused LOGIN ends with: corr 0, no address (ask the dispatcher).
+proto::redirect_msg expect_redirect(const std::string& bytes, std::string_view reason) {
+    auto f = decode_one(bytes);
+    EXPECT_EQ(f.corr, 0u);
+    auto m = proto::decode<proto::redirect_msg>(f);
+    EXPECT_TRUE(m.has_value());
+    if (!m) return {};
+    EXPECT_EQ(m->host, "");
+    EXPECT_EQ(m->port, 0);
+    EXPECT_EQ(m->reason, reason);
     return *m;
 }
 
@@ -852,6 +875,10 @@ TEST(SessionProtocol, FloodClosePenalisesTheUserUntilThePenaltyEnds) {
     EXPECT_NE(e.message.find("flooding"), std::string::npos) << e.message;
     EXPECT_NE(e.message.find("retry in 20 s"), std::string::npos) << e.message;
     EXPECT_TRUE(r.finish);
+    // Then the REDIRECT: the penalty left (20 s) plus the draw within login_retry_jitter.
+    EXPECT_EQ(expect_redirect(r.last_frame, "rate_limited").reconnect_after_ms,
+              20000u + std::min<uint32_t>(s.gw.drawn, uint32_t(l->login_retry_jitter.count())));
+    EXPECT_EQ(s.gw.retry_hints["rate_limited"], 1);
     EXPECT_FALSE(again.logged_in());
     EXPECT_EQ(s.gw.registered.size(), registrations);
     EXPECT_EQ(s.gw.logins["flood_penalty"], 1);
@@ -882,4 +909,47 @@ TEST(SessionProtocol, FloodPenaltyZeroPenalisesNobody) {
         a = s.p.on_frame(raw_frame(uint8_t(proto::op::ping), i), t0, s.gw);
     ASSERT_TRUE(a.finish);
     EXPECT_TRUE(s.gw.penalties.empty());
+}
+
+// Issue 14: a LOGIN refused by the per-address or the gateway-wide bucket gets its ERROR
+// rate_limited (the LOGIN's corr) and then a REDIRECT rate_limited (corr 0) whose hint is
+// login_retry_after + the gateway's draw within login_retry_jitter; no token is checked.
+TEST(SessionProtocol, RateRefusedLoginGetsErrorThenSpreadRedirect) {
+    auto l = std::make_shared<gateway_limits>(*test_limits());
+    l->login_retry_after = 1500ms;
+    l->login_retry_jitter = 700ms;
+    for (auto verdict : {admission::rate_limited_address, admission::rate_limited_gateway}) {
+        fake_gateway gw;
+        gw.gateway_verdict = verdict;
+        gw.address_allowed = verdict != admission::rate_limited_address;
+        gw.drawn = 321;
+        session_protocol p(l, t0);
+        auto a = p.on_frame(make_frame(proto::login_msg{"token"}, 42), t0, gw);
+        expect_error(a.reply, proto::code::rate_limited, 42);
+        ASSERT_TRUE(a.finish);
+        auto r = expect_redirect(a.last_frame, "rate_limited");
+        EXPECT_EQ(r.reconnect_after_ms, 1500u + 321u);
+        ASSERT_EQ(gw.hints_asked.size(), 1u);
+        EXPECT_EQ(gw.hints_asked[0].first, 1500ms);
+        EXPECT_EQ(gw.hints_asked[0].second, 700ms);
+        EXPECT_EQ(gw.retry_hints["rate_limited"], 1);
+        EXPECT_EQ(gw.verify_calls, 0);
+        EXPECT_FALSE(p.logged_in());
+        const char* label =
+            verdict == admission::rate_limited_address ? "rate_limited" : "rate_limited_gateway";
+        EXPECT_EQ(gw.logins[label], 1) << label;
+        EXPECT_EQ(gw.logins.size(), 1u);
+    }
+}
+
+// Refusals that are not about rate (a bad token, draining) end without a REDIRECT hint.
+TEST(SessionProtocol, OtherLoginRefusalsGetNoRetryHint) {
+    fake_gateway gw;
+    gw.verdict.error = jwt::verify_error::bad_signature;
+    session_protocol p(test_limits(), t0);
+    auto a = p.on_frame(make_frame(proto::login_msg{"token"}, 3), t0, gw);
+    expect_error(a.reply, proto::code::auth_failed, 3);
+    EXPECT_TRUE(a.finish);
+    EXPECT_TRUE(a.last_frame.empty());
+    EXPECT_TRUE(gw.retry_hints.empty());
 }

@@ -80,7 +80,8 @@ TEST(GatewayAdmin, PushNeedsTheAdminTokenAndReachesUsersAndRooms) {
 }
 
 TEST(GatewayAdmin, DrainRedirectsClientsToTheDispatcherAndStopsAccepting) {
-    gateway_under_test gw("", "", "drain:\n  rate: 50\n  reconnect_after: 750ms\n");
+    gateway_under_test gw("", "",
+                          "drain:\n  rate: 50\n  reconnect_after: 750ms\n  reconnect_jitter: 0s\n");
     ASSERT_TRUE(gw.ready()) << gw.proc->log();
     std::vector<std::unique_ptr<test_client>> clients;
     for (int i = 0; i < 5; ++i) {
@@ -108,7 +109,8 @@ TEST(GatewayAdmin, DrainRedirectsClientsToTheDispatcherAndStopsAccepting) {
 }
 
 TEST(GatewayLifecycle, SigtermKicksWithShutdownAndExitsZero) {
-    gateway_under_test gw("", "  shutdown_grace: 3s\n", "drain:\n  reconnect_after: 2s\n");
+    gateway_under_test gw("", "  shutdown_grace: 3s\n",
+                          "drain:\n  reconnect_after: 2s\n  reconnect_jitter: 0s\n");
     ASSERT_TRUE(gw.ready()) << gw.proc->log();
     auto a = gw.client("a"), b = gw.client("b");
     ASSERT_TRUE(a && b);
@@ -350,7 +352,8 @@ TEST(GatewayAdminContract, ErrorsAreTheDocumentedStatusAndJson) {
 }
 
 TEST(GatewayAdminContract, DrainRefusesNewConnectionsAndLoginsOnOpenOnes) {
-    gateway_under_test gw("", "", "drain:\n  rate: 50\n  reconnect_after: 1500ms\n");
+    gateway_under_test gw(
+        "", "", "drain:\n  rate: 50\n  reconnect_after: 1500ms\n  reconnect_jitter: 0s\n");
     ASSERT_TRUE(gw.ready()) << gw.proc->log();
     auto carol = stranger_login(gw, "carol@example.com", "phone");
     ASSERT_TRUE(carol);

@@ -19,19 +19,48 @@ namespace imgate::disp {
 namespace asio = boost::asio;
 namespace http = boost::beast::http;
 
+namespace {
+bool in_pool(const gateway_load& g) {
+    return g.state == gw_state::up && g.weight != 0 && g.connections.has_value();
+}
+}  // namespace
+
+uint64_t pool_total(const std::vector<gateway_load>& gateways) {
+    uint64_t t = 0;
+    for (auto& g : gateways)
+        if (in_pool(g)) t += *g.connections;
+    return t;
+}
+
+void total_window::add(steady_time now, uint64_t total) {
+    samples_.emplace_back(now, total);
+    auto keep_from = now - span_;
+    auto first = std::find_if(samples_.begin(), samples_.end(),
+                              [&](const auto& p) { return p.first >= keep_from; });
+    samples_.erase(samples_.begin(), first);
+}
+
+uint64_t total_window::max(steady_time now) const {
+    uint64_t m = 0;
+    for (auto& [t, v] : samples_)
+        if (t >= now - span_) m = std::max(m, v);
+    return m;
+}
+
 rebalance_plan plan_rebalance(const std::vector<gateway_load>& gateways,
-                              const rebalance_settings& s) {
+                              const rebalance_settings& s, uint64_t total_floor) {
     rebalance_plan plan;
     std::vector<const gateway_load*> pool;
     // Integers, so that ceil(fair) of an exact share (3000 * 1 / 3) is 1000, not 1001.
     unsigned __int128 sum_c = 0, sum_w = 0;
     for (auto& g : gateways) {
-        if (g.state != gw_state::up || g.weight == 0 || !g.connections) continue;
+        if (!in_pool(g)) continue;
         pool.push_back(&g);
         sum_c += *g.connections;
         sum_w += g.weight;
     }
     if (pool.empty() || sum_w == 0) return plan;
+    sum_c = std::max<unsigned __int128>(sum_c, total_floor);
     for (auto* g : pool) {
         auto share = sum_c * g->weight;  // fair * sum_w
         plan.fair[g->id] = static_cast<double>(share) / static_cast<double>(sum_w);
@@ -52,7 +81,8 @@ rebalance_plan plan_rebalance(const std::vector<gateway_load>& gateways,
         r.fair = fair;
         r.target = static_cast<uint64_t>((share + sum_w - 1) / sum_w);  // ceil(fair)
         // ceil(c - fair) = c - floor(fair); at least 1 since c > fair.
-        uint64_t excess = *g->connections - static_cast<uint64_t>(share / sum_w);
+        uint64_t floor_fair = static_cast<uint64_t>(share / sum_w);
+        uint64_t excess = *g->connections > floor_fair ? *g->connections - floor_fair : 1;
         r.max = std::max<uint64_t>(1, std::min(s.max_per_request, excess));
         r.rate = s.rate;
         plan.requests.push_back(std::move(r));
@@ -101,6 +131,8 @@ struct rebalancer::shared {
     std::optional<int64_t> last_round_ms;
     bool last_triggered = false;
     std::map<std::string, last_request> last;
+    total_window totals{std::chrono::milliseconds(10000)};
+    uint64_t last_floor = 0;  // the total the last evaluation balanced
 
     void count(const std::string& id, bool ok, uint64_t asked) {
         metrics
@@ -167,10 +199,20 @@ asio::awaitable<void> rebalancer::run(std::shared_ptr<shared> st) {
             s = st->settings;
             token = st->token;
         }
-        auto plan = plan_rebalance(st->fleet.load_snapshot(), s);
+        auto snapshot = st->fleet.load_snapshot();
+        uint64_t floor = 0;
+        {
+            std::lock_guard lk(st->mu);
+            auto now = st->clock.now();
+            st->totals.set_span(total_window::span_for(s.interval));
+            st->totals.add(now, pool_total(snapshot));
+            floor = st->totals.max(now);
+        }
+        auto plan = plan_rebalance(snapshot, s, floor);
         st->rounds->inc();
         {
             std::lock_guard lk(st->mu);
+            st->last_floor = floor;
             st->last_round_ms = st->clock.wall_ms();
             st->last_triggered = plan.triggered;
         }
@@ -241,7 +283,8 @@ nlohmann::json rebalancer::status_json() const {
             {"rounds", st_->rounds->value()},
             {"last_round_ms",
              st_->last_round_ms ? nlohmann::json(*st_->last_round_ms) : nlohmann::json(nullptr)},
-            {"triggered", st_->last_triggered}};
+            {"triggered", st_->last_triggered},
+            {"balanced_total", st_->last_floor}};
 }
 
 std::map<std::string, nlohmann::json> rebalancer::gateway_json() const {
@@ -251,7 +294,12 @@ std::map<std::string, nlohmann::json> rebalancer::gateway_json() const {
         s = st_->settings;
     }
     auto snapshot = st_->fleet.load_snapshot();
-    auto plan = plan_rebalance(snapshot, s);
+    uint64_t floor = 0;
+    {
+        std::lock_guard lk(st_->mu);
+        floor = st_->totals.max(st_->clock.now());
+    }
+    auto plan = plan_rebalance(snapshot, s, floor);
     std::map<std::string, nlohmann::json> out;
     std::lock_guard lk(st_->mu);
     for (auto& g : snapshot) {

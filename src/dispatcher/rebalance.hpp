@@ -46,8 +46,36 @@ struct rebalance_plan {
 // w_i the weight in force (runtime override, else the fleet file). When at least one of them is
 // out of slow start and below its fair share, every one with c_i > fair_i * (1 + threshold) gets
 // a request. `enabled` is not looked at: the caller decides whether to send.
+//
+// total_floor: the fair shares use max(sum c, total_floor). Clients a gateway has just
+// redirected are connected nowhere until they log in again (their hint is seconds): counting
+// only the connected ones would shrink every fair share while a move is under way, and the next
+// request would ask for a lower target, pushing the gateway below its real share.
 rebalance_plan plan_rebalance(const std::vector<gateway_load>& gateways,
-                              const rebalance_settings& s);
+                              const rebalance_settings& s, uint64_t total_floor = 0);
+
+// The largest total of connected clients seen over a sliding window: the planner's total_floor.
+// A falling total (clients leaving, or in transit between gateways) is believed only once it has
+// stayed low for the whole window. Socket-free; the caller passes the time.
+class total_window {
+  public:
+    explicit total_window(std::chrono::milliseconds span) : span_(span) {}
+    void set_span(std::chrono::milliseconds span) { span_ = span; }
+    void add(steady_time now, uint64_t total);
+    uint64_t max(steady_time now) const;
+    // The window for a rebalance interval: ten seconds (five times the default 1 s + 1 s hint of
+    // a redirected client), or two intervals when longer.
+    static std::chrono::milliseconds span_for(std::chrono::milliseconds interval) {
+        return std::max(std::chrono::milliseconds(10000), 2 * interval);
+    }
+
+  private:
+    std::chrono::milliseconds span_;
+    std::vector<std::pair<steady_time, uint64_t>> samples_;  // oldest first
+};
+
+// The total the planner balances: connections of the gateways in its pool.
+uint64_t pool_total(const std::vector<gateway_load>& gateways);
 
 // The body of one POST /rebalance: {"max":M,"rate":R,"target":T} (rate an integer when whole).
 std::string rebalance_body(const rebalance_request& r);

@@ -134,7 +134,8 @@ TEST(StormConfig, ErrorsNameFileLineAndKey) {
     EXPECT_TRUE(has(e, "reconnect.base")) << e;
 
     e = f.error("rebalance:\n  enabled: true\n");
-    EXPECT_TRUE(has(e, "dispatcher.yaml:3:3: rebalance.enabled: true needs rebalance.token_file")) << e;
+    EXPECT_TRUE(has(e, "dispatcher.yaml:3:3: rebalance.enabled: true needs rebalance.token_file"))
+        << e;
     e = f.error("admin: {token_file: admin.token}\nrebalance: {enabled: true}\n");
     EXPECT_TRUE(has(e, "rebalance.enabled: true needs rebalance.token_file")) << e;
     e = f.error("rebalance: {rate: 0}\n");
@@ -197,6 +198,42 @@ TEST(RetryHint, SpreadOverBasePlusJitterWithCeilSeconds) {
     EXPECT_EQ(retry_after_seconds(2000), 2);
     EXPECT_EQ(retry_after_seconds(0), 1);
     EXPECT_EQ(render_no_gateway(1234), R"({"error":"no_gateway_available","retry_after_ms":1234})");
+}
+
+// 40 clients on gw1, gw2 joined empty: the first request asks gw1 to keep 20. Halfway through,
+// 10 redirected clients are between gateways (gw1 30, gw2 0): counted from the connected ones
+// only, the fair share would be 15 and gw1 asked to go down to 15. The floor keeps it at 20.
+TEST(RebalancePlanner, ClientsInTransitDoNotLowerTheTarget) {
+    auto first = plan_rebalance({gw("gw1", 40), gw("gw2", 0)}, settings());
+    ASSERT_EQ(first.requests.size(), 1u);
+    EXPECT_EQ(first.requests[0].target, 20u);
+    auto naive = plan_rebalance({gw("gw1", 30), gw("gw2", 0)}, settings());
+    ASSERT_EQ(naive.requests.size(), 1u);
+    EXPECT_EQ(naive.requests[0].target, 15u) << "the failure the floor exists for";
+    auto floored = plan_rebalance({gw("gw1", 30), gw("gw2", 0)}, settings(), 40);
+    ASSERT_EQ(floored.requests.size(), 1u);
+    EXPECT_EQ(floored.requests[0].target, 20u);
+    EXPECT_EQ(floored.requests[0].max, 10u);
+    // A floor below the connected total changes nothing.
+    EXPECT_EQ(plan_rebalance({gw("gw1", 40), gw("gw2", 0)}, settings(), 7).requests[0].target, 20u);
+}
+
+TEST(TotalWindow, KeepsTheLargestTotalOfTheSpan) {
+    steady_time t0{};
+    total_window w(10s);
+    EXPECT_EQ(w.max(t0), 0u);
+    w.add(t0, 40);
+    w.add(t0 + 1s, 30);
+    w.add(t0 + 2s, 25);
+    EXPECT_EQ(w.max(t0 + 2s), 40u);
+    EXPECT_EQ(w.max(t0 + 10s), 40u);
+    w.add(t0 + 11s, 38);
+    EXPECT_EQ(w.max(t0 + 11s), 38u) << "40 is older than the span";
+    w.add(t0 + 22s, 20);
+    EXPECT_EQ(w.max(t0 + 22s), 20u) << "a total that stayed low for the span is believed";
+    EXPECT_EQ(total_window::span_for(5s), 10s);
+    EXPECT_EQ(total_window::span_for(30s), 60s);
+    EXPECT_EQ(pool_total({gw("gw1", 40), gw("gw2", 5)}), 45u);
 }
 
 TEST(RebalancePlanner, AsksOnlyTheOverfullWhenSomeoneOutOfSlowStartIsBelowFair) {

@@ -122,7 +122,8 @@ class DispatcherRebalance : public ::testing::Test {
                    "id: rebalance-disp\nfleet: fleet.yaml\nlisten: 127.0.0.1:0\n"
                    "admin_listen: 127.0.0.1:0\n"
                    "poll: {interval: 50ms, timeout: 40ms, rise: 1, fall: 1, slow_start: " +
-                       slow_start + "}\nlog: {level: info}\nrebalance: " + with_token(rebalance) + "\n");
+                       slow_start + "}\nlog: {level: info}\nrebalance: " + with_token(rebalance) +
+                       "\n");
     }
     void reload() {
         auto before = status()["reloads"].get<int>();

@@ -14,6 +14,7 @@
 #   bench/storm.sh                                   # all three scenarios, 30 000 clients
 #   CLIENTS=3000 SCENARIOS=kill bench/storm.sh       # a quick one
 #   JITTER=1s SHARDS=2 HOLD=20 bench/storm.sh
+#   KEEP=/tmp/storm-runs bench/storm.sh              # keep each scenario's logs and events
 #
 # Everything runs on loopback (127.0.0.0/8); every wait is bounded. Results (one JSON object per
 # scenario) go to ${OUT:-/tmp/imgate-storm.jsonl}.
@@ -64,6 +65,11 @@ write_fleet() {  # write_fleet GW...
 
 start_gateway() {  # start_gateway ID: starts it, waits until ready, records its pid
     rm -f "$work/$1.ready"
+    # gw3 is the half-size machine: half the weight and half the connection limit, so that the
+    # balancer's headroom factor (1 - connections/max_connections) is the same on every gateway
+    # at its fair share and the spread follows the weights.
+    gw_config=$work/gateway.yaml
+    [ "$1" = gw3 ] && gw_config=$work/gateway-small.yaml
     bench_start_gateway "$1"
     gw_pid[$1]=$started_pid
     bench_wait_ready "$1"
@@ -147,6 +153,7 @@ drain:
 log:
   level: warn
 YAML
+    sed 's/max_connections: 100000/max_connections: 50000/' "$work/gateway.yaml" >"$work/gateway-small.yaml"
     local rebalance=false
     [ "$scenario" = join ] && rebalance=true
     disp_port=$(free_port)
@@ -323,6 +330,9 @@ YAML
         --loadavg "$(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT.txt" |
         tail -n +1 >&2
     tail -n 1 "$work/summary.json" >>"$OUT"
+    if [ -n "${KEEP:-}" ]; then  # KEEP=dir: keep this scenario's configs, logs and events
+        mkdir -p "$KEEP/$scenario" && cp -r "$work"/. "$KEEP/$scenario/"
+    fi
     bench_cleanup
     trap - EXIT
 }

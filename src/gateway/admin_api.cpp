@@ -125,11 +125,13 @@ http_response admin_api::status() {
     j["id"] = gw_.id();
     j["state"] = to_string(gw_.state());
     j["connections"] = conns;
-    j["max_connections"] = lim->max_connections;
+    j["max_connections"] = gw_.max_connections();
+    j["max_connections_configured"] = lim->max_connections;
+    j["fd_limit"] = gw_.fd_limit();
     j["sessions"] = h.session_count();
     j["users"] = h.user_count();
     j["rooms"] = h.room_count();
-    j["full"] = conns >= lim->max_connections;
+    j["full"] = conns >= gw_.max_connections();
     j["load"] = gw_.load();
     j["event_loop_lag_ms"] = gw_.lag_ms();
     j["pending_acks"] = router_.pending_ack_count();

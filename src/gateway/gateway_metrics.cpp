@@ -122,8 +122,10 @@ void gateway_metrics::expose(gauge_sources g) {
                std::move(g.pending_acks));
     m.gauge_fn("imgate_gateway_event_loop_lag_seconds", "Timer lateness of the event loop", {},
                std::move(g.event_loop_lag_seconds));
-    m.gauge_fn("imgate_gateway_max_connections", "Configured max_connections", {},
-               std::move(g.max_connections));
+    m.gauge_fn("imgate_gateway_max_connections",
+               "Client connections this gateway accepts: limits.max_connections, capped by its "
+               "descriptor limit",
+               {}, std::move(g.max_connections));
 }
 
 void gateway_metrics::message(proto::target_kind kind, bool push, proto::code status) {

@@ -1,5 +1,7 @@
 #include "gateway/server.hpp"
 
+#include <sys/resource.h>
+
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -57,6 +59,16 @@ gateway_server::gateway_server(asio::io_context& io, gateway_config cfg, metrics
       listen_strand_(asio::make_strand(io)),
       started_(std::chrono::steady_clock::now()),
       summary_timer_(asio::make_strand(io)) {
+    fd_limit_ = raise_fd_limit();
+    linger_max_ = linger_budget(fd_limit_);
+    uint64_t reserve = fd_reserve(cfg_.fleet.gateways.size()) + linger_max_;
+    fd_cap_ = fd_limit_ > reserve ? fd_limit_ - reserve : 1;
+    if (cfg_.limits.max_connections > fd_cap_)
+        spdlog::warn(
+            "limits.max_connections {} is more than the descriptor limit allows ({} open files, "
+            "{} kept for listeners, admin and RPC): at most {} client connections; raise "
+            "LimitNOFILE= (systemd) or ulimit -n",
+            cfg_.limits.max_connections, fd_limit_, reserve, fd_cap_);
     admission_.set_limits(cfg_.limits.login_rate, cfg_.limits.login_burst,
                           cfg_.limits.gateway_login_rate, cfg_.limits.gateway_login_burst,
                           std::chrono::steady_clock::now());
@@ -67,11 +79,27 @@ gateway_server::gateway_server(asio::io_context& io, gateway_config cfg, metrics
     g.rooms = [this] { return double(router_.sessions().room_count()); };
     g.pending_acks = [this] { return double(router_.pending_ack_count()); };
     g.event_loop_lag_seconds = [this] { return lag_ms_.load() / 1000.0; };
-    g.max_connections = [this] { return double(live_.get()->limits.max_connections); };
+    g.max_connections = [this] { return double(max_connections()); };
     metrics_.expose(std::move(g));
 }
 
 gateway_server::~gateway_server() = default;
+
+uint64_t gateway_server::raise_fd_limit() {
+    rlimit rl{};
+    if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) return 1024;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlimit want = rl;
+        want.rlim_cur = rl.rlim_max;
+        if (::setrlimit(RLIMIT_NOFILE, &want) == 0) rl = want;
+    }
+    return rl.rlim_cur == RLIM_INFINITY ? uint64_t(1) << 20 : uint64_t(rl.rlim_cur);
+}
+
+uint32_t gateway_server::max_connections() const {
+    uint32_t configured = live_.get()->limits.max_connections;
+    return uint32_t(std::min<uint64_t>(configured, fd_cap_));
+}
 
 std::shared_ptr<const gateway_limits> gateway_server::limits(uint64_t& gen) const {
     auto snap = live_.get(gen);
@@ -185,8 +213,7 @@ asio::awaitable<void> gateway_server::accept_loop(client_listener& l) {
             sock.close(ignored);
             continue;
         }
-        uint64_t g;
-        if (connections_.load() >= limits(g)->max_connections) {
+        if (connections_.load() >= max_connections()) {
             refuse_busy(sock, l.kind);
             continue;
         }
@@ -268,12 +295,27 @@ void gateway_server::refuse_busy(asio::ip::tcp::socket& sock, transport kind) {
     sock.non_blocking(true, ec);
     sock.write_some(asio::buffer(frame), ec);
     sock.shutdown(asio::ip::tcp::socket::shutdown_send, ec);
-    // Let the peer read the frame before the close: a short linger on a detached timer.
+    // Closing a socket with unread input resets it, and a reset can discard the frames before
+    // the client reads them: read what the client already sent (its LOGIN), then let it read
+    // ours during a short linger. Lingering sockets hold descriptors, so a burst of refusals
+    // lingers only up to linger_max_ at once; the rest close right after the read.
+    char sink[4096];
+    for (int i = 0; i < 4; ++i) {
+        sock.read_some(asio::buffer(sink), ec);
+        if (ec) break;
+    }
+    if (lingering_->fetch_add(1) >= linger_max_) {
+        lingering_->fetch_sub(1);
+        sock.close(ec);
+        return;
+    }
     auto s = std::make_shared<asio::ip::tcp::socket>(std::move(sock));
     auto t = std::make_shared<asio::steady_timer>(io_, std::chrono::milliseconds(200));
-    t->async_wait([s, t](const boost::system::error_code&) {
+    auto count = lingering_;
+    t->async_wait([s, t, count](const boost::system::error_code&) {
         boost::system::error_code e;
         s->close(e);
+        count->fetch_sub(1);
     });
 }
 
@@ -346,9 +388,7 @@ void gateway_server::close_acceptor() {
 }
 
 double gateway_server::load() const {
-    uint64_t g;
-    double conn =
-        double(connections_.load()) / double(std::max<uint32_t>(1, limits(g)->max_connections));
+    double conn = double(connections_.load()) / double(std::max<uint32_t>(1, max_connections()));
     // 100 ms of event-loop lag counts as fully loaded even with few connections.
     return std::max(conn, lag_ms_.load() / 100.0);
 }

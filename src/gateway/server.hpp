@@ -108,6 +108,14 @@ class gateway_server final {
 
     // --- used by sessions (a facade over the router, the live config and the metrics) ---
     std::shared_ptr<const gateway_limits> limits(uint64_t& gen) const;
+    // Raises RLIMIT_NOFILE's soft limit to the hard one; returns the soft limit in force.
+    static uint64_t raise_fd_limit();
+    // Descriptors kept back from client connections for a fleet of `gateways`.
+    static uint64_t fd_reserve(size_t gateways) { return 64 + 2 * uint64_t(gateways); }
+    // Lingering busy refusals allowed for a descriptor limit: 1/16 of it, 8 to 256.
+    static uint32_t linger_budget(uint64_t fd_limit) {
+        return uint32_t(std::clamp<uint64_t>(fd_limit / 16, 8, 256));
+    }
     uint64_t limits_generation() const { return live_.generation(); }
     jwt::verify_result verify_token(std::string_view token) const;
     // The LOGIN rate buckets: per source address (limits.login_rate/login_burst; none when the
@@ -154,6 +162,11 @@ class gateway_server final {
 
     // --- read by the admin API ---
     size_t connections() const { return connections_.load(); }
+    // limits.max_connections, capped by what the descriptor limit leaves after the reserve
+    // (listeners, admin, RPC links, files): a gateway past its descriptors could not accept, and
+    // clients would wait in the kernel's queue until they time out, the admin API unreachable.
+    uint32_t max_connections() const;
+    uint64_t fd_limit() const { return fd_limit_; }
     double load() const;
     double lag_ms() const { return lag_ms_.load(); }
     double uptime_s() const;
@@ -226,6 +239,13 @@ class gateway_server final {
     // logged in (and will be redirected) or will be refused.
     std::mutex login_mu_;
     std::atomic<size_t> connections_{0};
+    uint64_t fd_limit_ = 0;  // RLIMIT_NOFILE soft limit at start-up
+    uint64_t fd_cap_ = 0;    // fd_limit_ minus the reserve: most client connections
+    // Busy refusals keep their socket 200 ms so the client reads ERROR + REDIRECT before the
+    // close; at most this many at once (their descriptors are part of the reserve), the rest
+    // are closed at once after reading what the client already sent.
+    uint32_t linger_max_ = 16;
+    std::shared_ptr<std::atomic<uint32_t>> lingering_ = std::make_shared<std::atomic<uint32_t>>(0);
     std::atomic<uint64_t> next_session_id_{1};
     std::mutex conns_mu_;
     std::unordered_map<uint64_t, std::weak_ptr<session>> conns_;

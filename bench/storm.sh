@@ -15,6 +15,7 @@
 #   CLIENTS=3000 SCENARIOS=kill bench/storm.sh       # a quick one
 #   JITTER=1s SHARDS=2 HOLD=20 bench/storm.sh
 #   KEEP=/tmp/storm-runs bench/storm.sh              # keep each scenario's logs and events
+#   CLIENTS=15000 MAXCONN=19000 bench/storm.sh       # capacity in proportion to the weights
 #
 # Everything runs on loopback (127.0.0.0/8); every wait is bounded. Results (one JSON object per
 # scenario) go to ${OUT:-/tmp/imgate-storm.jsonl}.
@@ -30,6 +31,9 @@ JITTER=${JITTER:-1s}                  # dispatcher reconnect.jitter: the clients
 RECOVERY_LIMIT=${RECOVERY_LIMIT:-60}  # seconds to wait for everyone to be back (join: for the spread)
 HOLD=${HOLD:-5}                       # seconds the fleet is watched after recovery
 JOIN_GOAL=${JOIN_GOAL:-1.10}          # join: stop watching once max/fair is at or below this
+# limits.max_connections of the weight-100 gateways; gw3 (weight 50) gets half. Each gateway also
+# caps it at its descriptor limit minus a reserve (19 674 with this machine's 20 000).
+MAXCONN=${MAXCONN:-100000}
 OUT=${OUT:-/tmp/imgate-storm.jsonl}
 PY=${PY:-/usr/bin/python3}
 
@@ -43,6 +47,23 @@ if [ $((CLIENTS / SHARDS)) -gt 19000 ]; then
 fi
 
 ms_now() { date +%s%3N; }
+# A free loopback port below the ephemeral range: the load's tens of thousands of outgoing
+# connections take ephemeral ports, and gw4 binds its port long after it was picked.
+low_port() {
+    "$PY" -c '
+import random, socket
+lo = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0])
+for _ in range(200):
+    p = random.randrange(10000, lo)
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", p)); print(p); break
+    except OSError:
+        pass
+    finally:
+        s.close()
+'
+}
 ticks_of() { [ -r "/proc/$1/stat" ] && awk '{print $14 + $15}' "/proc/$1/stat" || echo 0; }
 
 # The fleet of one scenario: fixed free ports (the dispatcher and every gateway read one fleet
@@ -130,9 +151,9 @@ run_scenario() {
     declare -gA client_port admin_port rpc_port weight gw_pid
     weight=([gw1]=100 [gw2]=100 [gw3]=50 [gw4]=100)
     for id in gw1 gw2 gw3 gw4; do
-        client_port[$id]=$(free_port)
-        admin_port[$id]=$(free_port)
-        rpc_port[$id]=$(free_port)
+        client_port[$id]=$(low_port)
+        admin_port[$id]=$(low_port)
+        rpc_port[$id]=$(low_port)
     done
     running=(gw1 gw2 gw3)
     (umask 077 && for f in token.secret cluster.secret admin.token; do
@@ -147,17 +168,17 @@ auth:
 admin:
   token_file: admin.token
 limits:
-  max_connections: 100000
+  max_connections: $MAXCONN
 drain:
   reconnect_after: 1s
 log:
   level: warn
 YAML
-    sed 's/max_connections: 100000/max_connections: 50000/' "$work/gateway.yaml" >"$work/gateway-small.yaml"
+    sed "s/max_connections: $MAXCONN/max_connections: $((MAXCONN / 2))/" "$work/gateway.yaml" >"$work/gateway-small.yaml"
     local rebalance=false
     [ "$scenario" = join ] && rebalance=true
-    disp_port=$(free_port)
-    disp_admin=$(free_port)
+    disp_port=$(low_port)
+    disp_admin=$(low_port)
     cat >"$work/dispatcher.yaml" <<YAML
 id: storm
 fleet: fleet.yaml
@@ -316,6 +337,8 @@ YAML
     sleep "$HOLD"
     local after_counts
     after_counts=$(gateway_counts)
+    local t_stop
+    t_stop=$(ms_now)
     for p in "${load_pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
     for p in "${load_pids[@]}"; do wait "$p" 2>/dev/null || true; done
     local disp_status
@@ -323,7 +346,7 @@ YAML
     echo "$disp_status" >"$work/dispatcher-status.json"
 
     "$PY" "$root/bench/storm_report.py" --scenario "$scenario" --work "$work" --shards "$SHARDS" \
-        --clients "$CLIENTS" --t0 "$t0" --t-end "$t_end" --t99 "${t99:-}" --t100 "${t100:-}" \
+        --clients "$CLIENTS" --t0 "$t0" --t-end "$t_end" --t-stop "$t_stop" --t99 "${t99:-}" --t100 "${t100:-}" \
         --t-spread "${t_spread:-}" --victim "$victim" --killed-count "$killed_count" \
         --before "$before_counts" --after "$after_counts" --weights "$(weights_json)" --weights-before "$before_weights" \
         --cpu "$cpu_json" --hz "$(getconf CLK_TCK)" --jitter "$JITTER" \

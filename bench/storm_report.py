@@ -32,7 +32,7 @@ def main():
     for opt in ("scenario", "work", "t99", "t100", "t-spread", "victim", "before", "after",
                 "weights", "weights-before", "cpu", "jitter", "loadavg"):
         a.add_argument("--" + opt, default="")
-    for opt in ("shards", "clients", "t0", "t-end", "killed-count", "hz"):
+    for opt in ("shards", "clients", "t0", "t-end", "t-stop", "killed-count", "hz"):
         a.add_argument("--" + opt, type=int, default=0)
     o = a.parse_args()
 
@@ -60,7 +60,7 @@ def main():
     by_client = collections.defaultdict(list)
     for e in lost + logins:
         by_client[e["client"]].append(e)
-    rehome_ms, gap_ms, stuck, lost_clients = [], [], 0, 0
+    rehome_ms, gap_ms, stuck, lost_clients, in_transit = [], [], 0, 0, 0
     for c, evs in by_client.items():
         evs.sort(key=lambda e: (e["t_ms"], 0 if e["event"] == "lost" else 1))
         first_loss = next((e for e in evs if e["event"] == "lost" and e["t_ms"] >= t0), None)
@@ -69,10 +69,15 @@ def main():
         lost_clients += 1
         back = next((e for e in evs if e["event"] == "login" and e["t_ms"] >= first_loss["t_ms"]),
                     None)
-        # The last session event before the end of the watch decides whether it is stuck.
-        last = [e for e in evs if e["t_ms"] <= o.t_end + 60000]
-        if back is None or (last and last[-1]["event"] == "lost"):
-            stuck += 1
+        # Stuck: its last session event when the load stopped is a loss more than 5 s old (a
+        # redirect's hint is at most 2 s by default); a younger loss is a client in transit.
+        stop = o.t_stop or (o.t_end + 60000)
+        last = [e for e in evs if e["t_ms"] <= stop]
+        if last and last[-1]["event"] == "lost":
+            if last[-1]["t_ms"] < stop - 5000:
+                stuck += 1
+            else:
+                in_transit += 1
         if back is not None:
             rehome_ms.append(back["t_ms"] - t0)
             gap_ms.append(back["t_ms"] - first_loss["t_ms"])
@@ -83,7 +88,7 @@ def main():
     missing_allowed = o.clients // 100
     k99 = lost_clients - missing_allowed
     t99_events = 0 if k99 <= 0 else (back_sorted[k99 - 1] if len(back_sorted) >= k99 else None)
-    t100_events = (back_sorted[-1] if back_sorted else 0) if stuck == 0 else None
+    t100_events = (back_sorted[-1] if back_sorted else 0) if stuck == 0 and in_transit == 0 else None
 
     lost_after = [e for e in lost if e["t_ms"] >= t0]
     reasons = collections.Counter(e.get("reason", "?") for e in lost_after)
@@ -126,6 +131,7 @@ def main():
         "clients_lost": lost_clients,
         "loss_reasons": dict(reasons),
         "stuck": stuck,
+        "in_transit_at_stop": in_transit,
         "rehome_ms": {"p50": pct(rehome_ms, 50), "p99": pct(rehome_ms, 99),
                       "max": max(rehome_ms) if rehome_ms else None},
         "loss_to_login_ms": {"p50": pct(gap_ms, 50), "p99": pct(gap_ms, 99),
@@ -154,7 +160,8 @@ def main():
     print(f"99% logged in at +{fmt(s['t99_ms'])} ms, 100% at +{fmt(s['t100_ms'])} ms (events; "
           f"status files polled: +{fmt(s['t99_polled_ms'])} / +{fmt(s['t100_polled_ms'])} ms)"
           + (f", spread goal at +{fmt(s['t_spread_ms'])} ms" if s["scenario"] == "join" else ""))
-    print(f"clients that lost a session: {s['clients_lost']} ({dict(reasons)}), stuck {stuck}")
+    print(f"clients that lost a session: {s['clients_lost']} ({dict(reasons)}), stuck {stuck}, "
+          f"in transit when the load stopped {in_transit}")
     print(f"re-login after t0: p50 {fmt(s['rehome_ms']['p50'])} ms, p99 "
           f"{fmt(s['rehome_ms']['p99'])} ms, max {fmt(s['rehome_ms']['max'])} ms; "
           f"loss->login p50 {fmt(s['loss_to_login_ms']['p50'])} ms, max "

@@ -310,6 +310,16 @@ asio::awaitable<error_code> client_session::read_message() {
     co_return error_code{};
 }
 
+asio::awaitable<error_code> client_session::read_frame(std::optional<frame>& f) {
+    error_code ec;
+    while (!ec) {
+        f = decoder_.next();
+        if (f || decoder_.error() != frame_error::none) break;
+        ec = co_await read_more();
+    }
+    co_return ec;
+}
+
 asio::awaitable<error_code> client_session::read_more() {
     if (is_ws(opts_.via)) co_return co_await read_message();
     error_code ec;
@@ -341,11 +351,7 @@ asio::awaitable<login_outcome> client_session::login(std::string token) {
     std::string wire = proto::encode(proto::login_msg{std::move(token)}, next_corr_++);
     error_code ec = co_await write_all(wire);
     std::optional<frame> f;
-    while (!ec) {
-        f = decoder_.next();
-        if (f || decoder_.error() != frame_error::none) break;
-        ec = co_await read_more();
-    }
+    if (!ec) ec = co_await read_frame(f);
     guard->done = true;
     timer.cancel();
     bool timed_out = guard->fired;
@@ -411,15 +417,11 @@ asio::awaitable<std::optional<proto::redirect_msg>> client_session::read_retry_h
     timer.expires_after(within);
     timer.async_wait(deadline_handler(guard));
     std::optional<frame> f;
-    error_code ec;
-    while (!ec) {
-        f = decoder_.next();
-        if (f || decoder_.error() != frame_error::none) break;
-        ec = co_await read_more();
-    }
+    // A read error or the deadline leaves f empty: either way no hint.
+    error_code read_error = co_await read_frame(f);
     guard->done = true;
     timer.cancel();
-    if (!f) co_return std::nullopt;
+    if (read_error || !f) co_return std::nullopt;
     co_return proto::decode<proto::redirect_msg>(*f);
 }
 

@@ -144,6 +144,9 @@ class client_session : public std::enable_shared_from_this<client_session> {
     bool enqueue(const M& m);
     void shutdown(end_reason r, boost::system::error_code ec = {}, std::string detail = "");
     asio::awaitable<boost::system::error_code> read_more();
+    // Reads until one whole frame is decoded (into f), a framing error (f empty, decoder_
+    // says which), or a read error (returned).
+    asio::awaitable<boost::system::error_code> read_frame(std::optional<frame>& f);
     asio::awaitable<boost::system::error_code> read_message();  // ws/wss: one frame
     // One more frame within `within` after a rate refusal: the REDIRECT carrying the retry hint.
     asio::awaitable<std::optional<proto::redirect_msg>> read_retry_hint(milliseconds within);

@@ -23,28 +23,6 @@ using namespace imgate::test;
 using json = nlohmann::json;
 namespace fs = std::filesystem;
 
-// A gateway admin listener answering GET /status as a healthy, empty gateway.
-class status_only_gateway {
-  public:
-    explicit status_only_gateway(std::string id) : id_(std::move(id)) {
-        http_sync_handler h = [this](const http_request_ctx&) {
-            json s = {{"id", id_},         {"state", "serving"},
-                      {"connections", 0},  {"max_connections", 10000},
-                      {"sessions", 0},     {"full", false},
-                      {"load", 0.0},       {"pid", 4242},
-                      {"version", "fake"}, {"uptime_s", 100.0}};
-            return http_response::json(http::status::ok, s.dump());
-        };
-        http_.server().route(http::verb::get, "/status", h);
-        http_.start();
-    }
-    std::string admin() const { return http_.addr(); }
-
-  private:
-    std::string id_;
-    loopback_http http_;
-};
-
 class DispatcherReconnectPolicy : public ::testing::Test {
   protected:
     void SetUp() override {

@@ -5,6 +5,7 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <thread>
 #include <vector>
@@ -46,6 +47,28 @@ class loopback_http {
     asio::executor_work_guard<asio::io_context::executor_type> work_{io_.get_executor()};
     std::shared_ptr<http_server> server_;
     std::vector<std::thread> threads_;
+};
+
+// A gateway admin listener answering GET /status as a healthy, empty gateway.
+class status_only_gateway {
+  public:
+    explicit status_only_gateway(std::string id) : id_(std::move(id)) {
+        http_sync_handler h = [this](const http_request_ctx&) {
+            nlohmann::json s = {{"id", id_},         {"state", "serving"},
+                                {"connections", 0},  {"max_connections", 10000},
+                                {"sessions", 0},     {"full", false},
+                                {"load", 0.0},       {"pid", 4242},
+                                {"version", "fake"}, {"uptime_s", 100.0}};
+            return http_response::json(boost::beast::http::status::ok, s.dump());
+        };
+        http_.server().route(boost::beast::http::verb::get, "/status", h);
+        http_.start();
+    }
+    std::string admin() const { return http_.addr(); }
+
+  private:
+    std::string id_;
+    loopback_http http_;
 };
 
 }  // namespace imgate::test

@@ -10,6 +10,7 @@
 #include <random>
 #include <set>
 
+#include "../support/process.hpp"
 #include "dispatcher/dispatcher_config.hpp"
 #include "dispatcher/fleet_state.hpp"
 #include "dispatcher/query.hpp"
@@ -21,35 +22,19 @@ using namespace std::chrono_literals;
 
 namespace {
 
-struct temp_dir {
-    std::filesystem::path p;
-    temp_dir() {
-        p = std::filesystem::temp_directory_path() /
-            ("imgate-storm-test-" + std::to_string(::getpid()) + "-" +
-             ::testing::UnitTest::GetInstance()->current_test_info()->name());
-        std::filesystem::create_directories(p);
-    }
-    ~temp_dir() { std::filesystem::remove_all(p); }
-    std::string write(const std::string& name, const std::string& text) {
-        std::ofstream(p / name) << text;
-        return (p / name).string();
-    }
-};
-
 const char* fleet_yaml = R"(gateways:
   - {id: gw1, client: 127.0.0.1:9001, admin: 127.0.0.1:9101, rpc: 127.0.0.1:9201}
 )";
 
 struct config_files {
-    temp_dir d;
+    test::temp_dir d;
     config_files() {
-        d.write("fleet.yaml", fleet_yaml);
-        auto token = d.write("admin.token", "storm-admin-token-0123456789\n");
-        std::filesystem::permissions(
-            token, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+        test::write_file(d.file("fleet.yaml"), fleet_yaml);
+        test::write_secret_file(d.file("admin.token"), "storm-admin-token-0123456789\n");
     }
     dispatcher_config load(const std::string& body) {
-        return load_dispatcher_config(d.write("dispatcher.yaml", "fleet: fleet.yaml\n" + body));
+        test::write_file(d.file("dispatcher.yaml"), "fleet: fleet.yaml\n" + body);
+        return load_dispatcher_config(d.file("dispatcher.yaml"));
     }
     std::string error(const std::string& body) {
         try {

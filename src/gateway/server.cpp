@@ -548,10 +548,9 @@ asio::awaitable<void> gateway_server::redirect_loop(uint64_t epoch) {
             continue;
         }
         if (st != gateway_state::draining) co_return;
-        auto all = open_sessions();
         // Connections without a session are left alone: their LOGIN is refused with ERROR
         // draining, or the login timeout closes them.
-        std::erase_if(all, [](const auto& s) { return !s->logged_in() || s->finishing(); });
+        auto all = redirectable_sessions();
         if (all.empty()) {
             spdlog::info("drain: every session redirected");
             co_return;
@@ -561,15 +560,26 @@ asio::awaitable<void> gateway_server::redirect_loop(uint64_t epoch) {
         budget += lim->drain_rate * std::chrono::duration<double>(tick).count();
         size_t n = std::min(all.size(), size_t(budget));
         budget -= double(n);
-        for (size_t i = 0; i < n; ++i) {
-            metrics_.redirects->inc();
-            // Drawn per session: the drained clients come back spread over the jitter.
-            all[i]->finish(proto::encode(proto::redirect_msg{
-                draw_hint(lim->reconnect_hint, lim->reconnect_jitter), "", 0, "drain"}));
-        }
+        redirect_first(all, n, *lim, "drain", *metrics_.redirects);
         t.expires_after(tick);
         auto [ec] = co_await t.async_wait(use_tuple);
         if (ec) co_return;
+    }
+}
+
+std::vector<std::shared_ptr<session>> gateway_server::redirectable_sessions() {
+    auto all = open_sessions();
+    std::erase_if(all, [](const auto& s) { return !s->logged_in() || s->finishing(); });
+    return all;
+}
+
+void gateway_server::redirect_first(const std::vector<std::shared_ptr<session>>& all, size_t n,
+                                    const gateway_limits& lim, const char* reason, counter& count) {
+    for (size_t i = 0; i < n && i < all.size(); ++i) {
+        count.inc();
+        // Drawn per session: the redirected clients come back spread over the jitter.
+        all[i]->finish(proto::encode(proto::redirect_msg{
+            draw_hint(lim.reconnect_hint, lim.reconnect_jitter), "", 0, reason}));
     }
 }
 
@@ -583,8 +593,7 @@ bool gateway_server::rebalance_tick(uint64_t epoch, double& budget,
         r = rebalance_;
         moved = rebalance_moved_;
     }
-    auto all = open_sessions();
-    std::erase_if(all, [](const auto& s) { return !s->logged_in() || s->finishing(); });
+    auto all = redirectable_sessions();
     // The live count against target: sessions that left on their own count too, and two
     // dispatchers asking the same target never move more than the excess.
     if (all.size() <= r.target || moved >= r.max) {
@@ -610,11 +619,7 @@ bool gateway_server::rebalance_tick(uint64_t epoch, double& budget,
     std::lock_guard lk(rebalance_mu_);
     // Replaced (or drained) meanwhile: the new epoch's loop decides from now on.
     if (!rebalance_active_ || drain_epoch_.load() != epoch) return false;
-    for (size_t i = 0; i < n; ++i) {
-        metrics_.rebalance_redirects->inc();
-        all[i]->finish(proto::encode(proto::redirect_msg{
-            draw_hint(lim->reconnect_hint, lim->reconnect_jitter), "", 0, "rebalance"}));
-    }
+    redirect_first(all, n, *lim, "rebalance", *metrics_.rebalance_redirects);
     rebalance_moved_ += n;
     return true;
 }

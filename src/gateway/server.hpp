@@ -208,6 +208,11 @@ class gateway_server final {
     void apply(const gateway_config& c);
     void close_acceptor();
     std::vector<std::shared_ptr<session>> open_sessions();
+    // Logged-in sessions not already closing: the ones a drain or a rebalance may redirect.
+    std::vector<std::shared_ptr<session>> redirectable_sessions();
+    // Sends REDIRECT (empty host, spread hint, `reason`) to the first n of `all`, counted.
+    void redirect_first(const std::vector<std::shared_ptr<session>>& all, size_t n,
+                        const gateway_limits& lim, const char* reason, counter& count);
 
     asio::io_context& io_;
     gateway_config cfg_;  // the running configuration (id and listen addresses never change)

@@ -17,8 +17,11 @@ export CCACHE_BASEDIR := $(CURDIR)
 DEB_BUILD_PACKAGES := build-essential cmake ninja-build ccache pkg-config \
   libboost1.81-dev nlohmann-json3-dev libspdlog-dev libyaml-cpp-dev libgtest-dev libgmock-dev \
   libssl-dev openssl libsystemd-dev libcli11-dev curl procps dpkg-dev file
+# The fleet of hosts (make run-hosts, tests/integration/hosts_*): namespaces, veths, a bridge
+# (iproute2) and the partition and delay rules (nftables).
+DEB_HOSTS_PACKAGES := iproute2 nftables
 DEB_TEST_PACKAGES := clang-14 clang-format-14 libclang-rt-14-dev prometheus wrk nginx-light \
-  systemd chromium python3
+  systemd chromium python3 $(DEB_HOSTS_PACKAGES)
 
 # $(call install_missing,TARGET,PACKAGES): apt-get install those not installed yet (idempotent).
 define install_missing
@@ -34,7 +37,7 @@ endef
 
 CMAKE_FLAGS := -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DCMAKE_CXX_COMPILER_LAUNCHER=ccache
 
-.PHONY: all deps deps-test build run test test-unit test-integration test-asan test-tsan fuzz package clean format format-check
+.PHONY: all deps deps-test build run run-hosts test test-unit test-integration test-asan test-tsan fuzz package clean format format-check
 
 all: build
 
@@ -50,6 +53,12 @@ build: deps
 
 run: build
 	@BUILD_DIR=$(BUILD_DIR) config/local/run-fleet.sh
+
+# 2 dispatchers + 4 gateways, each in its own network namespace on a private bridge (needs root;
+# docs/operations.md, "A fleet of hosts in network namespaces"). Ctrl-C removes everything.
+run-hosts: build
+	$(call install_missing,run-hosts,$(DEB_HOSTS_PACKAGES))
+	@BUILD_DIR=$(BUILD_DIR) config/hosts/run-hosts.sh up
 
 test: build deps-test
 	ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS) --timeout 300 $(CTEST_ARGS)

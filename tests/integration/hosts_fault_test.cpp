@@ -1,0 +1,321 @@
+// Host-level faults in a fleet of hosts (network namespaces, config/hosts/run-hosts.sh): a host
+// that goes silent, a partition between two gateways, latency on one gateway's link, a dead
+// dispatcher. What a kill -9 on loopback cannot show: nothing is refused or closed, packets just
+// stop. Skipped, with the reason, where namespaces cannot be made (not root, no iproute2).
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <map>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../support/tool_process.hpp"
+#include "hosts_fixture.hpp"
+
+using namespace std::chrono_literals;
+using namespace imgate;
+using namespace imgate::test;
+using hosts::fleet;
+using clock_type = std::chrono::steady_clock;
+
+namespace {
+
+// The dispatchers' detection bound of the test template: fall × (interval × (1 + jitter)) +
+// timeout = 2 × 330 ms + 200 ms, with the same again as slack for a loaded 2-core machine.
+constexpr auto dispatcher_bound = 860ms;
+// The peers' bound: peer_timeout (1.5 s) plus one ping_interval (0.5 s) for the watchdog's tick.
+constexpr auto peer_bound = 2000ms;
+
+double ms_since(clock_type::time_point t) {
+    return std::chrono::duration<double, std::milli>(clock_type::now() - t).count();
+}
+
+// One SEND and its SEND_RESULT; nullopt when no result came within `wait` (silence).
+std::optional<proto::send_result_msg> send_and_wait(test_client& c, const std::string& to,
+                                                    uint64_t id, const std::string& text,
+                                                    std::chrono::milliseconds wait = 3000ms) {
+    if (!c.send(proto::send_msg{proto::target_kind::user, to, id, text})) return std::nullopt;
+    auto deadline = clock_type::now() + wait;
+    while (clock_type::now() < deadline) {
+        auto left =
+            std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock_type::now());
+        auto r = c.read<proto::send_result_msg>(left);
+        if (!r) return std::nullopt;
+        if (r->client_msg_id == id) return r;
+    }
+    return std::nullopt;
+}
+
+// Every DELIVER payload until `quiet` passes without one.
+std::vector<std::string> delivered(test_client& c, std::chrono::milliseconds quiet = 500ms) {
+    std::vector<std::string> out;
+    while (auto d = c.read<proto::deliver_msg>(quiet)) out.push_back(d->payload);
+    return out;
+}
+
+}  // namespace
+
+// (a) A gateway host goes silent (its link cut at the bridge: no RST, no FIN, nothing).
+TEST(HostsFault, SilentGatewayHostIsCaughtByBothDispatchersAndPeersAndSendsNeverGoUnanswered) {
+    IMGATE_REQUIRE_HOSTS();
+    fleet::options o;
+    // A short hold, so the test sees the end of the story: offline once the hold is over.
+    o.gateway_yaml = hosts::test_gateway_yaml("  unreachable_hold: 3s\n");
+    fleet f(o);
+    ASSERT_TRUE(f.up()) << f.last_output();
+    ASSERT_TRUE(f.settled()) << f.log("d1");
+    auto alice = f.client("gw1", "alice@example.com");
+    auto bob = f.client("gw4", "björn.andersson@example.se");
+    ASSERT_TRUE(alice && bob);
+    ASSERT_TRUE(eventually(
+        [&] { return f.gw_metric("gw1", "imgate_rpc_directory_user_locations") >= 1; }, 5s));
+    auto r = send_and_wait(*alice, "björn.andersson@example.se", 1, "före");
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, proto::code::ok);
+
+    auto t0 = clock_type::now();
+    f.fault("silence gw4");
+
+    // Both dispatchers take gw4 out, each on its own failed pulls, within the bound; the pulls
+    // failed by timing out (a silent host refuses nothing).
+    std::map<std::string, double> down_after;
+    ASSERT_TRUE(eventually(
+        [&] {
+            for (auto d : {"d1", "d2"})
+                if (!down_after.count(d) && f.state(d, "gw4") == "down")
+                    down_after[d] = ms_since(t0);
+            return down_after.size() == 2;
+        },
+        dispatcher_bound + 2000ms, 20ms))
+        << "gw4 as seen by d1: " << f.view("d1", "gw4").dump()
+        << " d2: " << f.view("d2", "gw4").dump();
+    for (auto d : {"d1", "d2"}) {
+        auto err = f.view(d, "gw4").value("last_error", "");
+        EXPECT_NE(err.find("timeout"), std::string::npos) << d << ": " << err;
+        EXPECT_EQ(f.state(d, "gw1"), "up") << d;
+    }
+
+    // Meanwhile and after, every send to bob gets an answer: timeout or unavailable while gw1
+    // cannot know, offline once the hold is over; never delivered, never silence.
+    std::vector<std::string> seen;
+    std::map<std::string, double> peers_down_after;
+    auto until = clock_type::now() + peer_bound + 3000ms + 3000ms;  // watchdog + hold + margin
+    uint64_t id = 10;
+    bool offline_seen = false;
+    while (clock_type::now() < until && !offline_seen) {
+        auto res = send_and_wait(*alice, "björn.andersson@example.se", ++id, "efter");
+        ASSERT_TRUE(res) << "send " << id << " got no SEND_RESULT: silence";
+        auto st = proto::to_string(res->status);
+        EXPECT_TRUE(res->status == proto::code::timeout ||
+                    res->status == proto::code::unavailable || res->status == proto::code::offline)
+            << "send " << id << ": " << st;
+        if (seen.empty() || seen.back() != st) seen.push_back(st);
+        offline_seen = res->status == proto::code::offline;
+        for (auto gw : {"gw1", "gw2", "gw3"})
+            if (!peers_down_after.count(gw) && f.gw_metric(gw, "imgate_rpc_links_up") == 2)
+                peers_down_after[gw] = ms_since(t0);
+        std::this_thread::sleep_for(100ms);  // pacing, inside the per-session send rate
+    }
+    std::string story;
+    for (auto& s : seen) story += s + " ";
+    EXPECT_TRUE(offline_seen) << "answers seen: " << story;
+    EXPECT_NE(seen.front(), "offline") << "offline before the hold: " << story;
+    // Every peer closed its link to gw4 on its own watchdog.
+    EXPECT_TRUE(eventually(
+        [&] {
+            for (auto gw : {"gw1", "gw2", "gw3"})
+                if (!peers_down_after.count(gw) && f.gw_metric(gw, "imgate_rpc_links_up") == 2)
+                    peers_down_after[gw] = ms_since(t0);
+            return peers_down_after.size() == 3;
+        },
+        peer_bound + 2000ms));
+    std::printf(
+        "[ silent  ] dispatchers down after d1 %.0f ms, d2 %.0f ms; peers' links closed "
+        "after gw1 %.0f, gw2 %.0f, gw3 %.0f ms; answers: %s\n",
+        down_after["d1"], down_after["d2"], peers_down_after["gw1"], peers_down_after["gw2"],
+        peers_down_after["gw3"], story.c_str());
+
+    // The rest of the fleet is untouched: a new client gets a gateway other than gw4.
+    for (int i = 0; i < 20; ++i) {
+        auto a =
+            http_get(f.public_addr(i % 2 ? "d1" : "d2"), "/get-tcp-ip?uid=u" + std::to_string(i));
+        ASSERT_EQ(a.status, 200) << a.body;
+        EXPECT_NE(a.json().value("id", ""), "gw4") << a.body;
+    }
+
+    // Healed: both dispatchers and every peer take gw4 back.
+    f.fault("heal gw4");
+    EXPECT_TRUE(f.settled(20s));
+}
+
+// (b) A partition between gw1 and gw2; both stay up and reachable from clients and the rest.
+TEST(HostsFault, PartitionBetweenTwoGatewaysAnswersUnavailableAndHeals) {
+    IMGATE_REQUIRE_HOSTS();
+    fleet::options o;
+    o.gateway_yaml = hosts::test_gateway_yaml("  unreachable_hold: 60s\n");
+    fleet f(o);
+    ASSERT_TRUE(f.up()) << f.last_output();
+    ASSERT_TRUE(f.settled()) << f.log("d1");
+    auto alice = f.client("gw1", "alice@example.com");
+    auto bob = f.client("gw2", "bob.müller@example.de");
+    auto carol = f.client("gw3", "carol@example.com");
+    ASSERT_TRUE(alice && bob && carol);
+    ASSERT_TRUE(eventually(
+        [&] { return f.gw_metric("gw1", "imgate_rpc_directory_user_locations") >= 2; }, 5s));
+
+    f.fault("partition gw1 gw2");
+    // Past the watchdog: gw1 and gw2 have each closed their links to the other.
+    ASSERT_TRUE(eventually(
+        [&] {
+            return f.gw_metric("gw1", "imgate_rpc_links_up") == 2 &&
+                   f.gw_metric("gw2", "imgate_rpc_links_up") == 2;
+        },
+        peer_bound + 2000ms));
+
+    // Sends across the partition: answered, and `unavailable` (the far side's users are not
+    // known to be offline), in both directions, for longer than every timeout.
+    // Paced at 10 sends a second each, well inside the per-session send rate.
+    auto until = clock_type::now() + 4s;
+    uint64_t id = 100;
+    std::map<std::string, int> answers;
+    while (clock_type::now() < until) {
+        auto r1 = send_and_wait(*alice, "bob.müller@example.de", ++id, "über die Grenze");
+        ASSERT_TRUE(r1) << "send " << id << " got no SEND_RESULT: silence";
+        ++answers["alice→bob " + proto::to_string(r1->status)];
+        auto r2 = send_and_wait(*bob, "alice@example.com", ++id, "zurück");
+        ASSERT_TRUE(r2) << "send " << id << " got no SEND_RESULT: silence";
+        ++answers["bob→alice " + proto::to_string(r2->status)];
+        std::this_thread::sleep_for(100ms);
+    }
+    std::string summary;
+    for (auto& [k, n] : answers) summary += k + " ×" + std::to_string(n) + "; ";
+    EXPECT_EQ(answers.size(), 2u) << summary;
+    EXPECT_GT(answers["alice→bob unavailable"], 0) << summary;
+    EXPECT_GT(answers["bob→alice unavailable"], 0) << summary;
+    std::printf("[ partition ] %s\n", summary.c_str());
+    // Everything else keeps working: through gw3, logins on both sides, both dispatchers.
+    auto r = send_and_wait(*alice, "carol@example.com", ++id, "via gw3");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, proto::code::ok);
+    r = send_and_wait(*bob, "carol@example.com", ++id, "auch via gw3");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, proto::code::ok);
+    EXPECT_EQ(delivered(*carol), (std::vector<std::string>{"via gw3", "auch via gw3"}));
+    r = send_and_wait(*carol, "bob.müller@example.de", ++id, "hallo");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, proto::code::ok);
+    EXPECT_TRUE(f.client("gw1", "dave@example.com"));
+    EXPECT_TRUE(f.client("gw2", "erin@example.com"));
+    for (auto d : {"d1", "d2"}) {
+        EXPECT_EQ(f.state(d, "gw1"), "up") << d;
+        EXPECT_EQ(f.state(d, "gw2"), "up") << d;
+    }
+
+    // Healed: the links come back, the snapshots resync, and bob gets messages again.
+    f.fault("heal");
+    ASSERT_TRUE(eventually(
+        [&] {
+            return f.gw_metric("gw1", "imgate_rpc_links_up") == 3 &&
+                   f.gw_metric("gw2", "imgate_rpc_links_up") == 3;
+        },
+        10s));
+    delivered(*bob, 200ms);  // carol's "hallo"
+    ASSERT_TRUE(eventually(
+        [&] {
+            auto res = send_and_wait(*alice, "bob.müller@example.de", ++id, "wieder da");
+            return res && res->status == proto::code::ok;
+        },
+        5s, 200ms));
+    auto got = delivered(*bob);
+    ASSERT_FALSE(got.empty());
+    EXPECT_EQ(got.back(), "wieder da");
+}
+
+// (c) Latency on gw4's link (a delay relay on its admin and rpc ports: this kernel may have no
+// netem). The dispatchers' pull timeout and the RPC call deadline act as configured.
+TEST(HostsFault, LatencyOnAGatewayLinkHonoursPullTimeoutAndCallDeadline) {
+    IMGATE_REQUIRE_HOSTS();
+    fleet::options o;
+    o.delayable = "gw4";
+    fleet f(o);
+    ASSERT_TRUE(f.up()) << f.last_output();
+    ASSERT_TRUE(f.settled()) << f.log("d1");
+    auto alice = f.client("gw1", "alice@example.com");
+    auto bob = f.client("gw4", "李雷@example.cn");
+    ASSERT_TRUE(alice && bob);
+    ASSERT_TRUE(eventually(
+        [&] { return f.gw_metric("gw1", "imgate_rpc_directory_user_locations") >= 1; }, 5s));
+
+    // 40 ms each way: a pull takes ≥ 80 ms, within the 200 ms pull timeout; a FORWARD's round
+    // trip ≥ 80 ms, within the 1 s call deadline.
+    f.fault("delay gw4 40ms");
+    for (auto d : {"d1", "d2"})
+        EXPECT_TRUE(
+            eventually([&] { return f.view(d, "gw4").value("pull_latency_ms", 0.0) >= 80; }, 5s))
+            << d << ": " << f.view(d, "gw4").dump();
+    auto t = clock_type::now();
+    auto r = send_and_wait(*alice, "李雷@example.cn", 1, "慢一点");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, proto::code::ok);
+    EXPECT_GE(ms_since(t), 80);
+    EXPECT_EQ(delivered(*bob), std::vector<std::string>{"慢一点"});
+    for (auto d : {"d1", "d2"}) EXPECT_EQ(f.state(d, "gw4"), "up") << d;
+
+    // 600 ms each way: a FORWARD's answer comes after 1.2 s, past the 1 s deadline: `timeout`,
+    // and the late answer is counted, not delivered twice.
+    f.fault("delay gw4 600ms");
+    double late_before = f.gw_metric("gw1", "imgate_rpc_late_answers_total");
+    t = clock_type::now();
+    r = send_and_wait(*alice, "李雷@example.cn", 2, "太慢了", 4000ms);
+    ASSERT_TRUE(r) << "silence";
+    EXPECT_EQ(r->status, proto::code::timeout) << proto::to_string(r->status);
+    EXPECT_GE(ms_since(t), 1000);
+    EXPECT_TRUE(eventually(
+        [&] { return f.gw_metric("gw1", "imgate_rpc_late_answers_total") >= late_before + 1; },
+        5s));
+    // ... and each pull now takes ≥ 1.2 s against a 200 ms timeout: both dispatchers take gw4 out,
+    // their pulls failing by timeout.
+    for (auto d : {"d1", "d2"}) {
+        EXPECT_TRUE(eventually([&] { return f.state(d, "gw4") == "down"; }, 5s)) << d;
+        auto err = f.view(d, "gw4").value("last_error", "");
+        EXPECT_NE(err.find("timeout"), std::string::npos) << d << ": " << err;
+    }
+    // The message still reached bob once (the deadline is the sender's, not a cancellation).
+    EXPECT_EQ(delivered(*bob, 2000ms), std::vector<std::string>{"太慢了"});
+
+    f.fault("heal gw4");
+    for (auto d : {"d1", "d2"})
+        EXPECT_TRUE(eventually([&] { return f.state(d, "gw4") == "up"; }, 10s)) << d;
+    r = send_and_wait(*alice, "李雷@example.cn", 3, "好了");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, proto::code::ok);
+}
+
+// (d) One of the two dispatchers killed: the other keeps answering, and the reference client
+// given both addresses fails over.
+TEST(HostsFault, DispatcherKilledTheOtherAnswersAndTheClientFailsOver) {
+    IMGATE_REQUIRE_HOSTS();
+    fleet f;
+    ASSERT_TRUE(f.up()) << f.last_output();
+    ASSERT_TRUE(f.settled()) << f.log("d1");
+    f.fault("kill d1");
+    for (int i = 0; i < 20; ++i) {
+        auto a = http_get(f.public_addr("d2"), "/get-tcp-ip?uid=user" + std::to_string(i));
+        ASSERT_EQ(a.status, 200) << a.body;
+    }
+    EXPECT_EQ(http_get(f.public_addr("d1"), "/get-tcp-ip", 500ms).status, 0);
+
+    temp_dir dir;
+    tool_process gg(dir, "get-gateway",
+                    {"get-gateway", "--dispatcher", f.dispatcher_url("d1"), "--dispatcher",
+                     f.dispatcher_url("d2"), "--user", "alice@example.com"});
+    ASSERT_EQ(gg.wait(20s), 0) << gg.err();
+    EXPECT_NE(gg.err().find(f.dispatcher_url("d1")), std::string::npos) << gg.err();
+    EXPECT_NE(gg.out().find("9000"), std::string::npos) << gg.out();
+
+    // d1 back: both answer again.
+    f.fault("start d1");
+    EXPECT_EQ(http_get(f.public_addr("d1"), "/get-tcp-ip?uid=x").status, 200);
+}

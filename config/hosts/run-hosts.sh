@@ -38,6 +38,8 @@ root=$(cd "$here/../.." && pwd)
 prefix="${IMGATE_HOSTS_PREFIX:-imh}"
 subnet="${IMGATE_HOSTS_SUBNET:-10.77.0}"
 run="${IMGATE_HOSTS_RUN:-$root/run-hosts}"
+# Commands after `up` take the subnet the fleet was started with.
+[ -z "${IMGATE_HOSTS_SUBNET:-}" ] && [ -f "$run/subnet" ] && subnet=$(cat "$run/subnet")
 read -r -a weights <<<"${IMGATE_HOSTS_WEIGHTS:-100 100 50 50}"
 delayable=" ${IMGATE_HOSTS_DELAYABLE:-} "
 dispatchers=(d1 d2)
@@ -308,18 +310,24 @@ print_fleet() {
     done
     local d1 d2
     d1="http://$(addr_of d1):$d_public" d2="http://$(addr_of d2):$d_public"
-    local sh="config/hosts/run-hosts.sh"
-    [ "$PWD" = "$root" ] || sh="$here/run-hosts.sh"
-    [ "$run" = "$root/run-hosts" ] || sh="IMGATE_HOSTS_RUN=$run $sh"
     cat <<EOF
 
 From this machine (the host is $(addr_of host) on the bridge):
   $bin/imgate get-gateway --dispatcher $d1 --dispatcher $d2
-  $bin/imgate token --secret-file $run/config/token.secret --uid alice@example.com
+  $bin/imgate listen --dispatcher $d1,$d2 --secret-file $run/config/token.secret -u alice@example.com
+  $bin/imgate send --dispatcher $d1,$d2 --secret-file $run/config/token.secret -u bob@example.com --to alice@example.com hello
   curl -s http://$(addr_of d1):$d_admin/status
-Faults (from another terminal): $sh silence gw2 | partition gw1 gw2 | kill d1 | heal | status
-Ctrl-C stops the fleet and removes the namespaces.
+Faults (from another terminal): $(self_cmd) silence gw2 | partition gw1 gw2 | kill d1 | heal | status
 EOF
+}
+
+# This script as another terminal should call it: with the environment that names this fleet.
+self_cmd() {
+    local sh="config/hosts/run-hosts.sh" env=""
+    [ "$PWD" = "$root" ] || sh="$here/run-hosts.sh"
+    [ "$prefix" = imh ] || env+="IMGATE_HOSTS_PREFIX=$prefix "
+    [ "$run" = "$root/run-hosts" ] || env+="IMGATE_HOSTS_RUN=$run "
+    echo "$env$sh"
 }
 
 # ---- faults ----
@@ -430,6 +438,7 @@ cmd_up() {
     [ -e "$run" ] && die "$run belongs to another fleet of hosts (prefix $(cat "$run/prefix" 2>/dev/null || echo unknown)); set IMGATE_HOSTS_RUN"
     mkdir -p "$run"
     echo "$prefix" >"$run/prefix"
+    echo "$subnet" >"$run/subnet"
     : >"$run/faults"
     # A start that fails half way removes what it made, in both modes.
     trap 'stop_all $?' EXIT
@@ -448,9 +457,10 @@ cmd_up() {
     print_fleet
     if [ "$detach" = 1 ]; then
         trap - EXIT
-        say "detached; stop and remove with: $0 down"
+        say "detached; stop and remove with: $(self_cmd) down"
         return 0
     fi
+    echo "Ctrl-C stops the fleet and removes the namespaces."
     # Shows every member's log here until Ctrl-C; reports a member that exits.
     (cd "$run" && trap '' INT && exec tail -n 0 -F -s 0.2 --pid=$$ gw1.log gw2.log gw3.log \
         gw4.log d1.log d2.log 2>/dev/null) &
@@ -461,7 +471,7 @@ cmd_up() {
                 reported[$m]=""
             elif [ -z "${reported[$m]:-}" ]; then
                 reported[$m]=1
-                say "$m is not running (start it again: $0 start $m)"
+                say "$m is not running (start it again: $(self_cmd) start $m)"
             fi
         done
     done

@@ -310,15 +310,18 @@ print_fleet() {
     done
     local d1 d2
     d1="http://$(addr_of d1):$d_public" d2="http://$(addr_of d2):$d_public"
-    cat <<EOF
-
-From this machine (the host is $(addr_of host) on the bridge):
-  $bin/imgate get-gateway --dispatcher $d1 --dispatcher $d2
-  $bin/imgate listen --dispatcher $d1,$d2 --secret-file $run/config/token.secret -u alice@example.com
-  $bin/imgate send --dispatcher $d1,$d2 --secret-file $run/config/token.secret -u bob@example.com --to alice@example.com hello
-  curl -s http://$(addr_of d1):$d_admin/status
-Faults (from another terminal): $(self_cmd) silence gw2 | partition gw1 gw2 | kill d1 | heal | status
-EOF
+    # Plain echos (no heredoc): a Ctrl-C while bash reads a heredoc with $(...) in it breaks
+    # the trap that should stop the fleet.
+    local self host
+    self=$(self_cmd)
+    host=$(addr_of host)
+    echo
+    echo "From this machine (the host is $host on the bridge):"
+    echo "  $bin/imgate get-gateway --dispatcher $d1 --dispatcher $d2"
+    echo "  $bin/imgate listen --dispatcher $d1,$d2 --secret-file $run/config/token.secret -u alice@example.com"
+    echo "  $bin/imgate send --dispatcher $d1,$d2 --secret-file $run/config/token.secret -u bob@example.com --to alice@example.com hello"
+    echo "  curl -s http://$(addr_of d1):$d_admin/status"
+    echo "Faults (from another terminal): $self silence gw2 | partition gw1 gw2 | kill d1 | heal | status"
 }
 
 # This script as another terminal should call it: with the environment that names this fleet.

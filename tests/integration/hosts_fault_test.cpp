@@ -183,10 +183,10 @@ TEST(HostsFault, PartitionBetweenTwoGatewaysAnswersUnavailableAndHeals) {
     while (clock_type::now() < until) {
         auto r1 = send_and_wait(*alice, "bob.müller@example.de", ++id, "über die Grenze");
         ASSERT_TRUE(r1) << "send " << id << " got no SEND_RESULT: silence";
-        ++answers["alice→bob " + proto::to_string(r1->status)];
+        ++answers[std::string("alice→bob ") + proto::to_string(r1->status)];
         auto r2 = send_and_wait(*bob, "alice@example.com", ++id, "zurück");
         ASSERT_TRUE(r2) << "send " << id << " got no SEND_RESULT: silence";
-        ++answers["bob→alice " + proto::to_string(r2->status)];
+        ++answers[std::string("bob→alice ") + proto::to_string(r2->status)];
         std::this_thread::sleep_for(100ms);
     }
     std::string summary;

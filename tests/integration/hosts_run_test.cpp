@@ -129,9 +129,10 @@ TEST(HostsRun, CtrlCInTheForegroundStopsEveryMemberAndRemovesTheNetwork) {
         ::execl("/bin/sh", "sh", "-c", cmd.c_str(), nullptr);
         ::_exit(127);
     }
-    // Ready when it prints the fleet; the pids come from the members' ready files.
+    // Ready once it has printed the fleet and the Ctrl-C line; the pids come from the ready files.
     bool ready = eventually(
-        [&] { return read_file(log).find("Fleet of hosts up") != std::string::npos; }, 30s, 50ms);
+        [&] { return read_file(log).find("Ctrl-C stops the fleet") != std::string::npos; }, 30s,
+        50ms);
     auto pids = member_pids(f);
     if (!ready || pids.size() != 6u) {
         ::kill(script, SIGKILL);

@@ -20,6 +20,11 @@ const char* const overflowed_help =
     "1 while entries of the peer were refused at its cap since its last snapshot (sends are "
     "then also forwarded to it)";
 
+const char* const held_name = "imgate_rpc_directory_held";
+const char* const held_help =
+    "Directory entries of a peer whose link ended without a clean close, kept for "
+    "cluster_rpc.unreachable_hold so sends to its users answer unavailable, not offline";
+
 const char* kind_label(proto::target_kind k) {
     return k == proto::target_kind::user ? "user" : "room";
 }
@@ -82,7 +87,7 @@ cluster_metrics::cluster_metrics(metrics_registry& m, const fleet_config& fleet,
         if (g.id == self_id) continue;
         connects(g.id);
         for (auto k : {proto::target_kind::user, proto::target_kind::room})
-            set_peer_directory(g.id, k, 0, false);
+            set_peer_directory(g.id, k, 0, false, 0);
     }
 }
 
@@ -140,10 +145,11 @@ counter& cluster_metrics::directory_refused(proto::target_kind kind) {
 }
 
 void cluster_metrics::set_peer_directory(const std::string& peer, proto::target_kind kind,
-                                         size_t entries, bool overflowed) {
+                                         size_t entries, bool overflowed, size_t held) {
     label_set l{{"kind", kind_label(kind)}, {"peer", peer}};
     m_.get_gauge(peer_entries_name, peer_entries_help, l).set(static_cast<double>(entries));
     m_.get_gauge(overflowed_name, overflowed_help, l).set(overflowed ? 1 : 0);
+    m_.get_gauge(held_name, held_help, l).set(static_cast<double>(held));
 }
 
 counter& cluster_metrics::connects(const std::string& peer) {
@@ -155,6 +161,7 @@ void cluster_metrics::forget_peer(const std::string& peer) {
     m_.remove_series(connects_name, "peer", peer);
     m_.remove_series(peer_entries_name, "peer", peer);
     m_.remove_series(overflowed_name, "peer", peer);
+    m_.remove_series(held_name, "peer", peer);
 }
 
 }  // namespace imgate::gw

@@ -27,11 +27,12 @@ class cluster_metrics {
     counter& entry_skipped(rpc::op o);
     // imgate_rpc_directory_refused_total{kind}: entries not stored, the peer at its cap.
     counter& directory_refused(proto::target_kind kind);
-    // imgate_rpc_directory_entries{kind,peer} and imgate_rpc_directory_overflowed{kind,peer}
-    // (1 while some of the peer's entries are refused). Looked up at each use, not cached: a
-    // reload that removes the peer removes the series.
+    // imgate_rpc_directory_entries{kind,peer}, imgate_rpc_directory_overflowed{kind,peer}
+    // (1 while some of the peer's entries are refused) and imgate_rpc_directory_held{kind,peer}
+    // (the peer's entries kept after its link ended with an unknown fate; 0 otherwise). Looked up
+    // at each use, not cached: a reload that removes the peer removes the series.
     void set_peer_directory(const std::string& peer, proto::target_kind kind, size_t entries,
-                            bool overflowed);
+                            bool overflowed, size_t held);
     // imgate_rpc_link_connects_total{peer}; also registers the series of a peer a reload adds.
     counter& connects(const std::string& peer);
     // A peer left the fleet: its series do not linger.

@@ -115,7 +115,12 @@ apply_result announced_directory::apply(int k, const std::string& peer, bool res
     side& sd = sides_[k];
     const size_t cap = k == 0 ? limits_.max_peer_users : limits_.max_peer_rooms;
     apply_result r;
-    if (reset) give_back_memory(forget(k, s));
+    if (reset) {
+        // A snapshot comes only on a live link: whatever was held is replaced, and a pending
+        // hold timer must not drop the fresh entries.
+        slots_[s].hold = 0;
+        give_back_memory(forget(k, s));
+    }
     peer_slot& p = slots_[s];
     for (const auto& d : changes) {
         auto it = sd.t.find(d.key);
@@ -166,6 +171,32 @@ void announced_directory::drop_peer(const std::string& peer) {
     slots_[s] = peer_slot{};
     slot_by_peer_.erase(it);
     give_back_memory(freed);
+}
+
+uint64_t announced_directory::hold_peer(const std::string& peer, hold_clock::time_point until) {
+    peer_slot& p = slots_[slot_of(peer)];
+    p.hold = ++last_hold_;
+    p.hold_until = until;
+    return p.hold;
+}
+
+bool announced_directory::expire_hold(const std::string& peer, uint64_t generation,
+                                      hold_clock::time_point now) {
+    const peer_slot* p = find_slot(peer);
+    if (!p || generation == 0 || p->hold != generation || now < p->hold_until) return false;
+    drop_peer(peer);
+    return true;
+}
+
+bool announced_directory::end_hold(const std::string& peer) {
+    auto it = slot_by_peer_.find(peer);
+    if (it == slot_by_peer_.end()) return false;
+    return std::exchange(slots_[it->second].hold, 0) != 0;
+}
+
+bool announced_directory::held(const std::string& peer) const {
+    const peer_slot* p = find_slot(peer);
+    return p && p->hold != 0;
 }
 
 }  // namespace imgate::gw

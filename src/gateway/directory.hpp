@@ -4,6 +4,7 @@
 // Redis-backed directory without touching forwarding (docs/architecture.md, "Scaling the
 // directory").
 #include <boost/container/small_vector.hpp>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -17,6 +18,7 @@
 namespace imgate::gw {
 
 using peer_list = std::vector<std::string>;
+using hold_clock = std::chrono::steady_clock;
 
 // How much of this gateway's memory one peer's announcements may take (cluster_rpc.max_peer_*).
 struct directory_limits {
@@ -48,9 +50,25 @@ class session_directory {
                                         const std::vector<rpc::delta>& changes) = 0;
     virtual apply_result apply_rooms(const std::string& peer, bool reset,
                                      const std::vector<rpc::delta>& changes) = 0;
-    // The peer's announcement stream ended (link down, removed from the fleet): forget it, and
-    // give the memory back.
+    // The peer's announcement stream ended cleanly (it closed its link, or it left the fleet):
+    // its sessions are gone, so forget it and give the memory back.
     virtual void drop_peer(const std::string& peer) = 0;
+
+    // The peer's link ended without telling us its fate (watchdog, reset, I/O error): it may
+    // still serve its users, so its entries are kept, marked held, until `until`; sends to them
+    // go to the peer (or fail unavailable) instead of answering a made-up offline. Returns the
+    // hold's generation, unique for the life of the directory, which expire_hold must present.
+    virtual uint64_t hold_peer(const std::string& peer, hold_clock::time_point until) = 0;
+    // The hold's time has come: drops the peer's entries if that hold is still the current one
+    // and `now` has reached its end. A newer link (end_hold), a snapshot or another hold has made
+    // `generation` stale, and then nothing is dropped. Returns whether it dropped the peer.
+    virtual bool expire_hold(const std::string& peer, uint64_t generation,
+                             hold_clock::time_point now) = 0;
+    // A new link from the peer authenticated: its hold ends (the entries stay until its reset
+    // snapshot replaces them, as on any link-up). Returns whether the peer was held.
+    virtual bool end_hold(const std::string& peer) = 0;
+    // Whether the peer's entries are held (its link ended with an unknown fate).
+    virtual bool held(const std::string& peer) const = 0;
     // Entries held for one peer, and whether some of its entries were refused since its last
     // snapshot started.
     virtual size_t peer_entries(const std::string& peer, proto::target_kind kind) const = 0;
@@ -77,6 +95,11 @@ class announced_directory final : public session_directory {
     apply_result apply_rooms(const std::string& peer, bool reset,
                              const std::vector<rpc::delta>& changes) override;
     void drop_peer(const std::string& peer) override;
+    uint64_t hold_peer(const std::string& peer, hold_clock::time_point until) override;
+    bool expire_hold(const std::string& peer, uint64_t generation,
+                     hold_clock::time_point now) override;
+    bool end_hold(const std::string& peer) override;
+    bool held(const std::string& peer) const override;
     size_t peer_entries(const std::string& peer, proto::target_kind kind) const override;
     bool overflowed(const std::string& peer, proto::target_kind kind) const override;
     size_t user_entries() const override { return sides_[0].t.size(); }
@@ -104,6 +127,8 @@ class announced_directory final : public session_directory {
         std::string id;              // empty: free slot
         size_t entries[2] = {0, 0};  // pairs held for this peer, by kind
         bool overflowed[2] = {false, false};
+        uint64_t hold = 0;  // generation of the current hold; 0: not held
+        hold_clock::time_point hold_until{};
     };
 
     static int index(proto::target_kind kind) { return kind == proto::target_kind::user ? 0 : 1; }
@@ -117,6 +142,9 @@ class announced_directory final : public session_directory {
     side sides_[2];
     std::unordered_map<std::string, uint16_t> slot_by_peer_;
     std::vector<peer_slot> slots_;
+    // Hold generations are never reused, even across a peer's slot being freed and taken again,
+    // so a stale hold timer can never match a later hold.
+    uint64_t last_hold_ = 0;
 };
 
 }  // namespace imgate::gw

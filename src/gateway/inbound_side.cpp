@@ -56,11 +56,110 @@ void inbound_side::stop() {
     acceptor_.close(ec);
     for (auto& [id, c] : inbound_) c->close();
     for (auto& c : handshaking_) c->close();
+    for (auto& [id, t] : hold_timers_) t->cancel();
+    hold_timers_.clear();
 }
 
 void inbound_side::close_non_members() {
     for (auto& [id, c] : inbound_)
         if (!ctx_->is_member(id)) c->close();
+    // A removed peer is not coming back on this fleet: what it announced is dropped now, whether
+    // its link is still up (the close above ends it as clean) or its entries were held.
+    std::vector<std::string> gone;
+    for (auto& [id, t] : hold_timers_)
+        if (!ctx_->is_member(id)) gone.push_back(id);
+    for (auto& id : gone) {
+        spdlog::info("cluster rpc: {} left the fleet; dropped its held directory entries", id);
+        drop(id);
+    }
+}
+
+void inbound_side::publish_peer(const std::string& peer) {
+    ctx_->publish_directory(*dir_);
+    // A peer a reload removed has had its series deleted: do not bring them back.
+    if (ctx_->stopping.load() || !ctx_->is_member(peer)) return;
+    bool held = dir_->held(peer);
+    for (auto k : {proto::target_kind::user, proto::target_kind::room}) {
+        size_t n = dir_->peer_entries(peer, k);
+        ctx_->metrics.set_peer_directory(peer, k, n, dir_->overflowed(peer, k), held ? n : 0);
+    }
+}
+
+void inbound_side::drop(const std::string& peer) {
+    if (auto t = hold_timers_.find(peer); t != hold_timers_.end()) {
+        t->second->cancel();
+        hold_timers_.erase(t);
+    }
+    dir_->drop_peer(peer);
+    publish_peer(peer);
+}
+
+void inbound_side::link_ended(const std::string& peer, const peer_conn& c) {
+    auto& ctx = *ctx_;
+    size_t users = dir_->peer_entries(peer, proto::target_kind::user);
+    size_t rooms = dir_->peer_entries(peer, proto::target_kind::room);
+    bool overflowed = dir_->overflowed(peer, proto::target_kind::user) ||
+                      dir_->overflowed(peer, proto::target_kind::room);
+    if (ctx.stopped || c.closed_by_peer() || !ctx.is_member(peer) ||
+        ctx.cfg.unreachable_hold.count() == 0 || (users + rooms == 0 && !overflowed)) {
+        // Its sessions are gone (or it is no longer ours to ask, or it announced nothing to
+        // hold): offline is now the truth.
+        if (!ctx.stopped && users + rooms > 0)
+            spdlog::info("cluster rpc: link from {} ended ({}); dropped its {} users and {} rooms",
+                         peer, c.end_reason().empty() ? "closed" : c.end_reason(), users, rooms);
+        drop(peer);
+        return;
+    }
+    hold(peer, c.end_reason().empty() ? std::string("closed") : c.end_reason());
+}
+
+// The peer may be alive behind a broken path (a partition) and still serving its users: saying
+// "offline" for them would be a lie. Its entries stay, so sends to them go to the peer's own
+// link (unavailable while that is down too) until the peer is back or the hold runs out.
+void inbound_side::hold(const std::string& peer, const std::string& why) {
+    auto& ctx = *ctx_;
+    auto until = hold_clock::now() + ctx.cfg.unreachable_hold;
+    uint64_t gen = dir_->hold_peer(peer, until);
+    auto& t = hold_timers_[peer];
+    t = std::make_unique<asio::steady_timer>(ctx.strand);  // replaces (cancels) an older hold's
+    t->expires_at(until);
+    auto self = shared_from_this();
+    auto on_timer = [self, peer, gen](error_code ec) {
+        if (!ec) self->on_hold_timer(peer, gen);
+    };
+    t->async_wait(on_timer);
+    spdlog::warn(
+        "cluster rpc: link from {} ended ({}); holding its {} users and {} rooms for {} ms "
+        "(cluster_rpc.unreachable_hold): sends to them go to {} or fail unavailable, not offline",
+        peer, why, dir_->peer_entries(peer, proto::target_kind::user),
+        dir_->peer_entries(peer, proto::target_kind::room), ctx.cfg.unreachable_hold.count(), peer);
+    publish_peer(peer);
+}
+
+void inbound_side::on_hold_timer(const std::string& peer, uint64_t generation) {
+    if (ctx_->stopped) return;
+    size_t users = dir_->peer_entries(peer, proto::target_kind::user);
+    size_t rooms = dir_->peer_entries(peer, proto::target_kind::room);
+    if (!dir_->expire_hold(peer, generation, hold_clock::now())) return;  // superseded
+    hold_timers_.erase(peer);
+    spdlog::warn(
+        "cluster rpc: {} did not come back within cluster_rpc.unreachable_hold ({} ms); dropped "
+        "its {} held users and {} rooms: sends to them now answer offline",
+        peer, ctx_->cfg.unreachable_hold.count(), users, rooms);
+    publish_peer(peer);
+}
+
+void inbound_side::end_hold(const std::string& peer) {
+    if (auto t = hold_timers_.find(peer); t != hold_timers_.end()) {
+        t->second->cancel();
+        hold_timers_.erase(t);
+    }
+    if (!dir_->end_hold(peer)) return;
+    spdlog::info(
+        "cluster rpc: {} is back; its {} held users and {} rooms are replaced by its snapshot",
+        peer, dir_->peer_entries(peer, proto::target_kind::user),
+        dir_->peer_entries(peer, proto::target_kind::room));
+    publish_peer(peer);
 }
 
 asio::awaitable<void> inbound_side::accept_loop(std::shared_ptr<inbound_side> self) {
@@ -139,6 +238,7 @@ asio::awaitable<void> inbound_side::serve(std::shared_ptr<inbound_side> self,
     inbound[peer] = c;
     ctx.metrics.inbound_links.set(static_cast<double>(inbound.size()));
     ctx.inbound_count = inbound.size();
+    self->end_hold(peer);
     self->on_peer_up_(peer);
     c->start_watchdog(ctx.cfg, false, ctx.metrics.closed_for("read_timeout"),
                       ctx.metrics.closed_for("write_stall"));
@@ -151,16 +251,17 @@ asio::awaitable<void> inbound_side::serve(std::shared_ptr<inbound_side> self,
         return v;
     };
     auto end = co_await c->read_frames(h);
-    if (end == read_end::bad_frame || end == read_end::rejected)
+    if (end == read_end::bad_frame || end == read_end::rejected) {
         ctx.metrics.protocol_error("inbound").inc();
+        c->close("protocol error");
+    }
     if (c->overflowed()) ctx.metrics.closed_for("slow_consumer").inc();
     c->close();
     auto it = inbound.find(peer);
     if (it != inbound.end() && it->second == c) {
         // The peer's announcement stream ended: what it told us may no longer be true.
         inbound.erase(it);
-        self->dir_->drop_peer(peer);
-        ctx.publish_directory(*self->dir_);
+        self->link_ended(peer, *c);
         ctx.metrics.inbound_links.set(static_cast<double>(inbound.size()));
         ctx.inbound_count = inbound.size();
     }

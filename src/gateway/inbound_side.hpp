@@ -6,6 +6,7 @@
 // peer_service's.
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <functional>
 #include <map>
 #include <memory>
@@ -33,7 +34,7 @@ class inbound_side : public std::enable_shared_from_this<inbound_side> {
     // Closes the acceptor and every connection.
     void stop();
     // After a reload: closes the links of peers no longer in the fleet (their cleanup drops what
-    // they announced).
+    // they announced) and drops what removed peers whose entries were held had announced.
     void close_non_members();
 
     session_directory& directory() { return *dir_; }
@@ -45,6 +46,16 @@ class inbound_side : public std::enable_shared_from_this<inbound_side> {
     static boost::asio::awaitable<void> serve(std::shared_ptr<inbound_side> self,
                                               std::shared_ptr<peer_conn> c);
     boost::asio::awaitable<void> guard_close(std::shared_ptr<peer_conn> c);
+    // The peer's inbound link ended: a clean close (or a peer that left the fleet, or a zero
+    // unreachable_hold) drops its entries; any other end holds them for unreachable_hold.
+    void link_ended(const std::string& peer, const peer_conn& c);
+    void hold(const std::string& peer, const std::string& why);
+    void on_hold_timer(const std::string& peer, uint64_t generation);
+    // A new link from the peer authenticated: a hold of its entries ends (its snapshot follows).
+    void end_hold(const std::string& peer);
+    void drop(const std::string& peer);
+    // Republishes the peer's gauges (entries, overflowed, held) and the directory's totals.
+    void publish_peer(const std::string& peer);
 
     std::shared_ptr<cluster_context> ctx_;
     std::unique_ptr<session_directory> dir_;
@@ -53,6 +64,8 @@ class inbound_side : public std::enable_shared_from_this<inbound_side> {
     boost::asio::ip::tcp::acceptor acceptor_;
     std::map<std::string, std::shared_ptr<peer_conn>> inbound_;  // authenticated, by peer id
     std::set<std::shared_ptr<peer_conn>> handshaking_;
+    // One timer per peer whose entries are held (cluster_rpc.unreachable_hold).
+    std::map<std::string, std::unique_ptr<boost::asio::steady_timer>> hold_timers_;
     bool handshake_cap_logged_ = false;
 };
 

@@ -85,11 +85,16 @@ bool peer_conn::after_append(bool was_empty, bool bounded) {
     if (bounded && pending_.size() > max_queue_) {
         // Its calls then fail with unavailable; a reconnect resynchronises with a snapshot.
         overflowed_ = true;
-        close();
+        close("slow consumer (cluster_rpc.max_queue_bytes)");
         return false;
     }
     if (was_empty && !in_write_) wake_.cancel();
     return true;
+}
+
+void peer_conn::close(std::string_view why) {
+    if (!closed_ && end_reason_.empty()) end_reason_ = why;
+    close();
 }
 
 void peer_conn::close() {
@@ -141,7 +146,12 @@ asio::awaitable<read_end> peer_conn::read_frames(const std::function<verdict(fra
         }
         auto [ec, n] = co_await sock_.async_read_some(asio::buffer(read_buf_), use_tuple);
         if (ec) {
-            close();
+            if (ec == asio::error::eof && !closed_) {
+                closed_by_peer_ = true;
+                close("closed by the peer");
+            } else {
+                close("read failed: " + ec.message());  // noted only if nothing closed it first
+            }
             co_return read_end::closed;
         }
         read_seen_ = true;
@@ -168,7 +178,7 @@ asio::awaitable<void> peer_conn::run_writer(std::shared_ptr<peer_conn> c) {
         auto [ec, n] = co_await asio::async_write(c->sock_, asio::buffer(c->writing_), use_tuple);
         c->in_write_ = false;
         if (ec) {
-            c->close();
+            c->close("write failed: " + ec.message());
             break;
         }
         // A snapshot or a large forward must not stay pinned by an idle link.
@@ -189,8 +199,9 @@ asio::awaitable<void> peer_conn::run_watchdog(std::shared_ptr<peer_conn> c, rpc:
         auto a = live.on_tick(std::chrono::steady_clock::now(), std::exchange(c->read_seen_, false),
                               std::exchange(c->write_seen_, false), started);
         if (a == action::close_read_timeout || a == action::close_write_stall) {
-            (a == action::close_read_timeout ? read_timeouts : write_stalls).inc();
-            c->close();
+            bool read = a == action::close_read_timeout;
+            (read ? read_timeouts : write_stalls).inc();
+            c->close(read ? "nothing read for peer_timeout" : "a write stuck for peer_timeout");
             break;
         }
         if (a == action::ping) {

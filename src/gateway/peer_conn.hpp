@@ -74,9 +74,17 @@ class peer_conn : public std::enable_shared_from_this<peer_conn> {
     void set_authenticated();
 
     void close();
+    // Closes, noting why (the first reason noted is kept: see end_reason()).
+    void close(std::string_view why);
     // Closes once the queue is written (AUTH_FAIL reaches a refused peer).
     void close_when_flushed();
     bool closed() const { return closed_; }
+    // The peer closed the connection itself (the reader saw EOF): it ended or closed on purpose,
+    // which a silent host or a broken path never does.
+    bool closed_by_peer() const { return closed_by_peer_; }
+    // Why the connection ended, for logs: "closed by the peer", "nothing read for peer_timeout",
+    // an I/O error's message, ...; empty while open, or when closed with no reason noted.
+    const std::string& end_reason() const { return end_reason_; }
     bool overflowed() const { return overflowed_; }
     size_t queued_bytes() const { return pending_.size(); }
 
@@ -102,6 +110,8 @@ class peer_conn : public std::enable_shared_from_this<peer_conn> {
     bool in_write_ = false;
     bool close_after_flush_ = false;
     bool overflowed_ = false;
+    bool closed_by_peer_ = false;
+    std::string end_reason_;
     bool read_seen_ = false;  // since the watchdog's last tick
     bool write_seen_ = false;
     std::chrono::steady_clock::time_point write_started_;

@@ -24,8 +24,9 @@ peer_service::~peer_service() {
 }
 
 void peer_service::publish(proto::target_kind kind) {
-    ctx_.metrics.set_peer_directory(peer_, kind, dir_.peer_entries(peer_, kind),
-                                    dir_.overflowed(peer_, kind));
+    size_t n = dir_.peer_entries(peer_, kind);
+    ctx_.metrics.set_peer_directory(peer_, kind, n, dir_.overflowed(peer_, kind),
+                                    dir_.held(peer_) ? n : 0);
 }
 
 // Entries past the peer's cap: not stored, counted, and the peer's sends fall back to asking it

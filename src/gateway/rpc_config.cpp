@@ -10,6 +10,8 @@ rpc_config parse_rpc_config(yaml_map m) {
     c.peer_timeout = m.duration("peer_timeout", c.peer_timeout);
     c.backoff_min = m.duration("backoff_min", c.backoff_min);
     c.backoff_max = m.duration("backoff_max", c.backoff_max);
+    // Any duration the parser takes (0 up to 7 days): 0 drops a vanished peer's entries at once.
+    c.unreachable_hold = m.duration("unreachable_hold", c.unreachable_hold);
     c.max_in_flight =
         static_cast<uint32_t>(m.integer("max_in_flight", c.max_in_flight, 1, 1000000));
     c.max_queue_bytes =

@@ -25,6 +25,12 @@ struct rpc_config {
     // users) on one peer.
     uint32_t max_peer_users = 500000;
     uint32_t max_peer_rooms = 500000;
+    // How long a peer's directory entries are kept after its inbound link ended without a clean
+    // close (watchdog, reset, I/O error): the peer may be alive behind a partition, and sends to
+    // its users then answer unavailable rather than a false offline. A partition longer than
+    // this answers offline for the far side's users; a host that really died silently answers
+    // unavailable this long before offline. 0: drop at once, like a clean close.
+    std::chrono::milliseconds unreachable_hold{60000};
 };
 
 // Parses the `cluster_rpc:` mapping (absent: defaults). Throws config_error.

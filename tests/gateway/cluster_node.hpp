@@ -48,6 +48,11 @@ struct cluster_node {
     void shutdown() {
         if (!thread.joinable()) return;
         cluster->stop();
+        // Waits for the stop to have run on the cluster's strand (lookup queues behind it there),
+        // so this node's sockets are closed, and its peers read EOF — a clean close, whose
+        // entries they drop at once — before the io_context stops. Without it io.stop() could
+        // win, leaving the sockets open and silent: a partition, whose entries peers hold.
+        (void)cluster->lookup(proto::target_kind::user, "");
         work.reset();
         io.stop();
         thread.join();

@@ -102,6 +102,7 @@ class fleet {
         std::string dispatcher_yaml;  // full sections appended to dispatcher.yaml
         std::string gateway_wrapper;  // e.g. "prlimit --nofile=128:128" (split on spaces)
         std::string gateway_binary;   // empty: this build's imgate-gateway (bench: another build's)
+        std::vector<uint32_t> weights;  // fleet weight of gw1, gw2, ...; 100 where not given
     };
 
     explicit fleet(options o) : opt_(std::move(o)) {
@@ -118,7 +119,9 @@ class fleet {
             admin_[id] = addr();
             rpc_[id] = addr();
             y += "  - id: " + id + "\n    client: " + client_[id] + "\n    admin: " + admin_[id] +
-                 "\n    rpc: " + rpc_[id] + "\n    weight: 100\n    region: local\n";
+                 "\n    rpc: " + rpc_[id] + "\n    weight: " +
+                 std::to_string(size_t(i) <= opt_.weights.size() ? opt_.weights[i - 1] : 100) +
+                 "\n    region: local\n";
         }
         write_file(dir_.file("fleet.yaml"), y);
         write_gateway_yaml(opt_.gateway_yaml);

@@ -234,11 +234,14 @@ TEST(HostsFault, PartitionBetweenTwoGatewaysAnswersUnavailableAndHeals) {
 }
 
 // (c) Latency on gw4's link (a delay relay on its admin and rpc ports: this kernel may have no
-// netem). The dispatchers' pull timeout and the RPC call deadline act as configured.
-TEST(HostsFault, LatencyOnAGatewayLinkHonoursPullTimeoutAndCallDeadline) {
+// netem). The dispatchers' pull timeout (200 ms), the RPC call deadline (500 ms) and the peer
+// watchdog (peer_timeout 1.5 s, ping_interval 500 ms) each act as configured.
+TEST(HostsFault, LatencyOnAGatewayLinkHonoursPullTimeoutCallDeadlineAndPeerTimeout) {
     IMGATE_REQUIRE_HOSTS();
     fleet::options o;
     o.delayable = "gw4";
+    o.gateway_yaml = hosts::test_gateway_yaml("  unreachable_hold: 60s\n");
+    o.gateway_yaml.replace(o.gateway_yaml.find("call_timeout: 1s"), 16, "call_timeout: 500ms");
     fleet f(o);
     ASSERT_TRUE(f.up()) << f.last_output();
     ASSERT_TRUE(f.settled()) << f.log("d1");
@@ -247,9 +250,13 @@ TEST(HostsFault, LatencyOnAGatewayLinkHonoursPullTimeoutAndCallDeadline) {
     ASSERT_TRUE(alice && bob);
     ASSERT_TRUE(eventually(
         [&] { return f.gw_metric("gw1", "imgate_rpc_directory_user_locations") >= 1; }, 5s));
+    auto diag = [&] {
+        return "gw1:\n" + f.log("gw1") + "\ngw4:\n" + f.log("gw4") + "\nrelay:\n" +
+               f.log("gw4.relay");
+    };
 
-    // 40 ms each way: a pull takes ≥ 80 ms, within the 200 ms pull timeout; a FORWARD's round
-    // trip ≥ 80 ms, within the 1 s call deadline.
+    // 40 ms each way: a pull takes ≥ 80 ms, inside the 200 ms pull timeout; a FORWARD's round
+    // trip ≥ 80 ms, inside the 500 ms call deadline. Everything works, only slower.
     f.fault("delay gw4 40ms");
     for (auto d : {"d1", "d2"})
         EXPECT_TRUE(
@@ -263,34 +270,61 @@ TEST(HostsFault, LatencyOnAGatewayLinkHonoursPullTimeoutAndCallDeadline) {
     EXPECT_EQ(delivered(*bob), std::vector<std::string>{"慢一点"});
     for (auto d : {"d1", "d2"}) EXPECT_EQ(f.state(d, "gw4"), "up") << d;
 
-    // 600 ms each way: a FORWARD's answer comes after 1.2 s, past the 1 s deadline: `timeout`,
-    // and the late answer is counted, not delivered twice.
-    f.fault("delay gw4 600ms");
+    // 300 ms each way: the answer comes after ≥ 600 ms, past the 500 ms deadline: `timeout`;
+    // the late answer is counted, the message still reached bob once, and the link stays (the
+    // round trip plus a ping interval is inside peer_timeout).
+    f.fault("delay gw4 300ms");
     double late_before = f.gw_metric("gw1", "imgate_rpc_late_answers_total");
+    double read_timeouts =
+        f.gw_metric("gw1", "imgate_rpc_links_closed_total{reason=\"read_timeout\"}");
     t = clock_type::now();
-    r = send_and_wait(*alice, "李雷@example.cn", 2, "太慢了", 4000ms);
+    r = send_and_wait(*alice, "李雷@example.cn", 2, "太慢了", 3000ms);
     ASSERT_TRUE(r) << "silence";
     EXPECT_EQ(r->status, proto::code::timeout) << proto::to_string(r->status);
-    EXPECT_GE(ms_since(t), 1000);
+    EXPECT_GE(ms_since(t), 500);
     EXPECT_TRUE(eventually(
-        [&] { return f.gw_metric("gw1", "imgate_rpc_late_answers_total") >= late_before + 1; },
-        5s));
-    // ... and each pull now takes ≥ 1.2 s against a 200 ms timeout: both dispatchers take gw4 out,
+        [&] { return f.gw_metric("gw1", "imgate_rpc_late_answers_total") >= late_before + 1; }, 5s))
+        << diag();
+    EXPECT_EQ(delivered(*bob, 1500ms), std::vector<std::string>{"太慢了"});
+    // ... and a pull now takes ≥ 600 ms against a 200 ms timeout: both dispatchers take gw4 out,
     // their pulls failing by timeout.
     for (auto d : {"d1", "d2"}) {
         EXPECT_TRUE(eventually([&] { return f.state(d, "gw4") == "down"; }, 5s)) << d;
         auto err = f.view(d, "gw4").value("last_error", "");
         EXPECT_NE(err.find("timeout"), std::string::npos) << d << ": " << err;
     }
-    // The message still reached bob once (the deadline is the sender's, not a cancellation).
-    EXPECT_EQ(delivered(*bob, 2000ms), std::vector<std::string>{"太慢了"});
+    EXPECT_EQ(f.gw_metric("gw1", "imgate_rpc_links_closed_total{reason=\"read_timeout\"}"),
+              read_timeouts)
+        << diag();
 
+    // A spike to 2 s each way: a steady latency only shifts the PING/PONG stream, but the jump
+    // leaves gw1 reading nothing for ~4 s, more than peer_timeout: its watchdog closes the link
+    // (read_timeout), a new handshake cannot fit connect_timeout, and sends to bob answer
+    // `unavailable` (his entry is held), never silence.
+    f.fault("delay gw4 2s");
+    EXPECT_TRUE(eventually(
+        [&] {
+            return f.gw_metric("gw1", "imgate_rpc_links_closed_total{reason=\"read_timeout\"}") >=
+                   read_timeouts + 1;
+        },
+        8s))
+        << diag();
+    r = send_and_wait(*alice, "李雷@example.cn", 3, "断了");
+    ASSERT_TRUE(r) << "silence";
+    EXPECT_EQ(r->status, proto::code::unavailable) << proto::to_string(r->status);
+
+    // Healed: the link comes back (a new handshake fits connect_timeout again), both dispatchers
+    // take gw4 back, and sends are delivered.
     f.fault("heal gw4");
     for (auto d : {"d1", "d2"})
         EXPECT_TRUE(eventually([&] { return f.state(d, "gw4") == "up"; }, 10s)) << d;
-    r = send_and_wait(*alice, "李雷@example.cn", 3, "好了");
+    ASSERT_TRUE(eventually([&] { return f.gw_metric("gw1", "imgate_rpc_links_up") == 3; }, 10s))
+        << diag();
+    delivered(*bob, 200ms);
+    r = send_and_wait(*alice, "李雷@example.cn", 4, "好了");
     ASSERT_TRUE(r);
-    EXPECT_EQ(r->status, proto::code::ok);
+    EXPECT_EQ(r->status, proto::code::ok) << diag();
+    EXPECT_EQ(delivered(*bob), std::vector<std::string>{"好了"});
 }
 
 // (d) One of the two dispatchers killed: the other keeps answering, and the reference client

@@ -3,9 +3,25 @@
 // unit tests parse them the same way (CLI11 is header-only).
 #include <CLI/CLI.hpp>
 
+#include <string>
+#include <vector>
+
 #include "client/logic.hpp"
 
 namespace imgate::client {
+
+// --dispatcher URL: repeatable, and one value may be a comma-separated list; the URLs are asked
+// in turn when one fails (dispatcher_list.hpp). One URL per occurrence, so a positional argument
+// after it (send's text) is never taken for a second URL.
+inline CLI::Option* add_dispatcher_option(CLI::App* c, std::vector<std::string>& urls,
+                                          const std::string& extra_help = "") {
+    return c
+        ->add_option("--dispatcher", urls,
+                     "dispatcher URL; repeat it (or give a comma-separated list) to fail over "
+                     "to the next one when a dispatcher is down, errs or has no gateway" +
+                         extra_help)
+        ->allow_extra_args(false);
+}
 
 // --tls / --ws / --wss (mutually exclusive; default tcp), --ca FILE, --insecure; with
 // with_name, also --transport NAME (get-gateway), which may repeat one of the flags but not

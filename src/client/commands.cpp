@@ -13,6 +13,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
@@ -88,7 +89,17 @@ target_or_error make_target(const session_args& a) {
     target_or_error out;
     target_spec t;
     t.region = a.region;
-    bool https = a.gateway.empty() && a.dispatcher.rfind("https://", 0) == 0;
+    std::optional<std::vector<http_url>> urls;
+    if (a.gateway.empty()) {
+        std::string err;
+        urls = parse_dispatcher_urls(a.dispatcher, &err);
+        if (!urls) {
+            out.error = "--dispatcher: " + err;
+            return out;
+        }
+    }
+    bool https =
+        urls && std::any_of(urls->begin(), urls->end(), [](const http_url& u) { return u.tls; });
     auto tr = prepare_transport(a.transport, https, &out.error);
     if (!tr) return out;
     t.via = tr->via;
@@ -101,13 +112,7 @@ target_or_error make_target(const session_args& a) {
         }
         t.gateway = gateway_addr{"", ep->host, ep->port, ""};
     } else {
-        std::string err;
-        auto u = parse_http_url(a.dispatcher, &err);
-        if (!u) {
-            out.error = "--dispatcher: " + err;
-            return out;
-        }
-        t.dispatcher = *u;
+        t.dispatchers = std::move(*urls);
     }
     out.target = t;
     return out;
@@ -244,21 +249,33 @@ int run_token(const token_args& a) {
 
 int run_get_gateway(const get_gateway_args& a) {
     std::string err;
-    auto u = parse_http_url(a.dispatcher, &err);
-    if (!u) {
+    auto urls = parse_dispatcher_urls(a.dispatcher, &err);
+    if (!urls) {
         err_line("--dispatcher: " + err);
         return 1;
     }
-    auto tr = prepare_transport(a.transport, u->tls, &err);
+    bool https = std::any_of(urls->begin(), urls->end(), [](const http_url& u) { return u.tls; });
+    auto tr = prepare_transport(a.transport, https, &err);
     if (!tr) {
         err_line(err);
         return 1;
     }
+    // Each run starts at a random URL, so many one-shot callers spread over the dispatchers.
+    std::random_device rd;
+    size_t start = dispatcher_list::draw_start(
+        urls->size(), [&rd] { return std::uniform_real_distribution<double>(0, 1)(rd); });
+    bool several = urls->size() > 1;
+    dispatcher_list list(std::make_shared<const std::vector<http_url>>(std::move(*urls)), start);
     return run_main([&](asio::io_context& io) -> asio::awaitable<int> {
-        auto d = co_await get_gateway(io.get_executor(), *u, a.user, a.region,
-                                      split_list(a.exclude), tr->via, tr->tls);
+        dispatcher_failover_fn on_failover = [](const http_url& from, const std::string& cause,
+                                                const http_url& to) {
+            err_line(failover_line(from, cause, to));
+        };
+        auto d = co_await get_gateway_round(io.get_executor(), list, a.user, a.region,
+                                            split_list(a.exclude), tr->via, tr->tls, on_failover);
         if (d.answer) {
             out_line(d.raw);
+            if (several) err_line("answered by dispatcher " + d.dispatcher);
             co_return 0;
         }
         if (d.status) out_line(d.raw);
@@ -325,7 +342,10 @@ struct listener {
                           ? ""
                           : std::string(" over ") + to_string(target.via)) +
                      " as " + info.user + (info.device.empty() ? "" : "/" + info.device) +
-                     ", heartbeat " + std::to_string(info.heartbeat_ms) + " ms");
+                     ", heartbeat " + std::to_string(info.heartbeat_ms) + " ms" +
+                     (target.dispatchers.size() > 1 && !r.dispatcher.empty()
+                          ? ", via dispatcher " + r.dispatcher
+                          : ""));
             for (auto& room : a.rooms) current->join(room);
             while (!backlog.empty() && chat_send(backlog.front())) backlog.pop_front();
             session_events ev;

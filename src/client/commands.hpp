@@ -18,8 +18,9 @@ struct session_args {
     std::string token;        // given: used as is
     std::string secret_file;  // else: mint a token with this secret
     std::string ttl = "1h";
-    std::string gateway;  // host:port; empty: through the dispatcher
-    std::string dispatcher = "http://127.0.0.1:8080";
+    std::string gateway;  // host:port; empty: through the dispatchers
+    // --dispatcher URL, repeatable, each a URL or a comma-separated list (fail-over order).
+    std::vector<std::string> dispatcher{"http://127.0.0.1:8080"};
     std::string region;
     std::string connect_timeout = "10s";  // also bounds the TLS / WebSocket handshake
     transport_args transport;
@@ -52,7 +53,7 @@ struct push_args {
 };
 
 struct get_gateway_args {
-    std::string dispatcher = "http://127.0.0.1:8080";
+    std::vector<std::string> dispatcher{"http://127.0.0.1:8080"};  // as session_args
     std::string user;
     std::string region;
     std::string exclude;

@@ -80,8 +80,18 @@ connector::connector(asio::any_io_executor ex, target_spec target, session_optio
       schedule_([this] { return std::uniform_real_distribution<double>(0, 1)(rng_); }) {
     // The target decides the transport; the options only carry it to each session.
     opts_.via = target_.via;
-    if (!target_.tls && (is_tls(target_.via) || target_.dispatcher.tls))
-        target_.tls = make_tls_client("", false);
+    bool https = std::any_of(target_.dispatchers.begin(), target_.dispatchers.end(),
+                             [](const http_url& u) { return u.tls; });
+    if (!target_.tls && (is_tls(target_.via) || https)) target_.tls = make_tls_client("", false);
+    if (!target_.gateway && !target_.dispatchers.empty()) {
+        auto n = target_.dispatchers.size();
+        auto urls = std::make_shared<const std::vector<http_url>>(std::move(target_.dispatchers));
+        target_.dispatchers.clear();
+        dispatchers_ =
+            dispatcher_list(std::move(urls), dispatcher_list::draw_start(n, [this] {
+                                return std::uniform_real_distribution<double>(0, 1)(rng_);
+                            }));
+    }
     if (target_.tls) opts_.tls = target_.tls;
 }
 
@@ -190,8 +200,13 @@ asio::awaitable<connect_result> connector::connect(const std::string& user,
                 std::find(exclude.begin(), exclude.end(), exclude_once_) == exclude.end())
                 exclude.push_back(exclude_once_);
             exclude_once_.clear();
-            auto d = co_await get_gateway(ex_, target_.dispatcher, user, target_.region, exclude,
-                                          target_.via, target_.tls);
+            dispatcher_failover_fn on_failover =
+                [this](const http_url& from, const std::string& cause, const http_url& to) {
+                    if (log_) log_(failover_line(from, cause, to));
+                    if (on_dispatcher_failover) on_dispatcher_failover(from, cause, to);
+                };
+            auto d = co_await get_gateway_round(ex_, dispatchers_, user, target_.region, exclude,
+                                                target_.via, target_.tls, on_failover);
             if (!d.answer) {
                 last = connect_result{};
                 last.error = d.error;
@@ -207,6 +222,7 @@ asio::awaitable<connect_result> connector::connect(const std::string& user,
                     if (clock::now() >= deadline) break;
                     auto r = co_await try_one(*g, token);
                     attempts += r.attempts;
+                    r.dispatcher = d.dispatcher;
                     if (r.session || r.fatal) {
                         r.attempts = attempts;
                         if (r.session) succeeded();

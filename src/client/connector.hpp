@@ -11,7 +11,9 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <vector>
 
+#include "client/dispatcher_list.hpp"
 #include "client/http_client.hpp"
 #include "client/logic.hpp"
 #include "client/session.hpp"
@@ -19,8 +21,10 @@
 namespace imgate::client {
 
 struct target_spec {
-    std::optional<gateway_addr> gateway;  // fixed gateway; otherwise the dispatcher
-    http_url dispatcher;
+    std::optional<gateway_addr> gateway;  // fixed gateway; otherwise the dispatchers
+    // Asked in turn per the fail-over rule (dispatcher_list.hpp); the first round starts at a
+    // random one (the connector's seed), so clients spread over them.
+    std::vector<http_url> dispatchers;
     std::string region;
     transport via = transport::tcp;  // asked of the dispatcher, used for every gateway
     // TLS trust for tls/wss gateways and an https dispatcher (null: made on demand from the
@@ -35,7 +39,8 @@ struct connect_result {
     bool fatal = false;                       // retrying cannot help (auth)
     bool cert_refused = false;                // the gateway's TLS certificate was refused
     std::optional<proto::error_msg> login_error;
-    unsigned attempts = 0;  // gateways tried
+    unsigned attempts = 0;   // gateways tried
+    std::string dispatcher;  // the dispatcher whose answer led here ("" for a fixed gateway)
     // Why the last attempt failed, one of the load events' causes: refused, timeout,
     // rate_limited, server_busy, draining, http_503, http_error, tls, other.
     const char* cause = "";
@@ -71,7 +76,11 @@ class connector {
     unsigned max_rounds = 0;
     // Called for every failed attempt: the gateway id ("" for the dispatcher) and the cause.
     std::function<void(const std::string& gateway, const char* cause)> on_attempt_failed;
+    // Called each time a dispatcher round moves on to the next URL (also logged).
+    dispatcher_failover_fn on_dispatcher_failover;
     const failover_plan& plan() const { return plan_; }
+    // The dispatcher URLs with the one the next round starts at (sticky across connect()s).
+    dispatcher_list& dispatchers() { return dispatchers_; }
     // The reconnect rule with the dispatcher's latest policy (defaults until one was seen).
     reconnect_schedule& schedule() { return schedule_; }
     // Asks the next dispatcher call (the first round of the next connect()) to exclude this
@@ -90,6 +99,7 @@ class connector {
     log_fn log_;
     failover_plan plan_;
     reconnect_schedule schedule_;
+    dispatcher_list dispatchers_;
     std::string exclude_once_;
 };
 

@@ -20,6 +20,15 @@ using tcp = asio::ip::tcp;
 
 namespace {
 
+// An error for a fail-over line: "timed out", "connection refused", "connection reset by peer".
+std::string few_words(const boost::system::error_code& ec) {
+    if (ec == beast::error::timeout || ec == asio::error::timed_out) return "timed out";
+    std::string m = ec.message();
+    if (!m.empty() && m[0] >= 'A' && m[0] <= 'Z' && (m.size() < 2 || !(m[1] >= 'A' && m[1] <= 'Z')))
+        m[0] = static_cast<char>(m[0] - 'A' + 'a');
+    return m;
+}
+
 // Writes the request and reads the answer on a connected (and, for https, handshaken) stream.
 template <class Stream>
 asio::awaitable<void> exchange(Stream& stream, http::request<http::string_body>& req,
@@ -28,6 +37,7 @@ asio::awaitable<void> exchange(Stream& stream, http::request<http::string_body>&
     auto [wec, wn] = co_await http::async_write(stream, req, use_tuple);
     if (wec) {
         out.error = "request to " + where + target + " failed: " + wec.message();
+        out.cause = "request failed: " + few_words(wec);
         co_return;
     }
     beast::flat_buffer buf;
@@ -37,6 +47,7 @@ asio::awaitable<void> exchange(Stream& stream, http::request<http::string_body>&
     if (rec2) {
         out.error = "no answer from " + where + target + ": " +
                     (rec2 == beast::error::timeout ? std::string("timed out") : rec2.message());
+        out.cause = "no answer: " + few_words(rec2);
         co_return;
     }
     auto& res = parser.get();
@@ -54,8 +65,13 @@ asio::awaitable<http_result> http_request(asio::any_io_executor ex, const std::s
                                           const std::string& target, std::string body,
                                           std::vector<std::pair<std::string, std::string>> headers,
                                           std::chrono::milliseconds timeout,
-                                          std::shared_ptr<const tls_client> tls) {
+                                          std::shared_ptr<const tls_client> tls,
+                                          std::chrono::milliseconds connect_timeout) {
     http_result out;
+    auto started = std::chrono::steady_clock::now();
+    // The connect gets its own, shorter bound when asked; the rest keeps the whole deadline.
+    auto connect_bound =
+        connect_timeout.count() > 0 && connect_timeout < timeout ? connect_timeout : timeout;
     std::string authority = (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
                             std::to_string(port);
     std::string where = (tls ? "https://" : "http://") + authority;
@@ -63,6 +79,7 @@ asio::awaitable<http_result> http_request(asio::any_io_executor ex, const std::s
     auto [rec, results] = co_await resolver.async_resolve(host, std::to_string(port), use_tuple);
     if (rec) {
         out.error = "cannot resolve " + host + ": " + rec.message();
+        out.cause = "cannot resolve: " + few_words(rec);
         co_return out;
     }
     http::request<http::string_body> req(http::string_to_verb(method), target, 11);
@@ -76,13 +93,15 @@ asio::awaitable<http_result> http_request(asio::any_io_executor ex, const std::s
     req.prepare_payload();
     if (!tls) {
         beast::tcp_stream stream(ex);
-        stream.expires_after(timeout);
+        stream.expires_after(connect_bound);
         auto [cec, ep] = co_await stream.async_connect(results, use_tuple);
         if (cec) {
             out.error = "cannot connect to " + where + ": " +
                         (cec == beast::error::timeout ? std::string("timed out") : cec.message());
+            out.cause = cec == beast::error::timeout ? "connect timed out" : few_words(cec);
             co_return out;
         }
+        stream.expires_at(started + timeout);
         co_await exchange(stream, req, where, target, out);
         beast::error_code ignored;
         stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
@@ -90,16 +109,19 @@ asio::awaitable<http_result> http_request(asio::any_io_executor ex, const std::s
     }
     // One deadline (the tcp_stream's) covers connect, handshake, request and answer.
     beast::ssl_stream<beast::tcp_stream> stream(ex, *tls->ctx);
-    beast::get_lowest_layer(stream).expires_after(timeout);
+    beast::get_lowest_layer(stream).expires_after(connect_bound);
     auto [cec, ep] = co_await beast::get_lowest_layer(stream).async_connect(results, use_tuple);
     if (cec) {
         out.error = "cannot connect to " + where + ": " +
                     (cec == beast::error::timeout ? std::string("timed out") : cec.message());
+        out.cause = cec == beast::error::timeout ? "connect timed out" : few_words(cec);
         co_return out;
     }
+    beast::get_lowest_layer(stream).expires_at(started + timeout);
     std::string why;
     if (!prepare_tls_host(stream.native_handle(), host, *tls, &why)) {
         out.error = why;
+        out.cause = "TLS: " + why;
         co_return out;
     }
     auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::client, use_tuple);
@@ -107,6 +129,7 @@ asio::awaitable<http_result> http_request(asio::any_io_executor ex, const std::s
         out.error = hec == beast::error::timeout
                         ? "TLS handshake with " + where + " timed out"
                         : describe_tls_failure(stream.native_handle(), host, authority, *tls, hec);
+        out.cause = "TLS handshake failed: " + few_words(hec);
         co_return out;
     }
     co_await exchange(stream, req, where, target, out);
@@ -119,7 +142,8 @@ asio::awaitable<dispatch_result> get_gateway(asio::any_io_executor ex, const htt
                                              const std::string& user, const std::string& region,
                                              const std::vector<std::string>& exclude, transport via,
                                              std::shared_ptr<const tls_client> tls,
-                                             std::chrono::milliseconds timeout) {
+                                             std::chrono::milliseconds timeout,
+                                             std::chrono::milliseconds connect_timeout) {
     dispatch_result out;
     std::string target = dispatcher.prefix + "/get-tcp-ip";
     std::string q = get_gateway_query(user, region, exclude, via);
@@ -127,9 +151,10 @@ asio::awaitable<dispatch_result> get_gateway(asio::any_io_executor ex, const htt
     if (dispatcher.tls && !tls) tls = make_tls_client("", false);
     if (!dispatcher.tls) tls = nullptr;
     auto r = co_await http_request(ex, "GET", dispatcher.host, dispatcher.port, target, "", {},
-                                   timeout, tls);
+                                   timeout, tls, connect_timeout);
     if (!r.ok) {
         out.error = "dispatcher: " + r.error;
+        out.cause = r.cause.empty() ? r.error : r.cause;
         co_return out;
     }
     out.status = r.status;
@@ -144,6 +169,7 @@ asio::awaitable<dispatch_result> get_gateway(asio::any_io_executor ex, const htt
         if (!err.empty()) {
             out.answer.reset();
             out.error = "dispatcher " + dispatcher.origin() + ": " + err;
+            out.cause = "bad answer: " + err;
         }
         co_return out;
     }
@@ -160,6 +186,65 @@ asio::awaitable<dispatch_result> get_gateway(asio::any_io_executor ex, const htt
     }
     out.error = "dispatcher " + dispatcher.origin() + " answered " + std::to_string(r.status) +
                 (code.empty() ? "" : " " + code) + (msg.empty() ? "" : ": " + msg);
+    out.cause = std::to_string(r.status) + (code.empty() ? "" : " " + code);
+    co_return out;
+}
+
+std::string failover_line(const http_url& from, const std::string& cause, const http_url& to) {
+    return "dispatcher " + from.origin() + from.prefix + " failed (" + cause + "); trying " +
+           to.origin() + to.prefix;
+}
+
+asio::awaitable<dispatch_result> get_gateway_round(
+    asio::any_io_executor ex, dispatcher_list& dispatchers, const std::string& user,
+    const std::string& region, const std::vector<std::string>& exclude, transport via,
+    std::shared_ptr<const tls_client> tls, dispatcher_failover_fn on_failover) {
+    if (dispatchers.empty()) {
+        dispatch_result none;
+        none.error = none.cause = "no dispatcher URL";
+        co_return none;
+    }
+    dispatchers.begin_round();
+    // One URL: nothing to fail over to, so its connect keeps the whole deadline (as always).
+    auto connect_bound =
+        dispatchers.size() > 1 ? dispatcher_connect_timeout : std::chrono::milliseconds(0);
+    unsigned failovers = 0;
+    std::optional<dispatch_result> last_http, last_503;
+    std::chrono::milliseconds longest_503{0};
+    while (auto i = dispatchers.next()) {
+        const http_url& url = dispatchers.at(*i);
+        auto d = co_await get_gateway(ex, url, user, region, exclude, via, tls,
+                                      dispatcher_request_timeout, connect_bound);
+        auto outcome = classify_dispatch(d.status, d.answer.has_value());
+        bool go_on = dispatchers.report(*i, outcome, d.cause);
+        if (outcome == dispatch_outcome::no_gateway)
+            longest_503 = std::max(longest_503, d.retry_after);
+        if (!go_on && (!dispatchers.all_failed() || dispatchers.size() == 1)) {
+            // An answer, a 4xx, or the only URL's failure: that result, as it is.
+            if (!fails_over(outcome)) d.dispatcher = url.origin() + url.prefix;
+            d.failovers = failovers;
+            co_return d;
+        }
+        if (outcome == dispatch_outcome::no_gateway) last_503 = d;
+        if (d.status) last_http = d;
+        if (!go_on) break;
+        ++failovers;
+        if (auto to = dispatchers.peek(); to && on_failover)
+            on_failover(url, d.cause, dispatchers.at(*to));
+    }
+    // Every URL failed: one result naming each of them.
+    dispatch_result out;
+    if (last_503)
+        out = std::move(*last_503);
+    else if (last_http)
+        out = std::move(*last_http);
+    out.answer.reset();
+    out.retry_after = longest_503;
+    out.error = "all " + std::to_string(dispatchers.size()) +
+                " dispatchers failed: " + dispatchers.failures();
+    out.cause = "all dispatchers failed";
+    out.dispatcher.clear();
+    out.failovers = failovers;
     co_return out;
 }
 

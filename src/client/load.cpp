@@ -10,6 +10,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -139,6 +140,8 @@ struct client_slot {
     int64_t lost_at_ms = -1;                  // steady ms of the loss awaiting a re-login
     uint32_t live_pos = UINT32_MAX;           // index in load_run::live while connected
     uint32_t generation = 0;                  // sessions so far
+    // The dispatcher its next round starts at (sticky across its connectors); none yet: drawn.
+    uint16_t dispatcher = UINT16_MAX;
 };
 
 // Owns the run: the clients, the pending sends and the counters.
@@ -156,6 +159,7 @@ struct load_run {
     std::string secret;
     bool quiet;
     std::shared_ptr<const tls_client> tls;  // one context for every client (tls, wss, https)
+    std::vector<http_url> dispatchers;      // parsed --dispatcher URLs (fail-over order)
     clock::time_point epoch = clock::now();
     std::mt19937_64 rng{std::random_device{}()};
     std::string prefix;  // the run id
@@ -197,7 +201,7 @@ struct load_run {
             auto& g = p.gateways[i % p.gateways.size()];
             t.gateway = gateway_addr{"", g.host, g.port, ""};
         } else {
-            t.dispatcher = *parse_http_url(p.dispatcher);
+            t.dispatchers = dispatchers;
         }
         return t;
     }
@@ -219,6 +223,16 @@ struct load_run {
             ++rep.failed_by_cause[cause];
             events.write(first + i, "attempt_failed", "gateway", gw, "cause", cause);
         };
+        conn->on_dispatcher_failover = [this, i](const http_url& from, const std::string& cause,
+                                                 const http_url& to) {
+            ++rep.dispatcher_failovers;
+            events.write(first + i, "dispatcher_failover", "dispatcher",
+                         from.origin() + from.prefix, "cause", cause);
+            if (rep.dispatcher_failovers <= 3)
+                note(quiet, "client " + user(i) + ": " + failover_line(from, cause, to));
+        };
+        if (clients[i].dispatcher != UINT16_MAX)
+            conn->dispatchers().set_current(clients[i].dispatcher);
         conn->schedule().set_policy(policy);
         return conn;
     }
@@ -278,6 +292,7 @@ struct load_run {
             auto conn = make_connector(i);
             auto token = token_for(i);
             auto r = co_await conn->connect(user(i), token, clock::now() + milliseconds(15000));
+            clients[i].dispatcher = static_cast<uint16_t>(conn->dispatchers().current());
             ++connect_done;
             if (!r.session) {
                 ++rep.connect_failed;
@@ -350,6 +365,7 @@ struct load_run {
             conn->max_rounds = 1;
             auto token = token_for(i);
             auto r = co_await conn->connect(user(i), token, clock::time_point::max());
+            clients[i].dispatcher = static_cast<uint16_t>(conn->dispatchers().current());
             gate.release();
             if (stopping) break;
             tried += r.attempts;
@@ -459,7 +475,7 @@ struct load_run {
                                                  std::to_string(p.clients) + ")"
                                            : "") +
                         " over " + to_string(p.via) + " to " +
-                        (p.gateways.empty() ? p.dispatcher
+                        (p.gateways.empty() ? dispatcher_names()
                                             : std::to_string(p.gateways.size()) + " gateway(s)"));
         spawn(io, status_ticker(), "imgate load status");
         if (p.reconnect) {
@@ -530,6 +546,12 @@ struct load_run {
         co_return rep.exit_code(p);
     }
 
+    std::string dispatcher_names() const {
+        std::string out;
+        for (auto& u : dispatchers) out += (out.empty() ? "" : ",") + u.origin() + u.prefix;
+        return out;
+    }
+
     int finish_early() {
         write_status();
         stopping = true;
@@ -597,6 +619,9 @@ std::string load_report::text(const load_params& p) const {
           << stuck << "; sends lost with their session " << lost_with_session
           << "; reconnect concurrency " << p.reconnect_concurrency << "\n";
     }
+    if (p.dispatchers.size() > 1)
+        o << "dispatcher fail-overs " << dispatcher_failovers << " (over " << p.dispatchers.size()
+          << " dispatchers)\n";
     std::string s = o.str();
     if (!s.empty() && s.back() == '\n') s.pop_back();
     return s;
@@ -642,6 +667,7 @@ std::string load_report::json(const load_params& p) const {
     auto h503 = failed_by_cause.find("http_503");
     j["http_503"] = h503 == failed_by_cause.end() ? 0 : h503->second;
     j["stuck"] = stuck;
+    if (!p.dispatchers.empty()) j["dispatcher_failovers"] = dispatcher_failovers;
     j["lost_with_session"] = lost_with_session;
     j["relogin_ms"] = {{"count", relogin_ms.count()},
                        {"p50", relogin_ms.percentile(50)},
@@ -674,7 +700,11 @@ int run_load(const load_params& p, const std::string& secret_file, bool json, bo
         std::fprintf(stderr,
                      "imgate load: warning: --insecure: TLS certificates are NOT verified; for "
                      "local tests only\n");
-    if (is_tls(p.via) || p.dispatcher.rfind("https://", 0) == 0) {
+    std::vector<http_url> dispatchers;
+    if (!p.dispatchers.empty()) dispatchers = *parse_dispatcher_urls(p.dispatchers, nullptr);
+    bool https = std::any_of(dispatchers.begin(), dispatchers.end(),
+                             [](const http_url& u) { return u.tls; });
+    if (is_tls(p.via) || https) {
         try {
             tls = make_tls_client(p.ca_file, p.insecure);
         } catch (const std::exception& e) {
@@ -686,6 +716,7 @@ int run_load(const load_params& p, const std::string& secret_file, bool json, bo
     asio::io_context io(1);
     load_run run(io, p, secret, quiet);
     run.tls = tls;
+    run.dispatchers = std::move(dispatchers);
     run.first = p.first_client();
     run.local = p.local_clients();
     run.rep.clients = run.local;

@@ -44,6 +44,8 @@ struct load_report {
     uint32_t stuck = 0;              // this process's clients not connected at the end
     uint64_t lost_with_session = 0;  // sends outstanding when their session was lost
     latency_stats relogin_ms;        // loss -> logged in again (ms)
+    // Dispatcher rounds that moved on to the next --dispatcher URL (one per failed URL).
+    uint64_t dispatcher_failovers = 0;
 
     std::string text(const load_params& p) const;
     std::string json(const load_params& p) const;

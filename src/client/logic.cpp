@@ -8,6 +8,7 @@
 #include <cmath>
 #include <ctime>
 
+#include "client/dispatcher_list.hpp"
 #include "common/bytes.hpp"
 #include "common/frame.hpp"
 
@@ -463,9 +464,9 @@ uint64_t latency_stats::percentile(double q) const {
 
 std::string validate_load(const load_params& p) {
     using lp = load_params;
-    if (p.gateways.empty() && p.dispatcher.empty())
+    if (p.gateways.empty() && p.dispatchers.empty())
         return "give the targets: --gateways host:port,... or --dispatcher URL";
-    if (!p.gateways.empty() && !p.dispatcher.empty())
+    if (!p.gateways.empty() && !p.dispatchers.empty())
         return "--gateways and --dispatcher are mutually exclusive";
     for (auto& g : p.gateways) {
         if (!is_loopback_host(g.host))
@@ -473,13 +474,14 @@ std::string validate_load(const load_params& p) {
                    ": the load generator only targets loopback (127.0.0.0/8, ::1)";
         if (g.port == 0) return "gateway " + g.to_string() + ": port 0";
     }
-    if (!p.dispatcher.empty()) {
+    if (!p.dispatchers.empty()) {
         std::string err;
-        auto u = parse_http_url(p.dispatcher, &err);
-        if (!u) return err;
-        if (!is_loopback_host(u->host))
-            return "refusing to load dispatcher " + u->host +
-                   ": the load generator only targets loopback (127.0.0.0/8, ::1)";
+        auto urls = parse_dispatcher_urls(p.dispatchers, &err);
+        if (!urls) return err;
+        for (auto& u : *urls)
+            if (!is_loopback_host(u.host))
+                return "refusing to load dispatcher " + u.host +
+                       ": the load generator only targets loopback (127.0.0.0/8, ::1)";
     }
     if (p.shard_count < 1 || p.shard_count > lp::max_shards || p.shard_index >= p.shard_count)
         return "--shard I/N: need 0 <= I < N <= " + std::to_string(lp::max_shards);
@@ -497,7 +499,7 @@ std::string validate_load(const load_params& p) {
     }
     if (!p.run_id.empty() && !valid_run_id(p.run_id))
         return "--run-id must be 1.." + std::to_string(lp::max_run_id) + " of [A-Za-z0-9_-]";
-    if (p.reconnect && p.dispatcher.empty())
+    if (p.reconnect && p.dispatchers.empty())
         return "--reconnect needs --dispatcher (reconnects ask it for a gateway)";
     if (p.reconnect_concurrency == 0) return "--reconnect-concurrency must be >= 1";
     if (p.rooms > p.clients) return "--rooms must not exceed --clients";

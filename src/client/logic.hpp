@@ -221,10 +221,10 @@ struct load_params {
     static constexpr uint32_t min_payload = 32;  // room for the latency stamp
     static constexpr uint32_t max_payload = 65536;
 
-    std::vector<endpoint> gateways;  // direct mode
-    std::string dispatcher;          // dispatcher mode when gateways is empty
-    transport via = transport::tcp;  // every client's transport
-    std::string ca_file;             // TLS trust for tls/wss and an https dispatcher
+    std::vector<endpoint> gateways;        // direct mode
+    std::vector<std::string> dispatchers;  // dispatcher mode when gateways is empty (fail-over)
+    transport via = transport::tcp;        // every client's transport
+    std::string ca_file;                   // TLS trust for tls/wss and an https dispatcher
     bool insecure = false;
     uint32_t clients = 100;
     uint32_t rooms = 10;

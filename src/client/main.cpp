@@ -22,8 +22,7 @@ void add_session_options(CLI::App* c, session_args& s) {
     c->add_option("--ttl", s.ttl, "lifetime of a minted token")->capture_default_str();
     auto* g =
         c->add_option("--gateway,-g", s.gateway, "connect to this gateway host:port directly");
-    auto* d = c->add_option("--dispatcher", s.dispatcher, "ask this dispatcher for a gateway")
-                  ->capture_default_str();
+    auto* d = add_dispatcher_option(c, s.dispatcher)->capture_default_str();
     g->excludes(d);
     c->add_option("--region", s.region, "preferred region, passed to the dispatcher");
     c->add_option("--connect-timeout", s.connect_timeout,
@@ -53,7 +52,7 @@ int main(int argc, char** argv) {
     get_gateway_args gg;
     auto* getgw =
         app.add_subcommand("get-gateway", "ask the dispatcher for a gateway (GET /get-tcp-ip)");
-    getgw->add_option("--dispatcher", gg.dispatcher, "dispatcher URL")->capture_default_str();
+    add_dispatcher_option(getgw, gg.dispatcher)->capture_default_str();
     getgw->add_option("--user,-u", gg.user, "user id (for affinity)");
     getgw->add_option("--region", gg.region, "preferred region");
     getgw->add_option("--exclude", gg.exclude, "comma-separated gateway ids to avoid");
@@ -103,13 +102,13 @@ int main(int argc, char** argv) {
     cto->excludes(croom);
 
     load_params lp;
-    std::string gateways, load_secret, load_dispatcher, duration = "10s";
+    std::string gateways, load_secret, duration = "10s";
+    std::vector<std::string> load_dispatcher;
     bool load_json = false, quiet = false;
     auto* load = app.add_subcommand(
         "load", "bounded load generator against a LOCAL fleet (loopback targets only)");
     auto* lg = load->add_option("--gateways", gateways, "comma-separated gateway host:port list");
-    auto* ld =
-        load->add_option("--dispatcher", load_dispatcher, "dispatcher URL (instead of --gateways)");
+    auto* ld = add_dispatcher_option(load, load_dispatcher, " (instead of --gateways)");
     lg->excludes(ld);
     load->add_option("--clients,-c", lp.clients,
                      "sessions (2..20000; with --shard the whole run's, up to 200000)")
@@ -183,8 +182,9 @@ int main(int argc, char** argv) {
             }
             lp.gateways.push_back(*ep);
         }
-        lp.dispatcher = load_dispatcher;
-        if (lp.reconnect && load_dispatcher.empty()) {
+        for (auto& v : load_dispatcher)
+            for (auto& u : split_list(v)) lp.dispatchers.push_back(u);
+        if (lp.reconnect && lp.dispatchers.empty()) {
             std::fprintf(stderr, "imgate load: --reconnect needs --dispatcher URL\n");
             return 1;
         }
@@ -197,7 +197,8 @@ int main(int argc, char** argv) {
             lp.shard_index = sh->first;
             lp.shard_count = sh->second;
         }
-        if (lp.gateways.empty() && lp.dispatcher.empty()) lp.dispatcher = "http://127.0.0.1:8080";
+        if (lp.gateways.empty() && lp.dispatchers.empty())
+            lp.dispatchers.push_back("http://127.0.0.1:8080");
         std::string terr;
         auto via = chosen_transport(load_transport, &terr);
         if (!via) {

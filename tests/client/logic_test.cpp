@@ -195,7 +195,7 @@ TEST(ValidateLoad, AcceptsSaneLocalRun) {
     p.gateways = {{"127.0.0.1", 9001}, {"::1", 9002}};
     EXPECT_EQ(validate_load(p), "");
     load_params d;
-    d.dispatcher = "http://127.0.0.1:8080";
+    d.dispatchers = {"http://127.0.0.1:8080"};
     EXPECT_EQ(validate_load(d), "");
 }
 
@@ -204,10 +204,15 @@ TEST(ValidateLoad, RefusesNonLoopbackAndOutOfBounds) {
     p.gateways = {{"127.0.0.1", 9001}, {"192.168.1.5", 9002}};
     EXPECT_NE(validate_load(p).find("192.168.1.5"), std::string::npos);
     load_params d;
-    d.dispatcher = "http://10.1.2.3:8080";
+    d.dispatchers = {"http://10.1.2.3:8080"};
     EXPECT_NE(validate_load(d).find("loopback"), std::string::npos);
-    d.dispatcher = "http://dispatcher.example:8080";
+    d.dispatchers = {"http://dispatcher.example:8080"};
     EXPECT_NE(validate_load(d).find("loopback"), std::string::npos);
+    // Every one of several dispatchers must be local, and every item of a comma list is checked.
+    d.dispatchers = {"http://127.0.0.1:8080", "http://127.0.0.2:8080,http://10.1.2.3:8080"};
+    EXPECT_NE(validate_load(d).find("10.1.2.3"), std::string::npos) << validate_load(d);
+    d.dispatchers = {"http://127.0.0.1:8080", "http://127.0.0.2:8080,http://[::1]:8080"};
+    EXPECT_EQ(validate_load(d), "");
 
     auto with = [](auto f) {
         load_params q;
@@ -296,7 +301,7 @@ TEST(LoadPayload, RoundTripsAndRejectsForeign) {
 TEST(ValidateLoad, ShardsRunIdAndReconnect) {
     auto with = [](auto f) {
         load_params q;
-        q.dispatcher = "http://127.0.0.1:8080";
+        q.dispatchers = {"http://127.0.0.1:8080"};
         f(q);
         return validate_load(q);
     };
@@ -458,7 +463,7 @@ TEST(ReconnectSchedule, DrawsAreUniformOverTheJitter) {
 
 TEST(LoadReport, ReconnectAdditionsAndExitCode) {
     load_params p;
-    p.dispatcher = "http://127.0.0.1:8080";
+    p.dispatchers = {"http://127.0.0.1:8080"};
     p.reconnect = true;
     p.clients = 60;
     p.shard_index = 1;
@@ -499,6 +504,15 @@ TEST(LoadReport, ReconnectAdditionsAndExitCode) {
     r.stuck = 0;
     r.missing = 1;
     EXPECT_EQ(r.exit_code(p), 1);
+    // One dispatcher: the JSON counts fail-overs (0), the text is as it always was.
+    EXPECT_EQ(j["dispatcher_failovers"], 0);
+    EXPECT_EQ(text.find("fail-overs"), std::string::npos) << text;
+    // Several: both count them.
+    p.dispatchers = {"http://127.0.0.1:8080", "http://127.0.0.2:8080"};
+    r.dispatcher_failovers = 7;
+    EXPECT_NE(r.text(p).find("dispatcher fail-overs 7 (over 2 dispatchers)"), std::string::npos)
+        << r.text(p);
+    EXPECT_EQ(nlohmann::json::parse(r.json(p))["dispatcher_failovers"], 7);
     // Without --reconnect a failed first connect still fails the run.
     p.reconnect = false;
     r.missing = 0;

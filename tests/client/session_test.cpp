@@ -327,6 +327,9 @@ struct fake_dispatcher {
                 r.headers.emplace_back("Retry-After", "2");
                 return r;
             }
+            if (body.rfind("400:", 0) == 0)
+                return imgate::http_response::error(boost::beast::http::status::bad_request,
+                                                    body.substr(4));
             if (body.empty()) {
                 auto r = imgate::http_response::error(
                     boost::beast::http::status::service_unavailable, "no_gateway_available");
@@ -373,7 +376,7 @@ TEST(Connector, FailsOverToAnAlternateWithoutAskingAgain) {
     connect_result r;
     run_coro(io, [&]() -> asio::awaitable<void> {
         target_spec t;
-        t.dispatcher = disp.url();
+        t.dispatchers = {disp.url()};
         connector c(io.get_executor(), t, fast(), 1);
         r = co_await c.connect("alice", "good", std::chrono::steady_clock::now() + 3s);
         if (r.session) r.session->close();
@@ -395,7 +398,7 @@ TEST(Connector, AsksAgainExcludingFailedGateways) {
     connect_result r;
     run_coro(io, [&]() -> asio::awaitable<void> {
         target_spec t;
-        t.dispatcher = disp.url();
+        t.dispatchers = {disp.url()};
         connector c(io.get_executor(), t, fast(), 1);
         r = co_await c.connect("alice", "good", std::chrono::steady_clock::now() + 3s);
         if (r.session) r.session->close();
@@ -419,7 +422,7 @@ TEST(Connector, TheAnswersPolicyPacesFailedRounds) {
     connect_result r;
     run_coro(io, [&]() -> asio::awaitable<void> {
         target_spec t;
-        t.dispatcher = disp.url();
+        t.dispatchers = {disp.url()};
         connector c(io.get_executor(), t, fast(), 1);
         r = co_await c.connect("alice", "good", std::chrono::steady_clock::now() + 1200ms);
         EXPECT_EQ(c.schedule().policy().base, 100ms);
@@ -443,7 +446,7 @@ TEST(Connector, ExcludeOnceAsksWithoutTheLostGatewayOnTheFirstRoundOnly) {
     connect_result r1, r2;
     run_coro(io, [&]() -> asio::awaitable<void> {
         target_spec t;
-        t.dispatcher = disp.url();
+        t.dispatchers = {disp.url()};
         connector c(io.get_executor(), t, fast(), 1);
         c.exclude_once("gw1");
         r1 =
@@ -471,7 +474,7 @@ TEST(Connector, SpreadRetryAfterMsOfA503IsWaitedExactly) {
     std::vector<std::string> causes;
     run_coro(io, [&]() -> asio::awaitable<void> {
         target_spec t;
-        t.dispatcher = disp.url();
+        t.dispatchers = {disp.url()};
         connector c(io.get_executor(), t, fast(), 1);
         c.on_attempt_failed = [&](const std::string& g, const char* cause) {
             causes.push_back(g + "/" + cause);
@@ -503,7 +506,7 @@ TEST(Connector, RateRefusalFailsOverAndItsRedirectHintPacesTheNextRound) {
     std::vector<std::string> causes;
     run_coro(io, [&]() -> asio::awaitable<void> {
         target_spec t;
-        t.dispatcher = disp.url();
+        t.dispatchers = {disp.url()};
         connector c(io.get_executor(), t, fast(), 1);
         c.on_attempt_failed = [&](const std::string& g, const char* cause) {
             causes.push_back(g + "/" + cause);
@@ -624,7 +627,7 @@ TEST(Connector, AuthFailureIsFatalAndNotRetried) {
     connect_result r;
     run_coro(io, [&]() -> asio::awaitable<void> {
         target_spec t;
-        t.dispatcher = disp.url();
+        t.dispatchers = {disp.url()};
         connector c(io.get_executor(), t, fast(), 1);
         r = co_await c.connect("alice", "bad", std::chrono::steady_clock::now() + 3s);
         disp.srv->stop();
@@ -644,7 +647,7 @@ TEST(Connector, NoGatewayAvailableBacksOffUntilTheDeadline) {
     connect_result r;
     run_coro(io, [&]() -> asio::awaitable<void> {
         target_spec t;
-        t.dispatcher = disp.url();
+        t.dispatchers = {disp.url()};
         connector c(io.get_executor(), t, fast(), 1);
         r = co_await c.connect("alice", "good", std::chrono::steady_clock::now() + 1500ms);
         disp.srv->stop();
@@ -664,7 +667,7 @@ TEST(Connector, GuardRefusesAddresses) {
     connect_result r;
     run_coro(io, [&]() -> asio::awaitable<void> {
         target_spec t;
-        t.dispatcher = disp.url();
+        t.dispatchers = {disp.url()};
         connector c(io.get_executor(), t, fast(), 1);
         c.guard = [](const gateway_addr& g) { return "refused " + g.id; };
         r = co_await c.connect("alice", "good", std::chrono::steady_clock::now() + 2s);
@@ -673,4 +676,104 @@ TEST(Connector, GuardRefusesAddresses) {
     EXPECT_FALSE(r.session);
     EXPECT_EQ(r.error, "refused gw1");
     EXPECT_EQ(gw.logins, 0);
+}
+
+// Several dispatchers (--dispatcher repeated): the connector's rounds fail over between them
+// per dispatcher_list's rule; the URL that answered stays the first one asked.
+TEST(ConnectorDispatchers, ARefusedDispatcherFailsOverAtOnceAndTheAnswerSticks) {
+    asio::io_context io;
+    fake_gateway gw(io, "gw1");
+    fake_dispatcher live(io);
+    live.answers = {answer("gw1", gw.port())};
+    http_url dead{"127.0.0.1", dead_port(io), "", false};
+    std::vector<std::string> logged, failovers;
+    connect_result r1, r2;
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        target_spec t;
+        t.dispatchers = {dead, live.url()};
+        connector c(io.get_executor(), t, fast(), 7,
+                    [&](const std::string& m) { logged.push_back(m); });
+        c.on_dispatcher_failover = [&](const http_url& from, const std::string& cause,
+                                       const http_url& to) {
+            failovers.push_back(from.origin() + " " + cause + " " + to.origin());
+        };
+        c.dispatchers().set_current(0);
+        auto t0 = std::chrono::steady_clock::now();
+        r1 = co_await c.connect("zoë@example.org", "good", t0 + 3s);
+        if (r1.session) r1.session->close();
+        // The next round starts at the dispatcher that answered: no second fail-over.
+        r2 = co_await c.connect("zoë@example.org", "good", std::chrono::steady_clock::now() + 3s);
+        if (r2.session) r2.session->close();
+        live.srv->stop();
+    });
+    ASSERT_TRUE(r1.session) << r1.error;
+    ASSERT_TRUE(r2.session) << r2.error;
+    EXPECT_EQ(r1.dispatcher, live.url().origin());
+    EXPECT_EQ(live.queries.size(), 2u);
+    ASSERT_EQ(failovers.size(), 1u);
+    EXPECT_EQ(failovers[0], dead.origin() + " connection refused " + live.url().origin());
+    ASSERT_FALSE(logged.empty());
+    EXPECT_EQ(logged[0], "dispatcher " + dead.origin() + " failed (connection refused); trying " +
+                             live.url().origin());
+}
+
+TEST(ConnectorDispatchers, A503FailsOverButA4xxDoesNot) {
+    asio::io_context io;
+    fake_gateway gw(io, "gw2");
+    fake_dispatcher empty(io), full(io);
+    empty.answers = {R"(503:{"error":"no_gateway_available","retry_after_ms":400})", "400:bad_uid"};
+    full.answers = {answer("gw2", gw.port())};
+    connect_result r1, r2;
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        target_spec t;
+        t.dispatchers = {empty.url(), full.url()};
+        connector c(io.get_executor(), t, fast(), 1);
+        c.max_rounds = 1;
+        c.dispatchers().set_current(0);
+        r1 = co_await c.connect("amélie", "good", std::chrono::steady_clock::now() + 3s);
+        if (r1.session) r1.session->close();
+        // Now the 4xx: the dispatcher that said it is asked first, and nobody after it.
+        c.dispatchers().set_current(0);
+        r2 = co_await c.connect("amélie", "good", std::chrono::steady_clock::now() + 3s);
+        empty.srv->stop();
+        full.srv->stop();
+    });
+    ASSERT_TRUE(r1.session) << r1.error;
+    EXPECT_EQ(r1.gateway.id, "gw2");
+    EXPECT_FALSE(r2.session);
+    EXPECT_EQ(empty.queries.size(), 2u);
+    EXPECT_EQ(full.queries.size(), 1u);  // only the first round's fail-over
+    EXPECT_NE(r2.error.find("400"), std::string::npos) << r2.error;
+    EXPECT_EQ(r2.error.find("all 2 dispatchers"), std::string::npos) << r2.error;
+}
+
+TEST(ConnectorDispatchers, AllFailedIsOneResultNamingEachAndWaitsTheLargest503Hint) {
+    asio::io_context io;
+    fake_dispatcher a(io), b(io);
+    a.answers = {R"(503:{"error":"no_gateway_available","retry_after_ms":150})"};
+    b.answers = {R"(503:{"error":"no_gateway_available","retry_after_ms":350})"};
+    http_url dead{"127.0.0.1", dead_port(io), "", false};
+    connect_result r;
+    run_coro(io, [&]() -> asio::awaitable<void> {
+        target_spec t;
+        t.dispatchers = {a.url(), dead, b.url()};
+        connector c(io.get_executor(), t, fast(), 1);
+        c.max_rounds = 1;
+        c.dispatchers().set_current(1);
+        r = co_await c.connect("bob", "good", std::chrono::steady_clock::now() + 3s);
+        a.srv->stop();
+        b.srv->stop();
+    });
+    EXPECT_FALSE(r.session);
+    EXPECT_STREQ(r.cause, "http_503");
+    ASSERT_TRUE(r.hint);
+    EXPECT_EQ(*r.hint, 350ms);
+    EXPECT_NE(
+        r.error.find("all 3 dispatchers failed: " + dead.origin() + " (connection refused); " +
+                     b.url().origin() + " (503 no_gateway_available); " + a.url().origin() +
+                     " (503 no_gateway_available)"),
+        std::string::npos)
+        << r.error;
+    EXPECT_EQ(a.queries.size(), 1u);
+    EXPECT_EQ(b.queries.size(), 1u);
 }

@@ -559,7 +559,7 @@ TEST(TransportConnector, AlternatesAreTriedThenARoundOfRefusalsEnds) {
     connect_result r;
     run_coro(io, [&]() -> asio::awaitable<void> {
         target_spec t;
-        t.dispatcher = disp.url();
+        t.dispatchers = {disp.url()};
         t.via = transport::wss;
         t.tls = make_tls_client(other.ca_crt, false);
         connector c(io.get_executor(), t, opts(transport::tcp), 1);

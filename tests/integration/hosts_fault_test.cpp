@@ -328,12 +328,34 @@ TEST(HostsFault, LatencyOnAGatewayLinkHonoursPullTimeoutCallDeadlineAndPeerTimeo
 }
 
 // (d) One of the two dispatchers killed: the other keeps answering, and the reference client
-// given both addresses fails over.
+// given both addresses fails over, for a one-shot lookup and for a held session that must
+// re-home; a dispatcher host gone silent costs the client its connect bound, not a hang.
 TEST(HostsFault, DispatcherKilledTheOtherAnswersAndTheClientFailsOver) {
     IMGATE_REQUIRE_HOSTS();
     fleet f;
     ASSERT_TRUE(f.up()) << f.last_output();
     ASSERT_TRUE(f.settled()) << f.log("d1");
+    temp_dir dir;
+    std::string both = f.dispatcher_url("d1") + "," + f.dispatcher_url("d2");
+    std::string secret = f.run_dir() + "/config/token.secret";
+    std::string user = "zoë.lefèvre@example.fr";
+
+    // A session held through either dispatcher, before anything fails.
+    tool_process listener(dir, "listen",
+                          {"listen", "--dispatcher", both, "--secret-file", secret, "-u", user});
+    auto connected_to = [&](size_t nth) -> std::string {
+        auto err = listener.err();
+        size_t pos = 0;
+        for (size_t i = 0; i < nth; ++i) {
+            pos = err.find("connected to gw", pos);
+            if (pos == std::string::npos) return "";
+            pos += 13;
+        }
+        return err.substr(pos, 3);  // "imgate: connected to gw3 10.78.x.23:9000 as ..."
+    };
+    ASSERT_TRUE(eventually([&] { return !connected_to(1).empty(); }, 15s)) << listener.err();
+    std::string first_gw = connected_to(1);
+
     f.fault("kill d1");
     for (int i = 0; i < 20; ++i) {
         auto a = http_get(f.public_addr("d2"), "/get-tcp-ip?uid=user" + std::to_string(i));
@@ -341,15 +363,52 @@ TEST(HostsFault, DispatcherKilledTheOtherAnswersAndTheClientFailsOver) {
     }
     EXPECT_EQ(http_get(f.public_addr("d1"), "/get-tcp-ip", 500ms).status, 0);
 
-    temp_dir dir;
+    // A lookup naming the dead dispatcher first fails over to the live one.
     tool_process gg(dir, "get-gateway",
                     {"get-gateway", "--dispatcher", f.dispatcher_url("d1"), "--dispatcher",
                      f.dispatcher_url("d2"), "--user", "alice@example.com"});
     ASSERT_EQ(gg.wait(20s), 0) << gg.err();
-    EXPECT_NE(gg.err().find(f.dispatcher_url("d1")), std::string::npos) << gg.err();
+    EXPECT_NE(gg.err().find("answered by dispatcher " + f.dispatcher_url("d2")), std::string::npos)
+        << gg.err();
     EXPECT_NE(gg.out().find("9000"), std::string::npos) << gg.out();
 
-    // d1 back: both answer again.
+    // The held session loses its gateway while d1 is dead: it re-homes through d2, and a message
+    // sent through the dispatchers reaches it there.
+    f.fault("kill " + first_gw);
+    ASSERT_TRUE(eventually([&] { return !connected_to(2).empty(); }, 30s)) << listener.err();
+    EXPECT_NE(connected_to(2), first_gw);
+    tool_process sender(dir, "send",
+                        {"send", "--dispatcher", both, "--secret-file", secret, "-u",
+                         "alice@example.com", "--to", user, "encore là ?"});
+    ASSERT_EQ(sender.wait(20s), 0) << sender.err() << sender.out();
+    EXPECT_TRUE(
+        eventually([&] { return listener.out().find("encore là ?") != std::string::npos; }, 10s))
+        << listener.out() << listener.err();
+
+    // d1 back, d2's host silent (packets vanish, nothing refused): every lookup still succeeds,
+    // through d1, each one that tries d2 first paying at most the client's connect bound.
     f.fault("start d1");
-    EXPECT_EQ(http_get(f.public_addr("d1"), "/get-tcp-ip?uid=x").status, 200);
+    // A fresh dispatcher hands out gateways once its first pulls have taken them up.
+    ASSERT_TRUE(eventually(
+        [&] { return http_get(f.public_addr("d1"), "/get-tcp-ip?uid=x").status == 200; }, 10s));
+    f.fault("silence d2");
+    // The start is random per process: lookups until one has tried d2 first (12 at most; all
+    // starting at d1 has odds of 1 in 4096).
+    int tried_d2_first = 0;
+    for (int i = 0; i < 12 && tried_d2_first == 0; ++i) {
+        auto t = clock_type::now();
+        tool_process g2(dir, "get-gateway-" + std::to_string(i),
+                        {"get-gateway", "--dispatcher", both, "--user", "bob@example.com"});
+        ASSERT_EQ(g2.wait(20s), 0) << g2.err();
+        EXPECT_NE(g2.err().find("answered by dispatcher " + f.dispatcher_url("d1")),
+                  std::string::npos)
+            << g2.err();
+        if (g2.err().find("dispatcher " + f.dispatcher_url("d2") + " failed") !=
+            std::string::npos) {
+            ++tried_d2_first;
+            std::printf("[ dispatcher ] lookup with d2 silent, d2 tried first: %.0f ms\n",
+                        ms_since(t));
+        }
+    }
+    EXPECT_EQ(tried_d2_first, 1);
 }

@@ -12,38 +12,18 @@
 
 #include "../support/process.hpp"
 #include "cluster_node.hpp"
+#include "fake_local.hpp"
 #include "gateway/rpc_cluster.hpp"
 #include "silent_relay.hpp"
 
 using namespace imgate;
 using namespace imgate::gw;
 using namespace std::chrono_literals;
+using imgate::gw::test_support::fake_local;
 
 namespace {
 
 const std::string secret = "partition-test-cluster-secret";
-
-// Stands in for the gateway core: the users with a session here.
-class fake_local final : public local_delivery {
-  public:
-    uint32_t deliver_local(const outbound_message& m) override {
-        std::lock_guard lk(mu);
-        if (m.kind != proto::target_kind::user || !users.count(m.target)) return 0;
-        delivered.push_back(m.target);
-        return 1;
-    }
-    void receipt_local(uint64_t, const proto::receipt_msg&) override {}
-    std::vector<std::string> local_users() const override {
-        std::lock_guard lk(mu);
-        return {users.begin(), users.end()};
-    }
-    std::vector<std::string> local_rooms() const override { return {}; }
-    void device_claimed(const std::string&, const std::string&) override {}
-
-    mutable std::mutex mu;
-    std::set<std::string> users;
-    std::vector<std::string> delivered;
-};
 
 // quiet: no pings for the length of a test. A node stopped while a PONG sits unread in one of
 // its sockets resets that link instead of closing it (held, as any unknown end); the tests of a

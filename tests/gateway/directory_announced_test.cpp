@@ -4,6 +4,7 @@
 #include <boost/asio/io_context.hpp>
 #include <sstream>
 
+#include "directory_lookup.hpp"
 #include "gateway/cluster_context.hpp"
 #include "gateway/directory.hpp"
 #include "gateway/peer_service.hpp"
@@ -12,25 +13,11 @@
 
 using namespace imgate;
 using namespace imgate::gw;
+using imgate::gw::test_support::room;
+using imgate::gw::test_support::sorted_peers;
+using imgate::gw::test_support::user;
 
-namespace {
-
-peer_list sorted(announced_directory& d, proto::target_kind k, const std::string& t) {
-    peer_list out;
-    d.resolve(k, t, [&](const peer_list& p) { out = p; });
-    std::sort(out.begin(), out.end());
-    return out;
-}
-
-peer_list user(announced_directory& d, const std::string& u) {
-    return sorted(d, proto::target_kind::user, u);
-}
-
-peer_list room(announced_directory& d, const std::string& r) {
-    return sorted(d, proto::target_kind::room, r);
-}
-
-}  // namespace
+namespace {}  // namespace
 
 TEST(AnnouncedDirectory, UserOnlyOnTheGatewaysThatAnnouncedIt) {
     announced_directory d;

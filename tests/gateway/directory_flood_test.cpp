@@ -17,6 +17,7 @@
 #include "../support/process.hpp"
 #include "../support/raw_conn.hpp"
 #include "cluster_node.hpp"
+#include "fake_local.hpp"
 #include "gateway/rpc_cluster.hpp"
 #include "gateway/rpc_handshake.hpp"
 #include "gateway/rpc_wire.hpp"
@@ -25,6 +26,7 @@ using namespace imgate;
 using namespace imgate::gw;
 using namespace std::chrono_literals;
 namespace asio = boost::asio;
+using imgate::gw::test_support::fake_local;
 
 namespace {
 
@@ -34,27 +36,6 @@ const std::string secret = "directory-flood-test-cluster-secret";
 bool eventually(const std::function<bool()>& cond) {
     return test::eventually(cond, 10s);
 }
-
-// Stands in for the gateway core: the users with sessions here.
-class fake_local final : public local_delivery {
-  public:
-    uint32_t deliver_local(const outbound_message& m) override {
-        std::lock_guard lk(mu);
-        ++delivered;
-        return m.kind == proto::target_kind::user && users.count(m.target) ? 1 : 0;
-    }
-    void receipt_local(uint64_t, const proto::receipt_msg&) override {}
-    std::vector<std::string> local_users() const override {
-        std::lock_guard lk(mu);
-        return {users.begin(), users.end()};
-    }
-    std::vector<std::string> local_rooms() const override { return {}; }
-    void device_claimed(const std::string&, const std::string&) override {}
-
-    mutable std::mutex mu;
-    std::set<std::string> users;
-    size_t delivered = 0;
-};
 
 fleet_config make_fleet(const std::map<std::string, uint16_t>& ports) {
     return test::cluster_fleet(ports);

@@ -8,6 +8,7 @@
 #include <boost/asio/io_context.hpp>
 #include <sstream>
 
+#include "directory_lookup.hpp"
 #include "gateway/cluster_context.hpp"
 #include "gateway/directory.hpp"
 #include "gateway/peer_service.hpp"
@@ -15,24 +16,11 @@
 
 using namespace imgate;
 using namespace imgate::gw;
+using imgate::gw::test_support::room;
+using imgate::gw::test_support::user;
 using namespace std::chrono_literals;
 
 namespace {
-
-peer_list lookup(announced_directory& d, proto::target_kind k, const std::string& t) {
-    peer_list out;
-    d.resolve(k, t, [&](const peer_list& p) { out = p; });
-    std::sort(out.begin(), out.end());
-    return out;
-}
-
-peer_list user(announced_directory& d, const std::string& u) {
-    return lookup(d, proto::target_kind::user, u);
-}
-
-peer_list room(announced_directory& d, const std::string& r) {
-    return lookup(d, proto::target_kind::room, r);
-}
 
 const hold_clock::time_point t0 = hold_clock::time_point() + 1000h;
 

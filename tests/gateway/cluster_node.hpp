@@ -40,7 +40,7 @@ template <class Local>
 struct cluster_node {
     cluster_node(const fleet_config& fleet, const std::string& id, const std::string& secret,
                  gw::rpc_config cfg)
-        : work(boost::asio::make_work_guard(io)) {
+        : node_id(id), work(boost::asio::make_work_guard(io)) {
         cluster = std::make_unique<gw::rpc_cluster>(io, fleet, id, secret, cfg, local, metrics);
         thread = std::thread([this] { io.run(); });
     }
@@ -74,6 +74,19 @@ struct cluster_node {
         return fut.get();
     }
 
+    // A 1:1 message from alice@example.com to `user`, forwarded as this node's core would.
+    gw::forward_result forward_sync(const std::string& user) {
+        gw::outbound_message m;
+        m.server_msg_id = ++next_msg_id;
+        m.kind = proto::target_kind::user;
+        m.target = user;
+        m.from_user = "alice@example.com";
+        m.from_device = "phone";
+        m.payload = "hello";
+        m.origin_gateway = node_id;
+        return forward_sync(m);
+    }
+
     // Sum of the samples of the rendered registry whose line starts with needle; -1: none.
     double metric(const std::string& needle) const {
         double sum = 0;
@@ -90,6 +103,8 @@ struct cluster_node {
         return found ? sum : -1;
     }
 
+    std::string node_id;
+    uint64_t next_msg_id = 0;
     boost::asio::io_context io;
     boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work;
     Local local;

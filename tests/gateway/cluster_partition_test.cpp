@@ -42,7 +42,7 @@ rpc_config fast_config(std::chrono::milliseconds hold, bool quiet = false) {
 
 struct node : test::cluster_node<fake_local> {
     node(const fleet_config& fleet, const std::string& id, rpc_config cfg)
-        : cluster_node(fleet, id, secret, cfg), id(id) {}
+        : cluster_node(fleet, id, secret, cfg) {}
 
     // A session of user logs in here (the core announces its first session).
     void login(const std::string& user) {
@@ -60,25 +60,10 @@ struct node : test::cluster_node<fake_local> {
         cluster->user_offline(user);
     }
 
-    using cluster_node::forward_sync;
-    forward_result forward_sync(const std::string& user) {
-        outbound_message m;
-        m.server_msg_id = ++next_id;
-        m.kind = proto::target_kind::user;
-        m.target = user;
-        m.from_user = "alice@example.com";
-        m.from_device = "phone";
-        m.payload = "hello";
-        m.origin_gateway = id;
-        return forward_sync(m);
-    }
     // imgate_rpc_directory_held{kind="user",peer=...}
     double held_users(const std::string& peer) const {
         return metric("imgate_rpc_directory_held{kind=\"user\",peer=\"" + peer + "\"}");
     }
-
-    std::string id;
-    uint64_t next_id = 0;
 };
 
 const std::string bob = "bob@example.com";      // on gw2

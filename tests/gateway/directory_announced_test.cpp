@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "directory_lookup.hpp"
+#include "fake_local.hpp"
 #include "gateway/cluster_context.hpp"
 #include "gateway/directory.hpp"
 #include "gateway/peer_service.hpp"
@@ -13,11 +14,11 @@
 
 using namespace imgate;
 using namespace imgate::gw;
+using imgate::gw::test_support::no_local;
 using imgate::gw::test_support::room;
+using imgate::gw::test_support::sample;
 using imgate::gw::test_support::sorted_peers;
 using imgate::gw::test_support::user;
-
-namespace {}  // namespace
 
 TEST(AnnouncedDirectory, UserOnlyOnTheGatewaysThatAnnouncedIt) {
     announced_directory d;
@@ -181,25 +182,6 @@ TEST(AnnouncedDirectoryCaps, ADroppedPeerGivesItsEntriesAndBucketsBack) {
 }
 
 namespace {
-
-// The gateway core as peer_service needs it for announcements: nothing.
-class no_local final : public local_delivery {
-  public:
-    uint32_t deliver_local(const outbound_message&) override { return 0; }
-    void receipt_local(uint64_t, const proto::receipt_msg&) override {}
-    std::vector<std::string> local_users() const override { return {}; }
-    std::vector<std::string> local_rooms() const override { return {}; }
-    void device_claimed(const std::string&, const std::string&) override {}
-};
-
-// The value of one rendered sample (exact series text), or -1 when it is not rendered.
-double sample(const metrics_registry& m, const std::string& series) {
-    std::istringstream in(m.render());
-    std::string line;
-    while (std::getline(in, line))
-        if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
-    return -1;
-}
 
 frame presence_frame(bool reset, const std::vector<rpc::delta>& changes) {
     rpc::presence_msg m;

@@ -57,21 +57,6 @@ rpc_config capped_config(uint32_t max_users) {
 struct node : test::cluster_node<fake_local> {
     node(const fleet_config& fleet, const std::string& id, rpc_config cfg)
         : cluster_node(fleet, id, secret, cfg) {}
-
-    using cluster_node::forward_sync;
-    forward_result forward_sync(const std::string& user) {
-        outbound_message m;
-        m.server_msg_id = ++next_id;
-        m.kind = proto::target_kind::user;
-        m.target = user;
-        m.from_user = "alice@example.com";
-        m.from_device = "phone";
-        m.payload = "hello";
-        m.origin_gateway = "gw1";
-        return forward_sync(m);
-    }
-
-    uint64_t next_id = 0;
 };
 
 // A peer made of bytes: the connector side of the real handshake, then whatever frames the test

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "directory_lookup.hpp"
+#include "fake_local.hpp"
 #include "gateway/cluster_context.hpp"
 #include "gateway/directory.hpp"
 #include "gateway/peer_service.hpp"
@@ -16,7 +17,9 @@
 
 using namespace imgate;
 using namespace imgate::gw;
+using imgate::gw::test_support::no_local;
 using imgate::gw::test_support::room;
+using imgate::gw::test_support::sample;
 using imgate::gw::test_support::user;
 using namespace std::chrono_literals;
 
@@ -146,27 +149,6 @@ TEST(DirectoryHold, AHeldOverflowedPeerIsStillAskedForUnknownTargets) {
     EXPECT_TRUE(user(d, "b@example.com").empty());
     EXPECT_FALSE(d.overflowed("gw2", proto::target_kind::user));
 }
-
-namespace {
-
-class no_local final : public local_delivery {
-  public:
-    uint32_t deliver_local(const outbound_message&) override { return 0; }
-    void receipt_local(uint64_t, const proto::receipt_msg&) override {}
-    std::vector<std::string> local_users() const override { return {}; }
-    std::vector<std::string> local_rooms() const override { return {}; }
-    void device_claimed(const std::string&, const std::string&) override {}
-};
-
-double sample(const metrics_registry& m, const std::string& series) {
-    std::istringstream in(m.render());
-    std::string line;
-    while (std::getline(in, line))
-        if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
-    return -1;
-}
-
-}  // namespace
 
 // imgate_rpc_directory_held{kind,peer} exists at 0 from the start, and the peer's service
 // publishes the held count as its link ends (inbound_side holds before the service goes).

@@ -31,4 +31,14 @@ class fake_local final : public local_delivery {
     std::vector<std::string> delivered;
 };
 
+// The gateway core as peer_service needs it for announcements: nothing.
+class no_local final : public local_delivery {
+  public:
+    uint32_t deliver_local(const outbound_message&) override { return 0; }
+    void receipt_local(uint64_t, const proto::receipt_msg&) override {}
+    std::vector<std::string> local_users() const override { return {}; }
+    std::vector<std::string> local_rooms() const override { return {}; }
+    void device_claimed(const std::string&, const std::string&) override {}
+};
+
 }  // namespace imgate::gw::test_support

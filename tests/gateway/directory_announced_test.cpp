@@ -4,6 +4,7 @@
 #include <boost/asio/io_context.hpp>
 #include <sstream>
 
+#include "cluster_node.hpp"
 #include "directory_lookup.hpp"
 #include "fake_local.hpp"
 #include "gateway/cluster_context.hpp"
@@ -197,13 +198,7 @@ frame presence_frame(bool reset, const std::vector<rpc::delta>& changes) {
 // are dropped.
 TEST(AnnouncedDirectoryCaps, PeerServiceAppliesTheConfiguredCapAndPublishesMetrics) {
     boost::asio::io_context io;
-    fleet_config fleet;
-    for (auto id : {"gw1", "gw2"}) {
-        gateway_spec g;
-        g.id = id;
-        g.rpc = {"127.0.0.1", 1};
-        fleet.gateways.push_back(g);
-    }
+    fleet_config fleet = imgate::test::cluster_fleet({{"gw1", 1}, {"gw2", 1}});
     rpc_config cfg;
     cfg.max_peer_users = 4;
     cfg.max_peer_rooms = 1;

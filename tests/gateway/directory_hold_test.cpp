@@ -8,6 +8,7 @@
 #include <boost/asio/io_context.hpp>
 #include <sstream>
 
+#include "cluster_node.hpp"
 #include "directory_lookup.hpp"
 #include "fake_local.hpp"
 #include "gateway/cluster_context.hpp"
@@ -154,13 +155,7 @@ TEST(DirectoryHold, AHeldOverflowedPeerIsStillAskedForUnknownTargets) {
 // publishes the held count as its link ends (inbound_side holds before the service goes).
 TEST(DirectoryHold, HeldGaugeIsRegisteredAtZeroAndPublished) {
     boost::asio::io_context io;
-    fleet_config fleet;
-    for (auto id : {"gw1", "gw2"}) {
-        gateway_spec g;
-        g.id = id;
-        g.rpc = {"127.0.0.1", 1};
-        fleet.gateways.push_back(g);
-    }
+    fleet_config fleet = imgate::test::cluster_fleet({{"gw1", 1}, {"gw2", 1}});
     no_local local;
     metrics_registry reg;
     cluster_context ctx(io, fleet, "gw1", "hold-test-secret", rpc_config{}, local, reg);

@@ -210,13 +210,15 @@ struct load_run {
         session_options so;
         so.connect_timeout = milliseconds(5000);
         so.handshake_timeout = milliseconds(5000);
-        if (p.source_spread)
+        if (p.source_spread && p.allowed.empty())
             so.source = asio::ip::address_v4((127u << 24) | (1 + (first + i) % p.source_spread));
         auto conn = std::make_unique<connector>(io.get_executor(), target_for(i), so, rng());
-        conn->guard = [](const gateway_addr& g) -> std::string {
-            if (is_loopback_host(g.host)) return "";
+        auto allowed = p.allowed;
+        conn->guard = [allowed](const gateway_addr& g) -> std::string {
+            if (allowed.allows(g.host)) return "";
             return "refusing gateway " + g.to_string() +
-                   " from the dispatcher: the load generator only targets loopback";
+                   " from the dispatcher: the load generator only targets loopback and the "
+                   "networks of --allow-target";
         };
         conn->on_attempt_failed = [this, i](const std::string& gw, const char* cause) {
             ++rep.attempts_failed;

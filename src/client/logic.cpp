@@ -1,11 +1,16 @@
 #include "client/logic.hpp"
 
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+
 #include <boost/asio/ip/address.hpp>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstring>
 #include <ctime>
 
 #include "client/dispatcher_list.hpp"
@@ -74,6 +79,93 @@ bool is_loopback_host(std::string_view host) {
         return (boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, v6).to_uint() >> 24) ==
                127;
     return v6.is_loopback();
+}
+
+namespace {
+
+bool private_v4(const boost::asio::ip::network_v4& n) {
+    auto a = n.network().to_uint();
+    return n.prefix_length() >= 8 &&
+           ((a >> 24) == 10 || (a >> 20) == ((172u << 4) | 1) || (a >> 16) == ((192u << 8) | 168));
+}
+
+bool private_v6(const boost::asio::ip::network_v6& n) {
+    return n.prefix_length() >= 7 && (n.network().to_bytes()[0] & 0xfe) == 0xfc;
+}
+
+}  // namespace
+
+bool target_networks::allows(std::string_view host) const {
+    if (is_loopback_host(host)) return true;
+    if (host.size() > 2 && host.front() == '[' && host.back() == ']')
+        host = host.substr(1, host.size() - 2);
+    boost::system::error_code ec;
+    auto a = boost::asio::ip::make_address(std::string(host), ec);
+    if (ec) return false;
+    if (a.is_v4()) {
+        for (auto& n : v4)
+            if (boost::asio::ip::network_v4(a.to_v4(), 32).is_subnet_of(n)) return true;
+        return false;
+    }
+    for (auto& n : v6)
+        if (boost::asio::ip::network_v6(a.to_v6(), 128).is_subnet_of(n)) return true;
+    return false;
+}
+
+std::string parse_target_networks(const std::vector<std::string>& cidrs,
+                                  const std::vector<boost::asio::ip::address>& local,
+                                  target_networks& out) {
+    for (auto& c : cidrs) {
+        boost::system::error_code ec;
+        bool on_this_machine = false;
+        if (c.find(':') == std::string::npos) {
+            auto n = boost::asio::ip::make_network_v4(c, ec);
+            if (ec) return "--allow-target " + c + ": not a CIDR such as 10.77.0.0/24";
+            n = n.canonical();
+            if (!private_v4(n))
+                return "--allow-target " + c +
+                       ": not a private range (10/8, 172.16/12, 192.168/16); the load generator "
+                       "never targets other networks";
+            for (auto& a : local)
+                if (a.is_v4() && boost::asio::ip::network_v4(a.to_v4(), 32).is_subnet_of(n))
+                    on_this_machine = true;
+            if (on_this_machine) out.v4.push_back(n);
+        } else {
+            auto n = boost::asio::ip::make_network_v6(c, ec);
+            if (ec) return "--allow-target " + c + ": not a CIDR such as fd00:77::/64";
+            n = n.canonical();
+            if (!private_v6(n)) return "--allow-target " + c + ": not a private range (fc00::/7)";
+            for (auto& a : local)
+                if (a.is_v6() && boost::asio::ip::network_v6(a.to_v6(), 128).is_subnet_of(n))
+                    on_this_machine = true;
+            if (on_this_machine) out.v6.push_back(n);
+        }
+        if (!on_this_machine)
+            return "--allow-target " + c +
+                   ": no interface of this machine is on that network (the load generator only "
+                   "targets networks made here, such as make run-hosts' bridge)";
+    }
+    return "";
+}
+
+std::vector<boost::asio::ip::address> local_interface_addresses() {
+    std::vector<boost::asio::ip::address> out;
+    ifaddrs* list = nullptr;
+    if (::getifaddrs(&list) != 0) return out;
+    for (auto* i = list; i; i = i->ifa_next) {
+        if (!i->ifa_addr) continue;
+        if (i->ifa_addr->sa_family == AF_INET) {
+            auto* sin = reinterpret_cast<const sockaddr_in*>(i->ifa_addr);
+            out.push_back(boost::asio::ip::address_v4(ntohl(sin->sin_addr.s_addr)));
+        } else if (i->ifa_addr->sa_family == AF_INET6) {
+            auto* sin6 = reinterpret_cast<const sockaddr_in6*>(i->ifa_addr);
+            boost::asio::ip::address_v6::bytes_type b;
+            std::memcpy(b.data(), sin6->sin6_addr.s6_addr, b.size());
+            out.push_back(boost::asio::ip::address_v6(b));
+        }
+    }
+    ::freeifaddrs(list);
+    return out;
 }
 
 std::string http_url::authority() const {
@@ -469,9 +561,10 @@ std::string validate_load(const load_params& p) {
     if (!p.gateways.empty() && !p.dispatchers.empty())
         return "--gateways and --dispatcher are mutually exclusive";
     for (auto& g : p.gateways) {
-        if (!is_loopback_host(g.host))
+        if (!p.allowed.allows(g.host))
             return "refusing to load " + g.to_string() +
-                   ": the load generator only targets loopback (127.0.0.0/8, ::1)";
+                   ": the load generator only targets loopback (127.0.0.0/8, ::1) and the "
+                   "networks of --allow-target";
         if (g.port == 0) return "gateway " + g.to_string() + ": port 0";
     }
     if (!p.dispatchers.empty()) {
@@ -479,9 +572,10 @@ std::string validate_load(const load_params& p) {
         auto urls = parse_dispatcher_urls(p.dispatchers, &err);
         if (!urls) return err;
         for (auto& u : *urls)
-            if (!is_loopback_host(u.host))
+            if (!p.allowed.allows(u.host))
                 return "refusing to load dispatcher " + u.host +
-                       ": the load generator only targets loopback (127.0.0.0/8, ::1)";
+                       ": the load generator only targets loopback (127.0.0.0/8, ::1) and the "
+                       "networks of --allow-target";
     }
     if (p.shard_count < 1 || p.shard_count > lp::max_shards || p.shard_index >= p.shard_count)
         return "--shard I/N: need 0 <= I < N <= " + std::to_string(lp::max_shards);

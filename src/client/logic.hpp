@@ -2,6 +2,9 @@
 // Socket-free pieces of the `imgate` tool: argument parsing and validation, the load generator's
 // address guard, the dispatcher answer and fail-over order, latency
 // statistics, and the text/JSON renderings of received messages. Unit-tested without a network.
+#include <boost/asio/ip/address.hpp>
+#include <boost/asio/ip/network_v4.hpp>
+#include <boost/asio/ip/network_v6.hpp>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -31,6 +34,27 @@ std::vector<std::string> split_list(std::string_view s);
 // True for a literal address in 127.0.0.0/8 or ::1 (and "localhost"). The load generator only
 // ever talks to such addresses.
 bool is_loopback_host(std::string_view host);
+
+// Networks a load may target besides loopback (`imgate load --allow-target CIDR`): private ranges
+// (10/8, 172.16/12, 192.168/16, fc00::/7) that one of this machine's own interfaces is on, such
+// as the bridge of `make run-hosts`. A load can thus reach namespaces made on this machine, never
+// a network beyond it.
+struct target_networks {
+    std::vector<boost::asio::ip::network_v4> v4;
+    std::vector<boost::asio::ip::network_v6> v6;
+    bool empty() const { return v4.empty() && v6.empty(); }
+    // Loopback, or an address literal inside one of the networks.
+    bool allows(std::string_view host) const;
+};
+
+// Parses --allow-target values against the machine's interface addresses into out; "" or an
+// error naming the value and why it is refused.
+std::string parse_target_networks(const std::vector<std::string>& cidrs,
+                                  const std::vector<boost::asio::ip::address>& local,
+                                  target_networks& out);
+
+// The addresses of this machine's interfaces (getifaddrs); empty on failure.
+std::vector<boost::asio::ip::address> local_interface_addresses();
 
 // An http[s]://host[:port][/prefix] URL: the dispatcher (plain HTTP, or HTTPS when it serves
 // TLS itself or sits behind a TLS terminator).
@@ -236,6 +260,8 @@ struct load_params {
     // Clients bind to 127.0.0.1 .. 127.0.0.<n> in turn (IPv4 targets), so gateway limits per
     // source address (login rate) and the ephemeral port range see many "machines". 0: off.
     uint32_t source_spread = 64;
+    // --allow-target: networks besides loopback that targets may be in (then no source spread).
+    target_networks allowed;
     // --reconnect: hold sessions for the duration and log in again after every loss (rule A/C).
     bool reconnect = false;
     uint32_t reconnect_concurrency = 1000;  // reconnects (dispatcher round + logins) in flight

@@ -126,6 +126,11 @@ int main(int argc, char** argv) {
     load->add_option("--source-spread", lp.source_spread,
                      "bind clients to 127.0.0.1..127.0.0.N in turn (0: off)")
         ->capture_default_str();
+    std::vector<std::string> allow_targets;
+    load->add_option("--allow-target", allow_targets,
+                     "CIDR: also target this private network, which one of this machine's "
+                     "interfaces must be on (e.g. make run-hosts' 10.77.0.0/24); repeatable; "
+                     "turns --source-spread off");
     std::string shard;
     load->add_flag("--reconnect", lp.reconnect,
                    "hold the sessions for --duration and log in again through the dispatcher "
@@ -199,6 +204,14 @@ int main(int argc, char** argv) {
         }
         if (lp.gateways.empty() && lp.dispatchers.empty())
             lp.dispatchers.push_back("http://127.0.0.1:8080");
+        if (!allow_targets.empty()) {
+            auto err =
+                parse_target_networks(allow_targets, local_interface_addresses(), lp.allowed);
+            if (!err.empty()) {
+                std::fprintf(stderr, "imgate load: %s\n", err.c_str());
+                return 1;
+            }
+        }
         std::string terr;
         auto via = chosen_transport(load_transport, &terr);
         if (!via) {

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <set>
 
 // Addresses and answers are written as brace lists of their leading fields; the rest (path,
@@ -197,6 +198,52 @@ TEST(ValidateLoad, AcceptsSaneLocalRun) {
     load_params d;
     d.dispatchers = {"http://127.0.0.1:8080"};
     EXPECT_EQ(validate_load(d), "");
+}
+
+// --allow-target: a private network one of this machine's interfaces is on, nothing else.
+TEST(AllowTarget, OnlyPrivateNetworksThisMachineIsOn) {
+    namespace ip = boost::asio::ip;
+    std::vector<ip::address> local = {ip::make_address("127.0.0.1"), ip::make_address("10.77.0.1"),
+                                      ip::make_address("fd00:77::1"),
+                                      ip::make_address("203.0.113.9")};
+    target_networks t;
+    EXPECT_EQ(parse_target_networks({"10.77.0.0/24", "fd00:77::/64"}, local, t), "");
+    EXPECT_TRUE(t.allows("10.77.0.21"));
+    EXPECT_TRUE(t.allows("[fd00:77::21]"));
+    EXPECT_TRUE(t.allows("127.0.0.5"));  // loopback always
+    EXPECT_FALSE(t.allows("10.77.1.21"));
+    EXPECT_FALSE(t.allows("gw1.example.com"));  // names are never resolved into a network
+    // A host address written as a network is taken as its network.
+    target_networks h;
+    EXPECT_EQ(parse_target_networks({"10.77.0.9/24"}, local, h), "");
+    EXPECT_TRUE(h.allows("10.77.0.200"));
+
+    target_networks r;
+    EXPECT_NE(parse_target_networks({"203.0.113.0/24"}, local, r).find("not a private range"),
+              std::string::npos);  // public, even though this machine is on it
+    EXPECT_NE(parse_target_networks({"10.99.0.0/24"}, local, r).find("no interface"),
+              std::string::npos);
+    EXPECT_NE(parse_target_networks({"10.0.0.0/4"}, local, r).find("not a private range"),
+              std::string::npos);  // wider than 10/8
+    EXPECT_NE(parse_target_networks({"10.77.0.0"}, local, r).find("not a CIDR"), std::string::npos);
+    EXPECT_NE(parse_target_networks({"2001:db8::/32"}, local, r).find("not a private range"),
+              std::string::npos);
+    EXPECT_TRUE(r.empty());
+
+    load_params p;
+    p.dispatchers = {"http://10.77.0.11:8080,http://10.77.0.12:8080"};
+    EXPECT_NE(validate_load(p).find("--allow-target"), std::string::npos);
+    p.allowed = t;
+    EXPECT_EQ(validate_load(p), "");
+    p.gateways = {{"10.77.0.21", 9000}};
+    p.dispatchers.clear();
+    EXPECT_EQ(validate_load(p), "");
+}
+
+TEST(AllowTarget, LocalInterfacesIncludeLoopback) {
+    auto local = local_interface_addresses();
+    EXPECT_NE(std::find(local.begin(), local.end(), boost::asio::ip::make_address("127.0.0.1")),
+              local.end());
 }
 
 TEST(ValidateLoad, RefusesNonLoopbackAndOutOfBounds) {

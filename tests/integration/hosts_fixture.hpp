@@ -163,6 +163,7 @@ class fleet {
     std::string run_dir() const { return dir_.file("run"); }
     const std::string& last_output() const { return last_output_; }
     const std::string& prefix() const { return prefix_; }
+    const std::string& subnet() const { return subnet_; }  // first three octets
 
     std::string addr(const std::string& member) const {
         if (member == "d1") return subnet_ + ".11";

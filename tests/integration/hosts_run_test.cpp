@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "../support/tool_process.hpp"
 #include "hosts_fixture.hpp"
 
 using namespace std::chrono_literals;
@@ -149,4 +150,42 @@ TEST(HostsRun, CtrlCInTheForegroundStopsEveryMemberAndRemovesTheNetwork) {
     EXPECT_TRUE(leftovers(f).empty()) << read_file(log);
     EXPECT_TRUE(all_gone(pids));
     EXPECT_FALSE(std::filesystem::exists(f.run_dir()));
+}
+
+// `imgate load` across the bridge: refused without --allow-target, then a bounded run through
+// both dispatchers to the four gateway hosts in which every send gets its result.
+TEST(HostsRun, LoadThroughBothDispatchersAcrossTheBridge) {
+    IMGATE_REQUIRE_HOSTS();
+    fleet f;
+    ASSERT_TRUE(f.up()) << f.last_output();
+    ASSERT_TRUE(f.settled()) << f.log("d1");
+    temp_dir dir;
+    std::string both = f.dispatcher_url("d1") + "," + f.dispatcher_url("d2");
+    std::string secret = f.run_dir() + "/config/token.secret";
+    std::vector<std::string> args = {
+        "load",    "--dispatcher", both,     "--secret-file", secret,       "--clients", "200",
+        "--rooms", "10",           "--rate", "200",           "--duration", "3s",        "--json"};
+    tool_process refused(dir, "refused", args);
+    EXPECT_EQ(refused.wait(20s), 1);
+    EXPECT_NE(refused.err().find("--allow-target"), std::string::npos) << refused.err();
+
+    args.push_back("--allow-target");
+    args.push_back(f.subnet() + ".0/24");
+    tool_process load(dir, "load", args);
+    auto rc = load.wait(60s);
+    ASSERT_TRUE(rc) << load.err();
+    ASSERT_EQ(*rc, 0) << load.out() << load.err();
+    auto report = nlohmann::json::parse(load.out(), nullptr, false);
+    ASSERT_TRUE(report.is_object()) << load.out();
+    EXPECT_EQ(report["connected"], 200);
+    EXPECT_EQ(report["missing"], 0);
+    EXPECT_GT(report["sends"].get<int>(), 0);
+    // Both dispatchers handed out gateways, and every gateway host got clients.
+    for (auto d : {"d1", "d2"}) {
+        uint64_t picks = 0;
+        for (auto gw : fleet::gateways) picks += f.view(d, gw).value("picks", uint64_t{0});
+        EXPECT_GT(picks, 0u) << d;
+    }
+    for (auto gw : fleet::gateways)
+        EXPECT_GT(f.gw_metric(gw, "imgate_gateway_logins_total{result=\"ok\""), 0) << gw;
 }

@@ -337,8 +337,8 @@ TEST(HostsFault, DispatcherKilledTheOtherAnswersAndTheClientFailsOver) {
     ASSERT_TRUE(f.up()) << f.last_output();
     ASSERT_TRUE(f.settled()) << f.log("d1");
     temp_dir dir;
-    std::string both = f.dispatcher_url("d1") + "," + f.dispatcher_url("d2");
-    std::string secret = f.run_dir() + "/config/token.secret";
+    std::string both = f.dispatcher_urls();
+    std::string secret = f.token_secret_file();
     std::string user = "zoë.lefèvre@example.fr";
 
     // A session held through either dispatcher, before anything fails.

@@ -176,6 +176,12 @@ class fleet {
     std::string public_addr(const std::string& d) const { return addr(d) + ":8080"; }
     std::string disp_admin(const std::string& d) const { return addr(d) + ":8081"; }
     std::string dispatcher_url(const std::string& d) const { return "http://" + public_addr(d); }
+    // Both dispatchers, as the reference client takes them (--dispatcher URL,URL).
+    std::string dispatcher_urls() const {
+        return dispatcher_url("d1") + "," + dispatcher_url("d2");
+    }
+    // The fleet's client-token secret (the script makes a fresh one per run).
+    std::string token_secret_file() const { return run_dir() + "/config/token.secret"; }
 
     // Dispatcher d's view of gateway gw (its /status entry), or null when d does not answer.
     nlohmann::json view(const std::string& d, const std::string& gw) {
@@ -208,7 +214,7 @@ class fleet {
     }
 
     std::string token(const std::string& user, const std::string& device = "phone") const {
-        return make_token(read_file(run_dir() + "/config/token.secret"), user, device);
+        return make_token(read_file(token_secret_file()), user, device);
     }
     std::unique_ptr<test_client> client(const std::string& gw, const std::string& user,
                                         const std::string& device = "phone") {

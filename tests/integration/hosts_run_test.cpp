@@ -160,8 +160,8 @@ TEST(HostsRun, LoadThroughBothDispatchersAcrossTheBridge) {
     ASSERT_TRUE(f.up()) << f.last_output();
     ASSERT_TRUE(f.settled()) << f.log("d1");
     temp_dir dir;
-    std::string both = f.dispatcher_url("d1") + "," + f.dispatcher_url("d2");
-    std::string secret = f.run_dir() + "/config/token.secret";
+    std::string both = f.dispatcher_urls();
+    std::string secret = f.token_secret_file();
     std::vector<std::string> args = {
         "load",    "--dispatcher", both,     "--secret-file", secret,       "--clients", "200",
         "--rooms", "10",           "--rate", "200",           "--duration", "3s",        "--json"};

@@ -98,8 +98,7 @@ target_or_error make_target(const session_args& a) {
             return out;
         }
     }
-    bool https =
-        urls && std::any_of(urls->begin(), urls->end(), [](const http_url& u) { return u.tls; });
+    bool https = urls && any_https(*urls);
     auto tr = prepare_transport(a.transport, https, &out.error);
     if (!tr) return out;
     t.via = tr->via;
@@ -254,7 +253,7 @@ int run_get_gateway(const get_gateway_args& a) {
         err_line("--dispatcher: " + err);
         return 1;
     }
-    bool https = std::any_of(urls->begin(), urls->end(), [](const http_url& u) { return u.tls; });
+    bool https = any_https(*urls);
     auto tr = prepare_transport(a.transport, https, &err);
     if (!tr) {
         err_line(err);

@@ -80,8 +80,7 @@ connector::connector(asio::any_io_executor ex, target_spec target, session_optio
       schedule_([this] { return std::uniform_real_distribution<double>(0, 1)(rng_); }) {
     // The target decides the transport; the options only carry it to each session.
     opts_.via = target_.via;
-    bool https = std::any_of(target_.dispatchers.begin(), target_.dispatchers.end(),
-                             [](const http_url& u) { return u.tls; });
+    bool https = any_https(target_.dispatchers);
     if (!target_.tls && (is_tls(target_.via) || https)) target_.tls = make_tls_client("", false);
     if (!target_.gateway && !target_.dispatchers.empty()) {
         auto n = target_.dispatchers.size();

@@ -36,6 +36,10 @@ std::optional<std::vector<http_url>> parse_dispatcher_urls(const std::vector<std
     return out;
 }
 
+bool any_https(const std::vector<http_url>& urls) {
+    return std::any_of(urls.begin(), urls.end(), [](const http_url& u) { return u.tls; });
+}
+
 dispatch_outcome classify_dispatch(int status, bool has_answer) {
     if (status == 0) return dispatch_outcome::transport;
     if (status == 200) return has_answer ? dispatch_outcome::answer : dispatch_outcome::bad_answer;

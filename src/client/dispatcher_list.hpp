@@ -19,6 +19,8 @@ namespace imgate::client {
 // (naming the bad item).
 std::optional<std::vector<http_url>> parse_dispatcher_urls(const std::vector<std::string>& values,
                                                            std::string* err);
+// Whether any of the URLs is https (the client then needs a TLS context for the dispatchers).
+bool any_https(const std::vector<http_url>& urls);
 // More URLs than this are refused: a client list is a handful of dispatchers, not a fleet.
 inline constexpr size_t max_dispatcher_urls = 64;
 

@@ -213,9 +213,8 @@ struct load_run {
         if (p.source_spread && p.allowed.empty())
             so.source = asio::ip::address_v4((127u << 24) | (1 + (first + i) % p.source_spread));
         auto conn = std::make_unique<connector>(io.get_executor(), target_for(i), so, rng());
-        auto allowed = p.allowed;
-        conn->guard = [allowed](const gateway_addr& g) -> std::string {
-            if (allowed.allows(g.host)) return "";
+        conn->guard = [this](const gateway_addr& g) -> std::string {
+            if (p.allowed.allows(g.host)) return "";
             return "refusing gateway " + g.to_string() +
                    " from the dispatcher: the load generator only targets loopback and the "
                    "networks of --allow-target";
@@ -704,9 +703,7 @@ int run_load(const load_params& p, const std::string& secret_file, bool json, bo
                      "local tests only\n");
     std::vector<http_url> dispatchers;
     if (!p.dispatchers.empty()) dispatchers = *parse_dispatcher_urls(p.dispatchers, nullptr);
-    bool https = std::any_of(dispatchers.begin(), dispatchers.end(),
-                             [](const http_url& u) { return u.tls; });
-    if (is_tls(p.via) || https) {
+    if (is_tls(p.via) || any_https(dispatchers)) {
         try {
             tls = make_tls_client(p.ca_file, p.insecure);
         } catch (const std::exception& e) {

@@ -66,19 +66,33 @@ std::vector<std::string> split_list(std::string_view s) {
     return out;
 }
 
-bool is_loopback_host(std::string_view host) {
-    if (host == "localhost") return true;
+namespace {
+
+// The address a host string names, if it is an address literal ("[::1]" as well as "::1").
+std::optional<boost::asio::ip::address> host_address(std::string_view host) {
     if (host.size() > 2 && host.front() == '[' && host.back() == ']')
         host = host.substr(1, host.size() - 2);
     boost::system::error_code ec;
     auto a = boost::asio::ip::make_address(std::string(host), ec);
-    if (ec) return false;
+    if (ec) return std::nullopt;
+    return a;
+}
+
+bool is_loopback_address(const boost::asio::ip::address& a) {
     if (a.is_v4()) return (a.to_v4().to_uint() >> 24) == 127;
     auto v6 = a.to_v6();
     if (v6.is_v4_mapped())
         return (boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, v6).to_uint() >> 24) ==
                127;
     return v6.is_loopback();
+}
+
+}  // namespace
+
+bool is_loopback_host(std::string_view host) {
+    if (host == "localhost") return true;
+    auto a = host_address(host);
+    return a && is_loopback_address(*a);
 }
 
 namespace {
@@ -96,12 +110,11 @@ bool private_v6(const boost::asio::ip::network_v6& n) {
 }  // namespace
 
 bool target_networks::allows(std::string_view host) const {
-    if (is_loopback_host(host)) return true;
-    if (host.size() > 2 && host.front() == '[' && host.back() == ']')
-        host = host.substr(1, host.size() - 2);
-    boost::system::error_code ec;
-    auto a = boost::asio::ip::make_address(std::string(host), ec);
-    if (ec) return false;
+    if (host == "localhost") return true;
+    auto parsed = host_address(host);
+    if (!parsed) return false;
+    const auto& a = *parsed;
+    if (is_loopback_address(a)) return true;
     if (a.is_v4()) {
         for (auto& n : v4)
             if (boost::asio::ip::network_v4(a.to_v4(), 32).is_subnet_of(n)) return true;

@@ -82,6 +82,13 @@ class transports_fleet {
             10s);
     }
 
+    // Waits until gateway id's directory lists n users on its peers: a user who just logged in
+    // elsewhere is announced asynchronously, and until then "offline" is the true answer there.
+    bool knows_remote_users(const std::string& id, double n) {
+        return eventually([&] { return metric(id, "imgate_rpc_directory_user_locations") >= n; },
+                          10s);
+    }
+
     std::string addr(const std::string& id, transport t) { return gws_.at(id)->addr(to_string(t)); }
     daemon_process& gw(const std::string& id) { return *gws_.at(id); }
     const temp_dir& dir() const { return dir_; }
@@ -152,6 +159,7 @@ TEST(GatewayTransports, EveryTransportPairDeliversAcrossTwoGateways) {
         on2[t] = f.login("gw2", t, "r." + names[t]);
         ASSERT_TRUE(on1[t] && on2[t]);
     }
+    ASSERT_TRUE(f.knows_remote_users("gw1", 4));
     uint64_t cmid = 1;
     for (auto a : all)
         for (auto b : all) {
@@ -171,6 +179,7 @@ TEST(GatewayTransports, LargeFramesCrossTlsAndWssIntact) {
     auto a = f.login("gw1", transport::tls, "große.daten@example.com");
     auto b = f.login("gw2", transport::wss, "empfänger@example.com");
     ASSERT_TRUE(a && b);
+    ASSERT_TRUE(f.knows_remote_users("gw1", 1) && f.knows_remote_users("gw2", 1));
     std::string payload;
     for (int i = 0; payload.size() < 50000; ++i) payload += "€" + std::to_string(i) + ",";
     expect_delivered(*a, "große.daten@example.com", *b, "empfänger@example.com", payload, 99);

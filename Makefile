@@ -16,12 +16,14 @@ export CCACHE_BASEDIR := $(CURDIR)
 # (`make deps-test`: test*, fuzz, format*). GTest is a build dependency: CMake requires it.
 DEB_BUILD_PACKAGES := build-essential cmake ninja-build ccache pkg-config \
   libboost1.81-dev nlohmann-json3-dev libspdlog-dev libyaml-cpp-dev libgtest-dev libgmock-dev \
-  libssl-dev openssl libsystemd-dev libcli11-dev curl procps dpkg-dev file
+  libssl-dev openssl libsystemd-dev libcli11-dev libhiredis-dev curl procps dpkg-dev file
 # The fleet of hosts (make run-hosts, tests/integration/hosts_*): namespaces, veths, a bridge
 # (iproute2) and the partition and delay rules (nftables).
 DEB_HOSTS_PACKAGES := iproute2 nftables
+# The optional shared engine's tests start their own redis-server (make run DIRECTORY=redis too).
+DEB_REDIS_PACKAGES := redis-server redis-tools
 DEB_TEST_PACKAGES := clang-14 clang-format-14 libclang-rt-14-dev prometheus wrk nginx-light \
-  systemd chromium python3 $(DEB_HOSTS_PACKAGES)
+  systemd chromium python3 $(DEB_HOSTS_PACKAGES) $(DEB_REDIS_PACKAGES)
 
 # $(call install_missing,TARGET,PACKAGES): apt-get install those not installed yet (idempotent).
 define install_missing

@@ -52,6 +52,24 @@ struct mesh_status {
     std::string secret_fingerprint;  // of the cluster secret in use; empty: none (single node)
 };
 
+// Where one user is online besides this gateway, for the presence API (GET /presence).
+struct presence_location {
+    std::string gateway;
+    // Sessions (devices) of the user there. Known in redis mode (each gateway records its
+    // count); nullopt in announced mode, whose announcements say only "online here".
+    std::optional<uint32_t> devices;
+    // announced mode: the gateway's link ended without a clean close and its entries are held
+    // (cluster_rpc.unreachable_hold): it may still serve the user, but cannot be reached now.
+    bool held = false;
+};
+
+struct presence_answer {
+    // false: the directory could not answer (redis mode with Redis unreachable), so where else
+    // the user is online is unknown; `peers` is then empty.
+    bool known = true;
+    std::vector<presence_location> peers;  // never this gateway
+};
+
 // Implemented by the gateway core. Called by the cluster for traffic arriving from peers; may be
 // called from any thread.
 class local_delivery {
@@ -90,6 +108,18 @@ class cluster {
     // A session of user+device logged in here: tells the peers holding the user, so an older
     // session of the same device on another gateway is replaced fleet-wide.
     virtual void device_login(const std::string& user, const std::string& device) = 0;
+    // The number of local sessions of user changed (0 after the last one left). Called after
+    // user_online/user_offline for the same change. redis mode records it for the presence API.
+    virtual void user_sessions(const std::string& user, uint32_t sessions) {
+        (void)user;
+        (void)sessions;
+    }
+    // Where else each user is online (same order as users), from whichever directory is in use.
+    // `done` is called exactly once, possibly on another thread. Default (single node): nowhere.
+    virtual void presence(const std::vector<std::string>& users,
+                          std::function<void(std::vector<presence_answer>)> done) {
+        done(std::vector<presence_answer>(users.size()));
+    }
     // SIGHUP: new fleet membership and secret.
     virtual void reload(const fleet_config& fleet) = 0;
     virtual void stop() = 0;

@@ -129,6 +129,8 @@ gateway_config load_gateway_config(const std::string& path, const std::string& i
     c.log = parse_log_config(root.map("log"));
     c.rpc = parse_rpc_config(root.map("cluster_rpc"));
     c.tls = parse_tls_settings(root.map("tls"));
+    parse_backend_config(root.map("directory"), root.map("redis"), root.map("events"), path,
+                         c.directory, c.redis, c.events);
     root.finish();
 
     c.fleet = load_fleet(c.fleet_file);

@@ -9,6 +9,7 @@
 #include "common/config.hpp"
 #include "common/ids.hpp"
 #include "common/tls.hpp"
+#include "gateway/backend_config.hpp"
 #include "gateway/rpc_config.hpp"
 
 namespace imgate::gw {
@@ -97,6 +98,10 @@ struct gateway_config {
     // Certificate of the tls and wss listeners; handshake_timeout and max_handshakes apply to
     // the ws listener too (docs/configuration.md, `tls:`).
     tls_settings tls;
+    // The optional shared engine (start-up only; docs/configuration.md).
+    directory_config directory;
+    redis_config redis;
+    events_config events;
 };
 
 // Loads and validates gateway.yaml (and the fleet and secret files it names). id_override wins

@@ -56,6 +56,11 @@ http_response unauthorized() {
 // The largest /push body: a JSON object around a payload of at most max_payload_bytes.
 constexpr uint64_t max_push_body = 1 << 20;
 
+// Users in one GET or POST /presence.
+constexpr size_t max_presence_users = 1000;
+// The largest POST /presence body: 1000 ids of the longest kind, JSON-escaped.
+constexpr uint64_t max_presence_body = 1 << 20;
+
 std::string hostport(const asio::ip::tcp::endpoint& ep) {
     return ep.address().to_string() + ":" + std::to_string(ep.port());
 }
@@ -95,6 +100,18 @@ admin_api::admin_api(asio::io_context& io, gateway_server& gw, message_router& r
     http_->route(http::verb::post, "/undrain",
                  http_handler([this](http_request_ctx ctx) { return undrain(std::move(ctx)); }),
                  route_options{.authorize = authorize, .audit = true});
+    // Presence is private data: the same token as /push.
+    auto on_presence =
+        http_handler([this](http_request_ctx ctx) { return presence(std::move(ctx)); });
+    http_->route(http::verb::get, "/presence", on_presence, route_options{.authorize = authorize});
+    http_->route(http::verb::post, "/presence", on_presence,
+                 route_options{.authorize = authorize, .body_limit = max_presence_body});
+    presence_ok_ =
+        &registry_.get_counter("imgate_gateway_presence_requests_total",
+                               "GET/POST /presence calls, by result", {{"result", "ok"}});
+    presence_bad_ =
+        &registry_.get_counter("imgate_gateway_presence_requests_total",
+                               "GET/POST /presence calls, by result", {{"result", "bad_request"}});
     for (const char* r : {"undrained", "already_serving", "stopping", "listen_failed"})
         registry_.get_counter("imgate_gateway_undrains_total", "POST /undrain calls, by result",
                               {{"result", r}});
@@ -310,6 +327,122 @@ asio::awaitable<http_response> admin_api::push(http_request_ctx ctx) {
         co_return http_response::json(http::status::bad_gateway, out.dump());
     }
     co_return http_response::json(http::status::ok, out.dump());
+}
+
+}  // namespace imgate::gw
+
+namespace imgate::gw {
+
+http_response admin_api::presence_refused(std::string message) {
+    presence_bad_->inc();
+    return http_response::error(http::status::bad_request, "bad_request", std::move(message));
+}
+
+// Authorized by the server on the header (route_options), like /push. This gateway's own
+// sessions come from the hub (exact), the rest of the fleet from the cluster's directory.
+asio::awaitable<http_response> admin_api::presence(http_request_ctx ctx) {
+    std::vector<std::string> users;
+    bool batch = ctx.req.method() == http::verb::post;
+    if (!batch) {
+        // Not parse_query: user= repeats.
+        std::string_view q = ctx.query;
+        while (!q.empty()) {
+            auto amp = q.find('&');
+            auto part = q.substr(0, amp);
+            q = amp == std::string_view::npos ? std::string_view{} : q.substr(amp + 1);
+            if (part.empty()) continue;
+            auto eq = part.find('=');
+            if (eq == std::string_view::npos || part.substr(0, eq) != "user")
+                co_return presence_refused("the only query parameter is user=ID (repeatable)");
+            auto v = percent_decode(part.substr(eq + 1));
+            if (!v) co_return presence_refused("bad percent-encoding in query");
+            if (users.size() == max_presence_users)
+                co_return presence_refused("at most " + std::to_string(max_presence_users) +
+                                           " users per request");
+            users.push_back(std::move(*v));
+        }
+        batch = users.size() > 1;
+    } else {
+        auto j = nlohmann::json::parse(ctx.req.body(), nullptr, false);
+        if (j.is_discarded() || !j.is_object() || j.size() != 1 || !j.contains("users") ||
+            !j["users"].is_array())
+            co_return presence_refused(
+                "body must be a JSON object {\"users\": [\"id\", ...]} and nothing else");
+        if (j["users"].size() > max_presence_users)
+            co_return presence_refused("at most " + std::to_string(max_presence_users) +
+                                       " users per request");
+        for (auto& u : j["users"]) {
+            if (!u.is_string()) co_return presence_refused("\"users\" must hold strings only");
+            users.push_back(u.get<std::string>());
+        }
+    }
+    if (users.empty()) co_return presence_refused("give at least one user");
+    uint64_t g;
+    auto lim = gw_.limits(g);
+    for (size_t i = 0; i < users.size(); ++i)
+        if (auto e = ids::check(users[i], lim->max_id_length); e != ids::id_error::none)
+            co_return presence_refused("user " + std::to_string(i + 1) + " of " +
+                                       std::to_string(users.size()) + ": id is " +
+                                       ids::to_string(e));
+
+    // The cluster may answer on another thread: hand the answers to this strand and wake up.
+    struct waiter {
+        asio::steady_timer timer;
+        bool done = false;
+        std::vector<presence_answer> answers;
+    };
+    auto ex = co_await asio::this_coro::executor;
+    auto w = std::make_shared<waiter>(waiter{asio::steady_timer(ex), false, {}});
+    w->timer.expires_after(gw_.push_timeout());
+    auto on_done = [w, ex](std::vector<presence_answer> a) {
+        asio::post(ex, [w, a = std::move(a)]() mutable {
+            w->done = true;
+            w->answers = std::move(a);
+            w->timer.cancel();
+        });
+    };
+    gw_.fleet().presence(users, on_done);
+    if (!w->done) co_await w->timer.async_wait(use_tuple);
+    // No answer in time (or a short one): the rest of the fleet is unknown, as with Redis down.
+    if (!w->done || w->answers.size() != users.size()) {
+        w->answers.assign(users.size(), presence_answer{});
+        for (auto& a : w->answers) a.known = false;
+    }
+
+    const hub& h = router_.sessions();
+    auto out = nlohmann::json::array();
+    for (size_t i = 0; i < users.size(); ++i) {
+        const auto& a = w->answers[i];
+        size_t local = h.user_session_count(users[i]);
+        auto gws = nlohmann::json::array();
+        bool counts_known = true;
+        uint64_t devices = local;
+        if (local > 0) gws.push_back({{"id", gw_.id()}, {"devices", local}, {"held", false}});
+        for (const auto& p : a.peers) {
+            if (p.gateway == gw_.id()) continue;
+            nlohmann::json pj{{"id", p.gateway}, {"devices", nullptr}, {"held", p.held}};
+            if (p.devices) {
+                pj["devices"] = *p.devices;
+                devices += *p.devices;
+            } else {
+                counts_known = false;  // announced mode: "online there", no count
+            }
+            gws.push_back(std::move(pj));
+        }
+        nlohmann::json u{{"user", users[i]}, {"gateways", gws}, {"known", a.known}};
+        if (!gws.empty())
+            u["online"] = true;
+        else if (a.known)
+            u["online"] = false;
+        else
+            u["online"] = nullptr;  // nowhere here, and the directory could not say for the rest
+        u["devices"] = counts_known && a.known ? nlohmann::json(devices) : nlohmann::json(nullptr);
+        out.push_back(std::move(u));
+    }
+    presence_ok_->inc();
+    if (!batch) co_return http_response::json(http::status::ok, out[0].dump());
+    nlohmann::json body{{"users", std::move(out)}};
+    co_return http_response::json(http::status::ok, body.dump());
 }
 
 }  // namespace imgate::gw

@@ -1,7 +1,7 @@
 #pragma once
 // The gateway's admin API (docs/protocol.md, "Admin API"): GET /status /metrics /healthz for the
 // dispatcher and Prometheus, POST /drain, POST /undrain,
-// POST /rebalance and POST /push (bearer token) for operators
+// POST /rebalance, POST /push and GET/POST /presence (bearer token) for operators
 // and backends.
 #include <memory>
 
@@ -36,12 +36,17 @@ class admin_api {
     http_response rebalance(const http_request_ctx& ctx);
     asio::awaitable<http_response> push(http_request_ctx ctx);
     asio::awaitable<http_response> undrain(http_request_ctx ctx);
+    // GET /presence?user=A[&user=B...] and POST /presence {"users":[...]}.
+    asio::awaitable<http_response> presence(http_request_ctx ctx);
+    http_response presence_refused(std::string message);
 
     gateway_server& gw_;
     message_router& router_;
     gateway_metrics& metrics_;
     metrics_registry& registry_;
     std::shared_ptr<http_server> http_;
+    counter* presence_ok_;
+    counter* presence_bad_;
 };
 
 }  // namespace imgate::gw

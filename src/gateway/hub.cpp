@@ -32,7 +32,9 @@ hub::add_result hub::add(std::shared_ptr<session_sink> s) {
             }
         }
     }
-    users_[s->user()].push_back(s.get());
+    auto& mine = users_[s->user()];
+    mine.push_back(s.get());
+    r.user_sessions = uint32_t(mine.size());
     uint64_t sid = s->session_id();
     sessions_[sid] = entry{std::move(s), {}};
     return r;
@@ -54,6 +56,7 @@ hub::remove_result hub::remove_locked(uint64_t sid) {
     auto uit = users_.find(s->user());
     if (uit != users_.end()) {
         erase_ptr(uit->second, s);
+        r.user_sessions = uint32_t(uit->second.size());
         if (uit->second.empty()) {
             users_.erase(uit);
             r.last_of_user = true;
@@ -109,6 +112,12 @@ hub::leave_result hub::leave(uint64_t sid, const std::string& room) {
     r.was_member = true;
     r.last_member = room_remove_locked(room, it->second.s.get());
     return r;
+}
+
+size_t hub::user_session_count(std::string_view user) const {
+    std::shared_lock lk(mu_);
+    auto it = users_.find(user);
+    return it == users_.end() ? 0 : it->second.size();
 }
 
 std::shared_ptr<session_sink> hub::find(uint64_t sid) const {

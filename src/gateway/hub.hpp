@@ -47,6 +47,7 @@ class hub {
         std::shared_ptr<session_sink> replaced;  // same user + device, now removed from the hub
         std::vector<std::string> replaced_rooms_emptied;  // rooms the replaced session left empty
         bool first_of_user = false;                       // user had no local session before
+        uint32_t user_sessions = 0;                       // the user's local sessions after the add
     };
     enum class join_status { ok, already_member, too_many_rooms, unknown_session };
     struct join_result {
@@ -60,6 +61,7 @@ class hub {
     struct remove_result {
         bool removed = false;  // false: not (or no longer) registered
         bool last_of_user = false;
+        uint32_t user_sessions = 0;  // the user's local sessions left (when removed)
         std::vector<std::string> rooms_emptied;
     };
 
@@ -95,6 +97,8 @@ class hub {
         return n;
     }
 
+    // The local sessions of user (0: none).
+    size_t user_session_count(std::string_view user) const;
     std::shared_ptr<session_sink> find(uint64_t sid) const;
     std::vector<std::shared_ptr<session_sink>> all_sessions() const;
     std::vector<std::string> users() const;

@@ -114,6 +114,15 @@ void message_router::send(std::shared_ptr<session_sink> from, proto::send_msg& m
     msg.origin_gateway = self_id_;
     msg.origin_session = from->session_id();
     msg.client_msg_id = m.client_msg_id;
+    // Recorded before delivery, so per sender the stream has the send order. A full buffer
+    // under overflow refuse refuses the SEND: nothing is delivered that the backend never sees.
+    if (events_ && !events_->message(msg)) {
+        metrics_.message(msg.kind, false, proto::code::unavailable);
+        metrics_.error(proto::code::unavailable);
+        from->push_owned(proto::encode(
+            proto::send_result_msg{msg.client_msg_id, 0, proto::code::unavailable, 0}, corr));
+        return;
+    }
     // The sender's own session never counts in a room's reach.
     uint64_t exclude = msg.origin_session;
     send_reply reply{&metrics_, std::move(from), msg.client_msg_id, msg.server_msg_id,
@@ -126,6 +135,7 @@ void message_router::push(outbound_message& msg, route_done done) {
     msg.server_msg_id = ids_.next();
     msg.ts_ms = uint64_t(clock_.wall_ms());
     msg.origin_gateway = self_id_;
+    if (events_ && !events_->push(msg)) return done(proto::code::unavailable, 0);
     route(msg, 0, std::move(done));
 }
 
@@ -152,6 +162,8 @@ void message_router::admitted(const session_sink& s, const hub::add_result& r) {
         for (auto& room : r.replaced_rooms_emptied) cluster_->room_interest(room, false);
     }
     if (r.first_of_user) cluster_->user_online(s.user());
+    // A replacement keeps the count (one session of the device out, one in).
+    if (!r.replaced) cluster_->user_sessions(s.user(), r.user_sessions);
     cluster_->device_login(s.user(), s.device());
 }
 
@@ -160,6 +172,7 @@ void message_router::closed(uint64_t sid, const std::string& user) {
     if (!r.removed) return;
     for (auto& room : r.rooms_emptied) cluster_->room_interest(room, false);
     if (r.last_of_user) cluster_->user_offline(user);
+    cluster_->user_sessions(user, r.user_sessions);
 }
 
 proto::code message_router::join(uint64_t sid, const std::string& room, size_t max_rooms) {

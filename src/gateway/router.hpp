@@ -13,6 +13,7 @@
 #include "common/clock.hpp"
 #include "common/protocol.hpp"
 #include "gateway/cluster.hpp"
+#include "gateway/event_sink.hpp"
 #include "gateway/gateway_config.hpp"
 #include "gateway/gateway_metrics.hpp"
 #include "gateway/hub.hpp"
@@ -40,6 +41,10 @@ class message_router final : public local_delivery {
     // The cluster is built after the router (the router is its local_delivery); attach it before
     // anything is routed. The cluster must outlive every call.
     void attach(cluster& c) { cluster_ = &c; }
+    // Upstream events (events.enabled): SENDs and pushes are recorded before delivery, and
+    // refused `unavailable` when the sink refuses them (events.overflow refuse). Attach before
+    // anything is routed; the sink must outlive every call.
+    void attach_events(event_sink* e) { events_ = e; }
     hub& sessions() { return hub_; }
     const hub& sessions() const { return hub_; }
 
@@ -56,7 +61,8 @@ class message_router final : public local_delivery {
     // corr) goes back to `from` through push_owned.
     void send(std::shared_ptr<session_sink> from, proto::send_msg& m, uint32_t corr);
     // A backend push (POST /push): msg carries kind, target and payload; the router stamps its
-    // id, time and origin (read them from msg once this returns).
+    // id, time and origin (read them from msg once this returns). Refused (done(unavailable, 0)
+    // at once, nothing delivered) when the event sink refuses it.
     void push(outbound_message& msg, route_done done);
     // An ACK from session s: at most one RECEIPT per reached session to the sender.
     void ack(const session_sink& s, uint64_t server_msg_id);
@@ -101,6 +107,7 @@ class message_router final : public local_delivery {
     // The monotonic clock ages pending acks, the wall clock stamps messages; tests pass their own.
     const clock_source& clock_;
     cluster* cluster_ = nullptr;
+    event_sink* events_ = nullptr;
     hub hub_;
     pending_acks acks_;
     recent_ids seen_;

@@ -118,6 +118,7 @@ void gateway_server::start() {
     cluster_ =
         make_cluster(cfg_.fleet, cfg_.id, cfg_.cluster_secret, cfg_.rpc, router_, io_, registry_);
     router_.attach(*cluster_);
+    if (cfg_.events.enabled) start_events();
 
     for (auto t : all_transports) {
         const endpoint* where = spec->listen_of(t);
@@ -142,6 +143,24 @@ void gateway_server::start() {
             (serving.empty() ? "" : ", ") + std::string(to_string(l->kind)) + " " + hostport(l->ep);
     spdlog::info("gateway {} serving clients on {}; admin on {}", cfg_.id, serving,
                  hostport(admin_endpoint()));
+}
+
+void gateway_server::start_events() {
+    auto o = cfg_.redis.conn;
+    o.name = "events";  // its own connection: XADD traffic never delays directory lookups
+    auto ex = asio::make_strand(io_);
+    events_redis_ = redis::connection::create(ex, o, registry_);
+    events_ =
+        event_sink::create(ex, *events_redis_, event_options_of(cfg_.events), cfg_.id, registry_);
+    std::weak_ptr<event_sink> w = events_;
+    events_redis_->set_on_up([w] {
+        if (auto e = w.lock()) e->on_up();
+    });
+    events_redis_->start();
+    router_.attach_events(events_.get());
+    spdlog::info("events: appending to stream {} (messages {}, max_buffered {}, overflow {})",
+                 cfg_.events.stream, cfg_.events.messages ? "on" : "off", cfg_.events.max_buffered,
+                 to_string(cfg_.events.overflow));
 }
 
 void gateway_server::bind_listener(client_listener& l, const endpoint& where) {
@@ -338,11 +357,17 @@ bool gateway_server::on_login(const std::shared_ptr<session>& s) {
         s->set_logged_in();
     }
     router_.admitted(*s, r);
+    if (events_)
+        events_->login(s->user(), s->device(), s->session_id(), to_string(s->kind()),
+                       s->remote_address());
     return true;
 }
 
 void gateway_server::on_closed(session& s) {
     router_.closed(s.session_id(), s.user());
+    // Every session that logged in, replaced ones included (they left the hub at the new login).
+    if (events_ && s.logged_in())
+        events_->logout(s.user(), s.device(), s.session_id(), s.close_reason());
     {
         std::lock_guard lk(conns_mu_);
         conns_.erase(s.session_id());
@@ -664,6 +689,18 @@ asio::awaitable<void> gateway_server::stop_loop(std::function<void()> done) {
                 auto sp = s;
                 asio::post(s->socket_executor(), [sp] { sp->close_now(); });
             }
+    }
+    if (events_) {
+        // The logouts of the shutdown kicks, and whatever else waits: sent if Redis is there to
+        // take them within a second; the rest is lost with the process (docs/events.md).
+        auto flush_until = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+        while (events_->buffered() > 0 && events_redis_->connected() &&
+               std::chrono::steady_clock::now() < flush_until) {
+            t.expires_after(std::chrono::milliseconds(20));
+            co_await t.async_wait(use_tuple);
+        }
+        events_->stop();
+        events_redis_->stop();
     }
     cluster_->stop();
     admin_->stop();

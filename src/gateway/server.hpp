@@ -22,9 +22,11 @@
 #include "common/jwt.hpp"
 #include "common/live_config.hpp"
 #include "common/metrics.hpp"
+#include "common/redis.hpp"
 #include "common/tls.hpp"
 #include "gateway/admission.hpp"
 #include "gateway/cluster.hpp"
+#include "gateway/event_sink.hpp"
 #include "gateway/flood_penalty.hpp"
 #include "gateway/gateway_config.hpp"
 #include "gateway/gateway_metrics.hpp"
@@ -178,6 +180,8 @@ class gateway_server final {
     std::chrono::milliseconds push_timeout() const;
 
     message_router& router() { return router_; }
+    // The cluster, for the presence API (never null once start() ran).
+    cluster& fleet() { return *cluster_; }
     hub& sessions_hub() { return router_.sessions(); }
 
   private:
@@ -194,6 +198,7 @@ class gateway_server final {
     asio::awaitable<void> handshake_and_start(client_listener& l, asio::ip::tcp::socket sock);
     void start_session(std::unique_ptr<session_io> io);
     void bind_listener(client_listener& l, const endpoint& where);
+    void start_events();
     // Redirects logged-in sessions at a rate: all of them at drain.rate while draining, or the
     // excess over a rebalance's target at its rate while serving. One loop per epoch.
     asio::awaitable<void> redirect_loop(uint64_t epoch);
@@ -221,6 +226,9 @@ class gateway_server final {
     live_config<gateway_live> live_;
     message_router router_;
     std::unique_ptr<cluster> cluster_;  // after router_: it delivers into the router
+    // events.enabled: the upstream events and their own Redis connection (docs/events.md).
+    std::shared_ptr<redis::connection> events_redis_;
+    std::shared_ptr<event_sink> events_;
     std::unique_ptr<admin_api> admin_;
     // Every acceptor runs on this strand: accept loops, drain's close and undrain's reopen.
     asio::strand<asio::io_context::executor_type> listen_strand_;

@@ -193,12 +193,53 @@ void session::on_readable(const boost::system::error_code& wec) {
     wait_readable();
 }
 
+void session::note_close(std::string_view reason) {
+    std::lock_guard lk(qmu_);
+    if (close_reason_.empty()) close_reason_ = reason;
+}
+
+void session::note_close_frame(std::string_view bytes) {
+    {
+        std::lock_guard lk(qmu_);
+        if (!close_reason_.empty()) return;
+    }
+    frame_decoder d(uint32_t(std::max<size_t>(bytes.size(), 1)));
+    d.feed(bytes);
+    auto f = d.next();
+    std::string why = "closed";
+    if (f && f->op == uint8_t(proto::op::kick)) {
+        if (auto m = proto::decode<proto::kick_msg>(*f))
+            why = std::string("kick:") + proto::to_string(m->reason);
+    } else if (f && f->op == uint8_t(proto::op::redirect)) {
+        if (auto m = proto::decode<proto::redirect_msg>(*f)) why = "redirect:" + m->reason;
+    } else if (f && f->op == uint8_t(proto::op::error)) {
+        if (auto m = proto::decode<proto::error_msg>(*f))
+            why = std::string("error:") + proto::to_string(m->status);
+    }
+    note_close(why);
+}
+
+std::string session::close_reason() const {
+    std::lock_guard lk(qmu_);
+    return close_reason_.empty() ? std::string("client_closed") : close_reason_;
+}
+
+std::string session::remote_address() const {
+    boost::system::error_code ec;
+    auto ep = io_->socket().remote_endpoint(ec);
+    return ec ? std::string() : ep.address().to_string();
+}
+
 void session::on_read_end() {
     carry_out(session_protocol::on_read_end());
     srv_.on_closed(*this);
 }
 
 void session::carry_out(session_actions&& a) {
+    // Why the session ends: its last frame, or the reply it finishes after (an ERROR).
+    if (a.finish) note_close_frame(a.last_frame.empty() ? a.reply : a.last_frame);
+    if (a.close == close_cause::write_stalled || a.close == close_cause::queue_over_bound)
+        note_close("slow_consumer");
     if (!a.reply.empty()) push_owned(std::move(a.reply));
     if (a.finish) {
         finish(std::move(a.last_frame));
@@ -244,6 +285,7 @@ bool session::push_item(out_item item, size_t size) {
         uint64_t bound = max_outbound_.load(std::memory_order_relaxed);
         if (queued_bytes_ + size > bound) {
             closing_ = true;
+            if (close_reason_.empty()) close_reason_ = "slow_consumer";
             gateway_port gw{*this};
             session_protocol::on_queue_overflow(gw);  // its only action: close, posted below
             spdlog::info("session {} ({}): outbound queue over {} bytes: closing as slow consumer",
@@ -266,6 +308,7 @@ bool session::push_item(out_item item, size_t size) {
 }
 
 void session::finish(std::string last_frame) {
+    note_close_frame(last_frame);
     bool start = false;
     {
         std::lock_guard lk(qmu_);
@@ -308,6 +351,7 @@ void session::on_write(const boost::system::error_code& ec) {
     proto_.on_write_done();
     if (ec) {
         std::lock_guard lk(qmu_);
+        if (close_reason_.empty()) close_reason_ = "connection_lost";
         closing_ = true;
         writing_.clear();
         queue_.clear();

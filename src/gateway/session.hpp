@@ -61,6 +61,13 @@ class session final : public session_sink, public std::enable_shared_from_this<s
             std::chrono::steady_clock::duration(logged_in_at_.load(std::memory_order_relaxed)));
     }
 
+    // Why the session ended, for the logout event (docs/events.md): "kick:<reason>",
+    // "redirect:<reason>", "error:<code>" from the last frame the gateway sent; "slow_consumer",
+    // "connection_lost", or "client_closed" when the client ended it. Set once, by the first cause.
+    std::string close_reason() const;
+    // The client's IP address ("" when the socket no longer knows it).
+    std::string remote_address() const;
+
     // Completions of the transport's wait and write (session_io calls them on the strand).
     void on_readable(const boost::system::error_code& ec);
     void on_write(const boost::system::error_code& ec);
@@ -78,6 +85,10 @@ class session final : public session_sink, public std::enable_shared_from_this<s
     void on_read_end();
     void carry_out(session_actions&& a);
     bool push_item(out_item item, size_t size);
+    // Records why the session ends unless a cause was recorded before. Takes qmu_.
+    void note_close(std::string_view reason);
+    // The same from the frame the session ends with (KICK, REDIRECT or ERROR).
+    void note_close_frame(std::string_view frame_bytes);
     void start_write();
     void arm_timer(steady_time at);
     void on_timer();
@@ -101,7 +112,7 @@ class session final : public session_sink, public std::enable_shared_from_this<s
     session_protocol proto_;                 // strand only
     std::atomic<uint64_t> max_outbound_{0};  // read by push_item on any thread
 
-    std::mutex qmu_;  // guards the outbound state below
+    mutable std::mutex qmu_;  // guards the outbound state below
     std::vector<out_item> queue_;
     std::vector<out_item> writing_;
     std::vector<asio::const_buffer> bufs_;
@@ -109,6 +120,7 @@ class session final : public session_sink, public std::enable_shared_from_this<s
     bool write_active_ = false;
     bool finish_after_flush_ = false;
     std::atomic<bool> closing_{false};  // no more input handled, no more frames accepted
+    std::string close_reason_;          // guarded by qmu_
 };
 
 }  // namespace imgate::gw

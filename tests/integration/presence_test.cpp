@@ -23,13 +23,20 @@ const std::string carol_q = "%E7%8E%8B%E4%BC%9F";
 const std::string nobody = "nobody@example.com";
 
 struct presence_fleet {
-    // Fast watchdog and a short hold, so a silent gateway is held and then dropped within seconds.
-    fleet f{fleet::options{.gateways = 3,
-                           .cluster = true,
-                           .gateway_yaml =
-                               "cluster_rpc:\n  call_timeout: 1s\n  connect_timeout: 500ms\n"
-                               "  ping_interval: 250ms\n  peer_timeout: 1s\n  backoff_min: 50ms\n"
-                               "  backoff_max: 300ms\n  unreachable_hold: 2s\n"}};
+    fleet f{options()};
+
+    // Three gateways in a mesh; a fast watchdog and a short hold, so a silent gateway is held
+    // and then dropped within seconds.
+    static fleet::options options() {
+        fleet::options o;
+        o.gateways = 3;
+        o.cluster = true;
+        o.gateway_yaml =
+            "cluster_rpc:\n  call_timeout: 1s\n  connect_timeout: 500ms\n"
+            "  ping_interval: 250ms\n  peer_timeout: 1s\n  backoff_min: 50ms\n"
+            "  backoff_max: 300ms\n  unreachable_hold: 2s\n";
+        return o;
+    }
 
     http_result get(const std::string& gw, const std::string& query,
                     const std::string& token = admin_token) {

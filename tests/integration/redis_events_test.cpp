@@ -140,8 +140,11 @@ std::string unquote(const std::string& s) {
 TEST(RedisEvents, StreamHoldsLoginsMessagesPushAndLogoutsInOrderPerSender) {
     IMGATE_REQUIRE_REDIS();
     redis_server rs;
-    fault::fleet f(fault::fleet::options{
-        .gateways = 2, .cluster = true, .gateway_yaml = events_yaml(rs.port(), "")});
+    fault::fleet::options o;
+    o.gateways = 2;
+    o.cluster = true;
+    o.gateway_yaml = events_yaml(rs.port(), "");
+    fault::fleet f(o);
     ASSERT_TRUE(f.start());
     ASSERT_TRUE(f.mesh_up());
     auto z = f.client("gw1", zoe, "phone");
@@ -363,7 +366,9 @@ TEST_P(RedisEventsOverflow, ATinyBufferDropsOrRefusesExactlyAsConfigured) {
     EXPECT_EQ(gw.metric(R"(imgate_events_dropped_total{type="push"})"), refuse ? 0 : 1);
     EXPECT_EQ(gw.metric("imgate_events_refused_total"), refuse ? 3 : 0);
     EXPECT_EQ(gw.metric("imgate_events_buffered"), 3);
-    if (refuse) EXPECT_EQ(gw.metric(R"(imgate_gateway_errors_total{code="unavailable"})"), 2);
+    if (refuse) {
+        EXPECT_EQ(gw.metric(R"(imgate_gateway_errors_total{code="unavailable"})"), 2);
+    }
 
     rs.start();
     std::vector<entry> msgs;

@@ -297,7 +297,7 @@ TEST(RedisEvents, RedisStoppedThenStartedLosesNothingThatFitsTheBuffer) {
     ASSERT_TRUE(eventually([&] { return gw.metric("imgate_events_buffered") == 30; }));
     EXPECT_EQ(gw.metric(R"(imgate_events_dropped_total{type="message"})"), 0);
 
-    rs.start();  // same port, empty (no persistence)
+    ASSERT_TRUE(rs.start());  // same port, empty (no persistence)
     std::vector<entry> msgs;
     ASSERT_TRUE(eventually(
         [&] {
@@ -370,7 +370,7 @@ TEST_P(RedisEventsOverflow, ATinyBufferDropsOrRefusesExactlyAsConfigured) {
         EXPECT_EQ(gw.metric(R"(imgate_gateway_errors_total{code="unavailable"})"), 2);
     }
 
-    rs.start();
+    ASSERT_TRUE(rs.start());
     std::vector<entry> msgs;
     ASSERT_TRUE(eventually(
         [&] {

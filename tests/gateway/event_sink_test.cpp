@@ -72,7 +72,7 @@ outbound_message sample_message(uint64_t id, std::string payload) {
     return m;
 }
 
-struct sink_fixture : ::testing::Test {
+struct EventSink : ::testing::Test {
     asio::io_context io;
     fake_redis redis;
     metrics_registry metrics;
@@ -110,7 +110,7 @@ struct sink_fixture : ::testing::Test {
     }
 };
 
-TEST_F(sink_fixture, login_and_logout_carry_exactly_the_documented_fields) {
+TEST_F(EventSink, LoginAndLogoutCarryExactlyTheDocumentedFields) {
     make();
     sink->login("zoë@example.com", "phone", 42, "wss", "192.0.2.7");
     sink->logout("zoë@example.com", "phone", 42, "kick:replaced");
@@ -144,7 +144,7 @@ TEST_F(sink_fixture, login_and_logout_carry_exactly_the_documented_fields) {
     EXPECT_EQ(metric("imgate_events_total", "logout"), 1);
 }
 
-TEST_F(sink_fixture, message_and_push_fields_keep_binary_payloads) {
+TEST_F(EventSink, MessageAndPushFieldsKeepBinaryPayloads) {
     make();
     std::string payload("\x00\xff\x01 zoë\n", 9);
     auto m = sample_message(77, payload);
@@ -180,7 +180,7 @@ TEST_F(sink_fixture, message_and_push_fields_keep_binary_payloads) {
                                                   {"payload", std::string("\x00\x00", 2)}}));
 }
 
-TEST_F(sink_fixture, messages_off_records_no_message_or_push) {
+TEST_F(EventSink, MessagesOffRecordsNoMessageOrPush) {
     make(100, events_overflow::drop, false);
     EXPECT_TRUE(sink->message(sample_message(1, "x")));
     EXPECT_TRUE(sink->push(sample_message(2, "y")));
@@ -190,7 +190,7 @@ TEST_F(sink_fixture, messages_off_records_no_message_or_push) {
     EXPECT_EQ(fields(redis.calls[0].args)["type"], "login");
 }
 
-TEST_F(sink_fixture, events_are_pipelined_in_record_order) {
+TEST_F(EventSink, EventsArePipelinedInRecordOrder) {
     make();
     for (int i = 1; i <= 20; ++i) login(i);
     run();
@@ -200,7 +200,7 @@ TEST_F(sink_fixture, events_are_pipelined_in_record_order) {
     EXPECT_EQ(redis.unanswered(), 20u);
 }
 
-TEST_F(sink_fixture, full_buffer_drops_new_events_under_drop_and_counts_them) {
+TEST_F(EventSink, FullBufferDropsNewEventsUnderDropAndCountsThem) {
     make(3, events_overflow::drop);
     for (int i = 1; i <= 3; ++i) login(i);
     EXPECT_TRUE(sink->message(sample_message(9, "m")));  // drop never refuses a send
@@ -217,7 +217,7 @@ TEST_F(sink_fixture, full_buffer_drops_new_events_under_drop_and_counts_them) {
     EXPECT_EQ(sent_sessions(3), (std::vector<std::string>{"4"}));
 }
 
-TEST_F(sink_fixture, full_buffer_refuses_messages_under_refuse_but_drops_session_events) {
+TEST_F(EventSink, FullBufferRefusesMessagesUnderRefuseButDropsSessionEvents) {
     make(2, events_overflow::refuse);
     login(1);
     EXPECT_TRUE(sink->message(sample_message(5, "a")));
@@ -232,7 +232,7 @@ TEST_F(sink_fixture, full_buffer_refuses_messages_under_refuse_but_drops_session
     EXPECT_TRUE(sink->message(sample_message(8, "d")));
 }
 
-TEST_F(sink_fixture, redis_down_buffers_then_sends_everything_in_order_when_it_returns) {
+TEST_F(EventSink, RedisDownBuffersThenSendsEverythingInOrderWhenItReturns) {
     make();
     redis.up = false;
     for (int i = 1; i <= 5; ++i) login(i);
@@ -252,7 +252,7 @@ TEST_F(sink_fixture, redis_down_buffers_then_sends_everything_in_order_when_it_r
     EXPECT_EQ(metric("imgate_events_total", "login"), 5);
 }
 
-TEST_F(sink_fixture, a_failed_xadd_is_resent_with_everything_after_it_in_order) {
+TEST_F(EventSink, AFailedXaddIsResentWithEverythingAfterItInOrder) {
     make();
     for (int i = 1; i <= 4; ++i) login(i);
     run();
@@ -276,7 +276,7 @@ TEST_F(sink_fixture, a_failed_xadd_is_resent_with_everything_after_it_in_order) 
     EXPECT_EQ(metric("imgate_events_buffered"), 0);
 }
 
-TEST_F(sink_fixture, a_probe_that_fails_again_keeps_waiting) {
+TEST_F(EventSink, AProbeThatFailsAgainKeepsWaiting) {
     make();
     login(1);
     login(2);
@@ -303,7 +303,7 @@ TEST_F(sink_fixture, a_probe_that_fails_again_keeps_waiting) {
     EXPECT_EQ(metric("imgate_events_buffered"), 1);
 }
 
-TEST_F(sink_fixture, an_error_reply_drops_that_event_and_the_rest_go_on) {
+TEST_F(EventSink, AnErrorReplyDropsThatEventAndTheRestGoOn) {
     make();
     login(1);
     EXPECT_TRUE(sink->message(sample_message(3, "x")));
@@ -318,7 +318,7 @@ TEST_F(sink_fixture, an_error_reply_drops_that_event_and_the_rest_go_on) {
     EXPECT_EQ(redis.calls.size(), 3u);  // not re-sent
 }
 
-TEST_F(sink_fixture, the_buffer_bound_counts_events_in_flight_until_answered) {
+TEST_F(EventSink, TheBufferBoundCountsEventsInFlightUntilAnswered) {
     make(2, events_overflow::drop);
     login(1);
     login(2);
@@ -332,7 +332,7 @@ TEST_F(sink_fixture, the_buffer_bound_counts_events_in_flight_until_answered) {
     EXPECT_EQ(sent_sessions(), (std::vector<std::string>{"1", "2", "4"}));
 }
 
-TEST_F(sink_fixture, stop_sends_nothing_more_and_counts_later_events_dropped) {
+TEST_F(EventSink, StopSendsNothingMoreAndCountsLaterEventsDropped) {
     make();
     login(1);
     run();
@@ -369,11 +369,11 @@ class counting_cluster final : public cluster {
     void stop() override {}
 };
 
-struct router_fixture : sink_fixture {
+struct EventSinkRouter : EventSink {
     gateway_metrics gmetrics{metrics};
     counting_cluster fleet;
     message_router router{"gw1", 3, gateway_limits{}, gmetrics, clock};
-    router_fixture() { router.attach(fleet); }
+    EventSinkRouter() { router.attach(fleet); }
     std::shared_ptr<test::fake_session> login(uint64_t id, std::string user, std::string device) {
         auto s = std::make_shared<test::fake_session>(id, std::move(user), std::move(device));
         router.admitted(*s, router.sessions().add(s));
@@ -392,7 +392,7 @@ struct router_fixture : sink_fixture {
     }
 };
 
-TEST_F(router_fixture, a_send_is_recorded_before_it_is_routed) {
+TEST_F(EventSinkRouter, ASendIsRecordedBeforeItIsRouted) {
     make();
     router.attach_events(sink.get());
     fleet.probe = [&] { return sink->buffered(); };
@@ -413,7 +413,7 @@ TEST_F(router_fixture, a_send_is_recorded_before_it_is_routed) {
     EXPECT_EQ(f["ts_ms"], std::to_string(clock.wall_ms()));
 }
 
-TEST_F(router_fixture, a_full_sink_under_refuse_refuses_the_send_and_routes_nothing) {
+TEST_F(EventSinkRouter, AFullSinkUnderRefuseRefusesTheSendAndRoutesNothing) {
     make(1, events_overflow::refuse);
     router.attach_events(sink.get());
     auto z = login(1, "zoë@example.com", "phone");
@@ -437,7 +437,7 @@ TEST_F(router_fixture, a_full_sink_under_refuse_refuses_the_send_and_routes_noth
     EXPECT_EQ(fleet.forwarded.size(), 1u);
 }
 
-TEST_F(router_fixture, the_cluster_hears_each_change_of_a_users_local_session_count) {
+TEST_F(EventSinkRouter, TheClusterHearsEachChangeOfAUsersLocalSessionCount) {
     auto phone = login(1, "zoë@example.com", "phone");
     auto tablet = login(2, "zoë@example.com", "tablet");
     auto phone2 = login(3, "zoë@example.com", "phone");  // replaces session 1: still 2

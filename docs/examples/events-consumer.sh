@@ -1,16 +1,17 @@
 #!/bin/sh
 # An example consumer of imgate's upstream events (docs/events.md): reads the stream with a
 # consumer group, prints one JSON object per event on stdout, and acknowledges what it printed.
-# Needs redis-cli (7.x, for --quoted-json) and jq.
+# Needs redis-cli (7.x, for --json) and jq.
 #
 #   REDIS_HOST=127.0.0.1 REDIS_PORT=6379 STREAM=imgate:events GROUP=history CONSUMER=c1 \
 #       ./events-consumer.sh
 #
-# Each line is {"id":"<stream entry id>","type":"login",...} with every field of the entry.
-# Values are in redis-cli's quoted form (--quoted-json): printable ASCII as is, a backslash,
-# quote, \n \r \t \a \b escaped, every other byte as \xNN, so binary payloads and UTF-8 ids come
-# through exactly (zoë is "zo\xc3\xab"). ONCE=1 exits after the first read that finds nothing
-# new. REDIS_AUTH (optional) is passed to redis-cli as its password (REDISCLI_AUTH).
+# Each line is {"stream_id":"<entry id>","type":"login",...}: the entry's id, then every field
+# of the entry as a JSON string (redis-cli --json). Text (UTF-8) comes through exactly, quotes, backslashes, NULs
+# and newlines included; bytes of a payload that are not UTF-8 are replaced by U+FFFD (jq), so a
+# backend whose payloads are binary reads them with a Redis client library instead (the
+# entries hold the raw bytes). ONCE=1 exits after the first read that finds nothing new.
+# REDIS_AUTH (optional) is passed to redis-cli as its password (REDISCLI_AUTH).
 set -eu
 
 REDIS_HOST=${REDIS_HOST:-127.0.0.1}
@@ -50,7 +51,7 @@ esac
 from=0
 while :; do
     # RESP2 shape: [[stream, [[id, [field, value, ...]], ...]]], or null after BLOCK_MS.
-    reply=$(cli -2 --quoted-json XREADGROUP GROUP "$GROUP" "$CONSUMER" COUNT "$COUNT" \
+    reply=$(cli -2 --json XREADGROUP GROUP "$GROUP" "$CONSUMER" COUNT "$COUNT" \
         BLOCK "$BLOCK_MS" STREAMS "$STREAM" "$from")
     entries=$(printf '%s\n' "$reply" | jq -c 'if . == null then [] else .[0][1] end')
     if [ "$entries" = "[]" ]; then
@@ -61,9 +62,10 @@ while :; do
         [ "$ONCE" = 1 ] && exit 0
         continue
     fi
-    # One JSON object per entry: its id, then its fields.
+    # One JSON object per entry: its stream id (stream_id: "id" is a field of messages), then
+    # its fields.
     printf '%s\n' "$entries" | jq -c '.[] | .[1] as $f
-        | {id: .[0]} + ([range(0; $f | length; 2) as $i | {($f[$i]): $f[$i + 1]}] | add)'
+        | {stream_id: .[0]} + ([range(0; $f | length; 2) as $i | {($f[$i]): $f[$i + 1]}] | add)'
     # Acknowledged only after printing: a consumer killed in between sees them again (at least
     # once, like the gateway's XADDs).
     # shellcheck disable=SC2046 # one argument per id, ids never contain spaces

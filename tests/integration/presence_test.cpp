@@ -1,9 +1,11 @@
 // GET/POST /presence (docs/admin-api.md) on real gateways in announced mode: three gateways in a
 // mesh, users logging in and out, a second device, a gateway that goes silent (its users held,
 // then gone after cluster_rpc.unreachable_hold) and one that is killed; and the request errors.
+// In redis mode: exact counts from every gateway, and "unknown" while Redis is down.
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include "../support/redis_server.hpp"
 #include "fault_fixture.hpp"
 
 using namespace imgate;
@@ -23,7 +25,9 @@ const std::string carol_q = "%E7%8E%8B%E4%BC%9F";
 const std::string nobody = "nobody@example.com";
 
 struct presence_fleet {
-    fleet f{options()};
+    presence_fleet() : presence_fleet(options()) {}
+    explicit presence_fleet(fleet::options o) : f(std::move(o)) {}
+    fleet f;
 
     // Three gateways in a mesh; a fast watchdog and a short hold, so a silent gateway is held
     // and then dropped within seconds.
@@ -67,6 +71,19 @@ struct presence_fleet {
             out.push_back(s);
         }
         return out;
+    }
+    // Waits until gw answers `want` for user (by where()); sorted: in any order (gateways other
+    // than the answering one come in the directory's order).
+    bool sees_sorted(const std::string& gw, const std::string& user_q,
+                     std::vector<std::string> want, std::chrono::milliseconds timeout = 10s) {
+        std::sort(want.begin(), want.end());
+        return eventually(
+            [&] {
+                auto w = where(one(gw, user_q));
+                std::sort(w.begin(), w.end());
+                return w == want;
+            },
+            timeout);
     }
     // Waits until gw answers `want` for user (by where()).
     bool sees(const std::string& gw, const std::string& user_q, std::vector<std::string> want,
@@ -116,10 +133,7 @@ TEST(Presence, AcrossThreeGatewaysThroughLoginsLogoutsDevicesAndAGatewayLost) {
     ASSERT_TRUE(zoe_laptop);
     ASSERT_TRUE(t.sees("gw1", zoe_q, {"gw1:2", "gw2:null"}));
     ASSERT_TRUE(t.sees("gw2", zoe_q, {"gw2:1", "gw1:null"}));
-    auto on3 = t.one("gw3", zoe_q);
-    auto w3 = presence_fleet::where(on3);
-    std::sort(w3.begin(), w3.end());
-    EXPECT_EQ(w3, (std::vector<std::string>{"gw1:null", "gw2:null"}));
+    ASSERT_TRUE(t.sees_sorted("gw3", zoe_q, {"gw1:null", "gw2:null"}));
 
     // Logouts: the laptop leaves gw2, then the tablet leaves gw1.
     zoe_laptop.reset();
@@ -231,4 +245,47 @@ TEST(Presence, RequestErrorsAreClear400sAnd401WithoutTheToken) {
     EXPECT_EQ(
         t.f.gw_metric("gw1", R"(imgate_gateway_presence_requests_total{result="bad_request"})"),
         13);
+}
+
+// Redis mode (directory.mode redis): every gateway's count is known, and with Redis gone the
+// answer says what it cannot know (known false, online null for a user seen nowhere locally).
+TEST(Presence, RedisModeCountsEveryGatewayAndSaysWhenItCannotKnow) {
+    IMGATE_REQUIRE_REDIS();
+    redis_server rs;
+    fleet::options o = presence_fleet::options();
+    o.gateway_yaml +=
+        "directory:\n  mode: redis\n  lease: 1s\n  cache_ttl: 0ms\nredis:\n  address: " +
+        rs.address() +
+        "\n  connect_timeout: 300ms\n  command_timeout: 300ms\n  backoff_min: 50ms\n"
+        "  backoff_max: 200ms\n";
+    presence_fleet t{o};
+    ASSERT_TRUE(t.f.start());
+    ASSERT_TRUE(t.f.mesh_up());
+    auto phone = t.f.client("gw1", zoe, "phone");
+    auto tablet = t.f.client("gw1", zoe, "tablet");
+    auto laptop = t.f.client("gw2", zoe, "laptop");
+    ASSERT_TRUE(phone && tablet && laptop);
+
+    ASSERT_TRUE(t.sees_sorted("gw3", zoe_q, {"gw1:2", "gw2:1"}));
+    auto a = t.one("gw3", zoe_q);
+    EXPECT_EQ(a["devices"], 3);
+    EXPECT_EQ(a["online"], true);
+    EXPECT_EQ(a["known"], true);
+    ASSERT_TRUE(t.sees("gw2", zoe_q, {"gw2:1", "gw1:2"}));
+    tablet.reset();
+    ASSERT_TRUE(t.sees("gw2", zoe_q, {"gw2:1", "gw1:1"}));
+
+    rs.kill();
+    // gw3 has no session of zoë and cannot ask: unknown, not offline.
+    ASSERT_TRUE(eventually([&] { return t.one("gw3", zoe_q)["known"] == false; }, 10s));
+    a = t.one("gw3", zoe_q);
+    EXPECT_TRUE(a["online"].is_null()) << a.dump();
+    EXPECT_TRUE(a["devices"].is_null());
+    EXPECT_TRUE(a["gateways"].empty());
+    // gw2 still knows its own session exactly.
+    a = t.one("gw2", zoe_q);
+    EXPECT_EQ(a["known"], false);
+    EXPECT_EQ(a["online"], true);
+    EXPECT_EQ(presence_fleet::where(a), (std::vector<std::string>{"gw2:1"}));
+    EXPECT_TRUE(a["devices"].is_null());
 }

@@ -150,8 +150,11 @@ void gateway_server::start_events() {
     o.name = "events";  // its own connection: XADD traffic never delays directory lookups
     auto ex = asio::make_strand(io_);
     events_redis_ = redis::connection::create(ex, o, registry_);
-    events_ =
-        event_sink::create(ex, *events_redis_, event_options_of(cfg_.events), cfg_.id, registry_);
+    auto eo = event_options_of(cfg_.events);
+    // Never more in flight than the connection queues: a queue_full failure of one XADD while a
+    // later one is accepted would reorder the stream.
+    eo.max_in_flight = std::min(eo.max_in_flight, o.max_pending);
+    events_ = event_sink::create(ex, *events_redis_, eo, cfg_.id, registry_);
     std::weak_ptr<event_sink> w = events_;
     events_redis_->set_on_up([w] {
         if (auto e = w.lock()) e->on_up();

@@ -74,21 +74,51 @@ struct presence_fleet {
     }
     // Waits until gw answers `want` for user (by where()); sorted: in any order (gateways other
     // than the answering one come in the directory's order).
-    bool sees_sorted(const std::string& gw, const std::string& user_q,
-                     std::vector<std::string> want, std::chrono::milliseconds timeout = 10s) {
+    ::testing::AssertionResult sees_sorted(const std::string& gw, const std::string& user_q,
+                                           std::vector<std::string> want,
+                                           std::chrono::milliseconds timeout = 10s) {
         std::sort(want.begin(), want.end());
-        return eventually(
+        nlohmann::json last;
+        bool ok = eventually(
             [&] {
-                auto w = where(one(gw, user_q));
+                last = one(gw, user_q);
+                auto w = where(last);
                 std::sort(w.begin(), w.end());
                 return w == want;
             },
             timeout);
+        if (ok) return ::testing::AssertionSuccess();
+        return ::testing::AssertionFailure() << gw << " answered " << last.dump() << logs();
     }
-    // Waits until gw answers `want` for user (by where()).
-    bool sees(const std::string& gw, const std::string& user_q, std::vector<std::string> want,
-              std::chrono::milliseconds timeout = 10s) {
-        return eventually([&] { return where(one(gw, user_q)) == want; }, timeout);
+    // The end of each running gateway's log, to explain a failure.
+    std::string logs() {
+        std::string out;
+        for (auto& id : f.ids()) {
+            try {
+                f.gw(id);
+            } catch (const std::out_of_range&) {
+                continue;  // never started
+            }
+            if (!f.gw(id).running()) continue;
+            auto l = f.gw(id).log();
+            out += "\n--- " + id + " log (end) ---\n" +
+                   l.substr(l.size() > 3000 ? l.size() - 3000 : 0);
+        }
+        return out;
+    }
+    // Waits until gw answers `want` for user (by where()); the last answer on failure.
+    ::testing::AssertionResult sees(const std::string& gw, const std::string& user_q,
+                                    std::vector<std::string> want,
+                                    std::chrono::milliseconds timeout = 10s) {
+        nlohmann::json last;
+        if (eventually(
+                [&] {
+                    last = one(gw, user_q);
+                    return where(last) == want;
+                },
+                timeout))
+            return ::testing::AssertionSuccess();
+        return ::testing::AssertionFailure() << gw << " answered " << last.dump() << logs();
     }
 };
 

@@ -164,4 +164,50 @@ void cluster_metrics::forget_peer(const std::string& peer) {
     m_.remove_series(held_name, "peer", peer);
 }
 
+const char* to_string(lookup_source s) {
+    switch (s) {
+        case lookup_source::cache:
+            return "cache";
+        case lookup_source::redis:
+            return "redis";
+        case lookup_source::fallback:
+            return "fallback";
+    }
+    return "redis";
+}
+
+directory_metrics::directory_metrics(metrics_registry& m, const char* mode)
+    : redis_writes(m.get_counter("imgate_directory_redis_writes_total",
+                                 "Commands writing this gateway's directory entries and lease to "
+                                 "Redis (HSET, HDEL, PEXPIRE, SET)")),
+      stale_entries(m.get_counter(
+          "imgate_directory_stale_entries_total",
+          "Directory fields seen in Redis whose gateway's lease is gone or has another epoch "
+          "(removed lazily)")),
+      announcements_ignored(m.get_counter(
+          "imgate_directory_announcements_ignored_total",
+          "PRESENCE/ROOM_INTEREST frames from peers ignored in redis mode (a mixed fleet)")),
+      lookup_seconds(m.get_histogram("imgate_directory_lookup_seconds",
+                                     "Directory lookups that asked Redis: time to the answer",
+                                     metrics_registry::latency_buckets_seconds())) {
+    for (const char* md : {"announced", "redis"})
+        m.get_gauge("imgate_directory_mode", "1 for the directory mode in use (directory.mode)",
+                    {{"mode", md}})
+            .set(std::string(md) == mode ? 1 : 0);
+    const char* kinds[] = {"user", "room", "presence"};
+    for (int k = 0; k < 3; ++k) {
+        for (int s = 0; s < 3; ++s)
+            lookups_[k][s] = &m.get_counter(
+                "imgate_directory_lookups_total",
+                "Directory lookups in redis mode by what they were for and where the answer came "
+                "from",
+                {{"kind", kinds[k]}, {"source", to_string(lookup_source(s))}});
+        fallbacks_[k] = &m.get_counter(
+            "imgate_directory_fallback_total",
+            "Directory lookups Redis could not answer: sent to every peer with a usable link "
+            "(presence: unknown)",
+            {{"kind", kinds[k]}});
+    }
+}
+
 }  // namespace imgate::gw

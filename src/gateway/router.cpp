@@ -152,6 +152,9 @@ void message_router::admitted(const session_sink& s, const hub::add_result& r) {
         for (auto& room : r.replaced_rooms_emptied) cluster_->room_interest(room, false);
     }
     if (r.first_of_user) cluster_->user_online(s.user());
+    // The count for the presence API (redis mode records it); after user_online, as the
+    // interface says.
+    cluster_->user_sessions(s.user(), uint32_t(hub_.for_user(s.user(), [](session_sink&) {})));
     cluster_->device_login(s.user(), s.device());
 }
 
@@ -160,6 +163,7 @@ void message_router::closed(uint64_t sid, const std::string& user) {
     if (!r.removed) return;
     for (auto& room : r.rooms_emptied) cluster_->room_interest(room, false);
     if (r.last_of_user) cluster_->user_offline(user);
+    cluster_->user_sessions(user, uint32_t(hub_.for_user(user, [](session_sink&) {})));
 }
 
 proto::code message_router::join(uint64_t sid, const std::string& room, size_t max_rooms) {

@@ -5,13 +5,18 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 
+#include <array>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/write.hpp>
 #include <chrono>
 #include <map>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -583,4 +588,69 @@ TEST_F(RedisConnection, ANameIsResolvedWithoutBlocking) {
     auto c = make(o);
     connect(c);
     EXPECT_EQ(call(*c, {"PING"}).rep.str, "PONG");
+}
+
+TEST_F(RedisConnection, AReplyHiredisCannotParseFailsTheCommandWithProtocol) {
+    // A fake server: answers the handshake PING, then sends a reply with an unknown type byte.
+    asio::ip::tcp::acceptor fake(io, {asio::ip::make_address("127.0.0.1"), 0});
+    asio::ip::tcp::socket peer(io);
+    std::array<char, 512> buf{};
+    bool garbage_sent = false;
+    fake.async_accept(peer, [&](error_code ec) {
+        ASSERT_FALSE(ec);
+        peer.async_read_some(asio::buffer(buf), [&](error_code ec, size_t) {
+            ASSERT_FALSE(ec);
+            asio::write(peer, asio::buffer(std::string("+PONG\r\n")), ec);
+            peer.async_read_some(asio::buffer(buf), [&](error_code ec, size_t) {
+                ASSERT_FALSE(ec);
+                asio::write(peer, asio::buffer(std::string("?what\r\n")), ec);
+                garbage_sent = true;
+            });
+        });
+    });
+    auto o = redis::options{};
+    o.port = fake.local_endpoint().port();
+    o.name = "unit";
+    o.backoff_min = 1000ms;  // one connection is enough here
+    o.backoff_max = 1000ms;
+    auto c = make(o);
+    connect(c);
+    auto r = call(*c, {"GET", "imgate:u:zoë@example.com"});
+    EXPECT_TRUE(garbage_sent);
+    EXPECT_EQ(r.ec, redis::errc::protocol) << r.ec.message();
+    ASSERT_TRUE(run_until([&] { return downs >= 1; }));
+    EXPECT_EQ(first_down, redis::errc::protocol);
+    EXPECT_FALSE(c->connected());
+}
+
+TEST_F(RedisConnection, FailedRetriesAreLoggedThrottledAndTheReturnOnce) {
+    IMGATE_REQUIRE_REDIS();
+    std::ostringstream out;
+    auto before = spdlog::default_logger();
+    spdlog::set_default_logger(std::make_shared<spdlog::logger>(
+        "t", std::make_shared<spdlog::sinks::ostream_sink_mt>(out)));
+    struct restore {
+        std::shared_ptr<spdlog::logger> l;
+        ~restore() { spdlog::set_default_logger(l); }
+    } restore_logger{before};
+
+    redis_server server;
+    server.kill();
+    auto o = opts_for(server);
+    o.backoff_min = 1ms;
+    o.backoff_max = 2ms;
+    auto c = make(o);
+    c->start();
+    ASSERT_TRUE(run_until([&] { return downs >= 30; }));
+    ASSERT_TRUE(server.start());
+    ASSERT_TRUE(run_until([&] { return ups == 1; }));
+    std::string s = out.str();
+    auto count = [&](const std::string& what) {
+        size_t n = 0;
+        for (auto p = s.find(what); p != std::string::npos; p = s.find(what, p + 1)) ++n;
+        return n;
+    };
+    EXPECT_LE(count("cannot connect to " + server.address()), 2u) << s;
+    EXPECT_GE(count("cannot connect to " + server.address()), 1u) << s;
+    EXPECT_EQ(count("connected to " + server.address() + " after"), 1u) << s;
 }

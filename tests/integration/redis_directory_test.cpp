@@ -159,6 +159,25 @@ TEST(RedisDirectoryFleet, RoutesOneToOneAndRoomsThroughRedisWithoutAnnouncements
     EXPECT_TRUE(
         eventually([&] { return hgetall(redis, "imgate:r:" + room).count("gw1") == 0; }, 5s));
     EXPECT_TRUE(eventually([&] { return send_status(*b, zoe, 5) == proto::code::offline; }, 5s));
+
+    // The directory sections are start-up only: a reload that changes them says so and keeps
+    // the running mode.
+    std::string y = redis_yaml(redis);
+    y.replace(y.find("mode: redis"), 11, "mode: announced");
+    rf.f.write_gateway_yaml(y);
+    rf.f.gw("gw3").signal(SIGHUP);
+    EXPECT_TRUE(eventually(
+        [&] {
+            return rf.f.gw("gw3").log().find(
+                       "directory/redis/events sections changed; restart "
+                       "to apply") != std::string::npos;
+        },
+        5s));
+    EXPECT_EQ(rf.m("gw3", "imgate_directory_mode{mode=\"redis\"}"), 1);
+    auto b2 = rf.f.client("gw1", bob, "tablet");
+    ASSERT_TRUE(b2);
+    ASSERT_TRUE(located(redis, bob, "gw1"));
+    EXPECT_EQ(send_status(*l, bob, 6), proto::code::ok);
 }
 
 TEST(RedisDirectoryFleet, KilledGatewayUsersAnswerOfflineAndItsKeysExpire) {

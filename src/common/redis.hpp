@@ -95,8 +95,9 @@ class connection final : public commands, public std::enable_shared_from_this<co
     // Fails every waiting command with errc::stopped and closes the connection; idempotent.
     void stop();
 
-    // Refuses (asio::error::invalid_argument) an empty argv and the commands that would leave
-    // request/reply mode (SUBSCRIBE family, MONITOR).
+    // Refuses (asio::error::invalid_argument) an empty argv and the commands that would break
+    // one-reply-per-command pipelining or the session set up at connect (SUBSCRIBE family,
+    // MONITOR, CLIENT REPLY, HELLO, RESET, SELECT: the db is options.db).
     void command(argv args, reply_handler h) override;
     bool connected() const override;
 

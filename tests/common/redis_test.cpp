@@ -265,7 +265,7 @@ TEST_F(RedisConnection, CommandsBeforeTheConnectionIsUpFailNotConnected) {
     EXPECT_EQ(connecting->calls, 1);
 }
 
-TEST_F(RedisConnection, SubscribeAndMonitorAreRefused) {
+TEST_F(RedisConnection, CommandsThatBreakPipeliningAreRefused) {
     IMGATE_REQUIRE_REDIS();
     redis_server server;
     auto c = make(opts_for(server));
@@ -273,6 +273,10 @@ TEST_F(RedisConnection, SubscribeAndMonitorAreRefused) {
     EXPECT_EQ(call(*c, {"subscribe", "ch"}).ec, boost::asio::error::invalid_argument);
     EXPECT_EQ(call(*c, {"MONITOR"}).ec, boost::asio::error::invalid_argument);
     EXPECT_EQ(call(*c, {}).ec, boost::asio::error::invalid_argument);
+    EXPECT_EQ(call(*c, {"CLIENT", "reply", "OFF"}).ec, boost::asio::error::invalid_argument);
+    EXPECT_EQ(call(*c, {"HELLO", "3"}).ec, boost::asio::error::invalid_argument);
+    EXPECT_EQ(call(*c, {"SELECT", "2"}).ec, boost::asio::error::invalid_argument);
+    EXPECT_EQ(call(*c, {"CLIENT", "SETNAME", "imgate-gw-1"}).rep.str, "OK");
     EXPECT_EQ(call(*c, {"PING"}).rep.str, "PONG");
 }
 

@@ -82,14 +82,19 @@ reply copy_reply(const redisReply* r) {
     return out;
 }
 
-// Commands that switch hiredis into pub/sub or monitor mode, where replies stop matching
-// commands one to one; this connection only pipelines request/reply commands.
-bool refused_command(const std::string& name) {
+// Commands after which replies stop matching commands one to one (pub/sub and monitor modes,
+// CLIENT REPLY OFF|SKIP), or that change the session behind the connection's back (HELLO 3
+// switches to RESP3, which hiredis 0.14 cannot parse; RESET undoes AUTH and SELECT; SELECT
+// would hold only until the next reconnect, which selects options.db).
+bool refused_command(const argv& args) {
+    if (args.empty()) return true;
     static const char* const names[] = {"subscribe",    "psubscribe",   "ssubscribe", "unsubscribe",
-                                        "punsubscribe", "sunsubscribe", "monitor"};
+                                        "punsubscribe", "sunsubscribe", "monitor",    "hello",
+                                        "reset",        "select"};
     for (auto* n : names)
-        if (::strcasecmp(name.c_str(), n) == 0) return true;
-    return false;
+        if (::strcasecmp(args[0].c_str(), n) == 0) return true;
+    return args.size() >= 2 && ::strcasecmp(args[0].c_str(), "client") == 0 &&
+           ::strcasecmp(args[1].c_str(), "reply") == 0;
 }
 
 // Bytes waiting in the socket's receive buffer (0 on error).
@@ -501,7 +506,7 @@ struct connection::impl : std::enable_shared_from_this<impl> {
             refuse = errc::not_connected;
         else if (user_pending >= opts.max_pending)
             refuse = errc::queue_full;
-        if (refuse == errc{} && (args.empty() || refused_command(args[0])))
+        if (refuse == errc{} && refused_command(args))
             return fail_now(std::move(h), asio::error::invalid_argument);
         if (refuse != errc{}) return fail_now(std::move(h), make_error_code(refuse));
         auto l = cur;

@@ -11,6 +11,7 @@
 #include <array>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/write.hpp>
 #include <chrono>
 #include <map>
@@ -264,7 +265,7 @@ TEST_F(RedisConnection, CommandsBeforeTheConnectionIsUpFailNotConnected) {
     EXPECT_EQ(connecting->calls, 1);
 }
 
-TEST_F(RedisConnection, SubscribeAndMonitorAreRefused) {
+TEST_F(RedisConnection, CommandsThatBreakPipeliningAreRefused) {
     IMGATE_REQUIRE_REDIS();
     redis_server server;
     auto c = make(opts_for(server));
@@ -272,6 +273,10 @@ TEST_F(RedisConnection, SubscribeAndMonitorAreRefused) {
     EXPECT_EQ(call(*c, {"subscribe", "ch"}).ec, boost::asio::error::invalid_argument);
     EXPECT_EQ(call(*c, {"MONITOR"}).ec, boost::asio::error::invalid_argument);
     EXPECT_EQ(call(*c, {}).ec, boost::asio::error::invalid_argument);
+    EXPECT_EQ(call(*c, {"CLIENT", "reply", "OFF"}).ec, boost::asio::error::invalid_argument);
+    EXPECT_EQ(call(*c, {"HELLO", "3"}).ec, boost::asio::error::invalid_argument);
+    EXPECT_EQ(call(*c, {"SELECT", "2"}).ec, boost::asio::error::invalid_argument);
+    EXPECT_EQ(call(*c, {"CLIENT", "SETNAME", "imgate-gw-1"}).rep.str, "OK");
     EXPECT_EQ(call(*c, {"PING"}).rep.str, "PONG");
 }
 
@@ -347,7 +352,6 @@ TEST_F(RedisConnection, AStalledServerTimesOutTheOldestCommandAndTheConnectionIs
     ASSERT_EQ(::kill(server.pid(), SIGSTOP), 0);
     std::vector<std::shared_ptr<result>> waiting;
     for (int i = 0; i < 3; ++i) waiting.push_back(send(*c, {"INCR", "imgate:stalled"}));
-    auto t0 = std::chrono::steady_clock::now();
     bool all = run_until(
         [&] {
             for (auto& r : waiting)
@@ -355,15 +359,12 @@ TEST_F(RedisConnection, AStalledServerTimesOutTheOldestCommandAndTheConnectionIs
             return true;
         },
         10000ms);
-    auto waited = std::chrono::steady_clock::now() - t0;
     ::kill(server.pid(), SIGCONT);
     ASSERT_TRUE(all);
     for (auto& r : waiting) {
         EXPECT_EQ(r->calls, 1);
         EXPECT_EQ(r->ec, redis::errc::timed_out) << r->ec.message();
     }
-    // Bounded by the timeout, not by the server: it never answered.
-    EXPECT_GE(waited, 300ms);
     EXPECT_EQ(first_down, redis::errc::timed_out);
     // The server answers again: a new connection, and commands work.
     ASSERT_TRUE(run_until([&] { return ups == 2; }));
@@ -653,4 +654,58 @@ TEST_F(RedisConnection, FailedRetriesAreLoggedThrottledAndTheReturnOnce) {
     EXPECT_LE(count("cannot connect to " + server.address()), 2u) << s;
     EXPECT_GE(count("cannot connect to " + server.address()), 1u) << s;
     EXPECT_EQ(count("connected to " + server.address() + " after"), 1u) << s;
+}
+
+TEST_F(RedisConnection, RestartMidTrafficAnswersEveryCommandExactlyOnce) {
+    IMGATE_REQUIRE_REDIS();
+    redis_server server;
+    auto c = make(opts_for(server));
+    connect(c);
+    // A producer on the executor: 50 commands every 2 ms, whatever the connection's state.
+    std::vector<int> calls;
+    std::map<std::string, int> outcomes;
+    size_t ok_after_restart = 0;
+    bool restarted = false, producing = true;
+    asio::steady_timer tick(io);
+    std::function<void()> produce = [&] {
+        if (!producing) return;
+        for (int i = 0; i < 50; ++i) {
+            size_t id = calls.size();
+            calls.push_back(0);
+            c->command({"INCR", "imgate:traffic"}, [&, id](error_code ec, const redis::reply&) {
+                ++calls[id];
+                ++outcomes[ec ? ec.message() : "ok"];
+                if (!ec && restarted) ++ok_after_restart;
+            });
+        }
+        tick.expires_after(2ms);
+        tick.async_wait([&](error_code ec) {
+            if (!ec) produce();
+        });
+    };
+    produce();
+    ASSERT_TRUE(run_until([&] { return outcomes["ok"] >= 500; }));
+    server.kill();
+    ASSERT_TRUE(run_until([&] { return downs >= 1; }));
+    ASSERT_TRUE(
+        run_until([&] { return outcomes[error_code(redis::errc::not_connected).message()] > 0; }));
+    ASSERT_TRUE(server.start());
+    restarted = true;
+    ASSERT_TRUE(run_until([&] { return ups == 2 && ok_after_restart >= 500; }));
+    producing = false;
+    tick.cancel();
+    ASSERT_TRUE(run_until([&] {
+        for (int n : calls)
+            if (n == 0) return false;
+        return true;
+    }));
+    for (size_t i = 0; i < calls.size(); ++i) ASSERT_EQ(calls[i], 1) << "command " << i;
+    // Only these outcomes: answered, lost with the connection, refused while it was down.
+    for (auto& [what, n] : outcomes) {
+        EXPECT_TRUE(what == "ok" || what == error_code(redis::errc::connection_lost).message() ||
+                    what == error_code(redis::errc::not_connected).message())
+            << what << " x" << n;
+    }
+    EXPECT_EQ(pending_gauge(), 0);
+    EXPECT_EQ(commands("ok") + commands("failed"), calls.size());
 }

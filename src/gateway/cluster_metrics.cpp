@@ -50,6 +50,12 @@ cluster_metrics::cluster_metrics(metrics_registry& m, const fleet_config& fleet,
                                     "older sessions here kicked)")),
       claims_sent(m.get_counter("imgate_rpc_device_claims_sent_total",
                                 "DEVICE_CLAIMs sent to peers holding the user")),
+      announcements_sent(m.get_counter("imgate_rpc_announcements_sent_total",
+                                       "PRESENCE and ROOM_INTEREST frames sent to peers (announced "
+                                       "mode; deltas and snapshots)")),
+      announcement_bytes_sent(
+          m.get_counter("imgate_rpc_announcement_bytes_sent_total",
+                        "Bytes of the PRESENCE and ROOM_INTEREST frames sent to peers")),
       links_up(m.get_gauge("imgate_rpc_links_up", "Authenticated outbound peer links")),
       inbound_links(m.get_gauge("imgate_rpc_inbound_links", "Authenticated inbound peer links")),
       directory_users(m.get_gauge("imgate_rpc_directory_users",

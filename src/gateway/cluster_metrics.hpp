@@ -45,6 +45,10 @@ class cluster_metrics {
     counter& in_flight_full;
     counter& claims_received;
     counter& claims_sent;
+    // Announced mode's directory traffic: PRESENCE/ROOM_INTEREST frames (deltas and link-up
+    // snapshots) written to peers, and their bytes.
+    counter& announcements_sent;
+    counter& announcement_bytes_sent;
     gauge& links_up;
     gauge& inbound_links;
     gauge& directory_users;

@@ -154,8 +154,10 @@ asio::awaitable<void> outbound_link::serve(std::shared_ptr<peer_conn> c) {
     // which is not a slow consumer. In redis mode the peer looks us up in Redis instead.
     if (!ctx.redis_directory) {
         std::string snap;
-        rpc::encode_snapshot<rpc::presence_msg>(snap, ctx.local.local_users());
-        rpc::encode_snapshot<rpc::room_interest_msg>(snap, ctx.local.local_rooms());
+        size_t frames = rpc::encode_snapshot<rpc::presence_msg>(snap, ctx.local.local_users());
+        frames += rpc::encode_snapshot<rpc::room_interest_msg>(snap, ctx.local.local_rooms());
+        ctx.metrics.announcements_sent.inc(frames);
+        ctx.metrics.announcement_bytes_sent.inc(snap.size());
         c->send(snap, false);
     }
     c->start_watchdog(ctx.cfg, true, ctx.metrics.closed_for("read_timeout"),

@@ -375,7 +375,11 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
         std::string bytes = rpc::encode(m);
         // A peer whose link is down gets everything in the snapshot when it comes back.
         for (auto& [id, l] : links)
-            if (l->usable()) l->send(bytes);
+            if (l->usable()) {
+                l->send(bytes);
+                ctx->metrics.announcements_sent.inc();
+                ctx->metrics.announcement_bytes_sent.inc(bytes.size());
+            }
     }
 
     std::shared_ptr<cluster_context> ctx;

@@ -39,7 +39,7 @@ endef
 
 CMAKE_FLAGS := -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DCMAKE_CXX_COMPILER_LAUNCHER=ccache
 
-.PHONY: all deps deps-test build run run-hosts test test-unit test-integration test-asan test-tsan fuzz package clean format format-check
+.PHONY: all deps deps-test deps-redis build run run-hosts test test-unit test-integration test-asan test-tsan fuzz package clean format format-check
 
 all: build
 
@@ -53,8 +53,15 @@ build: deps
 	cmake -S . -B $(BUILD_DIR) $(CMAKE_FLAGS)
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
+# DIRECTORY=redis: the gateways keep the directory (and upstream events) in a redis-server the
+# fleet starts on a unix socket of its own (docs/operations.md, "The local fleet in redis mode").
+DIRECTORY ?= announced
 run: build
-	@BUILD_DIR=$(BUILD_DIR) config/local/run-fleet.sh
+	@if [ "$(DIRECTORY)" = redis ]; then $(MAKE) --no-print-directory deps-redis; fi
+	@BUILD_DIR=$(BUILD_DIR) IMGATE_FLEET_DIRECTORY=$(DIRECTORY) config/local/run-fleet.sh
+
+deps-redis:
+	$(call install_missing,deps-redis,$(DEB_REDIS_PACKAGES))
 
 # 2 dispatchers + 4 gateways, each in its own network namespace on a private bridge (needs root;
 # docs/operations.md, "A fleet of hosts in network namespaces"). Ctrl-C removes everything.

@@ -9,7 +9,7 @@ bench_compile() {
     if [ ! -x "$out" ] || [ "$src" -nt "$out" ] || [ "$lib" -nt "$out" ]; then
         g++ -std=c++20 -O2 -DBOOST_ASIO_SEPARATE_COMPILATION -DBOOST_BEAST_SEPARATE_COMPILATION \
             -DBOOST_ASIO_NO_DEPRECATED -I"$root/src" -I"$root" "$src" "$lib" \
-            -lssl -lcrypto -lspdlog -lfmt -lyaml-cpp -lsystemd -pthread -o "$out"
+            -lssl -lcrypto -lspdlog -lfmt -lyaml-cpp -lsystemd -lhiredis -pthread -o "$out"
     fi
 }
 
@@ -115,6 +115,6 @@ bench_compile_libs() {
         echo "compiling $(basename "$src") ..." >&2
         g++ -std=c++20 -O2 -DBOOST_ASIO_SEPARATE_COMPILATION -DBOOST_BEAST_SEPARATE_COMPILATION \
             -DBOOST_ASIO_NO_DEPRECATED -I"$root/src" -I"$root" "$src" "$@" \
-            -lssl -lcrypto -lspdlog -lfmt -lyaml-cpp -lsystemd -pthread -o "$out"
+            -lssl -lcrypto -lspdlog -lfmt -lyaml-cpp -lsystemd -lhiredis -pthread -o "$out"
     fi
 }

@@ -18,14 +18,29 @@
 #   M.exit     "pid status" of its last exit          M.log  its log (appended across restarts)
 # Environment: BUILD_DIR (default build; relative to the repo or absolute), IMGATE_FLEET_CONFIG
 # (directory with dispatcher.yaml, gateway.yaml and what they name; default config/local),
-# IMGATE_FLEET_RUN (state directory; default run/ in the repo). status/stop/restart read the
-# config and binary directories from RUN/fleet.env, so they only need IMGATE_FLEET_RUN.
+# IMGATE_FLEET_RUN (state directory; default run/ in the repo), IMGATE_FLEET_DIRECTORY
+# (announced, the default, or redis: `make run DIRECTORY=redis` also starts a redis-server of its
+# own on a unix socket in RUN and runs the gateways in redis mode with upstream events; see
+# docs/operations.md, "The local fleet in redis mode"). status/stop/restart read the config and
+# binary directories and the mode from RUN/fleet.env, so they only need IMGATE_FLEET_RUN.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 self="$here/$(basename "$0")"
 root=$(cd "$here/../.." && pwd)
 run="${IMGATE_FLEET_RUN:-$root/run}"
 members=(gw1 gw2 gw3 dispatcher)
+directory=${IMGATE_FLEET_DIRECTORY:-announced}
+# status/stop/restart from another terminal: the running fleet's mode decides its members.
+if [ "${1:-}" != "" ] && [ -f "$run/fleet.env" ]; then
+    directory=$(sed -n 's/^directory=//p' "$run/fleet.env")
+    directory=${directory:-announced}
+fi
+case "$directory" in
+    announced) ;;
+    redis) members=(redis gw1 gw2 gw3 dispatcher) ;;
+    *) echo "run-fleet: error: IMGATE_FLEET_DIRECTORY must be announced or redis, not '$directory'" >&2
+       exit 1 ;;
+esac
 stop_timeout=20   # seconds a member gets after SIGTERM (gateway shutdown_grace is 10 s)
 ready_timeout=10  # seconds a starting member gets to write its ready file
 
@@ -80,6 +95,7 @@ member_pid() {
     cmdline=$(tr '\0' ' ' 2>/dev/null <"/proc/$p/cmdline") || return 1
     case "$1" in
         dispatcher) [[ "$cmdline" == *imgate-dispatcher* ]] || return 1 ;;
+        redis) [[ "$cmdline" == *redis-server* ]] || return 1 ;;
         *) [[ "$cmdline" == *imgate-gateway*" --id $1 "* ]] || return 1 ;;
     esac
     pid=$p
@@ -94,10 +110,10 @@ fleet_pid() {
 }
 
 load_env() {
-    config="" bin=""
+    config="" bin="" gateway_yaml=gateway.yaml
     local k v
     while IFS='=' read -r k v; do
-        case "$k" in config) config=$v ;; bin) bin=$v ;; esac
+        case "$k" in config) config=$v ;; bin) bin=$v ;; gateway_yaml) gateway_yaml=$v ;; esac
     done <"$run/fleet.env"
     [ -n "$config" ] && [ -n "$bin" ] || die "$run/fleet.env is incomplete"
 }
@@ -112,13 +128,29 @@ member_main() {
     if [ "$m" = dispatcher ]; then
         argv=("$bin/imgate-dispatcher" --config "$config/dispatcher.yaml"
               --ready-file "$run/dispatcher.ready")
+    elif [ "$m" = redis ]; then
+        # No TCP listener (port 0), no persistence: the fleet's own scratch Redis.
+        argv=(redis-server --port 0 --unixsocket "$run/redis.sock" --unixsocketperm 700
+              --save "" --appendonly no --dir "$run")
     else
-        argv=("$bin/imgate-gateway" --config "$config/gateway.yaml" --id "$m"
+        argv=("$bin/imgate-gateway" --config "$config/$gateway_yaml" --id "$m"
               --ready-file "$run/$m.ready")
     fi
     "${argv[@]}" </dev/null >>"$run/$m.log" 2>&1 &
     p=$!
     echo "$p" >"$run/$m.pid.tmp" && mv -f "$run/$m.pid.tmp" "$run/$m.pid"
+    if [ "$m" = redis ]; then
+        # redis-server has no ready file: it is ready once it answers on its socket.
+        local i
+        for ((i = 0; i < ready_timeout * 10; i++)); do
+            if [ "$(redis-cli -s "$run/redis.sock" ping 2>/dev/null)" = PONG ]; then
+                printf '{"unix":"%s","pid":%s}\n' "$run/redis.sock" "$p" >"$run/redis.ready"
+                break
+            fi
+            kill -0 "$p" 2>/dev/null || break
+            sleep 0.1
+        done
+    fi
     wait "$p" 2>/dev/null  # (no "Killed" job message in the log: the fleet reports it)
     rc=$?
     rm -f "$run/$m.ready" "$run/$m.pid"
@@ -253,12 +285,15 @@ runners=()
 # on its own, after printing what is left, once the keeper is gone; the keeper ends when this
 # script does (even if it is SIGKILLed) or when stop_follower ends it.
 start_follower() {
+    local -a logs=()
+    local m
+    for m in "${members[@]}"; do logs+=("$m.log"); done
     tail -s 1 --pid=$$ -f /dev/null &
     keeper=$!
     # A subshell does not keep the SIGINT ignore of background commands: set it again, so the
     # logs of the shutdown a Ctrl-C starts are still shown.
     (cd "$run" && trap '' INT QUIT && exec tail -n +1 -F -s 0.1 --pid="$keeper" \
-        gw1.log gw2.log gw3.log dispatcher.log) &
+        "${logs[@]}") &
     follower=$!
 }
 
@@ -357,6 +392,31 @@ make_dev_certs() {
     return 0
 }
 
+# redis mode: gateway.redis.yaml next to gateway.yaml (so its relative paths still hold; git-
+# ignored in config/local), the same settings plus the directory, redis and events sections on
+# the fleet's own Redis. A gateway.yaml that configures those sections itself is used as it is.
+make_redis_config() {
+    if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+        die "redis-server and redis-cli are missing: make run DIRECTORY=redis installs them (redis-server, redis-tools)"
+    fi
+    if grep -Eq '^(directory|redis|events):' "$config/gateway.yaml"; then
+        if ! grep -Eq '^directory:' "$config/gateway.yaml" || ! grep -Eq '^redis:' "$config/gateway.yaml"; then
+            die "$config/gateway.yaml has some of the directory/redis/events sections but not a redis directory"
+        fi
+        return 0
+    fi
+    gateway_yaml=gateway.redis.yaml
+    {
+        cat "$config/gateway.yaml"
+        echo "# Added by run-fleet.sh for IMGATE_FLEET_DIRECTORY=redis (docs/configuration.md):"
+        echo "directory: {mode: redis}"
+        echo "redis: {unix_socket: \"$run/redis.sock\"}"
+        echo "events: {enabled: true, messages: true}"
+    } >"$config/$gateway_yaml.tmp" || die "cannot write $config/$gateway_yaml.tmp"
+    mv -f "$config/$gateway_yaml.tmp" "$config/$gateway_yaml" ||
+        die "cannot write $config/$gateway_yaml (a read-only checkout? copy config/local elsewhere and start with IMGATE_FLEET_CONFIG=DIR)"
+}
+
 cmd_run() {
     local fp m pub adm i
     if fp=$(fleet_pid); then
@@ -378,26 +438,36 @@ cmd_run() {
     done
     make_dev_certs
     mkdir -p "$run"
+    gateway_yaml=gateway.yaml
+    [ "$directory" = redis ] && make_redis_config
     # Members of an earlier fleet whose script was SIGKILLed still hold the ports.
     local stale=""
     for m in "${members[@]}"; do member_pid "$m" && stale+=" $pid"; done
     [ -z "$stale" ] || die "members of an earlier fleet still run; stop them first: kill$stale"
     rm -f "$run"/*.ready "$run"/*.pid "$run"/*.exit "$run"/*.stop-requested "$run"/*.lock
-    printf 'config=%s\nbin=%s\n' "$config" "$bin" >"$run/fleet.env"
+    printf 'config=%s\nbin=%s\ndirectory=%s\ngateway_yaml=%s\n' "$config" "$bin" "$directory" \
+        "$gateway_yaml" >"$run/fleet.env"
     echo "$$" >"$run/fleet.pid"
     for m in "${members[@]}"; do : >"$run/$m.log"; done
 
     trap 'stop_fleet 0' INT TERM HUP
     trap 'stop_fleet 1' EXIT
     start_follower
+    local ok=0 redis_ok=1
+    if [ "$directory" = redis ]; then
+        # Redis before the gateways: they would start anyway (and fall back to asking every
+        # peer), but a fleet that begins with its directory up is the one worth showing.
+        launch redis
+        runners+=("$launched")
+        wait_ready redis || redis_ok=0
+    fi
     # Gateways first, so the dispatcher's first pulls find them listening.
-    for m in "${members[@]}"; do
-        [ "$m" = dispatcher ] && continue
+    for m in gw1 gw2 gw3; do
+        [ "$redis_ok" -eq 1 ] || break
         launch "$m"
         runners+=("$launched")
     done
-    local ok=0
-    if wait_ready gw1 gw2 gw3; then
+    if [ "$redis_ok" -eq 1 ] && wait_ready gw1 gw2 gw3; then
         launch dispatcher
         runners+=("$launched")
         wait_ready dispatcher && ok=1
@@ -433,6 +503,16 @@ cmd_run() {
         tls_tips="  $bin/imgate listen --tls --ca $ca --dispatcher http://$pub --secret-file $secret -u alice@example.com
   $bin/imgate send   --wss --ca $ca --dispatcher http://$pub --secret-file $secret -u bob --to alice@example.com \"hello over wss\""$'\n'
     fi
+    local redis_tips=""
+    if [ "$directory" = redis ]; then
+        redis_tips="
+Redis mode: the gateways record where users are in the fleet's own Redis ($show_run/redis.sock)
+and append session events and messages to the stream imgate:events (docs/events.md):
+  redis-cli -s $show_run/redis.sock hgetall imgate:u:bob      # bob's gateways: epoch, sessions
+  redis-cli -s $show_run/redis.sock xrange imgate:events - +  # what a backend consumes
+  curl -s -H \"Authorization: Bearer \$(cat $config/admin.token)\" 'http://$(json_str "$run/gw1.ready" admin)/presence?user=bob'
+"
+    fi
     cat <<TIPS
 
 imgate local fleet is running:
@@ -455,7 +535,8 @@ Kill a gateway and watch the dispatcher route around it (the rest keeps running)
   curl -s 'http://$pub/get-tcp-ip?uid=alice'   # gw2 is no longer handed out
   $show_self restart gw2   # back; also: stop gw2, status
 
-Ctrl-C stops all four processes.
+$redis_tips
+Ctrl-C stops all ${#members[@]} processes.
 TIPS
 
     # Until Ctrl-C, SIGTERM or SIGHUP (the traps above end the script): report exits and restarts.

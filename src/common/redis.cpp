@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <strings.h>
+#include <sys/ioctl.h>
 #include <atomic>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/ip/address.hpp>
@@ -81,14 +82,26 @@ reply copy_reply(const redisReply* r) {
     return out;
 }
 
-// Commands that switch hiredis into pub/sub or monitor mode, where replies stop matching
-// commands one to one; this connection only pipelines request/reply commands.
-bool refused_command(const std::string& name) {
+// Commands after which replies stop matching commands one to one (pub/sub and monitor modes,
+// CLIENT REPLY OFF|SKIP), or that change the session behind the connection's back (HELLO 3
+// switches to RESP3, which hiredis 0.14 cannot parse; RESET undoes AUTH and SELECT; SELECT
+// would hold only until the next reconnect, which selects options.db).
+bool refused_command(const argv& args) {
+    if (args.empty()) return true;
     static const char* const names[] = {"subscribe",    "psubscribe",   "ssubscribe", "unsubscribe",
-                                        "punsubscribe", "sunsubscribe", "monitor"};
+                                        "punsubscribe", "sunsubscribe", "monitor",    "hello",
+                                        "reset",        "select"};
     for (auto* n : names)
-        if (::strcasecmp(name.c_str(), n) == 0) return true;
-    return false;
+        if (::strcasecmp(args[0].c_str(), n) == 0) return true;
+    return args.size() >= 2 && ::strcasecmp(args[0].c_str(), "client") == 0 &&
+           ::strcasecmp(args[1].c_str(), "reply") == 0;
+}
+
+// Bytes waiting in the socket's receive buffer (0 on error).
+int readable_bytes(int fd) {
+    int n = 0;
+    if (::ioctl(fd, FIONREAD, &n) != 0) return 0;
+    return n;
 }
 
 const reply& nil_reply() {
@@ -123,6 +136,7 @@ struct connection::impl : std::enable_shared_from_this<impl> {
         bool closed = false;
         std::optional<errc> fail_reason;  // set by whoever tears the context down
         std::string why;                  // text for the log line when it closes
+        int hiredis_err = 0;              // ac->err when hiredis closed it (REDIS_ERR_*)
     };
 
     // What one sent command waits for; the deque mirrors hiredis's reply callback list (FIFO).
@@ -132,6 +146,10 @@ struct connection::impl : std::enable_shared_from_this<impl> {
         steady::time_point sent;
         step kind = step::user;
     };
+
+    static constexpr const char* commands_help =
+        "Redis commands by outcome: ok (a reply), error (an error reply), failed (no reply: not "
+        "connected, queue full, timed out, connection lost, stopped)";
 
     impl(asio::any_io_executor e, options o, metrics_registry& m)
         : ex(std::move(e)),
@@ -146,13 +164,11 @@ struct connection::impl : std::enable_shared_from_this<impl> {
           m_connects(m.get_counter("imgate_redis_connects_total",
                                    "Redis connections made ready (connected and authenticated)",
                                    {{"name", opts.name}})),
-          m_ok(m.get_counter("imgate_redis_commands_total",
-                             "Redis commands by outcome: ok (a reply), error (an error reply), "
-                             "failed (no reply: not connected, queue full, timeout, lost)",
+          m_ok(m.get_counter("imgate_redis_commands_total", commands_help,
                              {{"name", opts.name}, {"result", "ok"}})),
-          m_error(m.get_counter("imgate_redis_commands_total", "",
+          m_error(m.get_counter("imgate_redis_commands_total", commands_help,
                                 {{"name", opts.name}, {"result", "error"}})),
-          m_failed(m.get_counter("imgate_redis_commands_total", "",
+          m_failed(m.get_counter("imgate_redis_commands_total", commands_help,
                                  {{"name", opts.name}, {"result", "failed"}})),
           m_pending(m.get_gauge("imgate_redis_pending", "Redis commands sent and not yet answered",
                                 {{"name", opts.name}})) {
@@ -196,7 +212,10 @@ struct connection::impl : std::enable_shared_from_this<impl> {
         // next drain, which runs outside hiredis.
         if (l->owner) l->owner->retired.push_back(l->shared_from_this());
         l->closed = true;
-        if (l->ac && l->ac->err && l->why.empty() && l->ac->errstr) l->why = l->ac->errstr;
+        if (l->ac && l->ac->err) {
+            l->hiredis_err = l->ac->err;
+            if (l->why.empty() && l->ac->errstr) l->why = l->ac->errstr;
+        }
         l->ac = nullptr;
         l->want_read = l->want_write = false;
         // Cancels the outstanding waits and hands the fd back: hiredis closes it right after.
@@ -212,21 +231,27 @@ struct connection::impl : std::enable_shared_from_this<impl> {
         if (l->reading || !l->ac) return;
         l->reading = true;
         auto& sd = l->sd;
-        sd.async_wait(asio::posix::descriptor_base::wait_read,
-                      [w = weak_from_this(), l = std::move(l)](error_code ec) {
-                          l->reading = false;
-                          auto self = w.lock();
-                          if (!self || !l->ac || ec == asio::error::operation_aborted) return;
-                          if (ec) {
-                              self->drop(l, errc::connection_lost, "wait: " + ec.message());
-                          } else if (l->want_read) {
-                              redisAsyncHandleRead(l->ac);
-                              // hiredis re-adds the read interest itself; this covers a delRead
-                              // followed by addRead while our wait was outstanding.
-                              if (l->ac && l->want_read) self->arm_read(l);
-                          }
-                          self->drain();
-                      });
+        sd.async_wait(asio::posix::descriptor_base::wait_read, [w = weak_from_this(),
+                                                                l = std::move(l)](error_code ec) {
+            l->reading = false;
+            auto self = w.lock();
+            if (!self || !l->ac || ec == asio::error::operation_aborted) return;
+            if (ec) {
+                self->drop(l, errc::connection_lost, "wait: " + ec.message());
+            } else if (l->want_read) {
+                redisAsyncHandleRead(l->ac);
+                // hiredis reads at most 16 KiB per call: take what the socket
+                // already holds now rather than one reactor round trip per 16 KiB
+                // (bounded, so one busy connection does not starve the executor).
+                for (int i = 0; i < 64 && l->ac && l->want_read && readable_bytes(l->ac->c.fd) > 0;
+                     ++i)
+                    redisAsyncHandleRead(l->ac);
+                // hiredis re-adds the read interest itself; this covers a delRead
+                // followed by addRead while our wait was outstanding.
+                if (l->ac && l->want_read) self->arm_read(l);
+            }
+            self->drain();
+        });
     }
     void arm_write(std::shared_ptr<link> l) {
         if (l->writing || !l->ac) return;
@@ -421,7 +446,9 @@ struct connection::impl : std::enable_shared_from_this<impl> {
         if (cur.get() == &l) cur.reset();
         if (stopped) return;
         std::string why = l.why.empty() ? std::string("connection closed") : l.why;
-        errc reason = l.fail_reason ? *l.fail_reason : errc::connection_lost;
+        errc reason = l.fail_reason                         ? *l.fail_reason
+                      : l.hiredis_err == REDIS_ERR_PROTOCOL ? errc::protocol
+                                                            : errc::connection_lost;
         if (was_up) {
             uint64_t suppressed = 0;
             if (down_log.admit(&suppressed))
@@ -479,7 +506,7 @@ struct connection::impl : std::enable_shared_from_this<impl> {
             refuse = errc::not_connected;
         else if (user_pending >= opts.max_pending)
             refuse = errc::queue_full;
-        if (refuse == errc{} && (args.empty() || refused_command(args[0])))
+        if (refuse == errc{} && refused_command(args))
             return fail_now(std::move(h), asio::error::invalid_argument);
         if (refuse != errc{}) return fail_now(std::move(h), make_error_code(refuse));
         auto l = cur;

@@ -83,17 +83,21 @@ class connection final : public commands, public std::enable_shared_from_this<co
   public:
     static std::shared_ptr<connection> create(boost::asio::any_io_executor ex, options o,
                                               metrics_registry& m);
+    // Stops like stop(), on the executor (the state lives until that ran).
     ~connection() override;
 
     // Connects, and reconnects after any loss until stop(). on_up runs (on the executor) each
-    // time a connection is ready for commands, on_down each time one is lost or fails; both
-    // optional, set before start().
+    // time a connection is ready for commands, on_down each time one is lost or an attempt
+    // fails (not on stop()); both optional, set before start().
     void set_on_up(std::function<void()> f);
     void set_on_down(std::function<void(boost::system::error_code)> f);
     void start();
     // Fails every waiting command with errc::stopped and closes the connection; idempotent.
     void stop();
 
+    // Refuses (asio::error::invalid_argument) an empty argv and the commands that would break
+    // one-reply-per-command pipelining or the session set up at connect (SUBSCRIBE family,
+    // MONITOR, CLIENT REPLY, HELLO, RESET, SELECT: the db is options.db).
     void command(argv args, reply_handler h) override;
     bool connected() const override;
 

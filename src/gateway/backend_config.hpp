@@ -2,7 +2,8 @@
 // The optional shared engine of gateway.yaml (docs/configuration.md): `directory:` (where the
 // fleet's users and rooms are looked up), `redis:` (the server both the redis directory and the
 // upstream events use) and `events:` (session events and messages appended to a Redis Stream).
-// All three are read at start-up only: a reload that changes them is refused with a message.
+// All three are read at start-up only: a reload that changes them applies the rest of the file,
+// keeps these as they were, and logs "restart to apply".
 #include <chrono>
 #include <cstdint>
 #include <string>

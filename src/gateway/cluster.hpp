@@ -135,16 +135,21 @@ std::unique_ptr<cluster> make_single_node_cluster();
 #include <boost/asio/io_context.hpp>
 
 #include "common/metrics.hpp"
+#include "gateway/backend_config.hpp"
 #include "gateway/rpc_config.hpp"
 
 namespace imgate::gw {
 
 // Builds the cluster layer for gateway `self_id` of `fleet` (defined in cluster_factory.cpp,
 // owned by the cross-node work). With one gateway, or no cluster secret, it is single-node.
-// `secret` is the cluster secret (empty: single node). Called once at start-up.
+// `secret` is the cluster secret (empty: single node). `dir` and `redis` (gateway.yaml's
+// directory: and redis:) choose the directory: in redis mode the RPC cluster opens a Redis
+// connection named "directory" on its strand and looks locations up there. Called once at
+// start-up; the directory sections are start-up only.
 std::unique_ptr<cluster> make_cluster(const fleet_config& fleet, const std::string& self_id,
                                       const std::string& secret, const rpc_config& cfg,
                                       local_delivery& local, boost::asio::io_context& io,
-                                      metrics_registry& metrics);
+                                      metrics_registry& metrics, const directory_config& dir = {},
+                                      const redis_config& redis = {});
 
 }  // namespace imgate::gw

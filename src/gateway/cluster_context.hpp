@@ -108,6 +108,9 @@ struct cluster_context {
     const rpc_config cfg;
     local_delivery& local;
     cluster_metrics metrics;
+    // directory.mode redis: locations live in Redis; no PRESENCE/ROOM_INTEREST is sent (no
+    // link-up snapshots either). Set before any link starts.
+    bool redis_directory = false;
     bool stopped = false;               // on the strand
     std::atomic<bool> stopping{false};  // set at once by stop(), before the strand sees it
     std::mt19937_64 rng;                // backoff jitter

@@ -50,6 +50,12 @@ cluster_metrics::cluster_metrics(metrics_registry& m, const fleet_config& fleet,
                                     "older sessions here kicked)")),
       claims_sent(m.get_counter("imgate_rpc_device_claims_sent_total",
                                 "DEVICE_CLAIMs sent to peers holding the user")),
+      announcements_sent(m.get_counter("imgate_rpc_announcements_sent_total",
+                                       "PRESENCE and ROOM_INTEREST frames sent to peers (announced "
+                                       "mode; deltas and snapshots)")),
+      announcement_bytes_sent(
+          m.get_counter("imgate_rpc_announcement_bytes_sent_total",
+                        "Bytes of the PRESENCE and ROOM_INTEREST frames sent to peers")),
       links_up(m.get_gauge("imgate_rpc_links_up", "Authenticated outbound peer links")),
       inbound_links(m.get_gauge("imgate_rpc_inbound_links", "Authenticated inbound peer links")),
       directory_users(m.get_gauge("imgate_rpc_directory_users",
@@ -162,6 +168,52 @@ void cluster_metrics::forget_peer(const std::string& peer) {
     m_.remove_series(peer_entries_name, "peer", peer);
     m_.remove_series(overflowed_name, "peer", peer);
     m_.remove_series(held_name, "peer", peer);
+}
+
+const char* to_string(lookup_source s) {
+    switch (s) {
+        case lookup_source::cache:
+            return "cache";
+        case lookup_source::redis:
+            return "redis";
+        case lookup_source::fallback:
+            return "fallback";
+    }
+    return "redis";
+}
+
+directory_metrics::directory_metrics(metrics_registry& m, const char* mode)
+    : redis_writes(m.get_counter("imgate_directory_redis_writes_total",
+                                 "Commands writing this gateway's directory entries and lease to "
+                                 "Redis (HSET, HDEL, PEXPIRE, SET)")),
+      stale_entries(m.get_counter(
+          "imgate_directory_stale_entries_total",
+          "Directory fields seen in Redis whose gateway's lease is gone or has another epoch "
+          "(removed lazily)")),
+      announcements_ignored(m.get_counter(
+          "imgate_directory_announcements_ignored_total",
+          "PRESENCE/ROOM_INTEREST frames from peers ignored in redis mode (a mixed fleet)")),
+      lookup_seconds(m.get_histogram("imgate_directory_lookup_seconds",
+                                     "Directory lookups that asked Redis: time to the answer",
+                                     metrics_registry::latency_buckets_seconds())) {
+    for (const char* md : {"announced", "redis"})
+        m.get_gauge("imgate_directory_mode", "1 for the directory mode in use (directory.mode)",
+                    {{"mode", md}})
+            .set(std::string(md) == mode ? 1 : 0);
+    const char* kinds[] = {"user", "room", "presence"};
+    for (int k = 0; k < 3; ++k) {
+        for (int s = 0; s < 3; ++s)
+            lookups_[k][s] = &m.get_counter(
+                "imgate_directory_lookups_total",
+                "Directory lookups in redis mode by what they were for and where the answer came "
+                "from",
+                {{"kind", kinds[k]}, {"source", to_string(lookup_source(s))}});
+        fallbacks_[k] = &m.get_counter(
+            "imgate_directory_fallback_total",
+            "Directory lookups Redis could not answer: sent to every peer with a usable link "
+            "(presence: unknown)",
+            {{"kind", kinds[k]}});
+    }
 }
 
 }  // namespace imgate::gw

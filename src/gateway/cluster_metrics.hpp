@@ -45,6 +45,10 @@ class cluster_metrics {
     counter& in_flight_full;
     counter& claims_received;
     counter& claims_sent;
+    // Announced mode's directory traffic: PRESENCE/ROOM_INTEREST frames (deltas and link-up
+    // snapshots) written to peers, and their bytes.
+    counter& announcements_sent;
+    counter& announcement_bytes_sent;
     gauge& links_up;
     gauge& inbound_links;
     gauge& directory_users;
@@ -64,6 +68,42 @@ class cluster_metrics {
     by_label protocol_errors_;     // direction
     std::map<uint8_t, counter*> entries_skipped_;
     counter* directory_refused_[2];  // user, room
+};
+
+// Where a directory lookup's answer came from: the local cache, Redis, or (Redis unable to
+// answer) every peer with a usable link.
+enum class lookup_source { cache, redis, fallback };
+const char* to_string(lookup_source s);
+
+// What a directory lookup was for: routing a 1:1 message or DEVICE_CLAIM (user), a room message
+// (room), or the presence API (presence).
+enum class lookup_kind { user, room, presence };
+
+// The directory's series (imgate_directory_*), in both modes (announced mode only sets the mode
+// gauge). Every label value is registered at 0 by the constructor. Owns handles into the registry.
+class directory_metrics {
+  public:
+    // mode: "announced" or "redis"; imgate_directory_mode{mode} is 1 for it, 0 for the other.
+    directory_metrics(metrics_registry& m, const char* mode);
+
+    // imgate_directory_lookups_total{kind,source}: every lookup by where its answer came from.
+    counter& lookup(lookup_kind k, lookup_source s) { return *lookups_[int(k)][int(s)]; }
+    // imgate_directory_fallback_total{kind}: lookups Redis could not answer (not connected,
+    // error, timeout), answered by asking every peer (presence: known=false). The same events as
+    // lookups_total{source="fallback"}, kept as its own series for alerting.
+    counter& fallback(lookup_kind k) { return *fallbacks_[int(k)]; }
+    // Commands writing this gateway's own entries and lease (HSET, HDEL, PEXPIRE, SET).
+    counter& redis_writes;
+    // Fields found in Redis whose gateway's lease is gone or holds another epoch.
+    counter& stale_entries;
+    // PRESENCE / ROOM_INTEREST frames received from peers in redis mode (a mixed fleet).
+    counter& announcements_ignored;
+    // Time from asking Redis to having the answer (lookups that asked Redis, fallbacks included).
+    histogram& lookup_seconds;
+
+  private:
+    counter* lookups_[3][3];
+    counter* fallbacks_[3];
 };
 
 }  // namespace imgate::gw

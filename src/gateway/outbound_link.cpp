@@ -141,7 +141,7 @@ asio::awaitable<bool> outbound_link::dial(std::shared_ptr<peer_conn> c) {
     co_return false;
 }
 
-// The link is up: snapshot, watchdog, and the answers, until the connection ends.
+// The link is up: snapshot (announced mode), watchdog, and the answers, until the connection ends.
 asio::awaitable<void> outbound_link::serve(std::shared_ptr<peer_conn> c) {
     auto& ctx = *ctx_;
     up_ = true;
@@ -151,11 +151,15 @@ asio::awaitable<void> outbound_link::serve(std::shared_ptr<peer_conn> c) {
     ctx.count_connect(spec_.id);
     spdlog::info("cluster rpc: link {} -> {} up", ctx.self_id, spec_.id);
     // The snapshot replaces whatever the peer knew of us; it may exceed the queue bound once,
-    // which is not a slow consumer.
-    std::string snap;
-    rpc::encode_snapshot<rpc::presence_msg>(snap, ctx.local.local_users());
-    rpc::encode_snapshot<rpc::room_interest_msg>(snap, ctx.local.local_rooms());
-    c->send(snap, false);
+    // which is not a slow consumer. In redis mode the peer looks us up in Redis instead.
+    if (!ctx.redis_directory) {
+        std::string snap;
+        size_t frames = rpc::encode_snapshot<rpc::presence_msg>(snap, ctx.local.local_users());
+        frames += rpc::encode_snapshot<rpc::room_interest_msg>(snap, ctx.local.local_rooms());
+        ctx.metrics.announcements_sent.inc(frames);
+        ctx.metrics.announcement_bytes_sent.inc(snap.size());
+        c->send(snap, false);
+    }
     c->start_watchdog(ctx.cfg, true, ctx.metrics.closed_for("read_timeout"),
                       ctx.metrics.closed_for("write_stall"));
     std::function<verdict(frame&)> h = [this](frame& f) { return on_frame(f); };

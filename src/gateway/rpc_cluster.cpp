@@ -11,6 +11,7 @@
 #include "gateway/cluster_context.hpp"
 #include "gateway/inbound_side.hpp"
 #include "gateway/outbound_link.hpp"
+#include "gateway/redis_directory.hpp"
 #include "gateway/rpc_wire.hpp"
 
 namespace imgate::gw {
@@ -22,13 +23,13 @@ struct fan_in {
     size_t remaining;
     rpc::result_combiner comb;
     std::function<void(forward_result)> done;
-    cluster_metrics* metrics;
+    cluster_metrics* metrics;  // null: the caller counts the result
 
     void add(const forward_result& r) {
         comb.add(r);
         if (--remaining > 0) return;
         auto res = comb.result();
-        metrics->forward_result(res.status).inc();
+        if (metrics) metrics->forward_result(res.status).inc();
         auto d = std::move(done);
         d(res);
     }
@@ -41,9 +42,42 @@ struct fan_in {
 struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
     impl(asio::io_context& io, const fleet_config& fleet, const std::string& self_id,
          const std::string& secret, const rpc_config& cfg, local_delivery& local,
-         metrics_registry& m, std::unique_ptr<session_directory> dir)
+         metrics_registry& m, std::unique_ptr<session_directory> dir, const directory_config& dcfg,
+         const redis_config& rcfg)
         : ctx(std::make_shared<cluster_context>(io, fleet, self_id, secret, cfg, local, m)),
-          fleet(fleet) {
+          fleet(fleet),
+          dir_timer(ctx->strand) {
+        directory_metrics dm(m, to_string(dcfg.mode));
+        if (!dir && dcfg.mode == directory_mode::redis) {
+            ctx->redis_directory = true;
+            auto opts = rcfg.conn;
+            opts.name = "directory";
+            // On the cluster's strand: every reply handler, and so every directory callback,
+            // runs where the rest of the cluster state lives.
+            redis_conn = redis::connection::create(ctx->strand, opts, m);
+            // The hooks run on the strand; the directory may outlive this object inside the
+            // inbound side's coroutines, so they reach it through a weak reference.
+            redis_directory::hooks h;
+            auto owner = weak_owner;
+            h.usable_peers = [owner] {
+                peer_list out;
+                if (auto self = owner->lock())
+                    for (auto& [id, l] : self->links)
+                        if (l->usable()) out.push_back(id);
+                return out;
+            };
+            auto c = ctx;
+            h.members = [c] {
+                peer_list out;
+                for (auto& id : c->members)
+                    if (id != c->self_id) out.push_back(id);
+                return out;
+            };
+            auto d = std::make_unique<redis_directory>(redis_conn, self_id, rcfg.prefix, dcfg,
+                                                       std::move(h), dm);
+            rdir = d.get();
+            dir = std::move(d);
+        }
         inbound = std::make_shared<inbound_side>(ctx, std::move(dir));
     }
 
@@ -56,13 +90,44 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
             if (auto l = self->links.find(peer); l != self->links.end()) l->second->retry_now();
         };
         auto self = shared_from_this();
+        *weak_owner = self;
         asio::post(ctx->strand, [self, on_peer_up] {
+            self->start_redis();
             self->inbound->start(on_peer_up);
             for (auto& g : self->fleet.gateways)
                 if (g.id != self->ctx->self_id) self->add_link(g);
             spdlog::info("cluster rpc: {} listening on port {}, {} peers", self->ctx->self_id,
                          self->ctx->port.load(), self->links.size());
         });
+    }
+
+    // redis mode: the connection's up/down drive the directory (on the strand); a timer drives
+    // its lease and renewals.
+    void start_redis() {
+        if (!rdir) return;
+        std::weak_ptr<impl> weak = shared_from_this();
+        auto on_up = [weak] {
+            if (auto s = weak.lock(); s && !s->ctx->stopped) s->rdir->connected();
+        };
+        auto on_down = [weak](boost::system::error_code) {
+            if (auto s = weak.lock()) s->rdir->disconnected();
+        };
+        redis_conn->set_on_up(on_up);
+        redis_conn->set_on_down(on_down);
+        redis_conn->start();
+        arm_dir_timer();
+    }
+
+    void arm_dir_timer() {
+        dir_timer.expires_after(rdir->tick_interval());
+        std::weak_ptr<impl> weak = shared_from_this();
+        auto on_timer = [weak](boost::system::error_code ec) {
+            auto s = weak.lock();
+            if (ec || !s || s->ctx->stopped) return;
+            s->rdir->tick();
+            s->arm_dir_timer();
+        };
+        dir_timer.async_wait(on_timer);
     }
 
     void add_link(const gateway_spec& g) {
@@ -74,6 +139,10 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
 
     void do_stop() {
         ctx->stopped = true;
+        if (redis_conn) {
+            dir_timer.cancel();
+            redis_conn->stop();
+        }
         for (auto& [id, l] : links) l->remove();
         inbound->stop();
     }
@@ -138,6 +207,35 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
             return;
         }
         auto self = shared_from_this();
+        if (rdir) {
+            auto kind = msg.kind;
+            auto target = msg.target;
+            auto on_peers = [self, msg = std::move(msg), done = std::move(done)](
+                                const peer_list& peers, lookup_source src) mutable {
+                if (src != lookup_source::cache) {
+                    self->fan_out(msg, std::move(done), peers);
+                    return;
+                }
+                // A cached answer may be up to cache_ttl old: if it reached nobody, the user
+                // may have moved since, so ask Redis once more before answering offline.
+                auto retry = [self, msg, done = std::move(done)](forward_result r) mutable {
+                    if (r.status != proto::code::offline || self->ctx->stopped) {
+                        self->ctx->metrics.forward_result(r.status).inc();
+                        done(r);
+                        return;
+                    }
+                    self->rdir->forget_cached(msg.kind, msg.target);
+                    auto again = [self, msg, done = std::move(done)](const peer_list& fresh,
+                                                                     lookup_source) mutable {
+                        self->fan_out(msg, std::move(done), fresh);
+                    };
+                    self->rdir->lookup(msg.kind, msg.target, false, std::move(again));
+                };
+                self->fan_out(msg, std::move(retry), peers, false);
+            };
+            rdir->lookup(kind, target, true, std::move(on_peers));
+            return;
+        }
         // Another directory may answer later; it must call back on this strand.
         auto kind = msg.kind;
         auto target = msg.target;
@@ -148,11 +246,12 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
         inbound->directory().resolve(kind, target, std::move(on_peers));
     }
 
+    // count=false: the caller counts the result (it may retry first).
     void fan_out(const outbound_message& msg, std::function<void(forward_result)> done,
-                 const peer_list& peers) {
+                 const peer_list& peers, bool count = true) {
         auto& m = ctx->metrics;
         if (peers.empty()) {
-            m.forward_result(proto::code::offline).inc();
+            if (count) m.forward_result(proto::code::offline).inc();
             done(forward_result{proto::code::offline, 0});
             return;
         }
@@ -162,14 +261,14 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
             outbound_link* l = usable(peers[0]);
             uint32_t corr = 0;
             if (l) {
-                auto cb = [&m, done](forward_result r) {
-                    m.forward_result(r.status).inc();
+                auto cb = [&m, done, count](forward_result r) {
+                    if (count) m.forward_result(r.status).inc();
                     done(r);
                 };
                 corr = l->start_call(deadline, std::move(cb));
             }
             if (corr == 0) {
-                m.forward_result(proto::code::unavailable).inc();
+                if (count) m.forward_result(proto::code::unavailable).inc();
                 done(forward_result{proto::code::unavailable, 0});
                 return;
             }
@@ -179,7 +278,7 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
         auto agg = std::make_shared<fan_in>();
         agg->remaining = peers.size();
         agg->done = std::move(done);
-        agg->metrics = &m;
+        agg->metrics = count ? &m : nullptr;
         forward_scratch.clear();
         rpc::encode_forward(forward_scratch, msg, 0);
         for (const auto& p : peers) {
@@ -233,21 +332,66 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
         inbound->directory().resolve(proto::target_kind::user, user, std::move(on_peers));
     }
 
+    // Where else each user is online. announced: the in-memory map (no session counts; a held
+    // peer is marked). redis: HGETALL per user, pipelined (counts; known=false without Redis).
+    void do_presence(const std::vector<std::string>& users,
+                     std::function<void(std::vector<presence_answer>)> done) {
+        if (rdir) {
+            rdir->presence(users, std::move(done));
+            return;
+        }
+        std::vector<presence_answer> out(users.size());
+        if (auto* d = inbound->announced()) {
+            for (size_t i = 0; i < users.size(); ++i) {
+                peers_scratch.clear();
+                d->peers(proto::target_kind::user, users[i], peers_scratch);
+                for (auto& p : peers_scratch)
+                    out[i].peers.push_back(presence_location{p, std::nullopt, d->held(p)});
+            }
+            done(std::move(out));
+            return;
+        }
+        // Another directory (tests): peers only.
+        auto b = std::make_shared<std::pair<std::vector<presence_answer>, size_t>>(std::move(out),
+                                                                                   users.size());
+        if (users.empty()) {
+            done({});
+            return;
+        }
+        for (size_t i = 0; i < users.size(); ++i) {
+            auto on_peers = [b, i, done](const peer_list& peers) {
+                for (auto& p : peers) b->first[i].peers.push_back(presence_location{p, {}, false});
+                if (--b->second == 0) done(std::move(b->first));
+            };
+            inbound->directory().resolve(proto::target_kind::user, users[i], on_peers);
+        }
+    }
+
     template <class M>
     void announce(const std::string& key, bool on) {
-        if (ctx->stopped) return;
+        if (ctx->stopped || ctx->redis_directory) return;
         M m;
         m.changes.push_back(rpc::delta{on, key});
         std::string bytes = rpc::encode(m);
         // A peer whose link is down gets everything in the snapshot when it comes back.
         for (auto& [id, l] : links)
-            if (l->usable()) l->send(bytes);
+            if (l->usable()) {
+                l->send(bytes);
+                ctx->metrics.announcements_sent.inc();
+                ctx->metrics.announcement_bytes_sent.inc(bytes.size());
+            }
     }
 
     std::shared_ptr<cluster_context> ctx;
     fleet_config fleet;
     std::shared_ptr<inbound_side> inbound;
     std::map<std::string, std::shared_ptr<outbound_link>> links;
+    // redis mode (else null): the directory (owned by `inbound`), its connection and tick timer.
+    redis_directory* rdir = nullptr;
+    std::shared_ptr<redis::connection> redis_conn;
+    asio::steady_timer dir_timer;
+    // Filled by start(); lets the directory's hooks reach this object without owning it.
+    std::shared_ptr<std::weak_ptr<impl>> weak_owner = std::make_shared<std::weak_ptr<impl>>();
     peer_list peers_scratch;
     std::string forward_scratch;
 };
@@ -255,9 +399,10 @@ struct rpc_cluster::impl : std::enable_shared_from_this<impl> {
 rpc_cluster::rpc_cluster(boost::asio::io_context& io, const fleet_config& fleet,
                          const std::string& self_id, const std::string& secret,
                          const rpc_config& cfg, local_delivery& local, metrics_registry& metrics,
-                         std::unique_ptr<session_directory> dir)
-    : impl_(
-          std::make_shared<impl>(io, fleet, self_id, secret, cfg, local, metrics, std::move(dir))) {
+                         std::unique_ptr<session_directory> dir, const directory_config& dcfg,
+                         const redis_config& rcfg)
+    : impl_(std::make_shared<impl>(io, fleet, self_id, secret, cfg, local, metrics, std::move(dir),
+                                   dcfg, rcfg)) {
     impl_->inbound->bind(fleet);
     impl_->start();
 }
@@ -283,7 +428,27 @@ void rpc_cluster::send_receipt(const std::string& origin_gateway, uint64_t origi
 
 void rpc_cluster::user_online(const std::string& user) {
     auto i = impl_;
-    asio::post(i->ctx->strand, [i, user] { i->announce<rpc::presence_msg>(user, true); });
+    asio::post(i->ctx->strand, [i, user] {
+        if (i->rdir)
+            i->rdir->user_online(user);
+        else
+            i->announce<rpc::presence_msg>(user, true);
+    });
+}
+
+void rpc_cluster::user_sessions(const std::string& user, uint32_t sessions) {
+    auto i = impl_;
+    if (!i->rdir) return;  // announced mode says only online/offline
+    asio::post(i->ctx->strand, [i, user, sessions] {
+        if (!i->ctx->stopped) i->rdir->user_sessions(user, sessions);
+    });
+}
+
+void rpc_cluster::presence(const std::vector<std::string>& users,
+                           std::function<void(std::vector<presence_answer>)> done) {
+    auto i = impl_;
+    asio::post(i->ctx->strand,
+               [i, users, done = std::move(done)]() mutable { i->do_presence(users, done); });
 }
 
 void rpc_cluster::device_login(const std::string& user, const std::string& device) {
@@ -293,13 +458,22 @@ void rpc_cluster::device_login(const std::string& user, const std::string& devic
 
 void rpc_cluster::user_offline(const std::string& user) {
     auto i = impl_;
-    asio::post(i->ctx->strand, [i, user] { i->announce<rpc::presence_msg>(user, false); });
+    asio::post(i->ctx->strand, [i, user] {
+        if (i->rdir)
+            i->rdir->user_offline(user);
+        else
+            i->announce<rpc::presence_msg>(user, false);
+    });
 }
 
 void rpc_cluster::room_interest(const std::string& room, bool interested) {
     auto i = impl_;
-    asio::post(i->ctx->strand,
-               [i, room, interested] { i->announce<rpc::room_interest_msg>(room, interested); });
+    asio::post(i->ctx->strand, [i, room, interested] {
+        if (i->rdir)
+            i->rdir->room_interest(room, interested);
+        else
+            i->announce<rpc::room_interest_msg>(room, interested);
+    });
 }
 
 void rpc_cluster::reload(const fleet_config& fleet) {
@@ -345,6 +519,21 @@ peer_list rpc_cluster::lookup(proto::target_kind kind, const std::string& target
         i->inbound->directory().resolve(kind, target, on_peers);
     });
     return fut.get();
+}
+
+std::vector<presence_answer> rpc_cluster::presence_of(const std::vector<std::string>& users) const {
+    auto p = std::make_shared<std::promise<std::vector<presence_answer>>>();
+    auto fut = p->get_future();
+    auto i = impl_;
+    asio::post(i->ctx->strand, [i, p, users] {
+        auto on_answer = [p](std::vector<presence_answer> a) { p->set_value(std::move(a)); };
+        i->do_presence(users, on_answer);
+    });
+    return fut.get();
+}
+
+bool rpc_cluster::redis_connected() const {
+    return impl_->redis_conn && impl_->redis_conn->connected();
 }
 
 }  // namespace imgate::gw

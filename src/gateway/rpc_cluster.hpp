@@ -11,6 +11,7 @@
 
 #include "common/config.hpp"
 #include "common/metrics.hpp"
+#include "gateway/backend_config.hpp"
 #include "gateway/cluster.hpp"
 #include "gateway/directory.hpp"
 #include "gateway/rpc_config.hpp"
@@ -20,10 +21,14 @@ namespace imgate::gw {
 class rpc_cluster final : public cluster {
   public:
     // Binds the RPC listener on self's fleet `rpc` address (throws std::runtime_error when it
-    // cannot) and starts one link per peer. `dir` defaults to the announced directory.
+    // cannot) and starts one link per peer. `dir` (tests) replaces the directory; otherwise
+    // dcfg.mode decides: announced (the in-memory map fed by the peers' announcements) or redis
+    // (a Redis connection named "directory", made with rcfg, on the cluster's strand, and a
+    // redis_directory; no announcements are sent).
     rpc_cluster(boost::asio::io_context& io, const fleet_config& fleet, const std::string& self_id,
                 const std::string& secret, const rpc_config& cfg, local_delivery& local,
-                metrics_registry& metrics, std::unique_ptr<session_directory> dir = nullptr);
+                metrics_registry& metrics, std::unique_ptr<session_directory> dir = nullptr,
+                const directory_config& dcfg = {}, const redis_config& rcfg = {});
     ~rpc_cluster() override;
 
     void forward(const outbound_message& msg, std::function<void(forward_result)> done) override;
@@ -33,6 +38,9 @@ class rpc_cluster final : public cluster {
     void user_offline(const std::string& user) override;
     void device_login(const std::string& user, const std::string& device) override;
     void room_interest(const std::string& room, bool interested) override;
+    void user_sessions(const std::string& user, uint32_t sessions) override;
+    void presence(const std::vector<std::string>& users,
+                  std::function<void(std::vector<presence_answer>)> done) override;
     void reload(const fleet_config& fleet) override;
     void stop() override;
     mesh_status mesh() const override;
@@ -46,6 +54,10 @@ class rpc_cluster final : public cluster {
     uint64_t connects(const std::string& peer) const;  // successful handshakes to peer, ever
     // What the directory says now (asks the cluster's strand; never call it from that thread).
     peer_list lookup(proto::target_kind kind, const std::string& target) const;
+    // The same for the presence API (blocking; never from the strand).
+    std::vector<presence_answer> presence_of(const std::vector<std::string>& users) const;
+    // redis mode: whether the directory's Redis connection is up; false in announced mode.
+    bool redis_connected() const;
 
     struct impl;
 

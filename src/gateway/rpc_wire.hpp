@@ -193,10 +193,10 @@ bool usable(const device_claim_msg& m);
 void encode_forward(std::string& out, const outbound_message& m, uint32_t corr);
 
 // A snapshot of keys as reset-first chunks of at most snapshot_chunk entries (at least one frame,
-// so an empty snapshot still clears the receiver).
+// so an empty snapshot still clears the receiver). Returns the number of frames appended.
 template <class M>
-void encode_snapshot(std::string& out, const std::vector<std::string>& keys) {
-    size_t i = 0;
+size_t encode_snapshot(std::string& out, const std::vector<std::string>& keys) {
+    size_t i = 0, frames = 0;
     bool first = true;
     do {
         M m;
@@ -212,7 +212,9 @@ void encode_snapshot(std::string& out, const std::vector<std::string>& keys) {
         // below it); skip it rather than loop forever.
         if (m.changes.empty() && i < keys.size()) ++i;
         encode(out, m);
+        ++frames;
     } while (i < keys.size());
+    return frames;
 }
 
 }  // namespace imgate::gw::rpc

@@ -35,6 +35,20 @@ std::string hostport(const asio::ip::tcp::endpoint& ep) {
     return (a.is_v6() ? "[" + a.to_string() + "]" : a.to_string()) + ":" +
            std::to_string(ep.port());
 }
+
+// The start-up-only sections (directory:, redis:, events:) as one comparable string.
+std::string backend_sections(const gateway_config& c) {
+    const auto& d = c.directory;
+    const auto& e = c.events;
+    const auto& r = c.redis.conn;
+    return fmt::format("{} {} {} {} {}|{} {}:{} {} {} {} {} {} {} {} {} {}|{} {} {} {} {} {}",
+                       to_string(d.mode), d.lease.count(), d.entry_ttl.count(), d.cache_ttl.count(),
+                       d.cache_entries, c.redis.configured, r.host, r.port, r.unix_path,
+                       c.redis.password_file, r.db, c.redis.prefix, r.connect_timeout.count(),
+                       r.command_timeout.count(), r.backoff_min.count(), r.backoff_max.count(),
+                       r.max_pending, e.enabled, e.stream, e.maxlen, e.messages, e.max_buffered,
+                       to_string(e.overflow));
+}
 }  // namespace
 
 const char* to_string(gateway_state s) {
@@ -115,8 +129,8 @@ void gateway_server::start() {
                      info.fingerprint, info.not_after);
         metrics_.expose_cert_expiry([this] { return double(tls_->info().seconds_left); });
     }
-    cluster_ =
-        make_cluster(cfg_.fleet, cfg_.id, cfg_.cluster_secret, cfg_.rpc, router_, io_, registry_);
+    cluster_ = make_cluster(cfg_.fleet, cfg_.id, cfg_.cluster_secret, cfg_.rpc, router_, io_,
+                            registry_, cfg_.directory, cfg_.redis);
     router_.attach(*cluster_);
     if (cfg_.events.enabled) start_events();
 
@@ -760,6 +774,8 @@ void gateway_server::apply(const gateway_config& c) {
             "reload: node number of {} changed in the fleet ({} -> {}); its "
             "server_msg_ids keep the old one until a restart",
             cfg_.id, old_spec->node, new_spec->node);
+    if (backend_sections(c) != backend_sections(cfg_))
+        spdlog::warn("reload: directory/redis/events sections changed; restart to apply");
     live_.set(live_of(c));
     router_.set_limits(c.limits);
     admission_.set_limits(c.limits.login_rate, c.limits.login_burst, c.limits.gateway_login_rate,

@@ -38,10 +38,13 @@ inline fleet_config cluster_fleet(const std::map<std::string, uint16_t>& rpc_por
 // Owns the io_context, its thread, the metrics registry, the Local and the rpc_cluster on them.
 template <class Local>
 struct cluster_node {
+    // dcfg/rcfg: the directory mode (redis mode needs a redis server).
     cluster_node(const fleet_config& fleet, const std::string& id, const std::string& secret,
-                 gw::rpc_config cfg)
+                 gw::rpc_config cfg, const gw::directory_config& dcfg = {},
+                 const gw::redis_config& rcfg = {})
         : node_id(id), work(boost::asio::make_work_guard(io)) {
-        cluster = std::make_unique<gw::rpc_cluster>(io, fleet, id, secret, cfg, local, metrics);
+        cluster = std::make_unique<gw::rpc_cluster>(io, fleet, id, secret, cfg, local, metrics,
+                                                    nullptr, dcfg, rcfg);
         thread = std::thread([this] { io.run(); });
     }
     ~cluster_node() { shutdown(); }

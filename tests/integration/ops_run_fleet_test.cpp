@@ -14,6 +14,8 @@
 #include <set>
 
 #include "../support/local_fleet.hpp"
+#include "../support/redis_server.hpp"  // IMGATE_REQUIRE_REDIS
+#include "../support/test_client.hpp"
 #include "ops_chromium.hpp"  // shell_quote
 
 namespace {
@@ -22,6 +24,8 @@ using namespace imgate::test;
 namespace fs = std::filesystem;
 
 const std::vector<std::string> kMembers{"gw1", "gw2", "gw3", "dispatcher"};
+// DIRECTORY=redis adds the fleet's own redis-server.
+const std::vector<std::string> kRedisMembers{"redis", "gw1", "gw2", "gw3", "dispatcher"};
 
 // /proc/PID/stat of a live process: {state, process group}; nullopt if there is none.
 std::optional<std::pair<char, pid_t>> proc_stat(pid_t pid) {
@@ -85,7 +89,7 @@ std::set<std::string> handed_out(const std::string& pub, int uids = 8) {
 // nothing behind; if the test process dies, the script gets SIGTERM (PR_SET_PDEATHSIG).
 class fleet_script {
   public:
-    explicit fleet_script(const local_fleet& f)
+    explicit fleet_script(const local_fleet& f, const std::string& directory = "announced")
         : run_(f.dir().file("run")), out_(f.dir().file("run-fleet.out")) {
         std::string script = source_path("config/local/run-fleet.sh");
         std::string config = f.dir().path().string();
@@ -101,6 +105,7 @@ class fleet_script {
             ::setenv("IMGATE_FLEET_CONFIG", config.c_str(), 1);
             ::setenv("IMGATE_FLEET_RUN", run_.c_str(), 1);
             ::setenv("BUILD_DIR", IMGATE_BINARY_DIR, 1);
+            ::setenv("IMGATE_FLEET_DIRECTORY", directory.c_str(), 1);
             ::unsetenv("NOTIFY_SOCKET");
             ::execl(script.c_str(), script.c_str(), static_cast<char*>(nullptr));
             ::_exit(127);
@@ -113,10 +118,12 @@ class fleet_script {
             int st;
             ::waitpid(pid_, &st, 0);
         }
-        for (auto& m : kMembers) member_pid(m);  // note the current ones too
+        for (auto& m : kRedisMembers) member_pid(m);  // note the current ones too
         for (pid_t p : seen_) {
             auto cmd = read_file("/proc/" + std::to_string(p) + "/cmdline");
-            if (alive(p) && cmd.find("imgate-") != std::string::npos) ::kill(p, SIGKILL);
+            bool ours = cmd.find("imgate-") != std::string::npos ||
+                        cmd.find("redis-server") != std::string::npos;
+            if (alive(p) && ours) ::kill(p, SIGKILL);
         }
         for (pid_t p : group_members(pid_)) ::kill(p, SIGKILL);
     }
@@ -346,6 +353,95 @@ TEST_F(OpsRunFleet, StopOneMemberThenSigtermToTheScriptStopsTheRest) {
     EXPECT_EQ(rrc, 1) << restart;
     EXPECT_NE(restart.find("no local fleet is running"), std::string::npos) << restart;
     EXPECT_FALSE(fs::exists(script_->file("gw1.pid")));
+}
+
+// make run DIRECTORY=redis: a fifth member, the fleet's own redis-server on a unix socket, and
+// gateways in redis mode with events: a message crosses gateways through a Redis lookup, the
+// user's location and the events are in Redis as the printed tips say, and one Ctrl-C stops all
+// five, Redis included.
+TEST_F(OpsRunFleet, RedisModeStartsItsRedisRoutesThroughItAndCtrlCStopsAllFive) {
+    IMGATE_REQUIRE_REDIS();
+    script_ = std::make_unique<fleet_script>(fleet_, "redis");
+    ASSERT_TRUE(eventually(
+        [&] {
+            return script_->output().find("imgate local fleet is running") != std::string::npos ||
+                   !script_->running();
+        },
+        30000ms))
+        << script_->output();
+    ASSERT_TRUE(script_->running()) << script_->output();
+    for (auto& m : kRedisMembers) {
+        pid_[m] = script_->member_pid(m);
+        ASSERT_GT(pid_[m], 0) << m << "\n" << script_->output();
+    }
+    std::string sock = script_->file("redis.sock");
+    auto out = script_->output();
+    EXPECT_NE(out.find("redis-cli -s " + sock + " hgetall imgate:u:bob"), std::string::npos) << out;
+    EXPECT_NE(out.find("Ctrl-C stops all 5 processes"), std::string::npos) << out;
+    auto [src, status] = script_->command("status");
+    EXPECT_EQ(src, 0) << status;
+    EXPECT_NE(status.find("redis      running  pid " + std::to_string(pid_["redis"])),
+              std::string::npos)
+        << status;
+
+    auto cli = [&](const std::string& args) {
+        return run_command("redis-cli -s " + shell_quote(sock) + " " + args).second;
+    };
+    auto client_of = [&](const std::string& gw) {
+        auto j = nlohmann::json::parse(read_file(script_->file(gw + ".ready")), nullptr, false);
+        return j.is_object() ? j.value("client", "") : std::string();
+    };
+    std::string secret = read_file(fleet_.dir().file("token.secret"));
+    while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+    const std::string bob = "bob@example.com", zoe = "zoë@example.com";
+
+    test_client b, z;
+    ASSERT_TRUE(b.connect(client_of("gw2")));
+    ASSERT_TRUE(b.login(make_token(secret, bob, "phone")));
+    // gw2 wrote bob's location (its field, "<epoch> <sessions>") to the fleet's Redis.
+    EXPECT_TRUE(eventually(
+        [&] {
+            return cli("hgetall " + shell_quote("imgate:u:" + bob)).find("gw2\n") !=
+                   std::string::npos;
+        },
+        5000ms))
+        << cli("keys '*'");
+    ASSERT_TRUE(z.connect(client_of("gw1")));
+    ASSERT_TRUE(z.login(make_token(secret, zoe, "laptop")));
+    ASSERT_TRUE(z.send(proto::send_msg{proto::target_kind::user, bob, 7, "grüße über redis"}));
+    auto r = z.read<proto::send_result_msg>();
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, proto::code::ok);
+    auto d = b.read<proto::deliver_msg>();
+    ASSERT_TRUE(d);
+    EXPECT_EQ(d->from_user, zoe);
+    EXPECT_EQ(d->payload, "grüße über redis");
+    // The upstream events hold both logins and the message, as docs/events.md describes.
+    std::string events;
+    EXPECT_TRUE(eventually(
+        [&] {
+            events = cli("xrange imgate:events - +");
+            return events.find("grüße über redis") != std::string::npos;
+        },
+        5000ms))
+        << events;
+    EXPECT_NE(events.find(bob), std::string::npos) << events;
+    EXPECT_NE(events.find("login"), std::string::npos) << events;
+    b.close();
+    z.close();
+
+    ASSERT_EQ(::kill(-script_->pid(), SIGINT), 0);
+    auto st = script_->wait_exit(30000ms);
+    ASSERT_TRUE(st.has_value()) << script_->output();
+    EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << *st << "\n" << script_->output();
+    out = script_->output();
+    for (auto& m : kRedisMembers) {
+        EXPECT_TRUE(eventually([&] { return !alive(pid_[m]); }, 5000ms)) << m;
+        EXPECT_NE(out.find("run-fleet: " + m + " stopped (status 0)"), std::string::npos)
+            << m << "\n"
+            << out;
+    }
+    EXPECT_TRUE(eventually([&] { return group_members(script_->pid()).empty(); }, 5000ms));
 }
 
 }  // namespace

@@ -64,7 +64,12 @@ class redis_server {
         if (r == pid_) pid_ = -1;
         return r == 0;
     }
-    std::string log() const { return read_file(dir_.file("redis.log")); }
+    // The server's output over every start.
+    std::string log() const {
+        std::string all;
+        for (int i = 1; i <= starts_; ++i) all += read_file(log_path(i));
+        return all;
+    }
 
     // Starts the server (again, on the same port and dir) and waits until it answers PING.
     // False if it exited or did not answer within `timeout`.
@@ -88,14 +93,14 @@ class redis_server {
         std::vector<char*> argv;
         for (auto& a : args) argv.push_back(a.data());
         argv.push_back(nullptr);
-        std::string log_path = dir_.file("redis.log");
+        std::string log_file = log_path(++starts_);
         pid_t parent = ::getpid();
         pid_ = ::fork();
         if (pid_ < 0) throw std::runtime_error("fork failed");
         if (pid_ == 0) {
             ::prctl(PR_SET_PDEATHSIG, SIGKILL);
             if (::getppid() != parent) ::_exit(127);
-            child_output_to(log_path.c_str(), O_APPEND);
+            child_output_to(log_file.c_str());
             ::execvp(argv[0], argv.data());
             ::_exit(127);
         }
@@ -119,6 +124,10 @@ class redis_server {
     }
 
   private:
+    std::string log_path(int start) const {
+        return dir_.file("redis-" + std::to_string(start) + ".log");
+    }
+
     static std::string quote(const std::string& s) {
         std::string q = "'";
         for (char c : s) {
@@ -158,6 +167,7 @@ class redis_server {
     temp_dir dir_;
     uint16_t port_;
     pid_t pid_ = -1;
+    int starts_ = 0;
 };
 
 }  // namespace imgate::test

@@ -21,6 +21,7 @@
 namespace {
 
 using namespace imgate::test;
+namespace proto = imgate::proto;
 namespace fs = std::filesystem;
 
 const std::vector<std::string> kMembers{"gw1", "gw2", "gw3", "dispatcher"};

@@ -43,7 +43,7 @@ file(WRITE ${IMGATE_DEB_CONFFILES} "${_conffiles}")
 # silently shipping without it (OpsPackage checks the .deb against the README's list).
 set(_imgate_docs "")
 foreach(doc operations.md configuration.md architecture.md protocol.md security.md admin-api.md
-            benchmarks.md client.md prometheus-alerts.yml prometheus-alerts.test.yml
+            benchmarks.md client.md events.md prometheus-alerts.yml prometheus-alerts.test.yml
             grafana-dashboard.json)
   if(NOT EXISTS ${PROJECT_SOURCE_DIR}/docs/${doc})
     message(FATAL_ERROR "docs/${doc} is missing: it is installed to share/doc/imgate")
@@ -51,3 +51,6 @@ foreach(doc operations.md configuration.md architecture.md protocol.md security.
   list(APPEND _imgate_docs ${PROJECT_SOURCE_DIR}/docs/${doc})
 endforeach()
 install(FILES ${_imgate_docs} ${PROJECT_SOURCE_DIR}/README.md DESTINATION share/doc/imgate)
+# The example consumer events.md points to (examples/events-consumer.sh), runnable.
+install(PROGRAMS ${PROJECT_SOURCE_DIR}/docs/examples/events-consumer.sh
+        DESTINATION share/doc/imgate/examples)

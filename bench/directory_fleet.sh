@@ -38,7 +38,18 @@ echo "# $(date -u '+%F %T UTC'), $(nproc) cores, load average $(cut -d' ' -f1-3 
 echo "# GATEWAYS=$GATEWAYS USERS=$USERS RATE=$RATE DURATION=$DURATION CACHE_TTL=$CACHE_TTL"
 
 ids=()
+declare -A admin_of pid_of
 for ((i = 1; i <= GATEWAYS; i++)); do ids+=("g$i"); done
+
+# Ports below the ephemeral range (32768-60999 here), so the mesh's own outgoing connections
+# (GATEWAYS x (GATEWAYS-1) of them) can never take one between choosing it and binding it.
+next_port=$((20000 + RANDOM % 8000))
+# low_port: sets $port (no subshell, so $next_port moves on).
+low_port() {
+    while (echo >"/dev/tcp/127.0.0.1/$next_port") 2>/dev/null; do next_port=$((next_port + 1)); done
+    port=$next_port
+    next_port=$((next_port + 1))
+}
 
 # fleet.yaml: every gateway on fixed free ports (the mesh needs the RPC ports up front).
 make_fleet() {
@@ -51,9 +62,9 @@ make_fleet() {
         echo "gateways:"
         for id in "${ids[@]}"; do
             echo "  - id: $id"
-            echo "    client: 127.0.0.1:$(free_port)"
-            echo "    admin: 127.0.0.1:$(free_port)"
-            echo "    rpc: 127.0.0.1:$(free_port)"
+            low_port && echo "    client: 127.0.0.1:$port"
+            low_port && echo "    admin: 127.0.0.1:$port"
+            low_port && echo "    rpc: 127.0.0.1:$port"
         done
     } >"$work/fleet.yaml"
 }
@@ -64,7 +75,7 @@ fleet: fleet.yaml
 workers: 1
 auth: {secret_files: [token.secret]}
 admin: {token_file: admin.token}
-limits: {login_rate: 0, gateway_login_rate: 0, max_connections: 50000}
+limits: {login_rate: 0, gateway_login_rate: 0, max_connections: 15000}
 log: {level: warn}
 YAML
     if [ "$1" = redis ]; then
@@ -77,7 +88,7 @@ YAML
 sum_metric() {
     local name=$1 filter=${2:-} total=0 v id
     for id in "${ids[@]}"; do
-        v=$(curl -fsS "http://$(ready_field "$id" admin)/metrics" 2>/dev/null |
+        v=$(curl -fsS "http://${admin_of[$id]}/metrics" 2>/dev/null |
             awk -v n="$name" -v f="$filter" '
                 $1 ~ "^"n"([{]|$)" && index($1, f) { s += $2 } END { printf "%.0f", s }')
         total=$((total + ${v:-0}))
@@ -89,14 +100,14 @@ sum_metric() {
 rss_kb() {
     local t=0 id
     for id in "${ids[@]}"; do
-        t=$((t + $(awk '/^VmRSS/ {print $2}' "/proc/$(ready_field "$id" pid)/status")))
+        t=$((t + $(awk '/^VmRSS/ {print $2}' "/proc/${pid_of[$id]}/status")))
     done
     echo "$t"
 }
 cpu_ticks_of() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 gateways_cpu() {
     local t=0 id
-    for id in "${ids[@]}"; do t=$((t + $(cpu_ticks_of "$(ready_field "$id" pid)"))); done
+    for id in "${ids[@]}"; do t=$((t + $(cpu_ticks_of "${pid_of[$id]}"))); done
     echo "$t"
 }
 
@@ -134,11 +145,16 @@ run_mode() {
     gateway_yaml "$mode" >"$work/gateway.yaml"
     for id in "${ids[@]}"; do bench_start_gateway "$id"; done
     for id in "${ids[@]}"; do bench_wait_ready "$id"; done
+    # Read once: the samples below must be quick, while every client is still connected.
+    for id in "${ids[@]}"; do
+        admin_of[$id]=$(ready_field "$id" admin)
+        pid_of[$id]=$(ready_field "$id" pid)
+    done
     wait_sum imgate_rpc_links_up $((GATEWAYS * (GATEWAYS - 1)))
     for id in "${ids[@]}"; do gw_list+="${gw_list:+,}$(ready_field "$id" client)"; done
     sleep 1  # let start-up allocations settle before the baseline
     rss0=$(rss_kb)
-    [ -n "$redis_pid" ] && mem0=$(redis_field memory used_memory)
+    [ -n "$redis_pid" ] && mem0=$(redis_field memory used_memory_dataset)
 
     # Phase 1: logins only (rate 1/s), sampled while every client is connected.
     local frames0 bytes0 calls0=0 rin0=0 cpu0 rcpu0=0
@@ -155,9 +171,10 @@ run_mode() {
         >"$work/login.json" 2>"$work/login.err" &
     local load_pid=$!
     wait_sum imgate_gateway_sessions "$USERS" || true
+    local t_up=$SECONDS
     sleep 1
     rss1=$(rss_kb)
-    [ -n "$redis_pid" ] && mem1=$(redis_field memory used_memory)
+    [ -n "$redis_pid" ] && mem1=$(redis_field memory used_memory_dataset)
     local frames1 bytes1 calls1=0 rin1=0
     frames1=$(sum_metric imgate_rpc_announcements_sent_total)
     bytes1=$(sum_metric imgate_rpc_announcement_bytes_sent_total)
@@ -165,6 +182,9 @@ run_mode() {
         calls1=$(redis_calls)
         rin1=$(redis_field stats total_net_input_bytes)
     fi
+    local sessions_after
+    sessions_after=$(sum_metric imgate_gateway_sessions)
+    echo "# $mode: all $USERS sessions up, sampled within $((SECONDS - t_up)) s; sessions after sampling: $sessions_after"
     wait "$load_pid" || true
     local cpu_login rcpu_login=0
     cpu_login=$(($(gateways_cpu) - cpu0))
@@ -209,7 +229,7 @@ else:
 print(f"  memory per gateway for the logins: {(int(rss1)-int(rss0))/gws:.0f} kB RSS"
       f" ({(int(rss1)-int(rss0))*1024/logins:.0f} B per login over the whole fleet)")
 if mode == "redis":
-    print(f"  Redis used_memory growth: {(int(mem1)-int(mem0))/1024:.0f} kB ({(int(mem1)-int(mem0))/logins:.0f} B per login)")
+    print(f"  Redis used_memory_dataset growth: {(int(mem1)-int(mem0))/1024:.0f} kB ({(int(mem1)-int(mem0))/logins:.0f} B per login)")
 res = send.get("results", {})
 delivered = res.get("delivered", 0)
 sends = send.get("sends", 0)

@@ -53,9 +53,7 @@ low_port() {
 
 # fleet.yaml: every gateway on fixed free ports (the mesh needs the RPC ports up front).
 make_fleet() {
-    (umask 077 && for f in token.secret cluster.secret admin.token; do
-        head -c 32 /dev/urandom | base64 >"$work/$f"
-    done)
+    bench_fleet_secrets
     {
         echo "cluster:"
         echo "  secret_file: cluster.secret"

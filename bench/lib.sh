@@ -81,12 +81,18 @@ bench_tls_yaml() {
     printf 'tls:\n  cert_file: certs/server.crt\n  key_file: certs/server.key\n  max_handshakes: 100000\n'
 }
 
-# bench_three_gateway_fleet: random $work/{token,cluster}.secret and admin.token, and
-# $work/fleet.yaml with gw1..gw3 on port 0 for clients and admin and free ports for the RPC mesh.
-bench_three_gateway_fleet() {
+# bench_fleet_secrets: random $work/{token,cluster}.secret and admin.token, 0600 (the gateway
+# refuses secret files others can read).
+bench_fleet_secrets() {
     (umask 077 && for f in token.secret cluster.secret admin.token; do
         head -c 32 /dev/urandom | base64 >"$work/$f"
     done)
+}
+
+# bench_three_gateway_fleet: random $work/{token,cluster}.secret and admin.token, and
+# $work/fleet.yaml with gw1..gw3 on port 0 for clients and admin and free ports for the RPC mesh.
+bench_three_gateway_fleet() {
+    bench_fleet_secrets
     {
         echo "cluster:"
         echo "  secret_file: cluster.secret"

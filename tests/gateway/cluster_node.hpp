@@ -35,6 +35,19 @@ inline fleet_config cluster_fleet(const std::map<std::string, uint16_t>& rpc_por
     return f;
 }
 
+// RPC timings short enough for a test to see a link fail and come back within a second.
+inline gw::rpc_config fast_rpc_config() {
+    using namespace std::chrono_literals;
+    gw::rpc_config c;
+    c.call_timeout = 500ms;
+    c.connect_timeout = 500ms;
+    c.ping_interval = 200ms;
+    c.peer_timeout = 1000ms;
+    c.backoff_min = 20ms;
+    c.backoff_max = 200ms;
+    return c;
+}
+
 // Owns the io_context, its thread, the metrics registry, the Local and the rpc_cluster on them.
 template <class Local>
 struct cluster_node {

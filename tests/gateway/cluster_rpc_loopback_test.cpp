@@ -102,14 +102,7 @@ fleet_config make_fleet(const std::map<std::string, uint16_t>& ports) {
 }
 
 rpc_config fast_config() {
-    rpc_config c;
-    c.call_timeout = 500ms;
-    c.connect_timeout = 500ms;
-    c.ping_interval = 200ms;
-    c.peer_timeout = 1000ms;
-    c.backoff_min = 20ms;
-    c.backoff_max = 200ms;
-    return c;
+    return test::fast_rpc_config();
 }
 
 // One gateway's cluster layer with its own io thread and metrics, in the fast test timings.

@@ -21,14 +21,7 @@ const std::string zoe = "zoë@example.com";
 const std::string bob = "bob@example.com";
 
 rpc_config fast_config() {
-    rpc_config c;
-    c.call_timeout = 500ms;
-    c.connect_timeout = 500ms;
-    c.ping_interval = 200ms;
-    c.peer_timeout = 1000ms;
-    c.backoff_min = 20ms;
-    c.backoff_max = 200ms;
-    return c;
+    return test::fast_rpc_config();
 }
 
 using node = test::cluster_node<fake_local>;

@@ -58,8 +58,10 @@ struct presence_location {
     // Sessions (devices) of the user there. Known in redis mode (each gateway records its
     // count); nullopt in announced mode, whose announcements say only "online here".
     std::optional<uint32_t> devices;
-    // announced mode: the gateway's link ended without a clean close and its entries are held
-    // (cluster_rpc.unreachable_hold): it may still serve the user, but cannot be reached now.
+    // Not confirmed. announced mode: the gateway's link ended without a clean close and its
+    // entries are held (cluster_rpc.unreachable_hold): it may still serve the user, but cannot be
+    // reached now. redis mode: the gateway's lease lapsed (cut off from Redis) while its link is
+    // up: it is still asked.
     bool held = false;
 };
 

@@ -346,7 +346,8 @@ void redis_directory::presence(const std::vector<std::string>& users,
             }
             if (ok)
                 for (auto& l : locs)
-                    a.peers.push_back(presence_location{std::move(l.gateway), l.sessions, false});
+                    a.peers.push_back(
+                        presence_location{std::move(l.gateway), l.sessions, l.unconfirmed});
             if (--b->remaining == 0) {
                 auto d = std::move(b->done);
                 d(std::move(b->out));
@@ -383,6 +384,7 @@ void redis_directory::check_fields(proto::target_kind kind, const std::string& k
     struct candidate {
         std::string gw, epoch, value;
         uint32_t sessions;
+        bool unconfirmed = false;
     };
     std::vector<candidate> valid, unsure;
     for (auto& [gw, value] : fields) {
@@ -405,7 +407,7 @@ void redis_directory::check_fields(proto::target_kind kind, const std::string& k
     auto finish = [](std::vector<candidate>& v) {
         std::vector<location> out;
         out.reserve(v.size());
-        for (auto& c : v) out.push_back(location{std::move(c.gw), c.sessions});
+        for (auto& c : v) out.push_back(location{std::move(c.gw), c.sessions, c.unconfirmed});
         return out;
     };
     if (unsure.empty()) {
@@ -433,6 +435,19 @@ void redis_directory::check_fields(proto::target_kind kind, const std::string& k
             if (!lease.empty() && lease == c.epoch) {
                 valid.push_back(std::move(c));
                 continue;
+            }
+            // No lease at all, yet its link here is up: the gateway is alive but cannot reach
+            // Redis (or renew in time). Its field may be true, so it is asked rather than
+            // answered for with a made-up offline; the field stays for its next rewrite to
+            // replace. A lease of another epoch means it restarted or rewrote: then the field
+            // is stale for sure.
+            if (lease.empty()) {
+                auto linked = hooks_.usable_peers();
+                if (std::find(linked.begin(), linked.end(), c.gw) != linked.end()) {
+                    c.unconfirmed = true;
+                    valid.push_back(std::move(c));
+                    continue;
+                }
             }
             metrics_.stale_entries.inc();
             remove_stale(key, c.gw, c.value);

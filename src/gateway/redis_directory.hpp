@@ -53,6 +53,9 @@ class redis_directory final : public session_directory {
     struct location {
         std::string gateway;
         uint32_t sessions = 0;
+        // Its gateway has no lease (cut off from Redis, or dead) but its link here is up: it is
+        // asked anyway, since only it knows whether the user is still there.
+        bool unconfirmed = false;
     };
     using lookup_cb = std::function<void(const peer_list&, lookup_source)>;
 

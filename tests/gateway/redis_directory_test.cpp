@@ -325,6 +325,7 @@ TEST(RedisDirectory, LookupKeepsOnlyFieldsWhoseLeaseHoldsTheirEpoch) {
     r.peer_holds("gw3", "3333333333333333", zoe);
     r.fake->strings["imgate:gw:gw3"] = "3333333333333334";            // gw3 reconnected since
     r.fake->hashes["imgate:u:" + zoe]["gw4"] = "4444444444444444 1";  // gw4: no lease (dead)
+    r.usable = {"gw2", "gw3"};                                        // ... and its link is down
     auto a = r.lookup(zoe);
     ASSERT_TRUE(a.called);
     EXPECT_EQ(a.source, lookup_source::redis);
@@ -346,6 +347,35 @@ TEST(RedisDirectory, LookupKeepsOnlyFieldsWhoseLeaseHoldsTheirEpoch) {
     EXPECT_EQ(got[0].peers[0].devices, 3u);
     EXPECT_TRUE(got[1].known);
     EXPECT_TRUE(got[1].peers.empty());
+}
+
+// A gateway alive on the mesh but cut off from Redis lets its lease lapse: its fields cannot be
+// confirmed, so it is asked (it knows its own sessions) instead of its users being answered
+// offline; its field is kept for its own rewrite, and presence marks the location unconfirmed
+// (held). Once its link is down too, the field is stale like a dead gateway's.
+TEST(RedisDirectory, ALinkedGatewayWithoutLeaseIsAskedNotAnsweredForOffline) {
+    rig r;
+    r.connect();
+    r.fake->hashes["imgate:u:" + zoe]["gw3"] = "3333333333333333 2";  // gw3: lease lapsed
+    auto a = r.lookup(zoe);
+    ASSERT_TRUE(a.called);
+    EXPECT_EQ(a.source, lookup_source::redis);
+    EXPECT_EQ(a.peers, peer_list{"gw3"});
+    EXPECT_EQ(r.metric("imgate_directory_stale_entries_total"), 0);
+    EXPECT_EQ(r.fake->hash("imgate:u:" + zoe).count("gw3"), 1u);
+    std::vector<presence_answer> got;
+    r.dir->presence({zoe}, [&](std::vector<presence_answer> p) { got = std::move(p); });
+    r.fake->run();
+    ASSERT_EQ(got.size(), 1u);
+    ASSERT_EQ(got[0].peers.size(), 1u);
+    EXPECT_EQ(got[0].peers[0].gateway, "gw3");
+    EXPECT_TRUE(got[0].peers[0].held);
+
+    r.usable = {"gw2", "gw4"};  // gw3's link went down: nothing vouches for the field any more
+    auto b = r.lookup(zoe, false);
+    EXPECT_TRUE(b.peers.empty());
+    EXPECT_EQ(r.metric("imgate_directory_stale_entries_total"), 1);
+    EXPECT_EQ(r.fake->hash("imgate:u:" + zoe).count("gw3"), 0u);
 }
 
 TEST(RedisDirectory, StaleFieldRewrittenMeanwhileIsNotRemoved) {
@@ -548,8 +578,10 @@ TEST(RedisDirectory, KnownLeasesComeFromThePeriodicMget) {
     size_t mget = r.fake->sent("MGET").size();
     EXPECT_EQ(r.lookup(zoe).peers, peer_list{"gw2"});
     EXPECT_EQ(r.fake->sent("MGET").size(), mget);  // the epoch was known: no extra read
-    // gw2's lease expires; until the next refresh the known epoch still matches.
+    // gw2 dies: its lease expires and its link is down; until the next refresh the known
+    // epoch still matches.
     r.fake->strings.erase("imgate:gw:gw2");
+    r.usable = {"gw3", "gw4"};
     r.now += 1001ms;
     r.dir->tick();
     r.fake->run();

@@ -305,6 +305,15 @@ TEST(Presence, RedisModeCountsEveryGatewayAndSaysWhenItCannotKnow) {
     tablet.reset();
     ASSERT_TRUE(t.sees("gw2", zoe_q, {"gw2:1", "gw1:1"}));
 
+    // gw1 is killed: once its lease (1 s) has run out and its link is down, its session is in
+    // no answer any more, and the device count is what is left. (The phone stays connected
+    // until the kill, so gw1's field is still in Redis: only its lease and link can retire it.)
+    t.f.gw("gw1").signal(SIGKILL);
+    ASSERT_TRUE(t.sees("gw3", zoe_q, {"gw2:1"}));
+    a = t.one("gw3", zoe_q);
+    EXPECT_EQ(a["devices"], 1);
+    EXPECT_EQ(a["online"], true);
+
     rs.kill();
     // gw3 has no session of zoë and cannot ask: unknown, not offline.
     ASSERT_TRUE(eventually([&] { return t.one("gw3", zoe_q)["known"] == false; }, 10s));

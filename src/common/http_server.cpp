@@ -9,6 +9,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -338,7 +339,10 @@ struct http_server::conn : std::enable_shared_from_this<http_server::conn> {
             }
             self->respond(r, version, now_ns());
         };
-        asio::co_spawn(srv->io_, route->async(ctx), std::move(done));
+        // On a strand of its own: a handler that hands work to another thread and waits for the
+        // answer to be posted back to its executor (/push, /presence) must not see that post run
+        // on a second thread while it is still deciding whether to wait.
+        asio::co_spawn(asio::make_strand(srv->io_), route->async(ctx), std::move(done));
     }
 
     void audit(http::status st) const {

@@ -22,6 +22,9 @@ DEB_BUILD_PACKAGES := build-essential cmake ninja-build ccache pkg-config \
 DEB_HOSTS_PACKAGES := iproute2 nftables
 # The optional shared engine's tests start their own redis-server (make run DIRECTORY=redis too).
 DEB_REDIS_PACKAGES := redis-server redis-tools
+# bench/vs_mosquitto.sh only (the same 1:1 load against the mosquitto MQTT broker; strace for its
+# syscall counts): `make deps-bench`, not part of deps-test.
+DEB_BENCH_PACKAGES := mosquitto libmosquitto-dev strace
 DEB_TEST_PACKAGES := clang-14 clang-format-14 libclang-rt-14-dev prometheus wrk nginx-light \
   systemd chromium python3 $(DEB_HOSTS_PACKAGES) $(DEB_REDIS_PACKAGES)
 
@@ -39,7 +42,7 @@ endef
 
 CMAKE_FLAGS := -G Ninja -DCMAKE_BUILD_TYPE=$(BUILD_TYPE) -DCMAKE_CXX_COMPILER_LAUNCHER=ccache
 
-.PHONY: all deps deps-test deps-redis build run run-hosts test test-unit test-integration test-asan test-tsan fuzz package clean format format-check
+.PHONY: all deps deps-test deps-redis deps-bench build run run-hosts test test-unit test-integration test-asan test-tsan fuzz package clean format format-check
 
 all: build
 
@@ -62,6 +65,9 @@ run: build
 
 deps-redis:
 	$(call install_missing,deps-redis,$(DEB_REDIS_PACKAGES))
+
+deps-bench:
+	$(call install_missing,deps-bench,$(DEB_BENCH_PACKAGES))
 
 # 2 dispatchers + 4 gateways, each in its own network namespace on a private bridge (needs root;
 # docs/operations.md, "A fleet of hosts in network namespaces"). Ctrl-C removes everything.

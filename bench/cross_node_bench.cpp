@@ -3,11 +3,22 @@
 // messages as fast as a window of outstanding sends allows, and the program reports the CPU time
 // (utime + stime from /proc/PID/stat) the gateway processes spent per delivered message.
 //
-//   cross_node_bench --secret-file F --mode user|room --send HOST:PORT --recv HOST:PORT[,...]
-//                    --pids PID,PID[,...] [--messages N] [--receivers N] [--senders N]
-//                    [--window N] [--payload-bytes N] [--max-seconds S]
-//                    [--transport tcp|tls] [--ca FILE]
-// A window's sends go out in one write, so only the byte-stream transports (tcp, tls) apply.
+//   cross_node_bench --secret-file F --mode user|room|pairs --send HOST:PORT
+//                    --recv HOST:PORT[,...] --pids PID,PID[,...] [--messages N] [--receivers N]
+//                    [--senders N] [--window N] [--payload-bytes N] [--max-seconds S]
+//                    [--transport tcp|tls] [--ca FILE] [--sync-dir DIR] [--writes window|each]
+// Modes: user — each sender spreads its messages over all receivers (r0, r1, ...); room — every
+// message goes to one room all receivers joined; pairs — sender i sends only to receiver i
+// (--senders must equal --receivers; e-mail-like ids), the shape bench/vs_mosquitto.sh gives
+// mosquitto too.
+// A window top-up's sends go out in one write (--writes window, the default; --writes each: one
+// write per SEND, as libmosquitto writes each PUBLISH), so only the byte-stream transports (tcp,
+// tls) apply.
+// --sync-dir lets a wrapper observe the measured phase alone (bench/vs_mosquitto.sh attaches
+// strace there): after set-up the program creates DIR/ready and waits for DIR/go; after the
+// measured phase it prints its figures, creates DIR/done and waits for DIR/exit. Each wait is
+// bounded (30 s).
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -45,11 +56,12 @@ using namespace imgate;
 namespace {
 
 struct options {
-    std::string secret_file, mode = "user", send_addr;
+    std::string secret_file, mode = "user", send_addr, sync_dir;
     std::vector<std::string> recv_addrs;
     std::vector<int> pids;
     uint64_t messages = 100000;
     uint32_t receivers = 100, senders = 4, window = 200, payload = 64, max_seconds = 60;
+    bool write_each = false;  // one socket write per SEND instead of one per window top-up
     transport kind = transport::tcp;
     std::shared_ptr<asio::ssl::context> tls;  // for tls
 };
@@ -64,6 +76,45 @@ std::vector<std::string> split(const std::string& s) {
 
 double cpu_seconds(int pid) {
     return imgate::test::process_cpu_seconds(pid);
+}
+
+// utime and stime of a process in clock ticks.
+std::pair<unsigned long long, unsigned long long> cpu_ticks(int pid) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+    std::string s((std::istreambuf_iterator<char>(in)), {});
+    auto close = s.rfind(')');
+    if (close == std::string::npos) return {0, 0};
+    std::istringstream rest(s.substr(close + 2));
+    std::string f;
+    unsigned long long ut = 0, st = 0;
+    for (int i = 3; i <= 15 && rest >> f; ++i) {
+        if (i == 14) ut = std::stoull(f);
+        if (i == 15) st = std::stoull(f);
+    }
+    return {ut, st};
+}
+
+// The ids a client logs in with: short ones for user/room, e-mail-like ones for pairs.
+std::string receiver_id(const options& o, uint32_t i) {
+    if (o.mode == "pairs") return "receiver." + std::to_string(i) + "@bench.example.org";
+    return "r" + std::to_string(i);
+}
+std::string sender_id(const options& o, uint32_t i) {
+    if (o.mode == "pairs") return "sender." + std::to_string(i) + "@bench.example.org";
+    return "s" + std::to_string(i);
+}
+
+// --sync-dir's files: a marker the wrapper waits for, and a bounded wait for the wrapper's.
+void touch(const std::string& path) {
+    std::ofstream f(path);
+}
+bool wait_for_file(const std::string& path) {
+    struct stat st {};
+    for (int i = 0; i < 3000; ++i) {
+        if (::stat(path.c_str(), &st) == 0) return true;
+        ::usleep(10000);
+    }
+    return false;
 }
 
 // One logged-in client connection.
@@ -114,7 +165,8 @@ asio::awaitable<void> receive(std::shared_ptr<client> c, stats& st) {
     }
 }
 
-// Sends `count` messages keeping at most `window` without a SEND_RESULT.
+// Sends `count` messages keeping at most `window` without a SEND_RESULT; in pairs mode all to
+// receiver `first_target`, in user mode to the receivers from `first_target` on, round robin.
 asio::awaitable<void> send_loop(std::shared_ptr<client> c, stats& st, const options& o,
                                 uint64_t count, uint32_t first_target) {
     uint64_t sent = 0, answered = 0;
@@ -132,10 +184,15 @@ asio::awaitable<void> send_loop(std::shared_ptr<client> c, stats& st, const opti
                 m.target = "bench-room";
             } else {
                 m.kind = proto::target_kind::user;
-                m.target = "r" + std::to_string(t++ % o.receivers);
+                m.target = receiver_id(o, o.mode == "pairs" ? first_target : t++ % o.receivers);
             }
             proto::encode(out, m);
             ++sent;
+            if (o.write_each) {
+                auto ec = co_await c->stream.write(out);
+                if (ec) co_return;
+                out.clear();
+            }
         }
         if (!out.empty()) {
             auto ec = co_await c->stream.write(out);
@@ -195,13 +252,29 @@ int main(int argc, char** argv) {
             o.kind = *t;
         } else if (k == "--ca")
             o.tls = make_client_tls_context(v, false);
-        else {
+        else if (k == "--sync-dir")
+            o.sync_dir = v;
+        else if (k == "--writes") {
+            if (v != "each" && v != "window") {
+                std::fprintf(stderr, "--writes: window or each\n");
+                return 2;
+            }
+            o.write_each = v == "each";
+        } else {
             std::fprintf(stderr, "unknown option %s\n", k.c_str());
             return 2;
         }
     }
     if (o.secret_file.empty() || o.send_addr.empty() || o.recv_addrs.empty() || o.pids.empty()) {
         std::fprintf(stderr, "see the usage at the top of bench/cross_node_bench.cpp\n");
+        return 2;
+    }
+    if (o.mode != "user" && o.mode != "room" && o.mode != "pairs") {
+        std::fprintf(stderr, "--mode: user, room or pairs\n");
+        return 2;
+    }
+    if (o.mode == "pairs" && o.senders != o.receivers) {
+        std::fprintf(stderr, "--mode pairs: --senders must equal --receivers\n");
         return 2;
     }
     if (o.kind == transport::tls && !o.tls) o.tls = make_client_tls_context("", true);
@@ -219,7 +292,7 @@ int main(int argc, char** argv) {
         for (uint32_t i = 0; i < o.receivers; ++i) {
             auto c = std::make_shared<client>();
             auto& addr = o.recv_addrs[i % o.recv_addrs.size()];
-            if (!co_await login(*c, o, addr, token("r" + std::to_string(i)))) {
+            if (!co_await login(*c, o, addr, token(receiver_id(o, i)))) {
                 setup_ok = false;
                 co_return;
             }
@@ -237,7 +310,7 @@ int main(int argc, char** argv) {
         }
         for (uint32_t i = 0; i < o.senders; ++i) {
             auto c = std::make_shared<client>();
-            if (!co_await login(*c, o, o.send_addr, token("s" + std::to_string(i)))) {
+            if (!co_await login(*c, o, o.send_addr, token(sender_id(o, i)))) {
                 setup_ok = false;
                 co_return;
             }
@@ -261,7 +334,7 @@ int main(int argc, char** argv) {
                 proto::send_msg m;
                 m.client_msg_id = 1000000000ull + attempt;
                 m.kind = o.mode == "room" ? proto::target_kind::room : proto::target_kind::user;
-                m.target = o.mode == "room" ? "bench-room" : "r" + std::to_string(o.receivers - 1);
+                m.target = o.mode == "room" ? "bench-room" : receiver_id(o, o.receivers - 1);
                 m.payload = "probe";
                 std::string out = proto::encode(m);
                 co_await c.stream.write(out);
@@ -294,14 +367,28 @@ int main(int argc, char** argv) {
         t.async_wait([](boost::system::error_code) {});
         io.run_for(std::chrono::milliseconds(300));
     }
+    if (!o.sync_dir.empty()) {
+        // The receivers stay unread while the wrapper gets ready: nothing is in flight.
+        touch(o.sync_dir + "/ready");
+        if (!wait_for_file(o.sync_dir + "/go")) {
+            std::fprintf(stderr, "no %s/go within 30 s\n", o.sync_dir.c_str());
+            return 1;
+        }
+    }
     uint64_t delivered_before = st.delivered.load();
 
     std::vector<double> cpu0;
-    for (int p : o.pids) cpu0.push_back(cpu_seconds(p));
+    std::vector<std::pair<unsigned long long, unsigned long long>> ticks0;
+    for (int p : o.pids) {
+        cpu0.push_back(cpu_seconds(p));
+        ticks0.push_back(cpu_ticks(p));
+    }
     auto t0 = std::chrono::steady_clock::now();
     uint64_t per_sender = o.messages / o.senders;
     for (uint32_t i = 0; i < o.senders; ++i)
-        imgate::spawn(io, send_loop(senders[i], st, o, per_sender, i * 7919), "sender");
+        imgate::spawn(io,
+                      send_loop(senders[i], st, o, per_sender, o.mode == "pairs" ? i : i * 7919),
+                      "sender");
     uint64_t total = per_sender * o.senders;
     uint64_t expect_copies = o.mode == "room" ? total * o.receivers : total;
     auto deadline = t0 + std::chrono::seconds(o.max_seconds);
@@ -311,9 +398,12 @@ int main(int argc, char** argv) {
     }
     auto secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::vector<double> cpu;
+    std::vector<std::pair<unsigned long long, unsigned long long>> ticks;
     double cpu_total = 0;
     for (size_t i = 0; i < o.pids.size(); ++i) {
         cpu.push_back(cpu_seconds(o.pids[i]) - cpu0[i]);
+        auto [u, s] = cpu_ticks(o.pids[i]);
+        ticks.emplace_back(u - ticks0[i].first, s - ticks0[i].second);
         cpu_total += cpu.back();
     }
     st.stop = true;
@@ -324,13 +414,20 @@ int main(int argc, char** argv) {
         o.mode.c_str(), (unsigned long long)total, (unsigned long long)st.results.load(),
         (unsigned long long)st.ok.load(), (unsigned long long)st.failed.load(),
         (unsigned long long)delivered, secs, double(st.results.load()) / secs);
+    double hz = double(::sysconf(_SC_CLK_TCK));
     for (size_t i = 0; i < o.pids.size(); ++i)
-        std::printf("gateway pid %d cpu_s=%.3f\n", o.pids[i], cpu[i]);
+        std::printf("gateway pid %d cpu_s=%.3f user_s=%.3f system_s=%.3f\n", o.pids[i], cpu[i],
+                    double(ticks[i].first) / hz, double(ticks[i].second) / hz);
     if (delivered == 0) {
         std::printf("nothing delivered\n");
         return 1;
     }
     std::printf("cpu_us_per_message=%.3f cpu_us_per_delivered_copy=%.3f\n",
                 cpu_total * 1e6 / double(st.results.load()), cpu_total * 1e6 / double(delivered));
+    std::fflush(stdout);
+    if (!o.sync_dir.empty()) {
+        touch(o.sync_dir + "/done");
+        wait_for_file(o.sync_dir + "/exit");
+    }
     return delivered >= expect_copies && st.results == total ? 0 : 1;
 }

@@ -124,3 +124,14 @@ bench_compile_libs() {
             -lssl -lcrypto -lspdlog -lfmt -lyaml-cpp -lsystemd -lhiredis -pthread -o "$out"
     fi
 }
+
+# bench_compile_mosquitto SRC OUT: builds a bench program that links libmosquitto only (not the
+# build's libraries) when OUT is missing or older than SRC.
+bench_compile_mosquitto() {
+    local src=$1 out=$2
+    mkdir -p "$(dirname "$out")"
+    if [ ! -x "$out" ] || [ "$src" -nt "$out" ]; then
+        echo "compiling $(basename "$src") ..." >&2
+        g++ -std=c++20 -O2 "$src" -lmosquitto -pthread -o "$out"
+    fi
+}

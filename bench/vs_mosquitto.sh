@@ -169,7 +169,7 @@ run_side() {
             pids+=("$strace_pid")
             # "Process N attached with T threads": every thread is traced from then on.
             for _ in $(seq 1 100); do
-                if grep -q attached "$out.strace-log"; then break; fi
+                if grep -qs attached "$out.strace-log"; then break; fi
                 sleep 0.05
             done
             sleep 0.2
@@ -199,7 +199,7 @@ run_side() {
 }
 
 # field OUT KEY: KEY=value from a load program's output.
-field() { grep -o "$2=[0-9.]*" "$1" | head -1 | cut -d= -f2; }
+field() { grep -o "$2=[0-9.]*" "$1" | head -1 | cut -d= -f2 || true; }
 
 echo "== 1:1 CPU per delivered message, imgate-gateway vs mosquitto ($("$mosquitto_bin" -h 2>/dev/null | head -1))"
 echo "pairs=$pairs window=$window messages=$messages payload=${payload}B rounds=$rounds max_seconds=$max_seconds"
@@ -237,7 +237,8 @@ for r, side, cpu, mps, delivered, fpw, user, system in rows:
     d = int(delivered)
     split = f"{float(user) * 1e6 / d:.2f}/{float(system) * 1e6 / d:.2f}"
     by.setdefault(side, {})[int(r)] = (float(cpu), float(mps), d, fpw, split)
-print("user/sys: the split of the CPU figure; frames/write: the gateway's writer batching")
+print("user/sys: the split of the CPU figure; frames/write: the gateway's counters, frames per"
+      " gathered write (Asio's async_write sends at most 16 buffers per sendmsg: see the syscall run)")
 print(f"{'round':>5} {'imgate_us':>9} {'user/sys':>9} {'mosq_us':>7} {'user/sys':>9} {'ratio':>6} "
       f"{'imgate_msg/s':>12} {'mosq_msg/s':>10} {'frames/write':>12}")
 ratios = []
@@ -272,9 +273,12 @@ if [ "$strace_messages" != 0 ] && [ "$have_strace" = 1 ]; then
             failed=1
             continue
         fi
-        python3 - "$out.strace" "$delivered" "$side" <<'PY'
+        sed 's/^/   : /' "$out.strace"
+        # Frames the server wrote: the gateway's counter; mosquitto (QoS 0) writes only PUBLISHes.
+        frames=$(field "$out" frames)
+        python3 - "$out.strace" "$delivered" "$side" "${frames:-$delivered}" <<'PY'
 import sys
-path, delivered, side = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+path, delivered, side, frames = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 calls, total = {}, 0
 for line in open(path):
     if not line[:1].isspace() and not line[:1].isdigit(): continue
@@ -290,9 +294,7 @@ waits = group(["epoll_wait", "epoll_pwait", "epoll_pwait2", "poll", "ppoll", "se
 print(f"   {side}: syscalls_per_msg={total / delivered:.2f} (total {total}, delivered {delivered});"
       f" per msg: reads {reads / delivered:.3f}, writes {writes / delivered:.3f},"
       f" epoll/poll waits {waits / delivered:.3f}")
-if side == "mosquitto":
-    # QoS 0: the broker writes nothing but the subscribers' PUBLISHes.
-    print(f"   mosquitto: frames_per_write={delivered / max(1, writes):.2f} (delivered / write calls)")
+print(f"   {side}: frames_per_write_syscall={frames / max(1, writes):.2f} ({frames} frames / {writes} write calls)")
 top = sorted(calls.items(), key=lambda kv: -kv[1])[:6]
 print("   " + side + " top: " + ", ".join(f"{k} {v / delivered:.3f}/msg" for k, v in top))
 PY

@@ -203,7 +203,7 @@ field() { grep -o "$2=[0-9.]*" "$1" | head -1 | cut -d= -f2 || true; }
 
 echo "== 1:1 CPU per delivered message, imgate-gateway vs mosquitto ($("$mosquitto_bin" -h 2>/dev/null | head -1))"
 echo "pairs=$pairs window=$window messages=$messages payload=${payload}B rounds=$rounds max_seconds=$max_seconds"
-echo "gateway build: $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$root" diff --quiet HEAD -- src 2>/dev/null || echo ' (src modified)'), $bin/imgate-gateway"
+echo "gateway: $bin/imgate-gateway; tree at $(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown), src/ last changed in $(git -C "$root" log -1 --format=%h -- src 2>/dev/null || echo unknown)$(git -C "$root" diff --quiet HEAD -- src 2>/dev/null || echo ' + uncommitted src changes')"
 echo "uptime before: $(uptime)"
 results="$work/results.tsv"
 : >"$results"

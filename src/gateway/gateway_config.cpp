@@ -73,6 +73,9 @@ gateway_limits parse_limits(yaml_map m, yaml_map t, yaml_map d) {
     l.idle_timeout = positive("idle_timeout", l.idle_timeout);
     l.write_timeout = positive("write_timeout", l.write_timeout);
     l.ack_timeout = positive("ack_timeout", l.ack_timeout);
+    l.write_coalesce = t.duration("write_coalesce", l.write_coalesce);
+    if (l.write_coalesce.count() < 0 || l.write_coalesce > std::chrono::milliseconds(100))
+        t.fail("write_coalesce", "must be between 0s and 100ms");
     l.shutdown_grace = t.duration("shutdown_grace", l.shutdown_grace);
     if (l.idle_timeout <= l.heartbeat_interval)
         t.fail("idle_timeout", "must be longer than heartbeat_interval");

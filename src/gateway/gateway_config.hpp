@@ -58,7 +58,9 @@ struct gateway_limits {
     std::chrono::milliseconds heartbeat_interval{30000};
     std::chrono::milliseconds idle_timeout{90000};
     std::chrono::milliseconds write_timeout{10000};  // one gathered write may take this long
-    std::chrono::milliseconds ack_timeout{60000};    // how long a delivery waits for its ack
+    // How long frames queued for an idle session wait for more to join the same socket write.
+    std::chrono::milliseconds write_coalesce{1};
+    std::chrono::milliseconds ack_timeout{60000};  // how long a delivery waits for its ack
     uint32_t max_pending_acks = 200000;
     uint32_t dedupe_window = 1 << 18;                // recent forwarded ids remembered
     double drain_rate = 1000;                        // sessions redirected per second on drain

@@ -72,7 +72,9 @@ gateway_server::gateway_server(asio::io_context& io, gateway_config cfg, metrics
       router_(cfg_.id, cfg_.fleet.find(cfg_.id)->node, cfg_.limits, metrics_),
       listen_strand_(asio::make_strand(io)),
       started_(std::chrono::steady_clock::now()),
-      summary_timer_(asio::make_strand(io)) {
+      summary_timer_(asio::make_strand(io)),
+      coalescer_(io.get_executor()) {
+    coalescer_.set_delay(cfg_.limits.write_coalesce);
     fd_limit_ = raise_fd_limit();
     linger_max_ = linger_budget(fd_limit_);
     uint64_t reserve = fd_reserve(cfg_.fleet.gateways.size()) + linger_max_;
@@ -778,6 +780,7 @@ void gateway_server::apply(const gateway_config& c) {
         spdlog::warn("reload: directory/redis/events sections changed; restart to apply");
     live_.set(live_of(c));
     router_.set_limits(c.limits);
+    coalescer_.set_delay(c.limits.write_coalesce);
     admission_.set_limits(c.limits.login_rate, c.limits.login_burst, c.limits.gateway_login_rate,
                           c.limits.gateway_login_burst, std::chrono::steady_clock::now());
     apply_log_config(c.log);

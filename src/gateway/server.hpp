@@ -33,6 +33,7 @@
 #include "gateway/hub.hpp"
 #include "gateway/login_summary.hpp"
 #include "gateway/router.hpp"
+#include "gateway/write_coalescer.hpp"
 
 namespace imgate::gw {
 
@@ -157,6 +158,8 @@ class gateway_server final {
     void count_rate_limited(proto::op o) { metrics_.rate_limited(o); }
     void count_flood_close() { metrics_.flood_closes->inc(); }
     void count_write(size_t frames) { metrics_.write(frames); }
+    // timeouts.write_coalesce: where a session whose queue was empty waits for the next flush.
+    basic_write_coalescer<session>& coalescer() { return coalescer_; }
     void count_message(proto::target_kind kind, bool push, proto::code status) {
         metrics_.message(kind, push, status);
     }
@@ -240,6 +243,7 @@ class gateway_server final {
     flood_penalty flood_penalty_;
     login_summary login_summary_;
     asio::steady_timer summary_timer_;  // login_summary_loop's; cancelled by stop()
+    basic_write_coalescer<session> coalescer_;
 
     std::atomic<gateway_state> state_{gateway_state::serving};
     // Bumped by every drain, undrain and rebalance: the redirect loop of an earlier one stops.

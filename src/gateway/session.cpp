@@ -187,8 +187,9 @@ void session::on_readable(const boost::system::error_code& wec) {
             dec_.error() == frame_error::none) {
             reset_decoder();
         }
-        // Keep reading until the socket is empty: frames that arrived while this batch was
-        // handled join it, so their copies share the same gathered writes.
+        // A short read emptied the socket: wait for the next edge instead of a read that
+        // would only say would_block. Otherwise keep reading until the socket is empty.
+        if (n < sizeof read_buf && io_->short_read_drains()) break;
     }
     wait_readable();
 }
@@ -300,11 +301,22 @@ bool session::push_item(out_item item, size_t size) {
     }
     if (start) {
         auto self = shared_from_this();
-        // Always deferred, even on our own strand: frames queued by the rest of this handler
-        // (results of a batch of sends, more room copies) join the same gathered write.
-        asio::post(io_->executor(), [self] { self->start_write(); });
+        auto& coalescer = srv_.coalescer();
+        if (coalescer.delay().count() > 0) {
+            // Frames queued until the next flush (more deliveries, the results of a burst of
+            // sends, more room copies) join the same socket write, however the reads fell.
+            coalescer.schedule(std::move(self));
+        } else {
+            // Deferred even on our own strand: frames queued by the rest of this handler join.
+            asio::post(io_->executor(), [self] { self->start_write(); });
+        }
     }
     return true;
+}
+
+void session::flush_scheduled() {
+    auto self = shared_from_this();
+    asio::dispatch(io_->executor(), [self] { self->start_write(); });
 }
 
 void session::finish(std::string last_frame) {

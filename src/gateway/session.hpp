@@ -71,6 +71,8 @@ class session final : public session_sink, public std::enable_shared_from_this<s
     // Completions of the transport's wait and write (session_io calls them on the strand).
     void on_readable(const boost::system::error_code& ec);
     void on_write(const boost::system::error_code& ec);
+    // The write coalescer's flush reached this session: its queued frames go out now.
+    void flush_scheduled();
 
   private:
     struct out_item {

@@ -3,6 +3,8 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/ssl/stream.hpp>
@@ -16,6 +18,8 @@
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <boost/beast/websocket/ssl.hpp>
 #include <boost/beast/websocket/stream.hpp>
+
+#include <array>
 #include <climits>
 #include <cstring>
 
@@ -49,9 +53,54 @@ class tcp_io final : public session_io {
     size_t read_some(char* buf, size_t len, error_code& ec, io_error&) override {
         return sock_.read_some(asio::buffer(buf, len), ec);
     }
+    bool short_read_drains() const override { return true; }
     void write(const std::vector<asio::const_buffer>& bufs, std::shared_ptr<session> s) override {
-        asio::async_write(sock_, bufs,
-                          [s = std::move(s)](const error_code& ec, size_t) { s->on_write(ec); });
+        // Straight sendmsg calls of up to max_iov frames each: Asio's gathered write passes at
+        // most 16 buffers a call, so a batch of 20 small frames would take two system calls.
+        size_t first = 0, skip = 0;  // the first buffer not fully sent, and its bytes sent
+        while (first < bufs.size()) {
+            std::array<iovec, max_iov> iov;
+            size_t n = 0;
+            for (size_t i = first; i < bufs.size() && n < max_iov; ++i, ++n) {
+                size_t off = i == first ? skip : 0;
+                iov[n].iov_base = const_cast<char*>(static_cast<const char*>(bufs[i].data()) + off);
+                iov[n].iov_len = bufs[i].size() - off;
+            }
+            msghdr msg{};
+            msg.msg_iov = iov.data();
+            msg.msg_iovlen = n;
+            ssize_t sent = ::sendmsg(sock_.native_handle(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (sent < 0) {
+                if (errno == EINTR) continue;
+                if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+                error_code ec(errno, boost::system::system_category());
+                asio::post(sock_.get_executor(), [s = std::move(s), ec] { s->on_write(ec); });
+                return;
+            }
+            for (size_t left = size_t(sent); first < bufs.size();) {
+                size_t avail = bufs[first].size() - skip;
+                if (left < avail) {
+                    skip += left;
+                    break;
+                }
+                left -= avail;
+                ++first;
+                skip = 0;
+            }
+        }
+        if (first == bufs.size()) {
+            // Completed, but never inline: the session is still inside start_write.
+            asio::post(sock_.get_executor(), [s = std::move(s)] { s->on_write({}); });
+            return;
+        }
+        // The socket's buffer is full (a slow reader): the rest waits for room the usual way.
+        rest_.assign(bufs.begin() + std::ptrdiff_t(first), bufs.end());
+        rest_.front() += skip;
+        auto done = [this, s = std::move(s)](const error_code& ec, size_t) {
+            std::vector<asio::const_buffer>().swap(rest_);  // an idle session holds no list
+            s->on_write(ec);
+        };
+        asio::async_write(sock_, rest_, std::move(done));
     }
     void shutdown_send(std::shared_ptr<session>) override {
         error_code ec;
@@ -59,7 +108,9 @@ class tcp_io final : public session_io {
     }
 
   private:
+    static constexpr size_t max_iov = 256;
     asio::ip::tcp::socket sock_;
+    std::vector<asio::const_buffer> rest_;  // what sendmsg could not take, while it is written
 };
 
 // --- tls ---------------------------------------------------------------------------------------

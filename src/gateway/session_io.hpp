@@ -43,6 +43,9 @@ class session_io {
     // A transport-level protocol violation sets `violation` and returns 0 with ec set.
     virtual size_t read_some(char* buf, size_t len, boost::system::error_code& ec,
                              io_error& violation) = 0;
+    // Whether a read_some that returned less than asked left nothing behind (plain TCP: the
+    // socket had no more), so the session can wait for readiness without reading would_block.
+    virtual bool short_read_drains() const { return false; }
     // Writes every buffer (in order), then calls s->on_write(ec). One write at a time; the
     // buffers stay valid until the callback.
     virtual void write(const std::vector<asio::const_buffer>& bufs, std::shared_ptr<session> s) = 0;

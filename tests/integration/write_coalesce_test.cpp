@@ -1,0 +1,80 @@
+// timeouts.write_coalesce against the real gateway: frames queued for a session within the delay
+// leave in one socket write (docs/configuration.md), and 0s writes without waiting. Clients are
+// written from docs/protocol.md; the write counts come from the gateway's /metrics.
+#include <gtest/gtest.h>
+
+#include "gateway_fixture.hpp"
+
+using namespace imgate;
+using namespace imgate::test;
+
+namespace {
+
+const std::string sender_id = "léa.martin@example.org";
+const std::string receiver_id = "zoë.ødegård@example.org";
+
+// A burst of n SENDs to receiver_id in one socket write, client ids 1..n, payloads "msg <i> ✓".
+std::string burst(int n) {
+    std::string bytes;
+    for (int i = 1; i <= n; ++i)
+        bytes += proto::encode(proto::send_msg{proto::target_kind::user, receiver_id, uint64_t(i),
+                                               "msg " + std::to_string(i) + " ✓"},
+                               uint32_t(i));
+    return bytes;
+}
+
+// Reads n SEND_RESULTs and n DELIVERs in order and checks them against burst(n).
+void expect_burst_arrived(test_client& sender, test_client& receiver, int n) {
+    for (int i = 1; i <= n; ++i) {
+        auto r = sender.read<proto::send_result_msg>();
+        ASSERT_TRUE(r) << "result " << i;
+        EXPECT_EQ(r->client_msg_id, uint64_t(i));
+        EXPECT_EQ(r->status, proto::code::ok);
+        EXPECT_EQ(r->reached, 1u);
+        auto d = receiver.read<proto::deliver_msg>();
+        ASSERT_TRUE(d) << "delivery " << i;
+        EXPECT_EQ(d->from_user, sender_id);
+        EXPECT_EQ(d->payload, "msg " + std::to_string(i) + " ✓");
+    }
+}
+
+}  // namespace
+
+TEST(WriteCoalesce, FramesQueuedWithinTheDelayLeaveInOneWritePerSession) {
+    gateway_under_test gw("", "  login_timeout: 5s\n  write_coalesce: 100ms\n");
+    ASSERT_TRUE(gw.ready()) << gw.proc->log();
+    auto sender = gw.client(sender_id, "phone");
+    auto receiver = gw.client(receiver_id, "tablette");
+    ASSERT_TRUE(sender && receiver);
+    double writes0 = gw.metric("imgate_gateway_socket_writes_total");
+    double frames0 = gw.metric("imgate_gateway_frames_written_total");
+    ASSERT_GE(writes0, 2);  // the two LOGIN_RESULTs
+
+    ASSERT_TRUE(sender->send_raw(burst(10)));
+    expect_burst_arrived(*sender, *receiver, 10);
+    // Ten SEND_RESULTs in one write to the sender, ten DELIVERs in one to the receiver: the
+    // ten SENDs were read long before the flush 100 ms after the first.
+    EXPECT_EQ(gw.metric("imgate_gateway_frames_written_total") - frames0, 20);
+    EXPECT_EQ(gw.metric("imgate_gateway_socket_writes_total") - writes0, 2);
+}
+
+TEST(WriteCoalesce, ZeroWritesAfterTheBatchWithoutWaiting) {
+    gateway_under_test gw("", "  login_timeout: 5s\n  write_coalesce: 0s\n");
+    ASSERT_TRUE(gw.ready()) << gw.proc->log();
+    auto sender = gw.client(sender_id, "phone");
+    auto receiver = gw.client(receiver_id, "tablette");
+    ASSERT_TRUE(sender && receiver);
+    double frames0 = gw.metric("imgate_gateway_frames_written_total");
+    ASSERT_TRUE(sender->send_raw(burst(10)));
+    expect_burst_arrived(*sender, *receiver, 10);
+    EXPECT_EQ(gw.metric("imgate_gateway_frames_written_total") - frames0, 20);
+}
+
+TEST(WriteCoalesce, OutOfRangeDelayIsAClearConfigError) {
+    temp_dir dir;
+    auto config = write_gateway_config(dir, "", "  write_coalesce: 2s\n");
+    auto [code, out] = run_command(binary_path("imgate-gateway") + " --config " + config +
+                                   " --id gwt --check-config");
+    EXPECT_NE(code, 0);
+    EXPECT_NE(out.find("write_coalesce: must be between 0s and 100ms"), std::string::npos) << out;
+}

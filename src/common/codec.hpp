@@ -248,6 +248,9 @@ void encode(std::string& out, const M& m, uint32_t corr = 0) {
 template <framed M>
 std::string encode(const M& m, uint32_t corr = 0) {
     std::string out;
+    // One allocation for the usual small frame (a SEND_RESULT, a PONG, a RECEIPT) instead of
+    // growing past the inline buffer twice.
+    out.reserve(64);
     encode(out, m, corr);
     return out;
 }

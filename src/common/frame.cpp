@@ -33,15 +33,21 @@ size_t begin_frame(std::string& out) {
 
 void finish_frame(std::string& out, size_t start, uint8_t version, uint8_t op, uint32_t corr,
                   uint16_t flags) {
-    std::string hdr;
-    hdr.reserve(frame_header_size);
-    byte_writer w(hdr);
-    w.u32(static_cast<uint32_t>(out.size() - start - frame_header_size));
-    w.u8(version);
-    w.u8(op);
-    w.u16(flags);
-    w.u32(corr);
-    out.replace(start, frame_header_size, hdr);
+    // Written in place over the placeholder begin_frame appended: no temporary, no shifting.
+    auto len = static_cast<uint32_t>(out.size() - start - frame_header_size);
+    char* h = out.data() + start;
+    h[0] = static_cast<char>(len >> 24);
+    h[1] = static_cast<char>(len >> 16);
+    h[2] = static_cast<char>(len >> 8);
+    h[3] = static_cast<char>(len);
+    h[4] = static_cast<char>(version);
+    h[5] = static_cast<char>(op);
+    h[6] = static_cast<char>(flags >> 8);
+    h[7] = static_cast<char>(flags);
+    h[8] = static_cast<char>(corr >> 24);
+    h[9] = static_cast<char>(corr >> 16);
+    h[10] = static_cast<char>(corr >> 8);
+    h[11] = static_cast<char>(corr);
 }
 
 void frame_decoder::feed(std::string_view bytes) {

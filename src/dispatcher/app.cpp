@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -90,7 +91,7 @@ std::optional<std::string_view> query_param(std::string_view query, std::string_
 
 dispatcher_app::dispatcher_app(dispatcher_config cfg)
     : cfg_(std::move(cfg)),
-      io_(static_cast<int>(cfg_.threads)),
+      io_(1),
       config_info_(metrics_, {cfg_.file, cfg_.fleet_file, https_files(cfg_)},
                    [file = cfg_.file] {
                        auto c = load_dispatcher_config(file);
@@ -121,6 +122,8 @@ dispatcher_app::dispatcher_app(dispatcher_config cfg)
     metrics_.gauge_fn("imgate_dispatcher_uptime_seconds", "Seconds since start-up", {}, [this] {
         return std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
     });
+    for (uint32_t i = 1; i < cfg_.threads; ++i)
+        shards_.push_back(std::make_unique<boost::asio::io_context>(1));
     fleet_.apply(cfg_.fleet, to_health(cfg_), true);
     install(cfg_);
     last_reload_ms_ = clock_.wall_ms();
@@ -218,9 +221,9 @@ void dispatcher_app::start() {
     };
     admin_->route(http::verb::get, "/", dashboard);
 
-    public_->listen(cfg_.listen);
+    public_->listen(cfg_.listen, listener_shards());
     admin_->listen(cfg_.admin_listen);
-    if (https_) https_->listen(*cfg_.https.listen);
+    if (https_) https_->listen(*cfg_.https.listen, listener_shards());
     poller_.set_settings(cfg_.poll);
     poller_.sync();
     rebalancer_.start();
@@ -258,10 +261,23 @@ bool dispatcher_app::reload_certificate(const dispatcher_config& next, std::stri
     return true;
 }
 
+std::vector<boost::asio::io_context*> dispatcher_app::listener_shards() {
+    std::vector<boost::asio::io_context*> v{&io_};
+    for (auto& s : shards_) v.push_back(s.get());
+    return v;
+}
+
 void dispatcher_app::run() {
     std::vector<std::thread> extra;
-    for (uint32_t i = 1; i < cfg_.threads; ++i) extra.emplace_back([this] { io_.run(); });
+    for (auto& s : shards_) {
+        // Nothing but connections runs there: kept running between them.
+        extra.emplace_back([io = s.get()] {
+            auto work = boost::asio::make_work_guard(*io);
+            io->run();
+        });
+    }
     io_.run();
+    for (auto& s : shards_) s->stop();
     for (auto& t : extra) t.join();
 }
 
@@ -275,6 +291,7 @@ void dispatcher_app::stop() {
     control_.stop_watching();
     // Dispatcher requests are tiny and clients retry: no need to wait for in-flight ones.
     io_.stop();
+    for (auto& s : shards_) s->stop();
 }
 
 bool dispatcher_app::reload() {

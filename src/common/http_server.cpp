@@ -4,6 +4,7 @@
 #include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
+#include <unistd.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
@@ -36,6 +37,28 @@ namespace imgate {
 
 namespace {
 constexpr int64_t no_deadline = std::numeric_limits<int64_t>::max();
+
+// A socket taken over from accept4(SOCK_NONBLOCK | SOCK_CLOEXEC). Asio's own accept() returns a
+// blocking descriptor (one ioctl(FIONBIO) more per connection) and marks it as possibly shared
+// with another descriptor (one epoll_ctl(DEL) more before its close()); neither is true of a
+// descriptor accept4() has just created non-blocking, and Asio keeps both facts in the socket's
+// state bits, which only a derived class can reach.
+class accepted_socket
+    : public asio::basic_stream_socket<asio::ip::tcp, asio::io_context::executor_type> {
+  public:
+    using basic_stream_socket::basic_stream_socket;
+    void adopt(const asio::ip::tcp& protocol, int fd, boost::system::error_code& ec) {
+        assign(protocol, fd, ec);
+        if (ec) {
+            ::close(fd);
+            return;
+        }
+        namespace ops = asio::detail::socket_ops;
+        auto& state = impl_.get_implementation().state_;
+        state |= ops::user_set_non_blocking | ops::internal_non_blocking;
+        state &= ~ops::possible_dup;
+    }
+};
 
 int64_t now_ns() {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -745,9 +768,18 @@ asio::awaitable<void> http_server::accept_loop(std::shared_ptr<listener> l) {
         }
         wait = true;
         for (int n = 0; n < 128 && !stopped_; ++n) {
-            socket_type sock(l->io.get_executor());
+            accepted_socket sock(l->io.get_executor());
             asio::ip::tcp::endpoint peer;
-            acceptor.accept(sock, peer, ec);
+            socklen_t len = static_cast<socklen_t>(peer.capacity());
+            int fd = ::accept4(acceptor.native_handle(), peer.data(), &len,
+                               SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (fd < 0) {
+                ec.assign(errno, boost::system::system_category());
+            } else {
+                ec = {};
+                peer.resize(len);
+                sock.adopt(peer.protocol(), fd, ec);
+            }
             if (ec == asio::error::would_block || ec == asio::error::try_again) break;
             if (ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor)
                 co_return;
@@ -768,7 +800,7 @@ asio::awaitable<void> http_server::accept_loop(std::shared_ptr<listener> l) {
                 break;
             }
             if (n == 127) wait = false;
-            admit(l->io, std::move(sock), peer);
+            admit(l->io, socket_type(std::move(sock)), peer);
         }
     }
 }
@@ -785,13 +817,11 @@ void http_server::admit(asio::io_context& io, socket_type sock,
             "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
             "Retry-After: 1\r\nConnection: close\r\nContent-Length: 26\r\n\r\n"
             "{\"error\":\"server_busy\"}\r\n\r\n";
-        sock.non_blocking(true, ec);
         if (!tls_) sock.write_some(asio::buffer(busy.data(), busy.size() - 4), ec);
         sock.close(ec);
         return;
     }
-    // Non-blocking for the in-place writes; asio then skips its own FIONBIO on the first read.
-    sock.non_blocking(true, ec);
+    // Already non-blocking (accept4) for the in-place writes and Asio's reads.
     if (!tls_) {
         auto c = std::make_shared<conn>(shared_from_this(), io, std::move(sock), peer.address());
         link(c.get());

@@ -70,6 +70,10 @@ endpoint to_endpoint(const asio::ip::tcp::endpoint& e) {
     return endpoint{e.address().to_string(), e.port()};
 }
 
+// Bumped by every install() of any dispatcher_app in the process: a thread's cached runtime is
+// current while the number it was taken at still is.
+std::atomic<uint64_t> runtime_generation{0};
+
 constexpr const char* admin_actions[] = {"weight", "disable", "enable"};
 
 // One query parameter's raw value (the admin API's ids and numbers need no percent-decoding:
@@ -151,11 +155,28 @@ void dispatcher_app::install(const dispatcher_config& c) {
     rebalancer_.configure(c.rebalance, c.rebalance.token);
     std::lock_guard lk(mu_);
     rt_ = std::move(r);
+    runtime_generation.fetch_add(1, std::memory_order_release);
 }
 
 std::shared_ptr<const dispatcher_app::runtime> dispatcher_app::rt() const {
     std::lock_guard lk(mu_);
     return rt_;
+}
+
+const dispatcher_app::runtime& dispatcher_app::hot_rt() const {
+    // Per thread: the hot path reads the runtime without the mutex and without touching the
+    // shared_ptr's count, a cache line every serving thread would otherwise write per request.
+    // The copy kept here holds a replaced runtime until this thread's next request.
+    thread_local const dispatcher_app* owner = nullptr;
+    thread_local uint64_t generation = 0;
+    thread_local std::shared_ptr<const runtime> cached;
+    auto g = runtime_generation.load(std::memory_order_acquire);
+    if (owner != this || generation != g || !cached) {
+        cached = rt();
+        owner = this;
+        generation = g;
+    }
+    return *cached;
 }
 
 // The public routes, on the plain listener and (when configured) the HTTPS one alike.
@@ -363,8 +384,8 @@ bool dispatcher_app::reload() {
 }
 
 http_response dispatcher_app::get_tcp_ip(const http_request_ctx& ctx) {
-    auto r = rt();
-    auto parsed = parse_tcp_ip_query(ctx.query, {r->max_uid_length, r->max_exclude});
+    const runtime& r = hot_rt();
+    auto parsed = parse_tcp_ip_query(ctx.query, {r.max_uid_length, r.max_exclude});
     auto bad = [this](const std::string& code, const std::string& message) {
         metrics_
             .get_counter("imgate_dispatcher_bad_requests_total",
@@ -376,16 +397,16 @@ http_response dispatcher_app::get_tcp_ip(const http_request_ctx& ctx) {
     auto& q = std::get<tcp_ip_query>(parsed);
     pick_request req;
     if (q.region) {
-        if (!r->known_regions.count(*q.region))
+        if (!r.known_regions.count(*q.region))
             return bad("unknown_region", "unknown region \"" + *q.region + "\"");
         req.region = *q.region;
     } else {
-        req.region = r->regions.lookup(ctx.remote);
+        req.region = r.regions.lookup(ctx.remote);
     }
     req.exclude = std::move(q.exclude);
-    req.alternates = r->alternates;
+    req.alternates = r.alternates;
     req.via = q.via;
-    bool log = r->decision_log.enabled && fleet_.sample(r->decision_log.sample);
+    bool log = r.decision_log.enabled && fleet_.sample(r.decision_log.sample);
     pick_explanation why;
     auto targets = fleet_.pick(req, log ? &why : nullptr);
     if (log) log_decision(ctx, q.uid, req.region, req.via, targets, why);
@@ -395,7 +416,7 @@ http_response dispatcher_app::get_tcp_ip(const http_request_ctx& ctx) {
         int64_t retry_ms = 0;
         {
             std::lock_guard lk(rng_mu_);
-            retry_ms = spread_retry_ms(r->retry_base_ms, r->reconnect.jitter_ms, rng_);
+            retry_ms = spread_retry_ms(r.retry_base_ms, r.reconnect.jitter_ms, rng_);
         }
         auto res =
             http_response::json(http::status::service_unavailable, render_no_gateway(retry_ms));
@@ -404,7 +425,7 @@ http_response dispatcher_app::get_tcp_ip(const http_request_ctx& ctx) {
     }
     spdlog::debug("get-tcp-ip uid={} region={} transport={} -> {}", q.uid, req.region,
                   to_string(req.via), targets.front().id);
-    return http_response::json(http::status::ok, render_pick(targets, req.via, &r->reconnect));
+    return http_response::json(http::status::ok, render_pick(targets, req.via, &r.reconnect));
 }
 
 void dispatcher_app::log_decision(const http_request_ctx& ctx, const std::string& uid,

@@ -59,6 +59,8 @@ class dispatcher_app {
         decision_log_settings decision_log;
     };
     std::shared_ptr<const runtime> rt() const;
+    // rt() for the request path: this thread's copy, refreshed after a reload.
+    const runtime& hot_rt() const;
     void install(const dispatcher_config& c);
     http_response get_tcp_ip(const http_request_ctx& ctx);
     std::string status_body() const;

@@ -451,6 +451,7 @@ std::vector<pick_target> fleet_state::pick(const pick_request& r, pick_explanati
     }
     std::vector<pick_target> out;
     size_t want = 1 + r.alternates;
+    out.reserve(std::min(want, preferred.size() + other.size()));
     if (why) why->pool = !preferred.empty() ? "region" : !other.empty() ? "fallback" : "none";
     for (auto* pool : {&preferred, &other}) {
         while (out.size() < want && !pool->empty()) {

@@ -50,12 +50,36 @@ start_gateway() {  # id -> pid in $gw_pid, once ready
     bench_wait_ready "$1"
 }
 
+# disp_config OUT PUBLIC-PORT ADMIN-PORT THREADS: config/local/dispatcher.yaml with those, its
+# relative paths made absolute, and pulls every 150 ms (timeout 150 ms) instead of 500. wrk never connects to the
+# gateways it is handed, so every pick since a gateway's last pull counts as one of its
+# connections (docs/load-balancing.md); a gateway whose descriptor limit caps max_connections
+# near 20 000 then goes overloaded between two 500 ms pulls at 100 000+ answers/s, and the
+# dispatcher answers 503 instead of a pick. Measured answers must be real 200 picks, as nginx's
+# are. (The kill -9 phase runs the unchanged configuration.)
+disp_config() {
+    sed -e "s|^fleet: fleet.yaml|fleet: $root/config/local/fleet.yaml|" \
+        -e "s|token_file: admin.token|token_file: $root/config/local/admin.token|" \
+        -e "s|^listen: 127.0.0.1:8080|listen: 127.0.0.1:$2|" \
+        -e "s|^admin_listen: 127.0.0.1:8081|admin_listen: 127.0.0.1:$3|" \
+        -e "s|^threads: 1|threads: $4|" \
+        -e "s|^  interval: 500ms|  interval: 150ms|" \
+        -e "s|^  timeout: 300ms|  timeout: 150ms|" "$root/config/local/dispatcher.yaml" >"$1"
+    grep -q "^threads: $4" "$1" && grep -q "^  interval: 150ms" "$1" &&
+        grep -q "^  timeout: 150ms" "$1" ||
+        { echo "config/local/dispatcher.yaml changed: $1 not made" >&2; exit 1; }
+}
+# start_dispatcher CONFIG NAME -> pid in $disp_pid
+start_dispatcher() {
+    "$bin/imgate-dispatcher" --config "$1" --ready-file "$work/$2.ready" >"$work/$2.log" 2>&1 &
+    disp_pid=$!
+    pids+=("$disp_pid")
+}
+
 declare -A gw_pids
 for id in gw1 gw2 gw3; do start_gateway "$id"; gw_pids[$id]=$gw_pid; done
-"$bin/imgate-dispatcher" --config "$root/config/local/dispatcher.yaml" \
-    --ready-file "$work/disp.ready" >"$work/disp.log" 2>&1 &
-disp_pid=$!
-pids+=("$disp_pid")
+disp_config "$work/disp.yaml" 8080 8081 1
+start_dispatcher "$work/disp.yaml" disp
 wait_all_up() {
     for _ in $(seq 1 200); do
         n=$(curl -fsS http://127.0.0.1:8081/status 2>/dev/null |
@@ -166,16 +190,11 @@ for g in d["gateways"]:
 # threads). The machine has two cores, shared with wrk: this shows what a second thread adds
 # when the cores are already busy, not the scaling on an idle many-core host.
 if [ "$threads" -gt 1 ]; then
-    sed -e "s|^fleet: fleet.yaml|fleet: $root/config/local/fleet.yaml|" \
-        -e "s|token_file: admin.token|token_file: $root/config/local/admin.token|" \
-        -e "s|^listen: 127.0.0.1:8080|listen: 127.0.0.1:8090|" \
-        -e "s|^admin_listen: 127.0.0.1:8081|admin_listen: 127.0.0.1:8091|" \
-        -e "s|^threads: 1|threads: $threads|" "$root/config/local/dispatcher.yaml" >"$work/disp2.yaml"
-    grep -q "^threads: $threads" "$work/disp2.yaml" || { echo "threads: not set" >&2; exit 1; }
-    "$bin/imgate-dispatcher" --config "$work/disp2.yaml" --ready-file "$work/disp2.ready" \
-        >"$work/disp2.log" 2>&1 &
-    disp2_pid=$!
-    pids+=("$disp2_pid")
+    disp1_pid=$disp_pid
+    disp_config "$work/disp2.yaml" 8090 8091 "$threads"
+    start_dispatcher "$work/disp2.yaml" disp2
+    disp2_pid=$disp_pid
+    disp_pid=$disp1_pid
     for _ in $(seq 1 200); do
         curl -fsS 'http://127.0.0.1:8090/get-tcp-ip?uid=bench' >/dev/null 2>&1 && break
         sleep 0.05
@@ -206,7 +225,12 @@ if [ "$threads" -gt 1 ]; then
     kill -TERM "$disp2_pid" 2>/dev/null || true
 fi
 
-# kill -9 under traffic: when does the dispatcher stop handing the dead gateway out?
+# kill -9 under traffic: when does the dispatcher stop handing the dead gateway out? With the
+# configuration as shipped (pulls every 500 ms).
+kill -TERM "$disp_pid" 2>/dev/null || true
+wait "$disp_pid" 2>/dev/null || true
+start_dispatcher "$root/config/local/dispatcher.yaml" disp-stock
+wait_all_up
 echo
 echo "== kill -9 of gw1 under traffic (poll interval 500ms, timeout 300ms, fall 2; goal <= 1.3s)"
 for run in $(seq 1 "$kill_runs"); do

@@ -193,6 +193,34 @@ TEST(HttpServer, Http10ClosesUnlessAskedAndConnectionCloseIsHonoured) {
     EXPECT_FALSE(k.is_closed());
 }
 
+// The last answer of a connection that closes is sent with MSG_MORE and the close() right after
+// it puts the FIN in the same segment: the client receives the SYN-ACK, the ACK of its request
+// and one segment with the answer and the FIN (a separate FIN would be a fourth).
+TEST(HttpServer, TheFinOfAClosingConnectionRidesItsLastAnswer) {
+    server_fixture f;
+    f.start();
+    for (const char* req :
+         {"GET /hello?a HTTP/1.1\r\nConnection: close\r\n\r\n", "GET /hello?b HTTP/1.0\r\n\r\n"}) {
+        raw_conn c;
+        ASSERT_TRUE(c.connect(f.addr));
+        ASSERT_TRUE(c.send(req));
+        ASSERT_TRUE(c.wait_closed(3s));
+        EXPECT_NE(c.received().find("{\"q\""), std::string::npos) << c.received();
+        // The kernel's struct tcp_info (append-only ABI) past the part glibc declares.
+        struct {
+            tcp_info base;
+            uint64_t pacing_rate, max_pacing_rate, bytes_acked, bytes_received;
+            uint32_t segs_out, segs_in;
+        } ti{};
+        static_assert(sizeof(tcp_info) == 104);
+        socklen_t len = sizeof ti;
+        ASSERT_EQ(::getsockopt(c.fd(), IPPROTO_TCP, TCP_INFO, &ti, &len), 0);
+        ASSERT_GE(len, sizeof ti);
+        // SYN-ACK, the kernel's immediate ACK of the first data of a connection, answer + FIN.
+        EXPECT_EQ(ti.segs_in, 3u) << req;
+    }
+}
+
 TEST(HttpServer, UnknownPathIs404AndWrongMethodIs405WithAllow) {
     server_fixture f;
     f.start();

@@ -4,6 +4,7 @@
 #include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
+#include <unistd.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/post.hpp>
@@ -36,6 +37,28 @@ namespace imgate {
 
 namespace {
 constexpr int64_t no_deadline = std::numeric_limits<int64_t>::max();
+
+// A socket taken over from accept4(SOCK_NONBLOCK | SOCK_CLOEXEC). Asio's own accept() returns a
+// blocking descriptor (one ioctl(FIONBIO) more per connection) and marks it as possibly shared
+// with another descriptor (one epoll_ctl(DEL) more before its close()); neither is true of a
+// descriptor accept4() has just created non-blocking, and Asio keeps both facts in the socket's
+// state bits, which only a derived class can reach.
+class accepted_socket
+    : public asio::basic_stream_socket<asio::ip::tcp, asio::io_context::executor_type> {
+  public:
+    using basic_stream_socket::basic_stream_socket;
+    void adopt(const asio::ip::tcp& protocol, int fd, boost::system::error_code& ec) {
+        assign(protocol, fd, ec);
+        if (ec) {
+            ::close(fd);
+            return;
+        }
+        namespace ops = asio::detail::socket_ops;
+        auto& state = impl_.get_implementation().state_;
+        state |= ops::user_set_non_blocking | ops::internal_non_blocking;
+        state &= ~ops::possible_dup;
+    }
+};
 
 int64_t now_ns() {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -124,19 +147,22 @@ struct http_server::conn : std::enable_shared_from_this<http_server::conn> {
     using tls_stream = ssl::stream<beast::tcp_stream>;
     enum phase_t : uint8_t { reading, writing, handshaking };
 
-    conn(std::shared_ptr<http_server> s, socket_type sock, asio::ip::address remote)
-        : srv(std::move(s)), socket(std::move(sock)), remote(std::move(remote)) {}
+    conn(std::shared_ptr<http_server> s, asio::io_context& io, socket_type sock,
+         asio::ip::address remote)
+        : srv(std::move(s)), io(io), socket(std::move(sock)), remote(std::move(remote)) {}
     // TLS: the connection keeps the context it started with, whatever a reload installs later.
-    conn(std::shared_ptr<http_server> s, socket_type sock, asio::ip::address remote,
-         std::shared_ptr<ssl::context> ctx)
+    conn(std::shared_ptr<http_server> s, asio::io_context& io, socket_type sock,
+         asio::ip::address remote, std::shared_ptr<ssl::context> ctx)
         : srv(std::move(s)),
+          io(io),
           socket(sock.get_executor()),
           remote(std::move(remote)),
           tls_ctx(std::move(ctx)),
           tls(std::make_unique<tls_stream>(std::move(sock), *tls_ctx)) {}
 
     std::shared_ptr<http_server> srv;
-    socket_type socket;  // plain HTTP only; unused (never opened) on a TLS connection
+    asio::io_context& io;  // the one whose listener accepted it: every step runs there
+    socket_type socket;    // plain HTTP only; unused (never opened) on a TLS connection
     asio::ip::address remote;
     std::shared_ptr<ssl::context> tls_ctx;  // declared before tls: outlives the stream
     std::unique_ptr<tls_stream> tls;
@@ -342,7 +368,7 @@ struct http_server::conn : std::enable_shared_from_this<http_server::conn> {
         // On a strand of its own: a handler that hands work to another thread and waits for the
         // answer to be posted back to its executor (/push, /presence) must not see that post run
         // on a second thread while it is still deciding whether to wait.
-        asio::co_spawn(asio::make_strand(srv->io_), route->async(ctx), std::move(done));
+        asio::co_spawn(asio::make_strand(io), route->async(ctx), std::move(done));
     }
 
     void audit(http::status st) const {
@@ -404,7 +430,13 @@ struct http_server::conn : std::enable_shared_from_this<http_server::conn> {
         // non-blocking) and fall back to an async write for what is left. Saves a reactor
         // operation and a trip through the scheduler per request.
         boost::system::error_code ec;
-        size_t n = socket.write_some(asio::buffer(out), ec);
+        // The last response of a connection that closes after it: MSG_MORE holds the segment
+        // back for the close() that follows at once, so the FIN leaves in the same segment as
+        // the response (one packet and one wake-up of the client fewer). Only when nothing of
+        // the request is left unread: a close() with unread bytes resets the connection, and a
+        // response still held back would be lost with it.
+        int flags = !keep && buf.size() == 0 && parser && parser->is_done() ? MSG_MORE : 0;
+        size_t n = socket.send(asio::buffer(out), flags, ec);
         if (ec == asio::error::would_block || ec == asio::error::try_again) {
             ec = {};
             n = 0;
@@ -440,8 +472,7 @@ struct http_server::conn : std::enable_shared_from_this<http_server::conn> {
         // The client sends its next request only once this response reached it. Starting the
         // read after the other ready handlers makes asio's immediate recv() usually find it;
         // started right here it fails with EAGAIN almost every time (a wasted syscall).
-        asio::post(srv->io_.get_executor(),
-                   [self = shared_from_this(), now] { self->read_next(now); });
+        asio::post(io.get_executor(), [self = shared_from_this(), now] { self->read_next(now); });
     }
 
     // The server closes a healthy TLS connection (Connection: close, a refused request): send
@@ -510,11 +541,7 @@ bool is_fd_exhaustion(const boost::system::error_code& ec) {
 }
 
 http_server::http_server(asio::io_context& io, http_server_options opts, metrics_registry& metrics)
-    : io_(io),
-      opts_(std::move(opts)),
-      metrics_(metrics),
-      acceptor_(io.get_executor()),
-      sweep_timer_(io.get_executor()) {
+    : io_(io), opts_(std::move(opts)), metrics_(metrics), sweep_timer_(io.get_executor()) {
     limits_.store(opts_);
     label_set l{{"server", opts_.name}};
     rejected_busy_ =
@@ -647,29 +674,55 @@ void http_server::unlink(conn* c) {
     active_--;
 }
 
+// One listening socket and the io_context its connections run on. Owned by its accept loop.
+struct http_server::listener {
+    listener(asio::io_context& io) : io(io), acceptor(io.get_executor()) {}
+    asio::io_context& io;
+    asio::basic_socket_acceptor<asio::ip::tcp, asio::io_context::executor_type> acceptor;
+};
+
 void http_server::listen(const endpoint& ep) {
+    listen(ep, {&io_});
+}
+
+void http_server::listen(const endpoint& ep, const std::vector<asio::io_context*>& shards) {
     auto addr = asio::ip::make_address(ep.host);
     asio::ip::tcp::endpoint tep(addr, ep.port);
-    acceptor_.open(tep.protocol());
-    acceptor_.set_option(asio::socket_base::reuse_address(true));
-    acceptor_.bind(tep);
-    acceptor_.listen(asio::socket_base::max_listen_connections);
-    spawn(io_, accept_loop(), "http accept " + opts_.name);
+    using reuse_port = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+    std::vector<std::shared_ptr<listener>> ls;
+    for (auto* io : shards) {
+        auto l = std::make_shared<listener>(*io);
+        l->acceptor.open(tep.protocol());
+        l->acceptor.set_option(asio::socket_base::reuse_address(true));
+        // Only with several sockets: a single listener keeps the usual "address in use" guard
+        // against a second process on the same port.
+        if (shards.size() > 1) l->acceptor.set_option(reuse_port(true));
+        l->acceptor.bind(tep);
+        l->acceptor.listen(asio::socket_base::max_listen_connections);
+        if (ls.empty()) tep = l->acceptor.local_endpoint();  // port 0: the others take the same
+        ls.push_back(std::move(l));
+    }
+    local_endpoint_ = tep;
+    for (auto& l : ls) {
+        listeners_.push_back(l);
+        spawn(l->io, accept_loop(l), "http accept " + opts_.name);
+    }
     start_sweep();
 }
 
 asio::ip::tcp::endpoint http_server::local_endpoint() const {
-    boost::system::error_code ec;
-    return acceptor_.local_endpoint(ec);
+    return local_endpoint_;
 }
 
 void http_server::stop() {
     stopped_ = true;
-    asio::post(io_, [self = shared_from_this()] {
-        boost::system::error_code ec;
-        self->acceptor_.close(ec);
-        self->sweep_timer_.cancel();
-    });
+    asio::post(io_, [self = shared_from_this()] { self->sweep_timer_.cancel(); });
+    for (auto& w : listeners_)
+        if (auto l = w.lock())
+            asio::post(l->io, [l] {
+                boost::system::error_code ec;
+                l->acceptor.close(ec);
+            });
     std::lock_guard lk(conns_mu_);
     for (conn* c = conns_head_; c; c = c->next) c->interrupt(false);
 }
@@ -695,28 +748,38 @@ void http_server::sweep() {
         if (c->deadline.load(std::memory_order_acquire) <= now) c->interrupt(true);
 }
 
-asio::awaitable<void> http_server::accept_loop() {
+asio::awaitable<void> http_server::accept_loop(std::shared_ptr<listener> l) {
     auto self = shared_from_this();
-    asio::steady_timer backoff(io_);
+    auto& acceptor = l->acceptor;
+    asio::steady_timer backoff(l->io);
     boost::system::error_code ec;
     // Accepts in batches on readiness: waiting for the listening socket and then accepting until
     // EAGAIN costs one failed accept() per wake-up, where async_accept costs one per connection
     // (its speculative attempt). The batch is bounded so a flood cannot starve other handlers;
     // a full batch goes round again without waiting (the socket is edge-triggered).
-    acceptor_.non_blocking(true, ec);
+    acceptor.non_blocking(true, ec);
     bool wait = true;
     while (!stopped_) {
         if (wait) {
-            auto [wec] = co_await acceptor_.async_wait(asio::socket_base::wait_read, use_tuple);
+            auto [wec] = co_await acceptor.async_wait(asio::socket_base::wait_read, use_tuple);
             if (wec || stopped_) co_return;  // aborted by stop(), or the acceptor is gone
         } else {
-            co_await asio::post(io_, asio::use_awaitable);
+            co_await asio::post(l->io, asio::use_awaitable);
         }
         wait = true;
         for (int n = 0; n < 128 && !stopped_; ++n) {
-            socket_type sock(io_.get_executor());
+            accepted_socket sock(l->io.get_executor());
             asio::ip::tcp::endpoint peer;
-            acceptor_.accept(sock, peer, ec);
+            socklen_t len = static_cast<socklen_t>(peer.capacity());
+            int fd = ::accept4(acceptor.native_handle(), peer.data(), &len,
+                               SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (fd < 0) {
+                ec.assign(errno, boost::system::system_category());
+            } else {
+                ec = {};
+                peer.resize(len);
+                sock.adopt(peer.protocol(), fd, ec);
+            }
             if (ec == asio::error::would_block || ec == asio::error::try_again) break;
             if (ec == asio::error::operation_aborted || ec == asio::error::bad_descriptor)
                 co_return;
@@ -737,12 +800,13 @@ asio::awaitable<void> http_server::accept_loop() {
                 break;
             }
             if (n == 127) wait = false;
-            admit(std::move(sock), peer);
+            admit(l->io, socket_type(std::move(sock)), peer);
         }
     }
 }
 
-void http_server::admit(socket_type sock, const asio::ip::tcp::endpoint& peer) {
+void http_server::admit(asio::io_context& io, socket_type sock,
+                        const asio::ip::tcp::endpoint& peer) {
     boost::system::error_code ec;
     if (active_.load() >= limits_.max_connections.load(std::memory_order_relaxed)) {
         rejected_busy_->inc();
@@ -753,15 +817,13 @@ void http_server::admit(socket_type sock, const asio::ip::tcp::endpoint& peer) {
             "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
             "Retry-After: 1\r\nConnection: close\r\nContent-Length: 26\r\n\r\n"
             "{\"error\":\"server_busy\"}\r\n\r\n";
-        sock.non_blocking(true, ec);
         if (!tls_) sock.write_some(asio::buffer(busy.data(), busy.size() - 4), ec);
         sock.close(ec);
         return;
     }
-    // Non-blocking for the in-place writes; asio then skips its own FIONBIO on the first read.
-    sock.non_blocking(true, ec);
+    // Already non-blocking (accept4) for the in-place writes and Asio's reads.
     if (!tls_) {
-        auto c = std::make_shared<conn>(shared_from_this(), std::move(sock), peer.address());
+        auto c = std::make_shared<conn>(shared_from_this(), io, std::move(sock), peer.address());
         link(c.get());
         c->read_next(now_ns());
         return;
@@ -778,8 +840,8 @@ void http_server::admit(socket_type sock, const asio::ip::tcp::endpoint& peer) {
         sock.close(ec);
         return;
     }
-    auto c =
-        std::make_shared<conn>(shared_from_this(), std::move(sock), peer.address(), tls_->get());
+    auto c = std::make_shared<conn>(shared_from_this(), io, std::move(sock), peer.address(),
+                                    tls_->get());
     link(c.get());
     c->start_handshake(now_ns());
 }

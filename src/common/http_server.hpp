@@ -103,10 +103,14 @@ struct http_server_options {
 void serialize_response(std::string& out, const http_response& r, unsigned version, bool keep_alive,
                         size_t* dropped = nullptr);
 
-// Owns one listening socket and its connections. Create with make_shared; call listen() then run
-// the io_context (any number of threads). A connection runs one request at a time as a chain of
-// callbacks (read, handler, write), so it needs no strand; deadlines are enforced by one sweep
-// timer per server that shuts a late connection's socket down, instead of a timer per operation.
+// Owns the listening socket(s) and their connections. Create with make_shared; call listen() then
+// run the io_context (any number of threads). A connection runs one request at a time as a chain
+// of callbacks (read, handler, write), so it needs no strand; deadlines are enforced by one sweep
+// timer per server (on the constructor's io_context) that shuts a late connection's socket down,
+// instead of a timer per operation. listen() with several io_contexts opens one SO_REUSEPORT
+// socket on each: the kernel spreads new connections over them and a connection stays on the
+// io_context that accepted it, so one thread per io_context serves its connections without any
+// hand-off; the connection cap, limits, routes and metrics stay the server's, shared by all.
 class http_server : public std::enable_shared_from_this<http_server> {
   public:
     http_server(asio::io_context& io, http_server_options opts, metrics_registry& metrics);
@@ -128,6 +132,10 @@ class http_server : public std::enable_shared_from_this<http_server> {
 
     // Binds and starts accepting (throws on bind failure; start-up only).
     void listen(const endpoint& ep);
+    // One listening socket per io_context in `shards` (which the caller keeps alive and runs),
+    // all on ep's address and port with SO_REUSEPORT; a single shard is the plain listen().
+    void listen(const endpoint& ep, const std::vector<asio::io_context*>& shards);
+    size_t listeners() const { return listeners_.size(); }
     asio::ip::tcp::endpoint local_endpoint() const;
     void stop();
     size_t connections() const { return active_.load(); }
@@ -136,6 +144,7 @@ class http_server : public std::enable_shared_from_this<http_server> {
 
   private:
     struct conn;
+    struct listener;
     friend struct conn;
     using socket_type = asio::basic_stream_socket<asio::ip::tcp, asio::io_context::executor_type>;
     struct route_entry {
@@ -144,8 +153,8 @@ class http_server : public std::enable_shared_from_this<http_server> {
         route_options opts;
     };
 
-    asio::awaitable<void> accept_loop();
-    void admit(socket_type sock, const asio::ip::tcp::endpoint& peer);
+    asio::awaitable<void> accept_loop(std::shared_ptr<listener> l);
+    void admit(asio::io_context& io, socket_type sock, const asio::ip::tcp::endpoint& peer);
     void start_sweep();
     void sweep();
     const route_entry* find_route(std::string_view path, http::verb method,
@@ -186,7 +195,10 @@ class http_server : public std::enable_shared_from_this<http_server> {
     http_server_options opts_;  // name only after construction; limits live in limits_
     live_limits limits_;
     metrics_registry& metrics_;
-    asio::basic_socket_acceptor<asio::ip::tcp, asio::io_context::executor_type> acceptor_;
+    // Owned by their accept loops (each on its own io_context, which may be destroyed before the
+    // server): the server only reaches them while they live.
+    std::vector<std::weak_ptr<listener>> listeners_;
+    asio::ip::tcp::endpoint local_endpoint_;
     asio::basic_waitable_timer<std::chrono::steady_clock,
                                asio::wait_traits<std::chrono::steady_clock>,
                                asio::io_context::executor_type>

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -69,6 +70,10 @@ endpoint to_endpoint(const asio::ip::tcp::endpoint& e) {
     return endpoint{e.address().to_string(), e.port()};
 }
 
+// Bumped by every install() of any dispatcher_app in the process: a thread's cached runtime is
+// current while the number it was taken at still is.
+std::atomic<uint64_t> runtime_generation{0};
+
 constexpr const char* admin_actions[] = {"weight", "disable", "enable"};
 
 // One query parameter's raw value (the admin API's ids and numbers need no percent-decoding:
@@ -90,7 +95,7 @@ std::optional<std::string_view> query_param(std::string_view query, std::string_
 
 dispatcher_app::dispatcher_app(dispatcher_config cfg)
     : cfg_(std::move(cfg)),
-      io_(static_cast<int>(cfg_.threads)),
+      io_(1),
       config_info_(metrics_, {cfg_.file, cfg_.fleet_file, https_files(cfg_)},
                    [file = cfg_.file] {
                        auto c = load_dispatcher_config(file);
@@ -121,6 +126,8 @@ dispatcher_app::dispatcher_app(dispatcher_config cfg)
     metrics_.gauge_fn("imgate_dispatcher_uptime_seconds", "Seconds since start-up", {}, [this] {
         return std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
     });
+    for (uint32_t i = 1; i < cfg_.threads; ++i)
+        shards_.push_back(std::make_unique<boost::asio::io_context>(1));
     fleet_.apply(cfg_.fleet, to_health(cfg_), true);
     install(cfg_);
     last_reload_ms_ = clock_.wall_ms();
@@ -148,11 +155,28 @@ void dispatcher_app::install(const dispatcher_config& c) {
     rebalancer_.configure(c.rebalance, c.rebalance.token);
     std::lock_guard lk(mu_);
     rt_ = std::move(r);
+    runtime_generation.fetch_add(1, std::memory_order_release);
 }
 
 std::shared_ptr<const dispatcher_app::runtime> dispatcher_app::rt() const {
     std::lock_guard lk(mu_);
     return rt_;
+}
+
+const dispatcher_app::runtime& dispatcher_app::hot_rt() const {
+    // Per thread: the hot path reads the runtime without the mutex and without touching the
+    // shared_ptr's count, a cache line every serving thread would otherwise write per request.
+    // The copy kept here holds a replaced runtime until this thread's next request.
+    thread_local const dispatcher_app* owner = nullptr;
+    thread_local uint64_t generation = 0;
+    thread_local std::shared_ptr<const runtime> cached;
+    auto g = runtime_generation.load(std::memory_order_acquire);
+    if (owner != this || generation != g || !cached) {
+        cached = rt();
+        owner = this;
+        generation = g;
+    }
+    return *cached;
 }
 
 // The public routes, on the plain listener and (when configured) the HTTPS one alike.
@@ -218,9 +242,9 @@ void dispatcher_app::start() {
     };
     admin_->route(http::verb::get, "/", dashboard);
 
-    public_->listen(cfg_.listen);
+    public_->listen(cfg_.listen, listener_shards());
     admin_->listen(cfg_.admin_listen);
-    if (https_) https_->listen(*cfg_.https.listen);
+    if (https_) https_->listen(*cfg_.https.listen, listener_shards());
     poller_.set_settings(cfg_.poll);
     poller_.sync();
     rebalancer_.start();
@@ -258,10 +282,23 @@ bool dispatcher_app::reload_certificate(const dispatcher_config& next, std::stri
     return true;
 }
 
+std::vector<boost::asio::io_context*> dispatcher_app::listener_shards() {
+    std::vector<boost::asio::io_context*> v{&io_};
+    for (auto& s : shards_) v.push_back(s.get());
+    return v;
+}
+
 void dispatcher_app::run() {
     std::vector<std::thread> extra;
-    for (uint32_t i = 1; i < cfg_.threads; ++i) extra.emplace_back([this] { io_.run(); });
+    for (auto& s : shards_) {
+        // Nothing but connections runs there: kept running between them.
+        extra.emplace_back([io = s.get()] {
+            auto work = boost::asio::make_work_guard(*io);
+            io->run();
+        });
+    }
     io_.run();
+    for (auto& s : shards_) s->stop();
     for (auto& t : extra) t.join();
 }
 
@@ -275,6 +312,7 @@ void dispatcher_app::stop() {
     control_.stop_watching();
     // Dispatcher requests are tiny and clients retry: no need to wait for in-flight ones.
     io_.stop();
+    for (auto& s : shards_) s->stop();
 }
 
 bool dispatcher_app::reload() {
@@ -346,8 +384,8 @@ bool dispatcher_app::reload() {
 }
 
 http_response dispatcher_app::get_tcp_ip(const http_request_ctx& ctx) {
-    auto r = rt();
-    auto parsed = parse_tcp_ip_query(ctx.query, {r->max_uid_length, r->max_exclude});
+    const runtime& r = hot_rt();
+    auto parsed = parse_tcp_ip_query(ctx.query, {r.max_uid_length, r.max_exclude});
     auto bad = [this](const std::string& code, const std::string& message) {
         metrics_
             .get_counter("imgate_dispatcher_bad_requests_total",
@@ -359,16 +397,16 @@ http_response dispatcher_app::get_tcp_ip(const http_request_ctx& ctx) {
     auto& q = std::get<tcp_ip_query>(parsed);
     pick_request req;
     if (q.region) {
-        if (!r->known_regions.count(*q.region))
+        if (!r.known_regions.count(*q.region))
             return bad("unknown_region", "unknown region \"" + *q.region + "\"");
         req.region = *q.region;
     } else {
-        req.region = r->regions.lookup(ctx.remote);
+        req.region = r.regions.lookup(ctx.remote);
     }
     req.exclude = std::move(q.exclude);
-    req.alternates = r->alternates;
+    req.alternates = r.alternates;
     req.via = q.via;
-    bool log = r->decision_log.enabled && fleet_.sample(r->decision_log.sample);
+    bool log = r.decision_log.enabled && fleet_.sample(r.decision_log.sample);
     pick_explanation why;
     auto targets = fleet_.pick(req, log ? &why : nullptr);
     if (log) log_decision(ctx, q.uid, req.region, req.via, targets, why);
@@ -378,7 +416,7 @@ http_response dispatcher_app::get_tcp_ip(const http_request_ctx& ctx) {
         int64_t retry_ms = 0;
         {
             std::lock_guard lk(rng_mu_);
-            retry_ms = spread_retry_ms(r->retry_base_ms, r->reconnect.jitter_ms, rng_);
+            retry_ms = spread_retry_ms(r.retry_base_ms, r.reconnect.jitter_ms, rng_);
         }
         auto res =
             http_response::json(http::status::service_unavailable, render_no_gateway(retry_ms));
@@ -387,7 +425,7 @@ http_response dispatcher_app::get_tcp_ip(const http_request_ctx& ctx) {
     }
     spdlog::debug("get-tcp-ip uid={} region={} transport={} -> {}", q.uid, req.region,
                   to_string(req.via), targets.front().id);
-    return http_response::json(http::status::ok, render_pick(targets, req.via, &r->reconnect));
+    return http_response::json(http::status::ok, render_pick(targets, req.via, &r.reconnect));
 }
 
 void dispatcher_app::log_decision(const http_request_ctx& ctx, const std::string& uid,

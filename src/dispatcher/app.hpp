@@ -10,6 +10,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "common/clock.hpp"
 #include "common/config_info.hpp"
@@ -33,7 +34,7 @@ class dispatcher_app {
     // Loads the HTTPS certificate if configured, binds the listeners (throws on failure) and
     // starts pulling.
     void start();
-    // Runs the event loop on cfg.threads threads until stopped.
+    // Runs the event loops, one thread each (cfg.threads in all), until stopped.
     void run();
     void stop();
     // Re-reads the config file; keeps the old config on any error.
@@ -58,11 +59,14 @@ class dispatcher_app {
         decision_log_settings decision_log;
     };
     std::shared_ptr<const runtime> rt() const;
+    // rt() for the request path: this thread's copy, refreshed after a reload.
+    const runtime& hot_rt() const;
     void install(const dispatcher_config& c);
     http_response get_tcp_ip(const http_request_ctx& ctx);
     std::string status_body() const;
     http_response healthz() const;
     void add_public_routes(http_server& s);
+    std::vector<boost::asio::io_context*> listener_shards();
     // SIGHUP with `https:`: new handshakes get the certificate and key now on disk. False (and
     // error set) when they do not load; the running certificate stays.
     bool reload_certificate(const dispatcher_config& next, std::string& error);
@@ -73,7 +77,13 @@ class dispatcher_app {
                       const std::vector<pick_target>& targets, const pick_explanation& why) const;
 
     dispatcher_config cfg_;
+    // Thread 0's: the admin listener, poller, rebalancer, signals, and the public and HTTPS
+    // listeners' first sockets.
     boost::asio::io_context io_;
+    // One per further thread (threads - 1), each run by its own thread: another SO_REUSEPORT
+    // socket of the public and HTTPS listeners and the connections it accepts. Declared after
+    // io_: destroyed first, while the servers' sweep timers on io_ still exist.
+    std::vector<std::unique_ptr<boost::asio::io_context>> shards_;
     metrics_registry metrics_;
     config_info config_info_;
     system_clock_source clock_;

@@ -414,8 +414,11 @@ bool fleet_state::sample(double p) {
 std::vector<pick_target> fleet_state::pick(const pick_request& r, pick_explanation* why) {
     std::lock_guard lk(mu_);
     auto now = clock_.now();
-    std::vector<candidate> preferred, other;
-    preferred.reserve(entries_.size());
+    // Reused under mu_: no allocation per pick once they have grown to the fleet's size.
+    auto& preferred = scratch_preferred_;
+    auto& other = scratch_other_;
+    preferred.clear();
+    other.clear();
     for (auto& up : entries_) {
         entry& e = *up;
         if (std::find(r.exclude.begin(), r.exclude.end(), e.spec.id) != r.exclude.end()) {
@@ -451,6 +454,7 @@ std::vector<pick_target> fleet_state::pick(const pick_request& r, pick_explanati
     }
     std::vector<pick_target> out;
     size_t want = 1 + r.alternates;
+    out.reserve(std::min(want, preferred.size() + other.size()));
     if (why) why->pool = !preferred.empty() ? "region" : !other.empty() ? "fallback" : "none";
     for (auto* pool : {&preferred, &other}) {
         while (out.size() < want && !pool->empty()) {

@@ -148,6 +148,7 @@ class fleet_state {
         double score;  // estimated connections per unit of weight: lower is less loaded
     };
 
+    std::vector<candidate> scratch_preferred_, scratch_other_;  // pick()'s pools, under mu_
     entry* find(const std::string& id) const;
     uint32_t weight_of(const entry& e) const;  // the override's, else the fleet file's
     gw_state state_of(const entry& e) const;   // health state, disabled override, degraded

@@ -1,6 +1,7 @@
 #include "dispatcher/query.hpp"
 
 #include <algorithm>
+#include <charconv>
 #include <nlohmann/json.hpp>
 
 #include "common/http_server.hpp"
@@ -91,23 +92,29 @@ std::string render_pick(const std::vector<pick_target>& targets, transport via,
         else
             out += json_escape(s);
     };
+    // Numbers straight into the answer, without a temporary string each.
+    auto number = [](std::string& out, int64_t v) {
+        char buf[24];
+        auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+        out.append(buf, end);
+    };
     const char* via_name = to_string(via);
     bool web = via == transport::ws || via == transport::wss;
-    auto target = [&escaped, via_name, web](std::string& out, const pick_target& t,
-                                            const reconnect_policy* p) {
+    auto target = [&escaped, &number, via_name, web](std::string& out, const pick_target& t,
+                                                     const reconnect_policy* p) {
         out += "\"host\":\"";
         escaped(out, t.address.host);
         out += "\",\"id\":\"";
         escaped(out, t.id);
         out += "\",\"port\":";
-        out += std::to_string(t.address.port);
+        number(out, t.address.port);
         if (p) {  // "reconnect" sorts between "port" and "transport"
             out += ",\"reconnect\":{\"base_ms\":";
-            out += std::to_string(p->base_ms);
+            number(out, p->base_ms);
             out += ",\"jitter_ms\":";
-            out += std::to_string(p->jitter_ms);
+            number(out, p->jitter_ms);
             out += ",\"max_ms\":";
-            out += std::to_string(p->max_ms);
+            number(out, p->max_ms);
             out += '}';
         }
         out += ",\"transport\":\"";

@@ -1,6 +1,7 @@
 // The shared HTTP server (every listener of both daemons): exact response bytes, keep-alive and
 // pipelining, limits, deadlines enforced by the sweep, async handlers, the connection cap, stop(),
-// and many clients against a multi-threaded io_context. Loopback only, port 0.
+// many clients against a multi-threaded io_context, and SO_REUSEPORT listeners on one io_context
+// per thread. Loopback only, port 0.
 #include "common/http_server.hpp"
 
 #include <gtest/gtest.h>
@@ -13,7 +14,9 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <atomic>
+#include <mutex>
 #include <optional>
+#include <set>
 #include <thread>
 
 #include "../support/loopback_http.hpp"
@@ -188,6 +191,34 @@ TEST(HttpServer, Http10ClosesUnlessAskedAndConnectionCloseIsHonoured) {
     ASSERT_TRUE(receive_until(k, [](const std::string& r) { return r.find("{\"q\"") != r.npos; }));
     EXPECT_NE(k.received().find("Connection: keep-alive\r\n"), std::string::npos);
     EXPECT_FALSE(k.is_closed());
+}
+
+// The last answer of a connection that closes is sent with MSG_MORE and the close() right after
+// it puts the FIN in the same segment: the client receives the SYN-ACK, the ACK of its request
+// and one segment with the answer and the FIN (a separate FIN would be a fourth).
+TEST(HttpServer, TheFinOfAClosingConnectionRidesItsLastAnswer) {
+    server_fixture f;
+    f.start();
+    for (const char* req :
+         {"GET /hello?a HTTP/1.1\r\nConnection: close\r\n\r\n", "GET /hello?b HTTP/1.0\r\n\r\n"}) {
+        raw_conn c;
+        ASSERT_TRUE(c.connect(f.addr));
+        ASSERT_TRUE(c.send(req));
+        ASSERT_TRUE(c.wait_closed(3s));
+        EXPECT_NE(c.received().find("{\"q\""), std::string::npos) << c.received();
+        // The kernel's struct tcp_info (append-only ABI) past the part glibc declares.
+        struct {
+            tcp_info base;
+            uint64_t pacing_rate, max_pacing_rate, bytes_acked, bytes_received;
+            uint32_t segs_out, segs_in;
+        } ti{};
+        static_assert(sizeof(tcp_info) == 104);
+        socklen_t len = sizeof ti;
+        ASSERT_EQ(::getsockopt(c.fd(), IPPROTO_TCP, TCP_INFO, &ti, &len), 0);
+        ASSERT_GE(len, sizeof ti);
+        // SYN-ACK, the kernel's immediate ACK of the first data of a connection, answer + FIN.
+        EXPECT_EQ(ti.segs_in, 3u) << req;
+    }
 }
 
 TEST(HttpServer, UnknownPathIs404AndWrongMethodIs405WithAllow) {
@@ -507,6 +538,138 @@ TEST(HttpServer, ManyClientsOnSeveralThreadsAllAnswered) {
     }
     for (auto& t : ts) t.join();
     EXPECT_EQ(ok.load(), clients * per_client);
+}
+
+// A server listening on one SO_REUSEPORT socket per io_context, each io_context run by its own
+// thread, as the dispatcher does with `threads` > 1. The sweep runs on the first io_context.
+struct sharded_fixture {
+    metrics_registry metrics;
+    asio::io_context main{1};
+    std::vector<std::unique_ptr<asio::io_context>> shards;
+    std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work;
+    std::shared_ptr<http_server> srv;
+    std::vector<std::thread> threads;
+    std::mutex mu;
+    std::set<std::thread::id> served_by;  // threads that ran the /who handler
+    std::string addr;
+
+    explicit sharded_fixture(size_t n, http_server_options o = {}) {
+        o.name = "t";
+        srv = std::make_shared<http_server>(main, o, metrics);
+        std::vector<asio::io_context*> ios{&main};
+        for (size_t i = 1; i < n; ++i) {
+            shards.push_back(std::make_unique<asio::io_context>(1));
+            ios.push_back(shards.back().get());
+        }
+        for (auto* io : ios) work.emplace_back(io->get_executor());
+        srv->route(http::verb::get, "/who", http_sync_handler([this](const http_request_ctx&) {
+                       std::lock_guard lk(mu);
+                       served_by.insert(std::this_thread::get_id());
+                       return http_response::json(http::status::ok, "{}");
+                   }));
+        srv->listen(endpoint{"127.0.0.1", 0}, ios);
+        for (auto* io : ios) threads.emplace_back([io] { io->run(); });
+        addr = "127.0.0.1:" + std::to_string(srv->local_endpoint().port());
+    }
+    ~sharded_fixture() {
+        srv->stop();
+        work.clear();
+        main.stop();
+        for (auto& s : shards) s->stop();
+        for (auto& t : threads) t.join();
+    }
+    size_t threads_that_served() {
+        std::lock_guard lk(mu);
+        return served_by.size();
+    }
+    uint64_t counter_value(const std::string& name, label_set labels) {
+        return metrics.get_counter(name, "", std::move(labels)).value();
+    }
+};
+
+TEST(HttpServerShards, EachIoContextGetsItsOwnListeningSocketOnOnePort) {
+    sharded_fixture f(3);
+    EXPECT_EQ(f.srv->listeners(), 3u);
+    ASSERT_NE(f.srv->local_endpoint().port(), 0);
+    // Connections from many source ports are spread over the sockets by the kernel; each is
+    // served on the thread of the socket that accepted it. 48 connections all hashed to one of
+    // three sockets would be a 3^-47 event.
+    std::vector<raw_conn> conns(48);
+    for (auto& c : conns) {
+        ASSERT_TRUE(c.connect(f.addr));
+        ASSERT_TRUE(c.send("GET /who HTTP/1.1\r\n\r\n"));
+    }
+    for (auto& c : conns) {
+        ASSERT_TRUE(receive_until(c, [](const std::string& r) {
+            return r.find("\r\n\r\n{}") != r.npos;
+        })) << c.received();
+        EXPECT_EQ(c.received().rfind("HTTP/1.1 200 OK\r\n", 0), 0u);
+    }
+    EXPECT_GE(f.threads_that_served(), 2u);
+    EXPECT_EQ(f.srv->connections(), 48u);
+    EXPECT_EQ(f.counter_value("imgate_http_requests_total", {{"server", "t"}, {"code", "200"}}),
+              48u);
+}
+
+TEST(HttpServerShards, OneListeningSocketWithoutShards) {
+    sharded_fixture f(1);
+    EXPECT_EQ(f.srv->listeners(), 1u);
+    EXPECT_EQ(test::http_get(f.addr, "/who").status, 200);
+}
+
+TEST(HttpServerShards, TheConnectionCapCountsEverySocketsConnections) {
+    http_server_options o;
+    o.max_connections = 4;
+    sharded_fixture f(2, o);
+    std::vector<raw_conn> admitted(4);
+    for (auto& c : admitted) ASSERT_TRUE(c.connect(f.addr));
+    ASSERT_TRUE(imgate::test::eventually([&] { return f.srv->connections() == 4; }, 2s, 1ms));
+    // Whichever socket takes them, the next ones are over the server's cap.
+    std::vector<raw_conn> refused(6);
+    for (auto& c : refused) {
+        ASSERT_TRUE(c.connect(f.addr));
+        ASSERT_TRUE(c.wait_closed(3s));
+        EXPECT_EQ(c.received().rfind("HTTP/1.1 503 Service Unavailable\r\n", 0), 0u)
+            << c.received();
+    }
+    EXPECT_EQ(f.counter_value("imgate_http_rejected_total",
+                              {{"server", "t"}, {"reason", "max_connections"}}),
+              6u);
+    for (auto& c : admitted) {
+        ASSERT_TRUE(c.send("GET /who HTTP/1.1\r\n\r\n"));
+        EXPECT_TRUE(
+            receive_until(c, [](const std::string& r) { return r.find("200 OK") != r.npos; }));
+    }
+}
+
+TEST(HttpServerShards, TheSweepClosesIdleConnectionsOnEverySocket) {
+    http_server_options o;
+    o.read_timeout = 300ms;
+    sharded_fixture f(3, o);
+    std::vector<raw_conn> idle(12);
+    for (auto& c : idle) ASSERT_TRUE(c.connect(f.addr));
+    for (auto& c : idle) EXPECT_TRUE(c.wait_closed(3s));
+    EXPECT_EQ(f.counter_value("imgate_http_read_timeouts_total", {{"server", "t"}}), 12u);
+}
+
+TEST(HttpServerShards, StopClosesEverySocketAndItsConnections) {
+    sharded_fixture f(3);
+    std::vector<raw_conn> open(12);
+    for (auto& c : open) {
+        ASSERT_TRUE(c.connect(f.addr));
+        ASSERT_TRUE(c.send("GET /who HTTP/1.1\r\n\r\n"));
+        ASSERT_TRUE(
+            receive_until(c, [](const std::string& r) { return r.find("200 OK") != r.npos; }));
+    }
+    f.srv->stop();
+    for (auto& c : open) EXPECT_TRUE(c.wait_closed(2s));
+    // Every listening socket is closed: nothing accepts on the port any more.
+    EXPECT_TRUE(imgate::test::eventually(
+        [&] {
+            raw_conn late;
+            return !late.connect(f.addr);
+        },
+        2s, 5ms));
 }
 
 }  // namespace

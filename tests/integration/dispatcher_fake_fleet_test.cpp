@@ -8,9 +8,12 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <cstdio>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <sstream>
 #include <thread>
 
 #include "../support/loopback_http.hpp"
@@ -403,9 +406,27 @@ TEST_F(DispatcherFakeFleet, SlowlorisConnectionIsClosedAtTheReadDeadline) {
     EXPECT_GE(metric("imgate_http_read_timeouts_total{server=\"public\"}"), 1);
 }
 
+// Listening sockets (TCP state 0A) bound to 127.0.0.1:port, from /proc/net/tcp.
+int listening_sockets_on(uint16_t port) {
+    std::ifstream in("/proc/net/tcp");
+    char want[32];
+    std::snprintf(want, sizeof want, "0100007F:%04X", port);
+    int n = 0;
+    for (std::string line; std::getline(in, line);) {
+        std::istringstream f(line);
+        std::string sl, local, remote, state;
+        f >> sl >> local >> remote >> state;
+        if (local == want && state == "0A") ++n;
+    }
+    return n;
+}
+
 TEST_F(DispatcherFakeFleet, SeveralThreadsServeConcurrentClientsConsistently) {
     start({{"gw1", 100}, {"gw2", 100}, {"gw3", 100}}, "threads: 2\n");
     for (auto* id : {"gw1", "gw2", "gw3"}) ASSERT_TRUE(wait_state(id, "up")) << disp_->log();
+    // One SO_REUSEPORT socket per thread on the public port; the admin listener stays single.
+    EXPECT_EQ(listening_sockets_on(split_hostport(pub_).second), 2);
+    EXPECT_EQ(listening_sockets_on(split_hostport(admin_).second), 1);
     std::atomic<int> ok{0}, failed{0};
     std::vector<std::thread> clients;
     for (int t = 0; t < 4; ++t)

@@ -12,6 +12,7 @@
 
 #include "../support/loopback_http.hpp"
 #include "../support/process.hpp"
+#include "../support/raw_conn.hpp"
 #include "../support/test_certs.hpp"
 #include "../support/tls_client.hpp"
 #include "common/http_server.hpp"
@@ -153,6 +154,36 @@ TEST_F(DispatcherReconnectPolicy, EveryAnswerCarriesTheConfiguredPolicyOnBothLis
     r = http_get(pub_, "/get-tcp-ip?uid=dave%40example.com");
     EXPECT_EQ(r.json()["reconnect"],
               (json{{"base_ms", 2000}, {"jitter_ms", 0}, {"max_ms", 60000}}));
+}
+
+// With `threads: 2` each thread keeps its own copy of the runtime settings: a reload must reach
+// the connections of both. Sixteen keep-alive connections spread over the two listening sockets
+// (all on one would be a 2^-15 event), each asked before and after the SIGHUP.
+TEST_F(DispatcherReconnectPolicy, SighupReachesTheConnectionsOfEveryThread) {
+    write_config("50ms", "threads: 2\nreconnect:\n  base: 1s\n  max: 1m\n  jitter: 0ms\n");
+    start();
+    std::vector<raw_conn> conns(16);
+    auto ask = [&](raw_conn& c, const std::string& want) {
+        size_t before = c.received().size();
+        EXPECT_TRUE(c.send("GET /get-tcp-ip?uid=frank%40example.com HTTP/1.1\r\nHost: d\r\n\r\n"));
+        EXPECT_TRUE(eventually(
+            [&] {
+                c.pump();
+                return c.received().find(want, before) != std::string::npos;
+            },
+            std::chrono::milliseconds(3000), std::chrono::milliseconds(1)))
+            << c.received().substr(before);
+    };
+    const std::string old_policy = R"("reconnect":{"base_ms":1000,"jitter_ms":0,"max_ms":60000})";
+    const std::string new_policy = R"("reconnect":{"base_ms":3000,"jitter_ms":0,"max_ms":60000})";
+    for (auto& c : conns) {
+        ASSERT_TRUE(c.connect(pub_));
+        ask(c, old_policy);
+    }
+    write_config("50ms", "threads: 2\nreconnect:\n  base: 3s\n  max: 1m\n  jitter: 0ms\n");
+    reload();
+    ASSERT_TRUE(status()["last_reload"]["ok"].get<bool>()) << status()["last_reload"];
+    for (auto& c : conns) ask(c, new_policy);
 }
 
 TEST_F(DispatcherReconnectPolicy, TheDefaultPolicyWhenTheBlockIsAbsent) {

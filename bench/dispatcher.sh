@@ -44,6 +44,8 @@ done
 gw_config="$root/config/local/gateway.yaml"
 # Its tls block names the development certificate, made as `make run` makes it.
 "$root/config/local/dev-certs.sh" "$root/config/local/certs" >/dev/null
+# The gateways refuse secret files others can read; git keeps them 0644 (as run-fleet.sh does).
+for f in "$root"/config/local/*.secret "$root/config/local/admin.token"; do chmod 0600 "$f"; done
 start_gateway() {  # id -> pid in $gw_pid, once ready
     bench_start_gateway "$1"
     gw_pid=$started_pid

@@ -60,11 +60,25 @@ void frame_decoder::feed(std::string_view bytes) {
     buf_.append(bytes);
 }
 
-std::optional<frame> frame_decoder::next() {
-    if (error_ != frame_error::none) return std::nullopt;
-    size_t avail = buf_.size() - pos_;
-    if (avail < frame_header_size) return std::nullopt;
-    byte_reader r(std::string_view(buf_).substr(pos_, frame_header_size));
+void frame_decoder::feed_view(std::string_view bytes) {
+    if (error_ != frame_error::none) return;
+    keep_rest();
+    if (buf_.size() == pos_)
+        view_ = bytes;
+    else
+        feed(bytes);
+}
+
+void frame_decoder::keep_rest() {
+    if (view_.empty()) return;
+    auto rest = view_;
+    view_ = {};
+    feed(rest);
+}
+
+std::optional<frame> frame_decoder::take(std::string_view avail, size_t& used) {
+    if (avail.size() < frame_header_size) return std::nullopt;
+    byte_reader r(avail.substr(0, frame_header_size));
     uint32_t len = r.u32();
     uint8_t ver = r.u8();
     uint8_t op = r.u8();
@@ -78,13 +92,29 @@ std::optional<frame> frame_decoder::next() {
         error_ = frame_error::too_large;
         return std::nullopt;
     }
-    if (avail < frame_header_size + len) return std::nullopt;
+    if (avail.size() < frame_header_size + len) return std::nullopt;
     frame f;
     f.op = op;
     f.flags = flags;
     f.corr = corr;
-    f.body.assign(buf_, pos_ + frame_header_size, len);
-    pos_ += frame_header_size + len;
+    f.body.assign(avail.substr(frame_header_size, len));
+    used = frame_header_size + len;
+    return f;
+}
+
+std::optional<frame> frame_decoder::next() {
+    if (error_ != frame_error::none) return std::nullopt;
+    size_t used = 0;
+    if (!view_.empty()) {
+        if (auto f = take(view_, used)) {
+            view_.remove_prefix(used);
+            return f;
+        }
+        keep_rest();  // an incomplete frame (or a failed stream): keep its bytes
+        return std::nullopt;
+    }
+    auto f = take(std::string_view(buf_).substr(pos_), used);
+    if (f) pos_ += used;
     return f;
 }
 

@@ -47,17 +47,27 @@ class frame_decoder {
         : max_body_(max_body), version_(version) {}
 
     void feed(std::string_view bytes);
+    // Like feed, without the copy: while nothing is buffered, next() takes whole frames straight
+    // from `bytes` and only an incomplete frame at its end is copied in. `bytes` must stay valid
+    // until next() returned nullopt or keep_rest() ran.
+    void feed_view(std::string_view bytes);
+    // Copies in what is left of the bytes given to feed_view (next() was not run dry).
+    void keep_rest();
     // The next whole frame, or nullopt when more bytes are needed or the stream failed (error()).
     std::optional<frame> next();
 
     frame_error error() const { return error_; }
-    size_t buffered() const { return buf_.size() - pos_; }
+    size_t buffered() const { return buf_.size() - pos_ + view_.size(); }
     void set_max_body(uint32_t m) { max_body_ = m; }
     uint32_t max_body() const { return max_body_; }
 
   private:
+    // One frame from the front of `avail`: its size in `used`; nullopt when incomplete or failed.
+    std::optional<frame> take(std::string_view avail, size_t& used);
+
     std::string buf_;
     size_t pos_ = 0;
+    std::string_view view_;  // fed by feed_view, not yet taken
     uint32_t max_body_;
     uint8_t version_;
     frame_error error_ = frame_error::none;

@@ -168,12 +168,14 @@ void session::on_readable(const boost::system::error_code& wec) {
         auto now = clock_now();
         proto_.on_input(now);
         refresh_limits(now);
-        dec_.feed(std::string_view(read_buf, n));
+        // Whole frames are decoded straight from read_buf; only a partial one is copied.
+        dec_.feed_view(std::string_view(read_buf, n));
         dec_fed_ += n;
         while (auto f = dec_.next()) {
             carry_out(proto_.on_frame(*f, now, gw));
             if (closing_.load(std::memory_order_relaxed)) break;
         }
+        dec_.keep_rest();  // read_buf is reused by the next read
         if (dec_.error() != frame_error::none && !closing_.load()) {
             IMGATE_LOG_THROTTLED(info, "session {} ({}): {}: closing", id_, user_,
                                  dec_.error() == frame_error::too_large

@@ -51,6 +51,48 @@ TEST(Frame, DecodesEverySplitOfTheStream) {
     }
 }
 
+// feed_view, the way a session reads: each chunk lives in one reused buffer that is overwritten
+// after the frames were taken (and, half the time, before next() ran dry: keep_rest()).
+TEST(Frame, ViewFedFramesSurviveTheReusedReadBuffer) {
+    auto stream = sample_stream() + sample_stream();
+    for (size_t chunk = 1; chunk <= stream.size(); chunk += (chunk < 40 ? 1 : 97)) {
+        frame_decoder d;
+        std::vector<frame> got;
+        std::string read_buf;
+        bool stop_early = false;
+        for (size_t i = 0; i < stream.size(); i += chunk) {
+            read_buf.assign(stream, i, chunk);
+            d.feed_view(read_buf);
+            stop_early = !stop_early;
+            while (auto f = d.next()) {
+                got.push_back(std::move(*f));
+                if (stop_early) break;  // like a session that stops decoding for a moment
+            }
+            d.keep_rest();
+            read_buf.assign(read_buf.size(), '\xee');  // the next read overwrites it
+        }
+        while (auto f = d.next()) got.push_back(std::move(*f));
+        ASSERT_EQ(d.error(), frame_error::none) << "chunk " << chunk;
+        ASSERT_EQ(got.size(), 8u) << "chunk " << chunk;
+        for (size_t k = 0; k < 8; ++k) EXPECT_EQ(got[k].corr, uint32_t(k % 4 + 1));
+        auto s = p::decode<p::send_msg>(got[6]);
+        ASSERT_TRUE(s);
+        EXPECT_EQ(s->payload, std::string(1000, 'x'));
+        EXPECT_EQ(d.buffered(), 0u);
+    }
+}
+
+TEST(Frame, ViewFedOversizedHeaderFailsAndKeepsNothing) {
+    std::string big;
+    p::encode(big, p::send_msg{p::target_kind::user, "zoë@example.org", 1, std::string(600, 'y')});
+    frame_decoder d(100);
+    d.feed_view(big);
+    EXPECT_FALSE(d.next());
+    EXPECT_EQ(d.error(), frame_error::too_large);
+    d.keep_rest();
+    EXPECT_EQ(d.buffered(), 0u);
+}
+
 TEST(Frame, CoalescedInputYieldsAllFrames) {
     auto stream = sample_stream() + sample_stream();
     frame_decoder d;

@@ -81,7 +81,7 @@ session::session(gateway_server& srv, std::unique_ptr<session_io> io, uint64_t i
     : srv_(srv),
       id_(id),
       io_(std::move(io)),
-      timer_(io_->executor()),
+      wheel_(asio::use_service<timer_wheel_service>(srv.io())),
       proto_(srv.limits(limits_gen_), clock_now()) {
     // Before login only a LOGIN fits: an unauthenticated connection buffers at most that much.
     dec_.set_max_body(proto_.max_frame_body());
@@ -89,14 +89,19 @@ session::session(gateway_server& srv, std::unique_ptr<session_io> io, uint64_t i
     max_outbound_ = proto_.limits().max_outbound_bytes;
 }
 
-session::~session() = default;
+session::~session() {
+    wheel_.cancel(*this);
+}
 
 void session::start() {
     boost::system::error_code ec;
     io_->socket().set_option(asio::ip::tcp::no_delay(true), ec);
     io_->socket().non_blocking(true, ec);
     auto self = shared_from_this();
-    asio::dispatch(io_->executor(), [self] {
+    // Posted, never run inline in the accept loop: there, asio's per-thread recycling cache
+    // holds the accept operation's block (336 bytes), and the session's first readiness wait
+    // (160) would take it and keep it for as long as the session stays idle.
+    asio::post(io_->executor(), [self] {
         self->carry_out(self->proto_.start());
         self->wait_readable();
     });
@@ -386,16 +391,24 @@ void session::on_write(const boost::system::error_code& ec) {
 
 void session::close_now() {
     closing_ = true;
-    timer_.cancel();
+    wheel_.cancel(*this);
     io_->close();  // the read loop sees the error and unregisters the session
 }
 
 void session::arm_timer(steady_time at) {
-    timer_.expires_at(at);
+    wheel_.schedule(*this, at);
+}
+
+std::shared_ptr<timer_wheel::entry> session::pin_due() {
+    // Null once the last owner let go: the destructor (waiting for the wheel's lock) unlinks it.
+    auto self = weak_from_this().lock();
+    if (!self) return nullptr;
+    return std::shared_ptr<timer_wheel::entry>(std::move(self), this);
+}
+
+void session::on_due() {
     auto self = shared_from_this();
-    timer_.async_wait([self](const boost::system::error_code& ec) {
-        if (!ec) self->on_timer();
-    });
+    asio::post(io_->executor(), [self] { self->on_timer(); });
 }
 
 void session::on_timer() {

@@ -148,6 +148,9 @@ void gateway_server::start() {
     admin_ = std::make_unique<admin_api>(io_, *this, router_, metrics_, registry_);
     admin_->listen(spec->admin);
 
+    // Every session's deadline is on this wheel; made now, so that a session's destructor
+    // (even in the io_context's shutdown) only ever finds it.
+    timer_wheel_service<session>::of(io_.get_executor());
     if (cfg_.workers != 1) {
         // Enough that sessions rarely wait for each other on the threads there are.
         unsigned threads = cfg_.workers ? cfg_.workers : std::thread::hardware_concurrency();

@@ -77,7 +77,6 @@ class gateway_server final {
   public:
     gateway_server(asio::io_context& io, gateway_config cfg, metrics_registry& metrics);
     ~gateway_server();
-    asio::io_context& io() { return io_; }
 
     // Start-up (throws on bind failure or a bad certificate): builds the cluster, binds a client
     // listener per transport the fleet file gives this gateway, and the admin listener.

@@ -78,11 +78,7 @@ struct session::gateway_port {
 };
 
 session::session(gateway_server& srv, std::unique_ptr<session_io> io, uint64_t id)
-    : srv_(srv),
-      id_(id),
-      io_(std::move(io)),
-      wheel_(asio::use_service<timer_wheel_service>(srv.io())),
-      proto_(srv.limits(limits_gen_), clock_now()) {
+    : srv_(srv), id_(id), io_(std::move(io)), proto_(srv.limits(limits_gen_), clock_now()) {
     // Before login only a LOGIN fits: an unauthenticated connection buffers at most that much.
     dec_.set_max_body(proto_.max_frame_body());
     io_->set_max_body(proto_.max_frame_body());
@@ -90,7 +86,9 @@ session::session(gateway_server& srv, std::unique_ptr<session_io> io, uint64_t i
 }
 
 session::~session() {
-    wheel_.cancel(*this);
+    // The wheel's driver, finding the last reference gone (pin_due null), unlinked it already or
+    // waits for this.
+    wheel().cancel(*this);
 }
 
 void session::start() {
@@ -391,19 +389,12 @@ void session::on_write(const boost::system::error_code& ec) {
 
 void session::close_now() {
     closing_ = true;
-    wheel_.cancel(*this);
+    wheel().cancel(*this);
     io_->close();  // the read loop sees the error and unregisters the session
 }
 
 void session::arm_timer(steady_time at) {
-    wheel_.schedule(*this, at);
-}
-
-std::shared_ptr<timer_wheel::entry> session::pin_due() {
-    // Null once the last owner let go: the destructor (waiting for the wheel's lock) unlinks it.
-    auto self = weak_from_this().lock();
-    if (!self) return nullptr;
-    return std::shared_ptr<timer_wheel::entry>(std::move(self), this);
+    wheel().schedule(*this, at);
 }
 
 void session::on_due() {

@@ -97,8 +97,12 @@ class session final : public session_sink,
     void start_write();
     void arm_timer(steady_time at);
     void on_timer();
-    std::shared_ptr<timer_wheel::entry> pin_due() override;
-    void on_due() override;
+    // The deadline's wheel (its driver calls pin_due and on_due).
+    friend class timer_wheel_service<session>;
+    using wheel_service = timer_wheel_service<session>;
+    wheel_service& wheel() { return wheel_service::of(io_->executor()); }
+    std::shared_ptr<session> pin_due() { return weak_from_this().lock(); }
+    void on_due();
     void refresh_limits(steady_time now);
     // An empty decoder at the current limit; the old one's buffer is freed.
     void reset_decoder();
@@ -106,7 +110,6 @@ class session final : public session_sink,
     gateway_server& srv_;
     uint64_t id_;
     std::unique_ptr<session_io> io_;
-    timer_wheel_service& wheel_;  // the deadline: this session is its entry
     frame_decoder dec_;
     size_t dec_fed_ = 0;    // bytes fed to dec_ since it was last (re)created
     size_t discarded_ = 0;  // input dropped since the session started finishing

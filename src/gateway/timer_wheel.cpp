@@ -1,12 +1,12 @@
 #include "gateway/timer_wheel.hpp"
 
-#include <boost/asio/post.hpp>
 #include <cassert>
 
 namespace imgate::gw {
 
-timer_wheel::timer_wheel(steady_time origin, std::chrono::milliseconds tick, uint32_t slots)
-    : origin_(origin), tick_(tick), mask_(slots - 1), slots_(slots, nullptr) {
+timer_wheel::timer_wheel(steady_time origin, std::chrono::milliseconds tick, owner_hooks hooks,
+                         uint32_t slots)
+    : origin_(origin), tick_(tick), hooks_(hooks), mask_(slots - 1), slots_(slots, nullptr) {
     assert(slots != 0 && (slots & (slots - 1)) == 0 && tick.count() > 0);
 }
 
@@ -54,7 +54,7 @@ void timer_wheel::cancel(entry& e) {
 }
 
 bool timer_wheel::advance(steady_time now) {
-    std::vector<std::shared_ptr<entry>> due;
+    std::vector<std::pair<entry*, std::shared_ptr<void>>> due;
     bool more;
     {
         std::lock_guard lk(mu_);
@@ -72,7 +72,7 @@ bool timer_wheel::advance(steady_time now) {
                 // Entries of later revolutions share the slot and stay.
                 if (e->tick_ <= upto) {
                     unlink(*e);
-                    if (auto p = e->pin_due()) due.push_back(std::move(p));
+                    if (auto p = hooks_.pin(*e)) due.emplace_back(e, std::move(p));
                 }
                 e = next;
             }
@@ -80,7 +80,7 @@ bool timer_wheel::advance(steady_time now) {
         if (upto > done_) done_ = upto;
         more = size_ > 0;
     }
-    for (auto& p : due) p->on_due();
+    for (auto& [e, pin] : due) hooks_.due(*e);
     return more;
 }
 
@@ -92,35 +92,6 @@ steady_time timer_wheel::next_tick() const {
 size_t timer_wheel::size() const {
     std::lock_guard lk(mu_);
     return size_;
-}
-
-timer_wheel_service::timer_wheel_service(asio::io_context& io)
-    : asio::execution_context::service(io),
-      wheel_(std::chrono::steady_clock::now(), default_tick),
-      strand_(asio::make_strand(io)),
-      timer_(strand_) {}
-
-timer_wheel_service::~timer_wheel_service() = default;
-
-void timer_wheel_service::shutdown() {
-    // The context is going away: its handlers are destroyed without running.
-    timer_.cancel();
-}
-
-void timer_wheel_service::schedule(timer_wheel::entry& e, steady_time at) {
-    if (wheel_.schedule(e, at)) asio::post(strand_, [this] { arm(); });
-}
-
-void timer_wheel_service::arm() {
-    // Several schedules onto an empty wheel may each have posted an arm: one wait at a time.
-    if (armed_) return;
-    armed_ = true;
-    timer_.expires_at(wheel_.next_tick());
-    timer_.async_wait([this](const boost::system::error_code& ec) {
-        armed_ = false;
-        if (ec) return;
-        if (wheel_.advance(std::chrono::steady_clock::now())) arm();
-    });
 }
 
 }  // namespace imgate::gw

@@ -1,11 +1,14 @@
 #pragma once
 // Coarse deadlines for many sessions: one hashed timer wheel per io_context instead of one
 // asio::steady_timer and one pending wait operation per session. An idle session then holds only
-// an intrusive link (no heap block); the wheel ticks (every `tick`, only while it holds entries)
-// on one asio timer and hands each due entry to its owner. A deadline fires at the first tick at
-// or after it: never early, at most one tick (plus scheduling delay) late.
+// an intrusive link (24 bytes, no heap block); the wheel ticks (every `tick`, only while it holds
+// entries) on one asio timer and hands each due entry to its owner. A deadline fires at the first
+// tick at or after it: never early, at most one tick (plus scheduling delay) late.
+#include <boost/asio/execution/context.hpp>
 #include <boost/asio/execution_context.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/query.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <chrono>
@@ -24,7 +27,9 @@ namespace asio = boost::asio;
 // Socket- and clock-free: the caller passes the time to every call. Thread-safe.
 class timer_wheel {
   public:
-    // What the wheel schedules, embedded in its owner. The owner cancels it before it goes away.
+    // What the wheel schedules, embedded in its owner (no virtual functions: the owner's
+    // behaviour is the wheel's `owner_hooks`, the same for every entry). The owner cancels it
+    // before it goes away.
     class entry {
       public:
         entry() = default;
@@ -32,24 +37,25 @@ class timer_wheel {
         entry& operator=(const entry&) = delete;
         bool scheduled() const { return tick_ != 0; }
 
-      protected:
-        ~entry() = default;
-
       private:
         friend class timer_wheel;
-        // Called under the wheel's lock when the entry is due (already unlinked): a reference
-        // that keeps the owner alive until it has been told, or null when the owner is going away.
-        virtual std::shared_ptr<entry> pin_due() = 0;
-        // The deadline passed; called without the wheel's lock, on the thread that advanced it.
-        virtual void on_due() = 0;
-
         entry* prev_ = nullptr;
         entry* next_ = nullptr;
         uint64_t tick_ = 0;  // the tick it fires at; 0: not scheduled
     };
 
+    // What happens to a due entry (already unlinked).
+    struct owner_hooks {
+        // Under the wheel's lock: a reference that keeps the owner alive until it has been told,
+        // or null when the owner is going away (its destructor then finds the entry unlinked).
+        std::shared_ptr<void> (*pin)(entry&);
+        // The deadline passed; without the wheel's lock, on the thread that advanced the wheel.
+        void (*due)(entry&);
+    };
+
     // origin: tick 0 (ticks are counted from it). slots: a power of two.
-    timer_wheel(steady_time origin, std::chrono::milliseconds tick, uint32_t slots = 1024);
+    timer_wheel(steady_time origin, std::chrono::milliseconds tick, owner_hooks hooks,
+                uint32_t slots = 1024);
     ~timer_wheel();
     timer_wheel(const timer_wheel&) = delete;
     timer_wheel& operator=(const timer_wheel&) = delete;
@@ -73,6 +79,7 @@ class timer_wheel {
 
     const steady_time origin_;
     const std::chrono::milliseconds tick_;
+    const owner_hooks hooks_;
     const uint64_t mask_;
     mutable std::mutex mu_;
     std::vector<entry*> slots_;  // heads of intrusive doubly-linked lists
@@ -80,27 +87,58 @@ class timer_wheel {
     size_t size_ = 0;
 };
 
-// The wheel of one io_context and its driver: an asio service (asio::use_service on the
-// io_context), so it outlives every session (the sessions still held by pending handlers are
-// destroyed in the context's shutdown, before any service is). The driver timer runs on a strand
-// of its own and only while entries exist.
+// Deadlines of sessions are coarse (seconds); this bounds how late one fires.
+inline constexpr std::chrono::milliseconds wheel_tick{100};
+
+// The wheel of one io_context for one kind of owner, and its driver: an asio service, so it
+// outlives every owner (the ones still held by pending handlers are destroyed in the context's
+// shutdown, before any service is) and owners find it through their executor instead of keeping
+// a pointer. The driver timer runs on a strand of its own and only while entries exist.
+// Owner derives from timer_wheel::entry and has `std::shared_ptr<Owner> pin_due()` (null once it
+// is going away) and `void on_due()` (called on the driver's thread).
+template <class Owner>
 class timer_wheel_service : public asio::execution_context::service {
   public:
     using key_type = timer_wheel_service;
     static inline asio::execution_context::id id;
-    // Deadlines of sessions are coarse (seconds); this bounds how late one fires.
-    static constexpr std::chrono::milliseconds default_tick{100};
 
-    explicit timer_wheel_service(asio::io_context& io);
-    ~timer_wheel_service() override;
+    // ctx must be an io_context (the gateway's sockets all run on one).
+    explicit timer_wheel_service(asio::execution_context& ctx)
+        : asio::execution_context::service(ctx),
+          wheel_(std::chrono::steady_clock::now(), wheel_tick,
+                 {[](timer_wheel::entry& e) -> std::shared_ptr<void> {
+                      return static_cast<Owner&>(e).pin_due();
+                  },
+                  [](timer_wheel::entry& e) { static_cast<Owner&>(e).on_due(); }}),
+          strand_(asio::make_strand(static_cast<asio::io_context&>(ctx))),
+          timer_(strand_) {}
 
-    void schedule(timer_wheel::entry& e, steady_time at);
-    void cancel(timer_wheel::entry& e) { wheel_.cancel(e); }
+    // The service of the context an executor runs on.
+    template <class Executor>
+    static timer_wheel_service& of(const Executor& ex) {
+        return asio::use_service<timer_wheel_service>(asio::query(ex, asio::execution::context));
+    }
+
+    void schedule(Owner& o, steady_time at) {
+        if (wheel_.schedule(o, at)) asio::post(strand_, [this] { arm(); });
+    }
+    void cancel(Owner& o) { wheel_.cancel(o); }
     const timer_wheel& wheel() const { return wheel_; }
 
   private:
-    void shutdown() override;
-    void arm();  // on strand_
+    void shutdown() override { timer_.cancel(); }  // handlers are destroyed, never run
+
+    void arm() {  // on strand_
+        // Several schedules onto an empty wheel may each have posted an arm: one wait at a time.
+        if (armed_) return;
+        armed_ = true;
+        timer_.expires_at(wheel_.next_tick());
+        timer_.async_wait([this](const boost::system::error_code& ec) {
+            armed_ = false;
+            if (ec) return;
+            if (wheel_.advance(std::chrono::steady_clock::now())) arm();
+        });
+    }
 
     timer_wheel wheel_;
     asio::strand<asio::io_context::executor_type> strand_;

@@ -19,17 +19,17 @@ struct fake_owner final : timer_wheel::entry, std::enable_shared_from_this<fake_
     ~fake_owner() {
         if (wheel) wheel->cancel(*this);
     }
-    std::shared_ptr<timer_wheel::entry> pin_due() override {
-        auto self = weak_from_this().lock();
-        if (!self) return nullptr;
-        return std::shared_ptr<timer_wheel::entry>(std::move(self), this);
-    }
-    void on_due() override { ++fired; }
 };
 
+const timer_wheel::owner_hooks fake_hooks{
+    [](timer_wheel::entry& e) -> std::shared_ptr<void> {
+        return static_cast<fake_owner&>(e).weak_from_this().lock();
+    },
+    [](timer_wheel::entry& e) { ++static_cast<fake_owner&>(e).fired; }};
+
 struct TimerWheel : ::testing::Test {
-    steady_time t0 = steady_time{} + 1000h;  // an injected clock: no test waits on real time
-    timer_wheel w{t0, 100ms, 8};             // 8 slots: one revolution is 800 ms
+    steady_time t0 = steady_time{} + 1000h;   // an injected clock: no test waits on real time
+    timer_wheel w{t0, 100ms, fake_hooks, 8};  // 8 slots: one revolution is 800 ms
     std::shared_ptr<fake_owner> owner() {
         auto o = std::make_shared<fake_owner>();
         o->wheel = &w;
@@ -146,13 +146,16 @@ TEST_F(TimerWheel, AnOwnerThatCannotBePinnedIsUnlinkedNotTold) {
     // (its destructor then waits for the wheel's lock and finds it unlinked).
     struct unpinnable final : timer_wheel::entry {
         int fired = 0;
-        std::shared_ptr<timer_wheel::entry> pin_due() override { return nullptr; }
-        void on_due() override { ++fired; }
     } u;
-    w.schedule(u, t0 + 100ms);
-    EXPECT_FALSE(w.advance(t0 + 100ms));
+    timer_wheel lone{t0,
+                     100ms,
+                     {[](timer_wheel::entry&) { return std::shared_ptr<void>(); },
+                      [](timer_wheel::entry& e) { ++static_cast<unpinnable&>(e).fired; }}};
+    lone.schedule(u, t0 + 100ms);
+    EXPECT_FALSE(lone.advance(t0 + 100ms));
     EXPECT_EQ(u.fired, 0);
     EXPECT_FALSE(u.scheduled());
+    EXPECT_EQ(lone.size(), 0u);
 }
 
 TEST_F(TimerWheel, ManyEntriesInOneSlotInAnyOrder) {
@@ -172,19 +175,16 @@ TEST(TimerWheelService, TicksWhileItHasEntriesThenStops) {
     // The real driver on an io_context: run() returns once every entry fired and the wheel,
     // empty, stopped ticking (no wait left), so this test does not sleep.
     boost::asio::io_context io;
-    auto& svc = boost::asio::use_service<timer_wheel_service>(io);
     struct owner_on_io final : timer_wheel::entry, std::enable_shared_from_this<owner_on_io> {
-        timer_wheel_service* svc = nullptr;
+        using service = timer_wheel_service<owner_on_io>;
+        service* svc = nullptr;
         steady_time deadline{};
         steady_time fired_at{};
         ~owner_on_io() { svc->cancel(*this); }
-        std::shared_ptr<timer_wheel::entry> pin_due() override {
-            auto self = weak_from_this().lock();
-            if (!self) return nullptr;
-            return std::shared_ptr<timer_wheel::entry>(std::move(self), this);
-        }
-        void on_due() override { fired_at = std::chrono::steady_clock::now(); }
+        std::shared_ptr<owner_on_io> pin_due() { return weak_from_this().lock(); }
+        void on_due() { fired_at = std::chrono::steady_clock::now(); }
     };
+    auto& svc = owner_on_io::service::of(io.get_executor());
     std::vector<std::shared_ptr<owner_on_io>> os;
     auto now = std::chrono::steady_clock::now();
     for (int i = 0; i < 3; ++i) {

@@ -6,6 +6,10 @@
 //   gateway_idle_bench --secret-file F --gateway HOST:PORT --pid PID [--sessions N]
 //                      [--concurrency N] [--sources N] [--max-seconds S]
 //                      [--transport tcp|tls|ws|wss] [--ca FILE] [--settle-seconds S]
+//                      [--mark N]
+// With --mark N (0 < N < sessions) the RSS is also read, settled, once N sessions are open, and
+// the marginal bytes per session between N and all of them are printed: the gateway's fixed
+// costs (and what the first sessions' allocations warmed up) then drop out of the figure.
 #include <unistd.h>
 #include <algorithm>
 #include <boost/asio/as_tuple.hpp>
@@ -110,7 +114,7 @@ int main(int argc, char** argv) {
     int pid = 0;
     uint32_t sessions = 10000, concurrency = 200, sources = 8, max_seconds = 120;
     std::string transport_name = "tcp", ca_file;
-    uint32_t settle_seconds = 0;
+    uint32_t settle_seconds = 0, mark = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         std::string k = argv[i], v = argv[i + 1];
         if (k == "--secret-file")
@@ -133,6 +137,8 @@ int main(int argc, char** argv) {
             ca_file = v;
         else if (k == "--settle-seconds")
             settle_seconds = std::stoul(v);
+        else if (k == "--mark")
+            mark = std::stoul(v);
         else {
             std::fprintf(stderr, "unknown option %s\n", k.c_str());
             return 2;
@@ -156,12 +162,27 @@ int main(int argc, char** argv) {
     std::vector<std::unique_ptr<bench::bench_stream>> conns;
     conns.reserve(sessions);
     shared_state st;
-    for (uint32_t i = 0; i < concurrency; ++i)
-        imgate::spawn(io, opener(conns, st, sessions, sources, target, secret, *kind, ctx.get()),
-                      "opener");
     auto t0 = std::chrono::steady_clock::now();
-    io.run_for(std::chrono::seconds(max_seconds));
+    auto open_until = [&](uint32_t total) {
+        io.restart();
+        for (uint32_t i = 0; i < concurrency; ++i)
+            imgate::spawn(io, opener(conns, st, total, sources, target, secret, *kind, ctx.get()),
+                          "opener");
+        io.run_until(t0 + std::chrono::seconds(max_seconds));
+    };
+    long at_mark = -1;
+    uint32_t ok_at_mark = 0;
+    if (mark > 0 && mark < sessions) {
+        open_until(mark);
+        std::this_thread::sleep_for(std::chrono::seconds(settle_seconds));
+        at_mark = rss_kib(pid);
+        ok_at_mark = st.ok;
+        std::printf("at_mark sessions_ok=%u gateway_rss_kib=%ld (settled %u s)\n", st.ok, at_mark,
+                    settle_seconds);
+    }
+    open_until(sessions);
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (at_mark >= 0) secs -= settle_seconds;  // the pause at the mark is not set-up time
     double cpu = cpu_seconds(pid) - cpu_before;
     long at_setup = rss_kib(pid);
     // The sessions stay open and idle while the gateway settles (its housekeeping returns the
@@ -177,5 +198,8 @@ int main(int argc, char** argv) {
     if (st.ok == 0) return 1;
     std::printf("rss_bytes_per_idle_session=%.0f gateway_cpu_us_per_session_setup=%.1f\n",
                 double(after - before) * 1024.0 / st.ok, cpu * 1e6 / st.ok);
+    if (at_mark >= 0 && st.ok > ok_at_mark)
+        std::printf("marginal_rss_bytes_per_idle_session=%.0f (sessions %u -> %u)\n",
+                    double(after - at_mark) * 1024.0 / (st.ok - ok_at_mark), ok_at_mark, st.ok);
     return st.failed == 0 ? 0 : 1;
 }

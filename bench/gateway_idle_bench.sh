@@ -5,7 +5,9 @@
 # several loopback source addresses; reports the gateway's RSS delta / sessions and its CPU per
 # session set up (TLS/WebSocket handshake + LOGIN).
 # Usage: bench/gateway_idle_bench.sh [build-dir]
-# Env: SESSIONS (default 15000), WORKERS (1), TRANSPORTS ("tcp" ; e.g. "tcp tls ws wss")
+# Env: SESSIONS (default 15000), WORKERS (1), TRANSPORTS ("tcp" ; e.g. "tcp tls ws wss"),
+#      MARK (SESSIONS/3; 0: off): the RSS is also read at MARK sessions, and the marginal bytes
+#      per session between MARK and SESSIONS printed (fixed costs drop out)
 # The fd limit of this machine's hard ulimit caps SESSIONS (each side needs one fd per session).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -13,6 +15,7 @@ build=${1:-build}
 bin="$root/$build/src"
 sessions=${SESSIONS:-15000}
 workers=${WORKERS:-1}
+mark=${MARK:-$((sessions / 3))}
 ulimit -n "$(ulimit -Hn)"
 . "$root/bench/lib.sh"
 bench_init idle
@@ -35,13 +38,15 @@ for transport in ${TRANSPORTS:-tcp}; do
     rm -f "$work/gw1.ready"
     # shellcheck disable=SC2086 # GW_WRAPPER is a command line
     bench_start_gateway gw1 ${GW_WRAPPER:-}
-    gw_pid=$started_pid
+    wrapper_pid=$started_pid
     bench_wait_ready gw1
+    # The gateway's own pid (under a GW_WRAPPER such as heaptrack it is not the started one).
+    gw_pid=$(ready_field gw1 pid)
     addr=$(ready_field gw1 "$transport")
     echo "== $sessions idle authenticated $transport sessions on one gateway (workers $workers)"
     "$client" --secret-file "$work/token.secret" --gateway "$addr" --pid "$gw_pid" \
-        --sessions "$sessions" --concurrency 200 --sources 8 --max-seconds 120 --settle-seconds "${SETTLE:-7}" \
+        --sessions "$sessions" --concurrency 200 --sources 8 --max-seconds 120 --settle-seconds "${SETTLE:-7}" --mark "$mark" \
         --transport "$transport" --ca "$work/certs/ca.crt" || true
     kill -TERM "$gw_pid" || { echo "the gateway died:"; tail -20 "$work/gw1.log"; }
-    wait "$gw_pid" 2>/dev/null || true
+    wait "$wrapper_pid" 2>/dev/null || true
 done

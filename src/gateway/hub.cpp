@@ -15,28 +15,54 @@ bool erase_ptr(std::vector<session_sink*>& v, session_sink* s) {
 }
 }  // namespace
 
+void hub::user_sessions::add(session_sink* s) {
+    if (!first) {
+        first = s;
+        return;
+    }
+    if (!more) more = std::make_unique<std::vector<session_sink*>>();
+    more->push_back(s);
+}
+
+void hub::user_sessions::erase(session_sink* s) {
+    if (first == s) {
+        if (!more || more->empty()) {
+            first = nullptr;
+        } else {
+            first = more->back();
+            more->pop_back();
+        }
+    } else if (more) {
+        erase_ptr(*more, s);
+    }
+    if (more && more->empty()) more.reset();
+}
+
 hub::add_result hub::add(std::shared_ptr<session_sink> s) {
     add_result r;
     std::unique_lock lk(mu_);
     auto uit = users_.find(s->user());
     r.first_of_user = uit == users_.end();  // a replacement never takes the user offline
     if (uit != users_.end()) {
-        for (auto* other : uit->second) {
-            if (other->device() == s->device() && other != s.get()) {
-                uint64_t old_id = other->session_id();
-                auto e = sessions_.find(old_id);
-                if (e != sessions_.end()) r.replaced = e->second.s;
-                auto rr = remove_locked(old_id);
-                r.replaced_rooms_emptied = std::move(rr.rooms_emptied);
-                break;
-            }
+        session_sink* same_device = nullptr;
+        uit->second.each([&](session_sink* other) {
+            if (!same_device && other->device() == s->device() && other != s.get())
+                same_device = other;
+        });
+        if (same_device) {
+            uint64_t old_id = same_device->session_id();
+            auto e = sessions_.find(old_id);
+            if (e != sessions_.end()) r.replaced = e->second.s;
+            auto rr = remove_locked(old_id);
+            r.replaced_rooms_emptied = std::move(rr.rooms_emptied);
         }
     }
-    auto& mine = users_[s->user()];
-    mine.push_back(s.get());
+    // A new key views this session's user(); an existing one keeps viewing its first session's.
+    auto& mine = users_[std::string_view(s->user())];
+    mine.add(s.get());
     r.user_sessions = uint32_t(mine.size());
     uint64_t sid = s->session_id();
-    sessions_[sid] = entry{std::move(s), {}};
+    sessions_[sid] = entry{std::move(s), nullptr};
     return r;
 }
 
@@ -51,15 +77,23 @@ hub::remove_result hub::remove_locked(uint64_t sid) {
     if (it == sessions_.end()) return r;
     r.removed = true;
     session_sink* s = it->second.s.get();
-    for (auto& room : it->second.rooms)
-        if (room_remove_locked(room, s)) r.rooms_emptied.push_back(room);
+    if (it->second.rooms)
+        for (auto& room : *it->second.rooms)
+            if (room_remove_locked(room, s)) r.rooms_emptied.push_back(room);
     auto uit = users_.find(s->user());
     if (uit != users_.end()) {
-        erase_ptr(uit->second, s);
+        bool key_was_mine = uit->first.data() == s->user().data();
+        uit->second.erase(s);
         r.user_sessions = uint32_t(uit->second.size());
-        if (uit->second.empty()) {
+        if (uit->second.size() == 0) {
             users_.erase(uit);
             r.last_of_user = true;
+        } else if (key_was_mine) {
+            // The key viewed the leaving session's string: view the one now first (same
+            // characters, same hash; re-inserting the node allocates nothing).
+            auto node = users_.extract(uit);
+            node.key() = std::string_view(node.mapped().first->user());
+            users_.insert(std::move(node));
         }
     }
     sessions_.erase(it);
@@ -83,13 +117,16 @@ hub::join_result hub::join(uint64_t sid, const std::string& room, size_t max_roo
         r.status = join_status::unknown_session;
         return r;
     }
-    auto& mine = it->second.rooms;
+    auto& rooms = it->second.rooms;
+    if (!rooms) rooms = std::make_unique<std::vector<std::string>>();
+    auto& mine = *rooms;
     if (std::find(mine.begin(), mine.end(), room) != mine.end()) {
         r.status = join_status::already_member;
         return r;
     }
     if (mine.size() >= max_rooms) {
         r.status = join_status::too_many_rooms;
+        if (mine.empty()) rooms.reset();
         return r;
     }
     mine.push_back(room);
@@ -104,11 +141,14 @@ hub::leave_result hub::leave(uint64_t sid, const std::string& room) {
     std::unique_lock lk(mu_);
     auto it = sessions_.find(sid);
     if (it == sessions_.end()) return r;
-    auto& mine = it->second.rooms;
+    auto& rooms = it->second.rooms;
+    if (!rooms) return r;
+    auto& mine = *rooms;
     auto pos = std::find(mine.begin(), mine.end(), room);
     if (pos == mine.end()) return r;
     *pos = std::move(mine.back());
     mine.pop_back();
+    if (mine.empty()) rooms.reset();
     r.was_member = true;
     r.last_member = room_remove_locked(room, it->second.s.get());
     return r;
@@ -138,7 +178,7 @@ std::vector<std::string> hub::users() const {
     std::shared_lock lk(mu_);
     std::vector<std::string> out;
     out.reserve(users_.size());
-    for (auto& [u, v] : users_) out.push_back(u);
+    for (auto& [u, v] : users_) out.emplace_back(u);
     return out;
 }
 
@@ -153,7 +193,8 @@ std::vector<std::string> hub::rooms() const {
 std::vector<std::string> hub::rooms_of(uint64_t sid) const {
     std::shared_lock lk(mu_);
     auto it = sessions_.find(sid);
-    return it == sessions_.end() ? std::vector<std::string>{} : it->second.rooms;
+    if (it == sessions_.end() || !it->second.rooms) return {};
+    return *it->second.rooms;
 }
 
 size_t hub::session_count() const {

@@ -80,8 +80,11 @@ class hub {
         std::shared_lock lk(mu_);
         auto it = users_.find(user);
         if (it == users_.end()) return 0;
-        for (auto* s : it->second) f(*s);
-        return it->second.size();
+        const user_sessions& u = it->second;
+        f(*u.first);
+        if (!u.more) return 1;
+        for (auto* s : *u.more) f(*s);
+        return 1 + u.more->size();
     }
     template <class F>
     size_t for_room(std::string_view room, uint64_t exclude_sid, F&& f) const {
@@ -109,9 +112,33 @@ class hub {
     size_t room_count() const;
 
   private:
+    // noexcept: libstdc++ then keeps no copy of the hash in each node (16 bytes less per user);
+    // a rehash or a lookup compares or rehashes the short ids instead.
+    struct uncached_string_hash {
+        using is_transparent = void;
+        size_t operator()(std::string_view s) const noexcept {
+            return std::hash<std::string_view>{}(s);
+        }
+    };
+    // Kept small: every logged-in session has one entry and its user one user_sessions, and an
+    // idle session's memory is mostly such fixed parts (docs/benchmarks.md).
     struct entry {
         std::shared_ptr<session_sink> s;
-        std::vector<std::string> rooms;
+        std::unique_ptr<std::vector<std::string>> rooms;  // null: in no room (the usual case)
+    };
+    // A user's local sessions: most users have one here, held without a vector.
+    struct user_sessions {
+        session_sink* first = nullptr;
+        std::unique_ptr<std::vector<session_sink*>> more;
+        size_t size() const { return first ? 1 + (more ? more->size() : 0) : 0; }
+        void add(session_sink* s);
+        void erase(session_sink* s);  // keeps `first` set while any session is left
+        template <class F>
+        void each(F&& f) const {
+            if (first) f(first);
+            if (more)
+                for (auto* s : *more) f(s);
+        }
     };
     // Caller holds the exclusive lock.
     remove_result remove_locked(uint64_t sid);
@@ -120,8 +147,10 @@ class hub {
     mutable std::shared_mutex mu_;
     std::unordered_map<uint64_t, entry> sessions_;
     // Raw pointers stay valid because sessions_ keeps the owning shared_ptr and both indexes are
-    // updated under the same exclusive lock.
-    std::unordered_map<std::string, std::vector<session_sink*>, string_hash, std::equal_to<>>
+    // updated under the same exclusive lock. A users_ key views the user() string of the user's
+    // `first` session (a session's user never changes), so the index holds no copy of the id;
+    // when that session leaves, the key is pointed at the next one.
+    std::unordered_map<std::string_view, user_sessions, uncached_string_hash, std::equal_to<>>
         users_;
     std::unordered_map<std::string, std::vector<session_sink*>, string_hash, std::equal_to<>>
         rooms_;

@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <thread>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -147,6 +148,15 @@ void gateway_server::start() {
     admin_ = std::make_unique<admin_api>(io_, *this, router_, metrics_, registry_);
     admin_->listen(spec->admin);
 
+    // Every session's deadline is on this wheel; made now, so that a session's destructor
+    // (even in the io_context's shutdown) only ever finds it.
+    timer_wheel_service<session>::of(io_.get_executor());
+    if (cfg_.workers != 1) {
+        // Enough that sessions rarely wait for each other on the threads there are.
+        unsigned threads = cfg_.workers ? cfg_.workers : std::thread::hardware_concurrency();
+        for (unsigned i = 0; i < std::max(64u, 16 * threads); ++i)
+            session_strands_.push_back(asio::make_strand(io_));
+    }
     // The accept loops and close_acceptor() share the listeners' strand: no race on close.
     for (auto& l : listeners_) spawn(listen_strand_, accept_loop(*l), "gateway accept");
     spawn(io_, lag_probe(), "gateway lag probe");
@@ -230,8 +240,13 @@ std::chrono::milliseconds gateway_server::push_timeout() const {
 
 asio::awaitable<void> gateway_server::accept_loop(client_listener& l) {
     for (;;) {
-        auto [ec, strand_sock] =
-            co_await l.acceptor.async_accept(asio::make_strand(io_), use_tuple);
+        // A session's handlers must not run concurrently. With one thread (workers: 1) the
+        // io_context's executor serialises them; with more, one of a fixed set of strands does
+        // (shared by many sessions: no strand object per connection).
+        asio::any_io_executor ex = io_.get_executor();
+        if (!session_strands_.empty())
+            ex = session_strands_[next_strand_++ % session_strands_.size()];
+        auto [ec, sock] = co_await l.acceptor.async_accept(ex, use_tuple);
         if (ec) {
             if (ec == asio::error::operation_aborted || !l.acceptor.is_open()) co_return;
             if (is_fd_exhaustion(ec)) {
@@ -242,8 +257,6 @@ asio::awaitable<void> gateway_server::accept_loop(client_listener& l) {
             }
             continue;
         }
-        // Type-erase the strand executor; the socket keeps running on its strand.
-        asio::ip::tcp::socket sock(std::move(strand_sock));
         // Accepted in the moment between a drain and the listener's close: served like any
         // connection opened before the drain (its LOGIN gets ERROR draining, docs/protocol.md).
         if (state_.load() == gateway_state::stopping) {
@@ -273,7 +286,6 @@ asio::awaitable<void> gateway_server::accept_loop(client_listener& l) {
         }
         l.handshakes.fetch_add(1);
         connections_.fetch_add(1);
-        auto ex = sock.get_executor();
         spawn(ex, handshake_and_start(l, std::move(sock)), "gateway client handshake");
     }
 }

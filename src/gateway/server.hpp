@@ -235,6 +235,11 @@ class gateway_server final {
     std::unique_ptr<admin_api> admin_;
     // Every acceptor runs on this strand: accept loops, drain's close and undrain's reopen.
     asio::strand<asio::io_context::executor_type> listen_strand_;
+    // Several threads run the io_context: accepted connections take these strands in turn (a
+    // strand per connection would cost each idle session a heap block). Empty with workers: 1,
+    // where the io_context's own executor serialises everything. Used by the accept loops only.
+    std::vector<asio::strand<asio::io_context::executor_type>> session_strands_;
+    size_t next_strand_ = 0;
     std::vector<std::unique_ptr<client_listener>> listeners_;
     std::unique_ptr<tls_context_holder> tls_;  // set when tls.cert_file is configured
     std::chrono::steady_clock::time_point started_;

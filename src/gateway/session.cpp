@@ -78,25 +78,28 @@ struct session::gateway_port {
 };
 
 session::session(gateway_server& srv, std::unique_ptr<session_io> io, uint64_t id)
-    : srv_(srv),
-      id_(id),
-      io_(std::move(io)),
-      timer_(io_->executor()),
-      proto_(srv.limits(limits_gen_), clock_now()) {
+    : srv_(srv), id_(id), io_(std::move(io)), proto_(srv.limits(limits_gen_), clock_now()) {
     // Before login only a LOGIN fits: an unauthenticated connection buffers at most that much.
     dec_.set_max_body(proto_.max_frame_body());
     io_->set_max_body(proto_.max_frame_body());
     max_outbound_ = proto_.limits().max_outbound_bytes;
 }
 
-session::~session() = default;
+session::~session() {
+    // The wheel's driver, finding the last reference gone (pin_due null), unlinked it already or
+    // waits for this.
+    wheel().cancel(*this);
+}
 
 void session::start() {
     boost::system::error_code ec;
     io_->socket().set_option(asio::ip::tcp::no_delay(true), ec);
     io_->socket().non_blocking(true, ec);
     auto self = shared_from_this();
-    asio::dispatch(io_->executor(), [self] {
+    // Posted, never run inline in the accept loop: there, asio's per-thread recycling cache
+    // holds the accept operation's block (336 bytes), and the session's first readiness wait
+    // (160) would take it and keep it for as long as the session stays idle.
+    asio::post(io_->executor(), [self] {
         self->carry_out(self->proto_.start());
         self->wait_readable();
     });
@@ -388,16 +391,17 @@ void session::on_write(const boost::system::error_code& ec) {
 
 void session::close_now() {
     closing_ = true;
-    timer_.cancel();
+    wheel().cancel(*this);
     io_->close();  // the read loop sees the error and unregisters the session
 }
 
 void session::arm_timer(steady_time at) {
-    timer_.expires_at(at);
+    wheel().schedule(*this, at);
+}
+
+void session::on_due() {
     auto self = shared_from_this();
-    timer_.async_wait([self](const boost::system::error_code& ec) {
-        if (!ec) self->on_timer();
-    });
+    asio::post(io_->executor(), [self] { self->on_timer(); });
 }
 
 void session::on_timer() {

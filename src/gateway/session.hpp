@@ -5,7 +5,6 @@
 #include <atomic>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <chrono>
 #include <memory>
@@ -18,6 +17,7 @@
 #include "gateway/hub.hpp"
 #include "gateway/session_io.hpp"
 #include "gateway/session_protocol.hpp"
+#include "gateway/timer_wheel.hpp"
 
 namespace imgate::gw {
 
@@ -25,10 +25,13 @@ namespace asio = boost::asio;
 class gateway_server;
 struct gateway_limits;
 
-// Owns the transport, the deadline timer, the decoder, the outbound queue and the protocol state of
-// one connection. Input and the protocol run on the socket's strand; push_frame, push_owned and
-// finish may be called from any thread.
-class session final : public session_sink, public std::enable_shared_from_this<session> {
+// Owns the transport, the deadline (an entry on the io_context's timer wheel), the decoder, the
+// outbound queue and the protocol state of one connection. Input and the protocol run on the
+// socket's executor (a strand when several threads run the io_context); push_frame, push_owned
+// and finish may be called from any thread.
+class session final : public session_sink,
+                      public timer_wheel::entry,
+                      public std::enable_shared_from_this<session> {
   public:
     session(gateway_server& srv, std::unique_ptr<session_io> io, uint64_t id);
     ~session() override;
@@ -94,6 +97,12 @@ class session final : public session_sink, public std::enable_shared_from_this<s
     void start_write();
     void arm_timer(steady_time at);
     void on_timer();
+    // The deadline's wheel (its driver calls pin_due and on_due).
+    friend class timer_wheel_service<session>;
+    using wheel_service = timer_wheel_service<session>;
+    wheel_service& wheel() { return wheel_service::of(io_->executor()); }
+    std::shared_ptr<session> pin_due() { return weak_from_this().lock(); }
+    void on_due();
     void refresh_limits(steady_time now);
     // An empty decoder at the current limit; the old one's buffer is freed.
     void reset_decoder();
@@ -101,7 +110,6 @@ class session final : public session_sink, public std::enable_shared_from_this<s
     gateway_server& srv_;
     uint64_t id_;
     std::unique_ptr<session_io> io_;
-    asio::steady_timer timer_;
     frame_decoder dec_;
     size_t dec_fed_ = 0;    // bytes fed to dec_ since it was last (re)created
     size_t discarded_ = 0;  // input dropped since the session started finishing

@@ -38,6 +38,33 @@ namespace {
 
 constexpr size_t frame_header_bytes = 12;
 
+// Plain new/delete of exactly the size asked for. The readiness wait of an idle session is
+// pending for as long as it stays idle; with asio's default (recycling) allocator it would take
+// whatever larger block the thread's cache held (an accept, a write), so an idle session's
+// memory would depend on what ran before its wait.
+template <class T>
+struct exact_allocator {
+    using value_type = T;
+    exact_allocator() = default;
+    template <class U>
+    exact_allocator(const exact_allocator<U>&) noexcept {}
+    T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T))); }
+    void deallocate(T* p, size_t) noexcept { ::operator delete(p); }
+    template <class U>
+    bool operator==(const exact_allocator<U>&) const noexcept {
+        return true;
+    }
+};
+
+// The completion of a session's readiness wait. Its own allocator_type rather than
+// asio::bind_allocator, whose wrapper makes the pending operation 208 bytes instead of 144.
+struct readable_handler {
+    std::shared_ptr<session> s;
+    using allocator_type = exact_allocator<void>;
+    allocator_type get_allocator() const noexcept { return {}; }
+    void operator()(const error_code& ec) const { s->on_readable(ec); }
+};
+
 // --- tcp ---------------------------------------------------------------------------------------
 
 // Owns a plain TCP socket: readiness reads straight from the socket, gathered writes.
@@ -47,8 +74,7 @@ class tcp_io final : public session_io {
     transport kind() const override { return transport::tcp; }
     asio::ip::tcp::socket& socket() override { return sock_; }
     void wait_readable(std::shared_ptr<session> s) override {
-        sock_.async_wait(asio::ip::tcp::socket::wait_read,
-                         [s = std::move(s)](const error_code& ec) { s->on_readable(ec); });
+        sock_.async_wait(asio::ip::tcp::socket::wait_read, readable_handler{std::move(s)});
     }
     size_t read_some(char* buf, size_t len, error_code& ec, io_error&) override {
         return sock_.read_some(asio::buffer(buf, len), ec);
@@ -185,7 +211,7 @@ class tls_io final : public session_io {
         }
         sock_.async_wait(read_wants_write_ ? asio::ip::tcp::socket::wait_write
                                            : asio::ip::tcp::socket::wait_read,
-                         [s = std::move(s)](const error_code& ec) { s->on_readable(ec); });
+                         readable_handler{std::move(s)});
     }
 
     size_t read_some(char* buf, size_t len, error_code& ec, io_error&) override {

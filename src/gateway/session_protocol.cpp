@@ -6,9 +6,9 @@ namespace imgate::gw {
 
 session_protocol::session_protocol(std::shared_ptr<const gateway_limits> limits, steady_time now)
     : limits_(std::move(limits)),
-      bucket_(limits_->send_rate, limits_->send_burst, now),
-      room_bucket_(limits_->room_ops_rate, limits_->room_ops_burst, now),
-      ping_bucket_(limits_->ping_rate, limits_->ping_burst, now),
+      bucket_(limits_->send_burst, now),
+      room_bucket_(limits_->room_ops_burst, now),
+      ping_bucket_(limits_->ping_burst, now),
       started_(now),
       last_rx_(now) {}
 
@@ -19,10 +19,14 @@ session_actions session_protocol::start() const {
 }
 
 void session_protocol::set_limits(std::shared_ptr<const gateway_limits> limits, steady_time now) {
+    // Tokens earned until now count at the old rates; the new bursts cap what is stored.
+    bucket_.refill(now, limits_->send_rate, limits_->send_burst);
+    room_bucket_.refill(now, limits_->room_ops_rate, limits_->room_ops_burst);
+    ping_bucket_.refill(now, limits_->ping_rate, limits_->ping_burst);
     limits_ = std::move(limits);
-    bucket_.set_limits(limits_->send_rate, limits_->send_burst, now);
-    room_bucket_.set_limits(limits_->room_ops_rate, limits_->room_ops_burst, now);
-    ping_bucket_.set_limits(limits_->ping_rate, limits_->ping_burst, now);
+    bucket_.cap(limits_->send_burst);
+    room_bucket_.cap(limits_->room_ops_burst);
+    ping_bucket_.cap(limits_->ping_burst);
 }
 
 std::string session_protocol::frame_limit_text() const {

@@ -122,3 +122,63 @@ TEST(Hub, SnapshotsForPresenceAnnouncements) {
     EXPECT_EQ(h.rooms(), std::vector<std::string>{"room"});
     EXPECT_EQ(h.all_sessions().size(), 2u);
 }
+
+TEST(Hub, AUserOutlivesTheSessionWhoseIdItsIndexViewed) {
+    // The user index holds no copy of the id: it views the first session's. Long ids (no
+    // small-string storage) so a dangling view would read freed memory (the sanitizer builds).
+    hub h;
+    const std::string user = "zoë.ångström-long-address@example.org";
+    auto a = mk(1, user, "phone"), b = mk(2, user, "laptop"), c = mk(3, user, "tablet");
+    h.add(a);
+    h.add(b);
+    h.add(c);
+    std::vector<uint64_t> seen;
+    EXPECT_EQ(h.for_user(user, [&](session_sink& s) { seen.push_back(s.session_id()); }), 3u);
+    std::sort(seen.begin(), seen.end());
+    EXPECT_EQ(seen, (std::vector<uint64_t>{1, 2, 3}));
+
+    auto r = h.remove(1);  // the session whose id the index viewed
+    EXPECT_TRUE(r.removed);
+    EXPECT_FALSE(r.last_of_user);
+    EXPECT_EQ(r.user_sessions, 2u);
+    a.reset();  // its string is gone now
+    EXPECT_EQ(h.user_session_count(user), 2u);
+    EXPECT_EQ(h.users(), std::vector<std::string>{user});
+    seen.clear();
+    h.for_user(user, [&](session_sink& s) { seen.push_back(s.session_id()); });
+    std::sort(seen.begin(), seen.end());
+    EXPECT_EQ(seen, (std::vector<uint64_t>{2, 3}));
+
+    // Replacing a device (same user and device) also moves the view off the replaced session.
+    auto b2 = mk(4, user, "laptop");
+    auto add = h.add(b2);
+    EXPECT_EQ(add.replaced, b);
+    EXPECT_EQ(add.user_sessions, 2u);
+    b.reset();
+    h.remove(3);
+    c.reset();
+    EXPECT_EQ(h.user_session_count(user), 1u);
+    seen.clear();
+    h.for_user(user, [&](session_sink& s) { seen.push_back(s.session_id()); });
+    EXPECT_EQ(seen, std::vector<uint64_t>{4});
+    auto last = h.remove(4);
+    EXPECT_TRUE(last.last_of_user);
+    EXPECT_EQ(h.user_count(), 0u);
+    EXPECT_EQ(h.user_session_count(user), 0u);
+}
+
+TEST(Hub, ASessionInNoRoomKeepsNoRoomList) {
+    hub h;
+    auto a = mk(1, "алиса@example.org", "phone");
+    h.add(a);
+    EXPECT_TRUE(h.rooms_of(1).empty());
+    EXPECT_EQ(h.join(1, "kitchen", 2).status, hub::join_status::ok);
+    EXPECT_EQ(h.join(1, "kitchen", 2).status, hub::join_status::already_member);
+    EXPECT_EQ(h.rooms_of(1), std::vector<std::string>{"kitchen"});
+    EXPECT_TRUE(h.leave(1, "kitchen").was_member);
+    EXPECT_FALSE(h.leave(1, "kitchen").was_member);
+    EXPECT_TRUE(h.rooms_of(1).empty());
+    EXPECT_EQ(h.join(1, "garden", 0).status, hub::join_status::too_many_rooms);
+    EXPECT_TRUE(h.rooms_of(1).empty());
+    EXPECT_EQ(h.room_count(), 0u);
+}

@@ -5,6 +5,8 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
+#include <climits>
+#include <iterator>
 
 #include "common/log_throttle.hpp"
 #include "gateway/server.hpp"
@@ -20,6 +22,11 @@ constexpr size_t decoder_keep_bytes = 4096;
 // Input read and dropped by a finishing session before it is closed without waiting for the
 // flush and the linger.
 constexpr size_t max_discard_bytes = 256 * 1024;
+// The outbound-queue locks, shared by sessions: held for a push or a swap, never nested.
+struct alignas(64) padded_mutex {
+    std::mutex m;
+};
+padded_mutex queue_locks[256];
 steady_time clock_now() {
     return std::chrono::steady_clock::now();
 }
@@ -89,6 +96,10 @@ session::~session() {
     // The wheel's driver, finding the last reference gone (pin_due null), unlinked it already or
     // waits for this.
     wheel().cancel(*this);
+}
+
+std::mutex& session::qmu() const {
+    return queue_locks[id_ % std::size(queue_locks)].m;
 }
 
 void session::start() {
@@ -163,7 +174,7 @@ void session::on_readable(const boost::system::error_code& wec) {
             // that keeps writing after being told to go (a flooder after its flood close) would
             // keep this loop busy for the whole linger: past a bound, once the last frame is
             // flushed and the send side shut down, it is closed at once.
-            discarded_ += n;
+            discarded_ = uint32_t(std::min<size_t>(size_t(discarded_) + n, UINT32_MAX));
             if (discarded_ > max_discard_bytes && proto_.lingering())
                 close_now();  // the next read fails: read end
             continue;
@@ -173,7 +184,7 @@ void session::on_readable(const boost::system::error_code& wec) {
         refresh_limits(now);
         // Whole frames are decoded straight from read_buf; only a partial one is copied.
         dec_.feed_view(std::string_view(read_buf, n));
-        dec_fed_ += n;
+        dec_fed_ = uint32_t(std::min<size_t>(size_t(dec_fed_) + n, UINT32_MAX));
         while (auto f = dec_.next()) {
             carry_out(proto_.on_frame(*f, now, gw));
             if (closing_.load(std::memory_order_relaxed)) break;
@@ -200,14 +211,14 @@ void session::on_readable(const boost::system::error_code& wec) {
 }
 
 void session::note_close(std::string_view reason) {
-    std::lock_guard lk(qmu_);
-    if (close_reason_.empty()) close_reason_ = reason;
+    std::lock_guard lk(qmu());
+    if (!close_reason_) close_reason_ = std::make_unique<std::string>(reason);
 }
 
 void session::note_close_frame(std::string_view bytes) {
     {
-        std::lock_guard lk(qmu_);
-        if (!close_reason_.empty()) return;
+        std::lock_guard lk(qmu());
+        if (close_reason_) return;
     }
     frame_decoder d(uint32_t(std::max<size_t>(bytes.size(), 1)));
     d.feed(bytes);
@@ -226,8 +237,8 @@ void session::note_close_frame(std::string_view bytes) {
 }
 
 std::string session::close_reason() const {
-    std::lock_guard lk(qmu_);
-    return close_reason_.empty() ? std::string("client_closed") : close_reason_;
+    std::lock_guard lk(qmu());
+    return close_reason_ ? *close_reason_ : std::string("client_closed");
 }
 
 std::string session::remote_address() const {
@@ -286,12 +297,12 @@ bool session::push_owned(std::string bytes) {
 bool session::push_item(out_item item, size_t size) {
     bool start = false;
     {
-        std::lock_guard lk(qmu_);
+        std::lock_guard lk(qmu());
         if (closing_.load(std::memory_order_relaxed) || finish_after_flush_) return false;
         uint64_t bound = max_outbound_.load(std::memory_order_relaxed);
         if (queued_bytes_ + size > bound) {
             closing_ = true;
-            if (close_reason_.empty()) close_reason_ = "slow_consumer";
+            if (!close_reason_) close_reason_ = std::make_unique<std::string>("slow_consumer");
             gateway_port gw{*this};
             session_protocol::on_queue_overflow(gw);  // its only action: close, posted below
             spdlog::info("session {} ({}): outbound queue over {} bytes: closing as slow consumer",
@@ -328,7 +339,7 @@ void session::finish(std::string last_frame) {
     note_close_frame(last_frame);
     bool start = false;
     {
-        std::lock_guard lk(qmu_);
+        std::lock_guard lk(qmu());
         if (finish_after_flush_ || closing_.load()) return;
         if (!last_frame.empty()) {
             queued_bytes_ += last_frame.size();
@@ -345,15 +356,24 @@ void session::finish(std::string last_frame) {
 }
 
 void session::start_write() {
+    bool flushed_to_finish = false;
     {
-        std::lock_guard lk(qmu_);
+        std::lock_guard lk(qmu());
         writing_.swap(queue_);
         if (writing_.empty()) {
             write_active_ = false;
-            if (!finish_after_flush_) return;
+            // Nothing left to write: an idle session keeps no queue capacity (the next burst
+            // allocates again: one malloc per write, not per frame).
+            std::vector<out_item>().swap(writing_);
+            std::vector<out_item>().swap(queue_);
+            flushed_to_finish = finish_after_flush_;
         }
     }
-    if (writing_.empty()) return carry_out(proto_.on_flushed(clock_now()));
+    if (writing_.empty()) {
+        std::vector<asio::const_buffer>().swap(bufs_);
+        if (!flushed_to_finish) return;
+        return carry_out(proto_.on_flushed(clock_now()));
+    }
     bufs_.clear();
     for (auto& it : writing_) {
         auto v = it.view();
@@ -367,8 +387,8 @@ void session::start_write() {
 void session::on_write(const boost::system::error_code& ec) {
     proto_.on_write_done();
     if (ec) {
-        std::lock_guard lk(qmu_);
-        if (close_reason_.empty()) close_reason_ = "connection_lost";
+        std::lock_guard lk(qmu());
+        if (!close_reason_) close_reason_ = std::make_unique<std::string>("connection_lost");
         closing_ = true;
         writing_.clear();
         queue_.clear();
@@ -380,7 +400,7 @@ void session::on_write(const boost::system::error_code& ec) {
         return;
     }
     {
-        std::lock_guard lk(qmu_);
+        std::lock_guard lk(qmu());
         size_t n = 0;
         for (auto& it : writing_) n += it.view().size();
         queued_bytes_ -= n;

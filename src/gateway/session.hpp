@@ -90,7 +90,7 @@ class session final : public session_sink,
     void on_read_end();
     void carry_out(session_actions&& a);
     bool push_item(out_item item, size_t size);
-    // Records why the session ends unless a cause was recorded before. Takes qmu_.
+    // Records why the session ends unless a cause was recorded before. Takes qmu().
     void note_close(std::string_view reason);
     // The same from the frame the session ends with (KICK, REDIRECT or ERROR).
     void note_close_frame(std::string_view frame_bytes);
@@ -111,8 +111,8 @@ class session final : public session_sink,
     uint64_t id_;
     std::unique_ptr<session_io> io_;
     frame_decoder dec_;
-    size_t dec_fed_ = 0;    // bytes fed to dec_ since it was last (re)created
-    size_t discarded_ = 0;  // input dropped since the session started finishing
+    uint32_t dec_fed_ = 0;    // bytes fed to dec_ since it was last (re)created (saturating)
+    uint32_t discarded_ = 0;  // input dropped since the session started finishing (saturating)
     std::string user_;
     std::string device_;
     std::atomic<bool> logged_in_{false};
@@ -122,15 +122,17 @@ class session final : public session_sink,
     session_protocol proto_;                 // strand only
     std::atomic<uint64_t> max_outbound_{0};  // read by push_item on any thread
 
-    mutable std::mutex qmu_;  // guards the outbound state below
+    // Guards the outbound state below: one of a pool of mutexes shared by sessions (picked by
+    // id), not 40 bytes per idle session. Never held while another session's is taken.
+    std::mutex& qmu() const;
     std::vector<out_item> queue_;
     std::vector<out_item> writing_;
     std::vector<asio::const_buffer> bufs_;
     uint64_t queued_bytes_ = 0;
     bool write_active_ = false;
     bool finish_after_flush_ = false;
-    std::atomic<bool> closing_{false};  // no more input handled, no more frames accepted
-    std::string close_reason_;          // guarded by qmu_
+    std::atomic<bool> closing_{false};           // no more input handled, no more frames accepted
+    std::unique_ptr<std::string> close_reason_;  // guarded by qmu(); null until a cause is known
 };
 
 }  // namespace imgate::gw

@@ -60,20 +60,22 @@ void frame_decoder::feed(std::string_view bytes) {
     buf_.append(bytes);
 }
 
-void frame_decoder::feed_view(std::string_view bytes) {
-    if (error_ != frame_error::none) return;
-    keep_rest();
-    if (buf_.size() == pos_)
-        view_ = bytes;
-    else
-        feed(bytes);
+std::optional<frame> frame_decoder::next(std::string_view& input) {
+    if (error_ != frame_error::none) return std::nullopt;
+    if (buf_.size() != pos_) keep(input);
+    if (input.empty()) return next();
+    size_t used = 0;
+    if (auto f = take(input, used)) {
+        input.remove_prefix(used);
+        return f;
+    }
+    keep(input);  // an incomplete frame (or a failed stream): keep its bytes
+    return std::nullopt;
 }
 
-void frame_decoder::keep_rest() {
-    if (view_.empty()) return;
-    auto rest = view_;
-    view_ = {};
-    feed(rest);
+void frame_decoder::keep(std::string_view& input) {
+    if (!input.empty()) feed(input);
+    input = {};
 }
 
 std::optional<frame> frame_decoder::take(std::string_view avail, size_t& used) {
@@ -105,14 +107,6 @@ std::optional<frame> frame_decoder::take(std::string_view avail, size_t& used) {
 std::optional<frame> frame_decoder::next() {
     if (error_ != frame_error::none) return std::nullopt;
     size_t used = 0;
-    if (!view_.empty()) {
-        if (auto f = take(view_, used)) {
-            view_.remove_prefix(used);
-            return f;
-        }
-        keep_rest();  // an incomplete frame (or a failed stream): keep its bytes
-        return std::nullopt;
-    }
     auto f = take(std::string_view(buf_).substr(pos_), used);
     if (f) pos_ += used;
     return f;

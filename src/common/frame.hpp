@@ -47,17 +47,18 @@ class frame_decoder {
         : max_body_(max_body), version_(version) {}
 
     void feed(std::string_view bytes);
-    // Like feed, without the copy: while nothing is buffered, next() takes whole frames straight
-    // from `bytes` and only an incomplete frame at its end is copied in. `bytes` must stay valid
-    // until next() returned nullopt or keep_rest() ran.
-    void feed_view(std::string_view bytes);
-    // Copies in what is left of the bytes given to feed_view (next() was not run dry).
-    void keep_rest();
+    // Like feed then next, without the copy: while nothing is buffered, the next whole frame is
+    // taken straight from the front of `input` (which then starts after it); an incomplete
+    // frame at its end is copied in and `input` emptied. With bytes buffered, `input` is
+    // appended first.
+    std::optional<frame> next(std::string_view& input);
+    // Copies in what is left of `input` (next(input) was not run dry) and empties it.
+    void keep(std::string_view& input);
     // The next whole frame, or nullopt when more bytes are needed or the stream failed (error()).
     std::optional<frame> next();
 
     frame_error error() const { return error_; }
-    size_t buffered() const { return buf_.size() - pos_ + view_.size(); }
+    size_t buffered() const { return buf_.size() - pos_; }
     void set_max_body(uint32_t m) { max_body_ = m; }
     uint32_t max_body() const { return max_body_; }
 
@@ -67,7 +68,6 @@ class frame_decoder {
 
     std::string buf_;
     size_t pos_ = 0;
-    std::string_view view_;  // fed by feed_view, not yet taken
     uint32_t max_body_;
     uint8_t version_;
     frame_error error_ = frame_error::none;

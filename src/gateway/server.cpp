@@ -315,7 +315,16 @@ void gateway_server::start_session(std::unique_ptr<session_io> io) {
     auto s = std::make_shared<session>(*this, std::move(io), sid);
     {
         std::lock_guard lk(conns_mu_);
-        conns_[sid] = s;
+        uint32_t slot;
+        if (free_conn_slots_.empty()) {
+            slot = uint32_t(conns_.size());
+            conns_.emplace_back(s);
+        } else {
+            slot = free_conn_slots_.back();
+            free_conn_slots_.pop_back();
+            conns_[slot] = s;
+        }
+        s->set_conn_slot(slot);
     }
     s->start();
 }
@@ -401,7 +410,12 @@ void gateway_server::on_closed(session& s) {
         events_->logout(s.user(), s.device(), s.session_id(), s.close_reason());
     {
         std::lock_guard lk(conns_mu_);
-        conns_.erase(s.session_id());
+        // Only while the slot is still this session's: a second call must not free it twice.
+        uint32_t slot = s.conn_slot();
+        if (slot < conns_.size() && conns_[slot].lock().get() == &s) {
+            conns_[slot].reset();
+            free_conn_slots_.push_back(slot);
+        }
     }
     connections_.fetch_sub(1);
 }
@@ -430,8 +444,8 @@ void gateway_server::count_slow_consumer() {
 std::vector<std::shared_ptr<session>> gateway_server::open_sessions() {
     std::vector<std::shared_ptr<session>> all;
     std::lock_guard lk(conns_mu_);
-    all.reserve(conns_.size());
-    for (auto& [id, w] : conns_)
+    all.reserve(conns_.size() - free_conn_slots_.size());
+    for (auto& w : conns_)
         if (auto s = w.lock()) all.push_back(std::move(s));
     return all;
 }
@@ -715,7 +729,7 @@ asio::awaitable<void> gateway_server::stop_loop(std::function<void()> done) {
         spdlog::warn("stopping: {} connections still open after the grace period; closing",
                      connections_.load());
         std::lock_guard lk(conns_mu_);
-        for (auto& [id, w] : conns_)
+        for (auto& w : conns_)
             if (auto s = w.lock()) {
                 auto sp = s;
                 asio::post(s->socket_executor(), [sp] { sp->close_now(); });

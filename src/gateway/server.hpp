@@ -270,7 +270,10 @@ class gateway_server final {
     std::shared_ptr<std::atomic<uint32_t>> lingering_ = std::make_shared<std::atomic<uint32_t>>(0);
     std::atomic<uint64_t> next_session_id_{1};
     std::mutex conns_mu_;
-    std::unordered_map<uint64_t, std::weak_ptr<session>> conns_;
+    // Every open session, by slot (session::conn_slot()); freed slots are reused. A table of
+    // 16-byte slots rather than a hash map: no node and no bucket per connection.
+    std::vector<std::weak_ptr<session>> conns_;
+    std::vector<uint32_t> free_conn_slots_;
     std::atomic<double> lag_ms_{0};
 };
 

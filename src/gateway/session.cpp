@@ -183,13 +183,15 @@ void session::on_readable(const boost::system::error_code& wec) {
         proto_.on_input(now);
         refresh_limits(now);
         // Whole frames are decoded straight from read_buf; only a partial one is copied.
-        dec_.feed_view(std::string_view(read_buf, n));
+        std::string_view input(read_buf, n);
         dec_fed_ = uint32_t(std::min<size_t>(size_t(dec_fed_) + n, UINT32_MAX));
-        while (auto f = dec_.next()) {
+        while (auto f = dec_.next(input)) {
             carry_out(proto_.on_frame(*f, now, gw));
             if (closing_.load(std::memory_order_relaxed)) break;
         }
-        dec_.keep_rest();  // read_buf is reused by the next read
+        // read_buf is reused by the next read. A finishing session decodes nothing more: what
+        // it read behind its last frame is not kept (its decoder was emptied by finish).
+        if (!closing_.load(std::memory_order_relaxed)) dec_.keep(input);
         if (dec_.error() != frame_error::none && !closing_.load()) {
             IMGATE_LOG_THROTTLED(info, "session {} ({}): {}: closing", id_, user_,
                                  dec_.error() == frame_error::too_large
@@ -312,7 +314,8 @@ bool session::push_item(out_item item, size_t size) {
             return false;
         }
         queued_bytes_ += size;
-        queue_.push_back(std::move(item));
+        if (!out_) out_ = std::make_unique<outbound>();
+        out_->queue.push_back(std::move(item));
         if (!write_active_) write_active_ = start = true;
     }
     if (start) {
@@ -343,7 +346,8 @@ void session::finish(std::string last_frame) {
         if (finish_after_flush_ || closing_.load()) return;
         if (!last_frame.empty()) {
             queued_bytes_ += last_frame.size();
-            queue_.push_back(out_item{nullptr, std::move(last_frame)});
+            if (!out_) out_ = std::make_unique<outbound>();
+            out_->queue.push_back(out_item{nullptr, std::move(last_frame)});
         }
         finish_after_flush_ = true;
         if (!write_active_) write_active_ = start = true;
@@ -357,55 +361,55 @@ void session::finish(std::string last_frame) {
 
 void session::start_write() {
     bool flushed_to_finish = false;
+    outbound* out = nullptr;
     {
         std::lock_guard lk(qmu());
-        writing_.swap(queue_);
-        if (writing_.empty()) {
+        if (out_) out_->writing.swap(out_->queue);
+        if (out_ && !out_->writing.empty()) {
+            out = out_.get();  // stays until on_write: only this strand frees it
+        } else {
             write_active_ = false;
-            // Nothing left to write: an idle session keeps no queue capacity (the next burst
-            // allocates again: one malloc per write, not per frame).
-            std::vector<out_item>().swap(writing_);
-            std::vector<out_item>().swap(queue_);
+            // Nothing left to write: an idle session keeps no queue (the next burst allocates
+            // again: a few mallocs per write, not per frame).
+            out_.reset();
             flushed_to_finish = finish_after_flush_;
         }
     }
-    if (writing_.empty()) {
-        std::vector<asio::const_buffer>().swap(bufs_);
+    if (!out) {
         if (!flushed_to_finish) return;
         return carry_out(proto_.on_flushed(clock_now()));
     }
-    bufs_.clear();
-    for (auto& it : writing_) {
+    out->bufs.clear();
+    for (auto& it : out->writing) {
         auto v = it.view();
-        bufs_.emplace_back(v.data(), v.size());
+        out->bufs.emplace_back(v.data(), v.size());
     }
     proto_.on_write_started(clock_now());
-    srv_.count_write(writing_.size());
-    io_->write(bufs_, shared_from_this());
+    srv_.count_write(out->writing.size());
+    io_->write(out->bufs, shared_from_this());
 }
 
 void session::on_write(const boost::system::error_code& ec) {
     proto_.on_write_done();
     if (ec) {
-        std::lock_guard lk(qmu());
-        if (!close_reason_) close_reason_ = std::make_unique<std::string>("connection_lost");
-        closing_ = true;
-        writing_.clear();
-        queue_.clear();
-        queued_bytes_ = 0;
-        write_active_ = false;
-    }
-    if (ec) {
+        {
+            std::lock_guard lk(qmu());
+            if (!close_reason_) close_reason_ = std::make_unique<std::string>("connection_lost");
+            closing_ = true;
+            out_.reset();
+            queued_bytes_ = 0;
+            write_active_ = false;
+        }
         close_now();
         return;
     }
     {
         std::lock_guard lk(qmu());
         size_t n = 0;
-        for (auto& it : writing_) n += it.view().size();
+        for (auto& it : out_->writing) n += it.view().size();
         queued_bytes_ -= n;
+        out_->writing.clear();
     }
-    writing_.clear();
     start_write();
 }
 

@@ -47,6 +47,9 @@ class session final : public session_sink,
     // Queues a final frame (kick/redirect/error), flushes the queue, then closes.
     void finish(std::string last_frame) override;
     void close_now();
+    // Where gateway_server keeps this session among its connections (set once, at the start).
+    uint32_t conn_slot() const { return conn_slot_; }
+    void set_conn_slot(uint32_t slot) { conn_slot_ = slot; }
     asio::any_io_executor socket_executor() { return io_->executor(); }
     transport kind() const { return io_->kind(); }
     bool finishing() const { return closing_.load(std::memory_order_relaxed); }
@@ -111,6 +114,7 @@ class session final : public session_sink,
     uint64_t id_;
     std::unique_ptr<session_io> io_;
     frame_decoder dec_;
+    uint32_t conn_slot_ = 0;  // this session's slot in the server's connection table
     uint32_t dec_fed_ = 0;    // bytes fed to dec_ since it was last (re)created (saturating)
     uint32_t discarded_ = 0;  // input dropped since the session started finishing (saturating)
     std::string user_;
@@ -125,9 +129,14 @@ class session final : public session_sink,
     // Guards the outbound state below: one of a pool of mutexes shared by sessions (picked by
     // id), not 40 bytes per idle session. Never held while another session's is taken.
     std::mutex& qmu() const;
-    std::vector<out_item> queue_;
-    std::vector<out_item> writing_;
-    std::vector<asio::const_buffer> bufs_;
+    // What waits to be written and what is being written. Allocated when a frame is queued and
+    // freed when a write leaves nothing behind: an idle session holds one null pointer.
+    struct outbound {
+        std::vector<out_item> queue;           // guarded by qmu()
+        std::vector<out_item> writing;         // the write in progress (strand only)
+        std::vector<asio::const_buffer> bufs;  // its buffers (strand only)
+    };
+    std::unique_ptr<outbound> out_;  // the pointer is guarded by qmu()
     uint64_t queued_bytes_ = 0;
     bool write_active_ = false;
     bool finish_after_flush_ = false;

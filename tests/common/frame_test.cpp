@@ -51,9 +51,9 @@ TEST(Frame, DecodesEverySplitOfTheStream) {
     }
 }
 
-// feed_view, the way a session reads: each chunk lives in one reused buffer that is overwritten
-// after the frames were taken (and, half the time, before next() ran dry: keep_rest()).
-TEST(Frame, ViewFedFramesSurviveTheReusedReadBuffer) {
+// next(input), the way a session reads: each chunk lives in one reused buffer that is
+// overwritten after the frames were taken (and, half the time, before next() ran dry: keep()).
+TEST(Frame, FramesTakenFromTheInputSurviveTheReusedReadBuffer) {
     auto stream = sample_stream() + sample_stream();
     for (size_t chunk = 1; chunk <= stream.size(); chunk += (chunk < 40 ? 1 : 97)) {
         frame_decoder d;
@@ -62,13 +62,14 @@ TEST(Frame, ViewFedFramesSurviveTheReusedReadBuffer) {
         bool stop_early = false;
         for (size_t i = 0; i < stream.size(); i += chunk) {
             read_buf.assign(stream, i, chunk);
-            d.feed_view(read_buf);
+            std::string_view input(read_buf);
             stop_early = !stop_early;
-            while (auto f = d.next()) {
+            while (auto f = d.next(input)) {
                 got.push_back(std::move(*f));
                 if (stop_early) break;  // like a session that stops decoding for a moment
             }
-            d.keep_rest();
+            d.keep(input);
+            EXPECT_TRUE(input.empty());
             read_buf.assign(read_buf.size(), '\xee');  // the next read overwrites it
         }
         while (auto f = d.next()) got.push_back(std::move(*f));
@@ -82,14 +83,14 @@ TEST(Frame, ViewFedFramesSurviveTheReusedReadBuffer) {
     }
 }
 
-TEST(Frame, ViewFedOversizedHeaderFailsAndKeepsNothing) {
+TEST(Frame, OversizedHeaderInTheInputFailsAndKeepsNothing) {
     std::string big;
     p::encode(big, p::send_msg{p::target_kind::user, "zoë@example.org", 1, std::string(600, 'y')});
     frame_decoder d(100);
-    d.feed_view(big);
-    EXPECT_FALSE(d.next());
+    std::string_view input(big);
+    EXPECT_FALSE(d.next(input));
     EXPECT_EQ(d.error(), frame_error::too_large);
-    d.keep_rest();
+    d.keep(input);
     EXPECT_EQ(d.buffered(), 0u);
 }
 

@@ -98,6 +98,13 @@ session::~session() {
     wheel().cancel(*this);
 }
 
+std::unique_ptr<session::outbound> session::new_outbound() {
+    // Room for a typical burst up front: one allocation instead of five growth steps.
+    auto o = std::make_unique<outbound>();
+    o->queue.reserve(16);
+    return o;
+}
+
 std::mutex& session::qmu() const {
     return queue_locks[id_ % std::size(queue_locks)].m;
 }
@@ -314,7 +321,7 @@ bool session::push_item(out_item item, size_t size) {
             return false;
         }
         queued_bytes_ += size;
-        if (!out_) out_ = std::make_unique<outbound>();
+        if (!out_) out_ = new_outbound();
         out_->queue.push_back(std::move(item));
         if (!write_active_) write_active_ = start = true;
     }
@@ -346,7 +353,7 @@ void session::finish(std::string last_frame) {
         if (finish_after_flush_ || closing_.load()) return;
         if (!last_frame.empty()) {
             queued_bytes_ += last_frame.size();
-            if (!out_) out_ = std::make_unique<outbound>();
+            if (!out_) out_ = new_outbound();
             out_->queue.push_back(out_item{nullptr, std::move(last_frame)});
         }
         finish_after_flush_ = true;
@@ -380,6 +387,7 @@ void session::start_write() {
         return carry_out(proto_.on_flushed(clock_now()));
     }
     out->bufs.clear();
+    out->bufs.reserve(out->writing.size());
     for (auto& it : out->writing) {
         auto v = it.view();
         out->bufs.emplace_back(v.data(), v.size());

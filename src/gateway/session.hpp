@@ -137,6 +137,7 @@ class session final : public session_sink,
         std::vector<asio::const_buffer> bufs;  // its buffers (strand only)
     };
     std::unique_ptr<outbound> out_;  // the pointer is guarded by qmu()
+    static std::unique_ptr<outbound> new_outbound();
     uint64_t queued_bytes_ = 0;
     bool write_active_ = false;
     bool finish_after_flush_ = false;

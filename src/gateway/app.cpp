@@ -11,10 +11,6 @@
 namespace imgate::gw {
 
 namespace {
-unsigned worker_count(const gateway_config& c) {
-    return c.workers ? c.workers : std::max(1u, std::thread::hardware_concurrency());
-}
-
 config_files files_of(const gateway_config& c) {
     config_files f{c.file, c.fleet_file, c.token_secret_files};
     if (!c.admin_token_file.empty()) f.secrets.push_back(c.admin_token_file);
@@ -28,7 +24,7 @@ std::string hostport(const asio::ip::tcp::endpoint& ep) {
 }  // namespace
 
 gateway_app::gateway_app(gateway_config cfg)
-    : workers_(worker_count(cfg)),
+    : workers_(worker_threads(cfg)),
       io_(static_cast<int>(workers_)),
       config_info_(
           metrics_, files_of(cfg),

@@ -1,5 +1,8 @@
 #include "gateway/gateway_config.hpp"
 
+#include <algorithm>
+#include <thread>
+
 #include "common/frame.hpp"
 #include "common/ids.hpp"
 #include "gateway/rpc_wire.hpp"
@@ -91,6 +94,10 @@ gateway_limits parse_limits(yaml_map m, yaml_map t, yaml_map d) {
 }
 
 }  // namespace
+
+unsigned worker_threads(const gateway_config& c) {
+    return c.workers ? c.workers : std::max(1u, std::thread::hardware_concurrency());
+}
 
 gateway_config load_gateway_config(const std::string& path, const std::string& id_override) {
     gateway_config c;

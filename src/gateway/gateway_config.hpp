@@ -109,5 +109,7 @@ struct gateway_config {
 // Loads and validates gateway.yaml (and the fleet and secret files it names). id_override wins
 // over the file's `id:`. Throws config_error with file:line for any problem.
 gateway_config load_gateway_config(const std::string& path, const std::string& id_override);
+// The event-loop threads the gateway runs: `workers`, or the hardware's concurrency for 0.
+unsigned worker_threads(const gateway_config& c);
 
 }  // namespace imgate::gw

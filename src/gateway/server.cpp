@@ -5,7 +5,6 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <thread>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -151,9 +150,8 @@ void gateway_server::start() {
     // Every session's deadline is on this wheel; made now, so that a session's destructor
     // (even in the io_context's shutdown) only ever finds it.
     timer_wheel_service<session>::of(io_.get_executor());
-    if (cfg_.workers != 1) {
+    if (unsigned threads = worker_threads(cfg_); threads != 1) {
         // Enough that sessions rarely wait for each other on the threads there are.
-        unsigned threads = cfg_.workers ? cfg_.workers : std::thread::hardware_concurrency();
         for (unsigned i = 0; i < std::max(64u, 16 * threads); ++i)
             session_strands_.push_back(asio::make_strand(io_));
     }

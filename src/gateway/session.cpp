@@ -221,6 +221,10 @@ void session::on_readable(const boost::system::error_code& wec) {
 
 void session::note_close(std::string_view reason) {
     std::lock_guard lk(qmu());
+    note_close_locked(reason);
+}
+
+void session::note_close_locked(std::string_view reason) {
     if (!close_reason_) close_reason_ = std::make_unique<std::string>(reason);
 }
 
@@ -311,7 +315,7 @@ bool session::push_item(out_item item, size_t size) {
         uint64_t bound = max_outbound_.load(std::memory_order_relaxed);
         if (queued_bytes_ + size > bound) {
             closing_ = true;
-            if (!close_reason_) close_reason_ = std::make_unique<std::string>("slow_consumer");
+            note_close_locked("slow_consumer");
             gateway_port gw{*this};
             session_protocol::on_queue_overflow(gw);  // its only action: close, posted below
             spdlog::info("session {} ({}): outbound queue over {} bytes: closing as slow consumer",
@@ -402,7 +406,7 @@ void session::on_write(const boost::system::error_code& ec) {
     if (ec) {
         {
             std::lock_guard lk(qmu());
-            if (!close_reason_) close_reason_ = std::make_unique<std::string>("connection_lost");
+            note_close_locked("connection_lost");
             closing_ = true;
             out_.reset();
             queued_bytes_ = 0;

@@ -95,6 +95,8 @@ class session final : public session_sink,
     bool push_item(out_item item, size_t size);
     // Records why the session ends unless a cause was recorded before. Takes qmu().
     void note_close(std::string_view reason);
+    // The same with qmu() already held.
+    void note_close_locked(std::string_view reason);
     // The same from the frame the session ends with (KICK, REDIRECT or ERROR).
     void note_close_frame(std::string_view frame_bytes);
     void start_write();

@@ -9,7 +9,6 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <chrono>
-#include <functional>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -66,7 +65,7 @@ class basic_write_coalescer {
         for (auto& s : due) s->flush_scheduled();
     }
 
-    // How many times a flush was armed (for the writes-per-flush figure of the benchmarks).
+    // How many times a flush was armed (the unit tests check that schedules share flushes).
     uint64_t flushes() const { return flushes_armed_.load(std::memory_order_relaxed); }
 
   private:

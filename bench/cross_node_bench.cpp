@@ -74,26 +74,6 @@ std::vector<std::string> split(const std::string& s) {
     return out;
 }
 
-double cpu_seconds(int pid) {
-    return imgate::test::process_cpu_seconds(pid);
-}
-
-// utime and stime of a process in clock ticks.
-std::pair<unsigned long long, unsigned long long> cpu_ticks(int pid) {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-    std::string s((std::istreambuf_iterator<char>(in)), {});
-    auto close = s.rfind(')');
-    if (close == std::string::npos) return {0, 0};
-    std::istringstream rest(s.substr(close + 2));
-    std::string f;
-    unsigned long long ut = 0, st = 0;
-    for (int i = 3; i <= 15 && rest >> f; ++i) {
-        if (i == 14) ut = std::stoull(f);
-        if (i == 15) st = std::stoull(f);
-    }
-    return {ut, st};
-}
-
 // The ids a client logs in with: short ones for user/room, e-mail-like ones for pairs.
 std::string receiver_id(const options& o, uint32_t i) {
     if (o.mode == "pairs") return "receiver." + std::to_string(i) + "@bench.example.org";
@@ -377,12 +357,8 @@ int main(int argc, char** argv) {
     }
     uint64_t delivered_before = st.delivered.load();
 
-    std::vector<double> cpu0;
-    std::vector<std::pair<unsigned long long, unsigned long long>> ticks0;
-    for (int p : o.pids) {
-        cpu0.push_back(cpu_seconds(p));
-        ticks0.push_back(cpu_ticks(p));
-    }
+    std::vector<imgate::test::cpu_ticks> ticks0;
+    for (int p : o.pids) ticks0.push_back(imgate::test::process_cpu_ticks(p));
     auto t0 = std::chrono::steady_clock::now();
     uint64_t per_sender = o.messages / o.senders;
     for (uint32_t i = 0; i < o.senders; ++i)
@@ -401,9 +377,9 @@ int main(int argc, char** argv) {
     std::vector<std::pair<unsigned long long, unsigned long long>> ticks;
     double cpu_total = 0;
     for (size_t i = 0; i < o.pids.size(); ++i) {
-        cpu.push_back(cpu_seconds(o.pids[i]) - cpu0[i]);
-        auto [u, s] = cpu_ticks(o.pids[i]);
-        ticks.emplace_back(u - ticks0[i].first, s - ticks0[i].second);
+        auto t = imgate::test::process_cpu_ticks(o.pids[i]);
+        ticks.emplace_back(t.user - ticks0[i].user, t.system - ticks0[i].system);
+        cpu.push_back(imgate::test::ticks_seconds(ticks.back().first + ticks.back().second));
         cpu_total += cpu.back();
     }
     st.stop = true;

@@ -132,6 +132,6 @@ bench_compile_mosquitto() {
     mkdir -p "$(dirname "$out")"
     if [ ! -x "$out" ] || [ "$src" -nt "$out" ]; then
         echo "compiling $(basename "$src") ..." >&2
-        g++ -std=c++20 -O2 "$src" -lmosquitto -pthread -o "$out"
+        g++ -std=c++20 -O2 -I"$root" "$src" -lmosquitto -pthread -o "$out"
     fi
 }

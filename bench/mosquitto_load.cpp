@@ -35,6 +35,8 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/proc_stat.hpp"
+
 namespace {
 
 struct options {
@@ -49,19 +51,8 @@ struct cpu_times {
     double user = 0, system = 0;
 };
 cpu_times process_cpu(int pid) {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-    std::string s((std::istreambuf_iterator<char>(in)), {});
-    auto close = s.rfind(')');
-    if (close == std::string::npos) return {};
-    std::istringstream rest(s.substr(close + 2));
-    std::string f;
-    unsigned long long ut = 0, st = 0;
-    for (int i = 3; i <= 15 && rest >> f; ++i) {
-        if (i == 14) ut = std::stoull(f);
-        if (i == 15) st = std::stoull(f);
-    }
-    double hz = double(::sysconf(_SC_CLK_TCK));
-    return {double(ut) / hz, double(st) / hz};
+    auto t = imgate::test::process_cpu_ticks(pid);
+    return {imgate::test::ticks_seconds(t.user), imgate::test::ticks_seconds(t.system)};
 }
 
 double own_cpu_seconds() {

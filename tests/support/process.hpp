@@ -7,6 +7,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "proc_stat.hpp"
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -218,18 +220,8 @@ inline http_result http_get(const std::string& hostport, const std::string& targ
 
 // CPU seconds (user+system) a process has consumed so far, from /proc/PID/stat; 0 if it is gone.
 inline double process_cpu_seconds(pid_t pid) {
-    std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-    std::string s((std::istreambuf_iterator<char>(in)), {});
-    auto close = s.rfind(')');
-    if (close == std::string::npos) return 0;
-    std::istringstream rest(s.substr(close + 2));
-    std::string f;
-    unsigned long long ut = 0, st = 0;
-    for (int i = 3; i <= 15 && rest >> f; ++i) {
-        if (i == 14) ut = std::stoull(f);
-        if (i == 15) st = std::stoull(f);
-    }
-    return double(ut + st) / double(::sysconf(_SC_CLK_TCK));
+    auto t = process_cpu_ticks(pid);
+    return ticks_seconds(t.user + t.system);
 }
 
 // A daemon child process. stdout+stderr go to <dir>/<name>.log. The child gets SIGKILL if the

@@ -45,7 +45,7 @@ log:
   level: warn
 YAML
 
-declare -A client_addr pid_of
+declare -A client_addr admin_addr pid_of
 for id in gw1 gw2 gw3; do
     bench_start_gateway "$id"
     pid_of[$id]=$started_pid
@@ -53,22 +53,49 @@ done
 for id in gw1 gw2 gw3; do
     bench_wait_ready "$id"
     client_addr[$id]=$(ready_field "$id" client)
+    admin_addr[$id]=$(ready_field "$id" admin)
 done
 
+# Frames written to client sessions and the socket writes that carried them, summed over the
+# named gateways' counters: "frames writes".
+client_writes() {
+    local f=0 w=0 id a b
+    for id in "$@"; do
+        read -r a b < <(curl -fsS "http://${admin_addr[$id]}/metrics" | awk '
+            /^imgate_gateway_frames_written_total/ {f=$2} /^imgate_gateway_socket_writes_total/ {w=$2}
+            END {printf "%d %d\n", f, w}')
+        f=$((f + a)); w=$((w + b))
+    done
+    echo "$f $w"
+}
+# phase GATEWAYS... -- COMMAND...: runs the command and prints the client writes' batching of
+# those gateways over it (frames per socket write; the benchmark rules ask for it beside CPU).
+phase() {
+    local gws=() before after
+    while [ "$1" != -- ]; do gws+=("$1"); shift; done
+    shift
+    before=$(client_writes "${gws[@]}")
+    "$@"
+    after=$(client_writes "${gws[@]}")
+    # shellcheck disable=SC2086 # before and after are "frames writes" pairs
+    python3 -c 'import sys; f0,w0,f1,w1=map(int,sys.argv[2:]); print(f"client writes of {sys.argv[1]}: {f1-f0} frames in {w1-w0} socket writes = {(f1-f0)/max(1,w1-w0):.1f} frames per write")' \
+        "${gws[*]}" $before $after
+}
+
 echo "== 1:1 cross-node: $messages messages, senders on gw1, $receivers receivers on gw2, window $window, payload $payload B, workers $workers"
-"$work/cross_node_bench" --secret-file "$work/token.secret" --mode user \
+phase gw1 gw2 -- "$work/cross_node_bench" --secret-file "$work/token.secret" --mode user \
     --send "${client_addr[gw1]}" --recv "${client_addr[gw2]}" \
     --pids "${pid_of[gw1]},${pid_of[gw2]}" --messages "$messages" --receivers "$receivers" \
     --senders 4 --window "$window" --payload-bytes "$payload" --max-seconds 60
 
 echo "== baseline, same gateway 1:1: $messages messages, senders and $receivers receivers on gw3"
-"$work/cross_node_bench" --secret-file "$work/token.secret" --mode user \
+phase gw3 -- "$work/cross_node_bench" --secret-file "$work/token.secret" --mode user \
     --send "${client_addr[gw3]}" --recv "${client_addr[gw3]}" \
     --pids "${pid_of[gw3]}" --messages "$messages" --receivers "$receivers" \
     --senders 4 --window "$window" --payload-bytes "$payload" --max-seconds 60
 
 echo "== room fan-out: $room_messages messages to one room of $room_members members on gw2+gw3, sender on gw1"
-"$work/cross_node_bench" --secret-file "$work/token.secret" --mode room \
+phase gw1 gw2 gw3 -- "$work/cross_node_bench" --secret-file "$work/token.secret" --mode room \
     --send "${client_addr[gw1]}" --recv "${client_addr[gw2]},${client_addr[gw3]}" \
     --pids "${pid_of[gw1]},${pid_of[gw2]},${pid_of[gw3]}" --messages "$room_messages" \
     --receivers "$room_members" --senders 1 --window "${ROOM_WINDOW:-20}" --payload-bytes "$payload" --max-seconds 60

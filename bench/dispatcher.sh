@@ -117,23 +117,29 @@ for _ in $(seq 1 50); do curl -fsS "http://127.0.0.1:$nginx_port/get-tcp-ip" >/d
 
 rps() { awk '/Requests\/sec/ {print $2}'; }
 total_requests() { awk '/requests in/ {print $1}'; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+cpu_ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }  # utime stime
 # One wrk run against pid $1; appends "req/s cpu-us-per-request" to $work/$2 and prints wrk's
 # latency lines. CPU per request (utime+stime of the server, all its threads, over the run) is
 # the steadier number on a shared machine; req/s also depends on what else runs.
 wrk_threads=1  # wrk -t
 measure() {  # pid label wrk-args...
     local pid=$1 label=$2; shift 2
-    local t0 t1 out n r us
+    local t0 t1 out n r us split
     t0=$(cpu_ticks "$pid")
     out=$(wrk -t"$wrk_threads" -c"$conns" -d"$duration" --latency "$@")
     t1=$(cpu_ticks "$pid")
     n=$(echo "$out" | total_requests)
     r=$(echo "$out" | rps)
-    us=$(python3 -c "print(f'{($t1-$t0)/$(getconf CLK_TCK)*1e6/$n:.1f}')")
-    echo "$r $us" >>"$work/$label"
-    printf '    %-10s %9.0f req/s  %5.1f us CPU/req  p50 %s  p99 %s\n' "$label" "$r" "$us" \
-        "$(echo "$out" | awk '$1=="50%" {print $2}')" "$(echo "$out" | awk '$1=="99%" {print $2}')"
+    # shellcheck disable=SC2086 # t0 and t1 are "utime stime" pairs
+    read -r us split < <(python3 -c '
+import sys
+u0, s0, u1, s1, hz, n = map(float, sys.argv[1:])
+k = 1e6 / hz / n
+print(f"{(u1 - u0 + s1 - s0) * k:.1f} {(u1 - u0) * k:.2f}/{(s1 - s0) * k:.2f}")' $t0 $t1 "$(getconf CLK_TCK)" "$n")
+    echo "$r $us $split" >>"$work/$label"
+    printf '    %-10s %9.0f req/s  %5.1f us CPU/req (user/sys %s)  p50 %s  p99 %s\n' "$label" "$r" \
+        "$us" "$split" "$(echo "$out" | awk '$1=="50%" {print $2}')" \
+        "$(echo "$out" | awk '$1=="99%" {print $2}')"
     echo "$out" | grep -E "Non-2xx|Socket errors" | sed 's/^/      /' || true
 }
 echo "body: ${#body} bytes: $body"
@@ -167,13 +173,18 @@ summarize() {
     python3 - "$@" <<'PY'
 import statistics, sys
 def load(p):
-    rows = [tuple(map(float, l.split())) for l in open(p) if l.strip()]
-    return statistics.median(r for r, _ in rows), statistics.median(u for _, u in rows), [r for r, _ in rows]
-d, du, dr = load(sys.argv[1]); n, nu, nr = load(sys.argv[2])
+    rows = [l.split() for l in open(p) if l.strip()]
+    med = lambda i: statistics.median(float(r[i]) for r in rows)
+    # user/sys: medians of each part over the rounds (they need not add up to the CPU median)
+    us = [r[2].split("/") for r in rows]
+    split = (f"{statistics.median(float(u) for u, _ in us):.2f}/"
+             f"{statistics.median(float(s) for _, s in us):.2f}")
+    return med(0), med(1), [float(r[0]) for r in rows], split
+d, du, dr, ds = load(sys.argv[1]); n, nu, nr, ns = load(sys.argv[2])
 an, bn = sys.argv[4], sys.argv[5]
 ratios = " ".join(f"{a / b:.2f}" for a, b in zip(dr, nr))
-print(f"{sys.argv[3]}: {an} {d:.0f} req/s ({du:.1f} us CPU/req), {bn} {n:.0f} req/s "
-      f"({nu:.1f} us CPU/req), ratio {d / n:.2f} (medians; per round: {ratios})")
+print(f"{sys.argv[3]}: {an} {d:.0f} req/s ({du:.1f} us CPU/req, user/sys {ds}), {bn} {n:.0f} "
+      f"req/s ({nu:.1f} us CPU/req, user/sys {ns}), ratio {d / n:.2f} (medians; per round: {ratios})")
 PY
 }
 for mode in keepalive close; do

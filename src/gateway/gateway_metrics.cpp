@@ -68,6 +68,13 @@ gateway_metrics::gateway_metrics(metrics_registry& m) : registry_(m) {
                             "Gathered socket writes to clients (frames_written/writes = batching)");
     frames_written =
         &m.get_counter("imgate_gateway_frames_written_total", "Frames written to clients");
+    const std::string starts_help =
+        "Client writes started (timeouts.write_coalesce): wait=none right after the events being "
+        "handled (the session wrote nothing for the delay), wait=delay at the next flush";
+    writes_at_once =
+        &m.get_counter("imgate_gateway_write_starts_total", starts_help, {{"wait", "none"}});
+    writes_waited =
+        &m.get_counter("imgate_gateway_write_starts_total", starts_help, {{"wait", "delay"}});
     ack_evictions = &m.get_counter("imgate_gateway_pending_ack_evictions_total",
                                    "Pending-ack entries evicted before their ack (table full)");
     admin_unauthorized = &m.get_counter("imgate_gateway_admin_unauthorized_total",

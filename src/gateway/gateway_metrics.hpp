@@ -66,6 +66,8 @@ class gateway_metrics {
     counter* receipts;
     counter* deliveries;
     counter* writes;
+    counter* writes_at_once;  // write starts that did not wait for the coalescer (quiet session)
+    counter* writes_waited;   // write starts left to the coalescer's next flush (busy session)
     counter* frames_written;
     counter* ack_evictions;
     counter* admin_unauthorized;

@@ -158,6 +158,10 @@ class gateway_server final {
     void count_rate_limited(proto::op o) { metrics_.rate_limited(o); }
     void count_flood_close() { metrics_.flood_closes->inc(); }
     void count_write(size_t frames) { metrics_.write(frames); }
+    // A session's write was started at once (waited = false) or left to the coalescer's flush.
+    void count_write_start(bool waited) {
+        (waited ? metrics_.writes_waited : metrics_.writes_at_once)->inc();
+    }
     // timeouts.write_coalesce: where a session whose queue was empty waits for the next flush.
     basic_write_coalescer<session>& coalescer() { return coalescer_; }
     void count_message(proto::target_kind kind, bool push, proto::code status) {

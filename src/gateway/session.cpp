@@ -30,6 +30,10 @@ padded_mutex queue_locks[256];
 steady_time clock_now() {
     return std::chrono::steady_clock::now();
 }
+uint32_t micros32(steady_time t) {
+    return uint32_t(
+        std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count());
+}
 }  // namespace
 
 // The gateway as this session's protocol sees it. Built on the stack for each event: two words,
@@ -85,7 +89,12 @@ struct session::gateway_port {
 };
 
 session::session(gateway_server& srv, std::unique_ptr<session_io> io, uint64_t id)
-    : srv_(srv), id_(id), io_(std::move(io)), proto_(srv.limits(limits_gen_), clock_now()) {
+    : srv_(srv),
+      id_(id),
+      io_(std::move(io)),
+      // "Long ago": the first write (LOGIN_RESULT) does not wait.
+      last_write_us_(micros32(clock_now()) - 0x80000000u),
+      proto_(srv.limits(limits_gen_), clock_now()) {
     // Before login only a LOGIN fits: an unauthenticated connection buffers at most that much.
     dec_.set_max_body(proto_.max_frame_body());
     io_->set_max_body(proto_.max_frame_body());
@@ -332,12 +341,19 @@ bool session::push_item(out_item item, size_t size) {
     if (start) {
         auto self = shared_from_this();
         auto& coalescer = srv_.coalescer();
-        if (coalescer.delay().count() > 0) {
-            // Frames queued until the next flush (more deliveries, the results of a burst of
-            // sends, more room copies) join the same socket write, however the reads fell.
+        auto delay_us = uint32_t(coalescer.delay().count());
+        // The clock is read only when there is a delay to keep (one vDSO call per burst).
+        if (delay_us > 0 && write_waits(micros32(clock_now()),
+                                        last_write_us_.load(std::memory_order_relaxed), delay_us)) {
+            // A busy session: frames queued until the next flush (more deliveries, the results
+            // of a burst of sends, more room copies) join the same socket write, however the
+            // reads fell.
+            srv_.count_write_start(true);
             coalescer.schedule(std::move(self));
         } else {
-            // Deferred even on our own strand: frames queued by the rest of this handler join.
+            // Quiet (or write_coalesce 0): deferred even on our own strand, so frames queued by
+            // the rest of this handler join.
+            srv_.count_write_start(false);
             asio::post(io_->executor(), [self] { self->start_write(); });
         }
     }
@@ -396,7 +412,9 @@ void session::start_write() {
         auto v = it.view();
         out->bufs.emplace_back(v.data(), v.size());
     }
-    proto_.on_write_started(clock_now());
+    auto now = clock_now();
+    proto_.on_write_started(now);
+    last_write_us_.store(micros32(now), std::memory_order_relaxed);
     srv_.count_write(out->writing.size());
     io_->write(out->bufs, shared_from_this());
 }

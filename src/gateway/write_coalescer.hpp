@@ -1,14 +1,18 @@
 #pragma once
-// Batching of client socket writes that does not depend on luck: a session whose outbound queue
-// goes from empty to non-empty does not write at once but joins the next flush, at most
-// `timeouts.write_coalesce` later. Every frame queued for it meanwhile (more deliveries, the
-// SEND_RESULTs of a burst of SENDs, more room copies) then leaves in the same socket write. One
-// timer for the whole gateway, armed at most once per delay, instead of one per session.
+// Batching of client socket writes that does not depend on luck, without making a quiet session
+// pay for it. A session whose outbound queue goes from empty to non-empty and that started a write
+// less than `timeouts.write_coalesce` ago (a busy session) does not write at once but joins the
+// next flush, at most one delay later; every frame queued for it meanwhile (more deliveries, the
+// SEND_RESULTs of a burst of SENDs, more room copies) then leaves in the same socket write. A
+// session that wrote nothing for the delay or longer writes right after the events being handled
+// (write_waits() decides). One timer for the whole gateway, armed at most once per delay, instead
+// of one per session.
 #include <atomic>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -16,6 +20,14 @@
 namespace imgate::gw {
 
 namespace asio = boost::asio;
+
+// Whether a session whose queue just became non-empty waits for the next flush: it started a
+// write less than delay_us ago. Times are microseconds of the steady clock, truncated to 32 bits
+// (a session keeps 4 bytes for it); the difference is taken modulo 2^32, so a session idle for
+// almost exactly a multiple of 71.6 minutes may wait one delay it need not have, never longer.
+inline bool write_waits(uint32_t now_us, uint32_t last_write_us, uint32_t delay_us) {
+    return delay_us > 0 && uint32_t(now_us - last_write_us) < delay_us;
+}
 
 // Owns the list of sessions waiting for the next flush and the timer that ends the wait. Thread
 // safe: schedule() may be called from any thread. T is the session type (a template so the unit

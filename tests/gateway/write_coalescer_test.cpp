@@ -1,5 +1,6 @@
 // basic_write_coalescer with a stand-in session: one flush per delay for everything scheduled
-// meanwhile, each scheduled session flushed once, from any thread.
+// meanwhile, each scheduled session flushed once, from any thread; write_waits(): only a session
+// that wrote within the delay waits for a flush.
 #include "gateway/write_coalescer.hpp"
 
 #include <gtest/gtest.h>
@@ -56,4 +57,18 @@ TEST(WriteCoalescer, SchedulesFromManyThreadsAreEachFlushedOnce) {
     for (auto& s : sessions) EXPECT_EQ(s->flushed, 1);
     EXPECT_GE(c.flushes(), 1u);
     EXPECT_LE(c.flushes(), 400u);
+}
+
+TEST(WriteCoalescer, OnlyASessionThatWroteWithinTheDelayWaits) {
+    const uint32_t delay = 1000;                   // 1 ms
+    EXPECT_TRUE(write_waits(5000, 5000, delay));   // a write started just now
+    EXPECT_TRUE(write_waits(5999, 5000, delay));   // 999 us ago
+    EXPECT_FALSE(write_waits(6000, 5000, delay));  // a full delay ago: quiet, write at once
+    EXPECT_FALSE(write_waits(900000, 5000, delay));
+    EXPECT_FALSE(write_waits(5000, 5000, 0));  // write_coalesce: 0 never waits
+    // The 32-bit clock wraps every 71.6 minutes: differences are taken modulo 2^32.
+    EXPECT_TRUE(write_waits(100, 0xFFFFFF00u, delay));    // 356 us ago, across the wrap
+    EXPECT_FALSE(write_waits(2000, 0xFFFFFF00u, delay));  // 2.3 ms ago, across the wrap
+    // A session that never wrote is created "long ago" (2^31 us before its first write).
+    EXPECT_FALSE(write_waits(12345, 12345u - 0x80000000u, delay));
 }

@@ -3,6 +3,9 @@
 // written from docs/protocol.md; the write counts come from the gateway's /metrics.
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <thread>
+
 #include "gateway_fixture.hpp"
 
 using namespace imgate;
@@ -56,6 +59,51 @@ TEST(WriteCoalesce, FramesQueuedWithinTheDelayLeaveInOneWritePerSession) {
     // ten SENDs were read long before the flush 100 ms after the first.
     EXPECT_EQ(gw.metric("imgate_gateway_frames_written_total") - frames0, 20);
     EXPECT_EQ(gw.metric("imgate_gateway_socket_writes_total") - writes0, 2);
+}
+
+TEST(WriteCoalesce, AQuietSessionWritesAtOnceABusyOneWaitsForTheFlush) {
+    gateway_under_test gw("", "  login_timeout: 5s\n  write_coalesce: 100ms\n");
+    ASSERT_TRUE(gw.ready()) << gw.proc->log();
+    auto sender = gw.client(sender_id, "phone");
+    auto receiver = gw.client(receiver_id, "tablette");
+    ASSERT_TRUE(sender && receiver);
+    const std::string at_once = "imgate_gateway_write_starts_total{wait=\"none\"}";
+    const std::string waited = "imgate_gateway_write_starts_total{wait=\"delay\"}";
+    // The precondition is time itself: neither session has been written to for longer than the
+    // delay (the last write carried its LOGIN_RESULT), so there is no event to wait for.
+    std::this_thread::sleep_for(std::chrono::milliseconds(150));
+    double at_once0 = gw.metric(at_once), waited0 = gw.metric(waited);
+    ASSERT_GE(at_once0, 2);  // the LOGIN_RESULTs did not wait either
+    double writes0 = gw.metric("imgate_gateway_socket_writes_total");
+    double frames0 = gw.metric("imgate_gateway_frames_written_total");
+
+    // One SEND: its SEND_RESULT and its DELIVER are each written at once.
+    ASSERT_TRUE(sender->send_raw(burst(1)));
+    expect_burst_arrived(*sender, *receiver, 1);
+    EXPECT_EQ(gw.metric(at_once) - at_once0, 2);
+    EXPECT_EQ(gw.metric(waited) - waited0, 0);
+    EXPECT_EQ(gw.metric("imgate_gateway_socket_writes_total") - writes0, 2);
+    EXPECT_EQ(gw.metric("imgate_gateway_frames_written_total") - frames0, 2);
+
+    // Nine more at once: one more write per session carries all of them (at the next flush when
+    // they arrive within 100 ms of those writes, as they do unless the machine stalls).
+    std::string more;
+    for (int i = 2; i <= 10; ++i)
+        more += proto::encode(proto::send_msg{proto::target_kind::user, receiver_id, uint64_t(i),
+                                              "msg " + std::to_string(i) + " ✓"},
+                              uint32_t(i));
+    ASSERT_TRUE(sender->send_raw(more));
+    for (int i = 2; i <= 10; ++i) {
+        auto r = sender->read<proto::send_result_msg>();
+        ASSERT_TRUE(r) << "result " << i;
+        EXPECT_EQ(r->client_msg_id, uint64_t(i));
+        auto d = receiver->read<proto::deliver_msg>();
+        ASSERT_TRUE(d) << "delivery " << i;
+        EXPECT_EQ(d->payload, "msg " + std::to_string(i) + " ✓");
+    }
+    EXPECT_EQ(gw.metric(at_once) + gw.metric(waited) - at_once0 - waited0, 4);
+    EXPECT_EQ(gw.metric("imgate_gateway_socket_writes_total") - writes0, 4);
+    EXPECT_EQ(gw.metric("imgate_gateway_frames_written_total") - frames0, 20);
 }
 
 TEST(WriteCoalesce, ZeroWritesAfterTheBatchWithoutWaiting) {

@@ -93,7 +93,7 @@ session::session(gateway_server& srv, std::unique_ptr<session_io> io, uint64_t i
       id_(id),
       io_(std::move(io)),
       // "Long ago": the first write (LOGIN_RESULT) does not wait.
-      last_write_us_(micros32(clock_now()) - 0x80000000u),
+      last_write_us_(last_write_stamp(micros32(clock_now()) - 0x80000000u, 0)),
       proto_(srv.limits(limits_gen_), clock_now()) {
     // Before login only a LOGIN fits: an unauthenticated connection buffers at most that much.
     dec_.set_max_body(proto_.max_frame_body());
@@ -414,7 +414,8 @@ void session::start_write() {
     }
     auto now = clock_now();
     proto_.on_write_started(now);
-    last_write_us_.store(micros32(now), std::memory_order_relaxed);
+    last_write_us_.store(last_write_stamp(micros32(now), out->writing.size()),
+                         std::memory_order_relaxed);
     srv_.count_write(out->writing.size());
     io_->write(out->bufs, shared_from_this());
 }

@@ -119,9 +119,9 @@ class session final : public session_sink,
     uint32_t conn_slot_ = 0;  // this session's slot in the server's connection table
     uint32_t dec_fed_ = 0;    // bytes fed to dec_ since it was last (re)created (saturating)
     uint32_t discarded_ = 0;  // input dropped since the session started finishing (saturating)
-    // When the last write started (steady clock, us, low 32 bits; write_waits()): a session that
-    // wrote within timeouts.write_coalesce joins the coalescer's next flush. Written on the
-    // session's executor, read by push_item on any thread.
+    // When the last write started and whether it carried several frames (last_write_stamp()): a
+    // busy session joins the coalescer's next flush (write_waits()). Written on the session's
+    // executor, read by push_item on any thread.
     std::atomic<uint32_t> last_write_us_;
     std::string user_;
     std::string device_;

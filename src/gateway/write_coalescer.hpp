@@ -1,17 +1,18 @@
 #pragma once
 // Batching of client socket writes that does not depend on luck, without making a quiet session
-// pay for it. A session whose outbound queue goes from empty to non-empty and that started a write
-// less than `timeouts.write_coalesce` ago (a busy session) does not write at once but joins the
-// next flush, at most one delay later; every frame queued for it meanwhile (more deliveries, the
-// SEND_RESULTs of a burst of SENDs, more room copies) then leaves in the same socket write. A
-// session that wrote nothing for the delay or longer writes right after the events being handled
-// (write_waits() decides). One timer for the whole gateway, armed at most once per delay, instead
-// of one per session.
+// pay for it. A session whose outbound queue goes from empty to non-empty and that is busy (it
+// started a write less than `timeouts.write_coalesce` ago, or a write of several frames less than
+// burst_span delays ago) does not write at once but joins the next flush, at most one delay later;
+// every frame queued for it meanwhile (more deliveries, the SEND_RESULTs of a burst of SENDs, more
+// room copies) then leaves in the same socket write. A session that wrote nothing for the delay or
+// longer writes right after the events being handled (write_waits() decides). One timer for the
+// whole gateway, armed at most once per delay, instead of one per session.
 #include <atomic>
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -22,11 +23,21 @@ namespace imgate::gw {
 namespace asio = boost::asio;
 
 // Whether a session whose queue just became non-empty waits for the next flush: it started a
-// write less than delay_us ago. Times are microseconds of the steady clock, truncated to 32 bits
-// (a session keeps 4 bytes for it); the difference is taken modulo 2^32, so a session idle for
-// almost exactly a multiple of 71.6 minutes may wait one delay it need not have, never longer.
-inline bool write_waits(uint32_t now_us, uint32_t last_write_us, uint32_t delay_us) {
-    return delay_us > 0 && uint32_t(now_us - last_write_us) < delay_us;
+// write less than delay_us ago, or less than burst_span × delay_us ago when that write carried
+// more than one frame (a session in a burst: lockstep exchanges such as a window of sends whose
+// next top-up comes a few milliseconds later keep their full batches; a chat session that
+// receives a frame now and then writes at once). last_write packs the write's start (steady
+// clock, us, low 32 bits, its lowest bit dropped) with that "several frames" flag in bit 0 (see
+// last_write_stamp). The difference is taken modulo 2^32, so a session idle for almost exactly a
+// multiple of 71.6 minutes may wait one delay it need not have, never longer.
+inline constexpr uint32_t burst_span = 4;
+inline uint32_t last_write_stamp(uint32_t start_us, size_t frames) {
+    return (start_us & ~1u) | (frames > 1 ? 1u : 0u);
+}
+inline bool write_waits(uint32_t now_us, uint32_t last_write, uint32_t delay_us) {
+    if (delay_us == 0) return false;
+    uint32_t since = now_us - (last_write & ~1u);
+    return since < delay_us || ((last_write & 1u) && since / burst_span < delay_us);
 }
 
 // Owns the list of sessions waiting for the next flush and the timer that ends the wait. Thread

@@ -59,16 +59,25 @@ TEST(WriteCoalescer, SchedulesFromManyThreadsAreEachFlushedOnce) {
     EXPECT_LE(c.flushes(), 400u);
 }
 
-TEST(WriteCoalescer, OnlyASessionThatWroteWithinTheDelayWaits) {
-    const uint32_t delay = 1000;                   // 1 ms
-    EXPECT_TRUE(write_waits(5000, 5000, delay));   // a write started just now
-    EXPECT_TRUE(write_waits(5999, 5000, delay));   // 999 us ago
-    EXPECT_FALSE(write_waits(6000, 5000, delay));  // a full delay ago: quiet, write at once
-    EXPECT_FALSE(write_waits(900000, 5000, delay));
-    EXPECT_FALSE(write_waits(5000, 5000, 0));  // write_coalesce: 0 never waits
+TEST(WriteCoalescer, OnlyABusySessionWaits) {
+    const uint32_t delay = 1000;  // 1 ms
+    auto one = [](uint32_t at) { return last_write_stamp(at, 1); };
+    auto several = [](uint32_t at) { return last_write_stamp(at, 20); };
+    // A write of one frame: the session waits only within one delay of it.
+    EXPECT_TRUE(write_waits(5000, one(5000), delay));   // a write started just now
+    EXPECT_TRUE(write_waits(5998, one(5000), delay));   // 998 us ago
+    EXPECT_FALSE(write_waits(6000, one(5000), delay));  // a full delay ago: quiet, write at once
+    EXPECT_FALSE(write_waits(900000, one(5000), delay));
+    // A write of several frames (a burst): waits within burst_span delays of it.
+    EXPECT_TRUE(write_waits(6000, several(5000), delay));
+    EXPECT_TRUE(write_waits(5000 + burst_span * delay - 2, several(5000), delay));
+    EXPECT_FALSE(write_waits(5000 + burst_span * delay, several(5000), delay));
+    // write_coalesce: 0 never waits.
+    EXPECT_FALSE(write_waits(5000, several(5000), 0));
     // The 32-bit clock wraps every 71.6 minutes: differences are taken modulo 2^32.
-    EXPECT_TRUE(write_waits(100, 0xFFFFFF00u, delay));    // 356 us ago, across the wrap
-    EXPECT_FALSE(write_waits(2000, 0xFFFFFF00u, delay));  // 2.3 ms ago, across the wrap
+    EXPECT_TRUE(write_waits(100, one(0xFFFFFF00u), delay));    // 356 us ago, across the wrap
+    EXPECT_FALSE(write_waits(2000, one(0xFFFFFF00u), delay));  // 2.3 ms ago, across the wrap
+    EXPECT_TRUE(write_waits(2000, several(0xFFFFFF00u), delay));
     // A session that never wrote is created "long ago" (2^31 us before its first write).
-    EXPECT_FALSE(write_waits(12345, 12345u - 0x80000000u, delay));
+    EXPECT_FALSE(write_waits(12346, one(12346u - 0x80000000u), delay));
 }

@@ -1,6 +1,7 @@
 // basic_write_coalescer with a stand-in session: one flush per delay for everything scheduled
-// meanwhile, each scheduled session flushed once, from any thread; write_waits(): only a session
-// that wrote within the delay waits for a flush.
+// meanwhile, each scheduled session flushed once, from any thread; write_waits(): only a busy
+// session (a write within the delay, or a write of several frames within burst_span delays)
+// waits for a flush.
 #include "gateway/write_coalescer.hpp"
 
 #include <gtest/gtest.h>

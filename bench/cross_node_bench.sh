@@ -61,9 +61,7 @@ done
 client_writes() {
     local f=0 w=0 id a b
     for id in "$@"; do
-        read -r a b < <(curl -fsS "http://${admin_addr[$id]}/metrics" | awk '
-            /^imgate_gateway_frames_written_total/ {f=$2} /^imgate_gateway_socket_writes_total/ {w=$2}
-            END {printf "%d %d\n", f, w}')
+        read -r a b < <(gateway_write_counters "${admin_addr[$id]}")
         f=$((f + a)); w=$((w + b))
     done
     echo "$f $w"

@@ -13,6 +13,14 @@ bench_compile() {
     fi
 }
 
+# gateway_write_counters ADMIN-HOSTPORT: the gateway's client-writer counters as "frames writes"
+# (imgate_gateway_frames_written_total, imgate_gateway_socket_writes_total): frames per write.
+gateway_write_counters() {
+    curl -fsS "http://$1/metrics" | awk '
+        /^imgate_gateway_frames_written_total/ {f=$2} /^imgate_gateway_socket_writes_total/ {w=$2}
+        END {printf "%d %d\n", f, w}'
+}
+
 # A loopback port that was free a moment ago.
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'

@@ -124,11 +124,7 @@ CONF
 }
 
 # The gateway's writer counters (frames written, socket writes) as "frames writes".
-gw_counters() {
-    curl -s "http://$admin/metrics" | awk '
-        /^imgate_gateway_frames_written_total/ {f=$2} /^imgate_gateway_socket_writes_total/ {w=$2}
-        END {printf "%d %d\n", f, w}'
-}
+gw_counters() { gateway_write_counters "$admin"; }
 
 # wait_file PATH PID SECONDS: until PATH exists; fails if PID exits or SECONDS pass.
 wait_file() {

@@ -30,6 +30,10 @@ padded_mutex queue_locks[256];
 steady_time clock_now() {
     return std::chrono::steady_clock::now();
 }
+// Adds n to a 32-bit byte count that stops at its maximum instead of wrapping.
+void add_saturating(uint32_t& count, size_t n) {
+    count = uint32_t(std::min<size_t>(size_t(count) + n, UINT32_MAX));
+}
 uint32_t micros32(steady_time t) {
     return uint32_t(
         std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count());
@@ -190,7 +194,7 @@ void session::on_readable(const boost::system::error_code& wec) {
             // that keeps writing after being told to go (a flooder after its flood close) would
             // keep this loop busy for the whole linger: past a bound, once the last frame is
             // flushed and the send side shut down, it is closed at once.
-            discarded_ = uint32_t(std::min<size_t>(size_t(discarded_) + n, UINT32_MAX));
+            add_saturating(discarded_, n);
             if (discarded_ > max_discard_bytes && proto_.lingering())
                 close_now();  // the next read fails: read end
             continue;
@@ -200,7 +204,7 @@ void session::on_readable(const boost::system::error_code& wec) {
         refresh_limits(now);
         // Whole frames are decoded straight from read_buf; only a partial one is copied.
         std::string_view input(read_buf, n);
-        dec_fed_ = uint32_t(std::min<size_t>(size_t(dec_fed_) + n, UINT32_MAX));
+        add_saturating(dec_fed_, n);
         while (auto f = dec_.next(input)) {
             carry_out(proto_.on_frame(*f, now, gw));
             if (closing_.load(std::memory_order_relaxed)) break;
